@@ -281,8 +281,11 @@ class Tokenizer:
         parts.append(text[last:])
         return parts
 
-    def tokenize(self, text: str) -> list[str]:
-        """Split ``text`` into the tokenizer's pieces, added tokens kept whole."""
+    def tokenize(self, text: str, **options: Any) -> list[str]:
+        """Split ``text`` into the tokenizer's pieces, added tokens kept whole.
+
+        ``options`` (e.g. XLM's ``lang``) go to ``_tokenize`` for each stretch of plain text.
+        """
         text = self.prepare_for_tokenization(text)
         parts = self._split_added(text)
         if len(parts) > 1:
@@ -305,7 +308,7 @@ class Tokenizer:
             if i % 2 == 1 and len(parts) > 1:
                 pieces.append(part)
             else:
-                pieces.extend(self._tokenize(part))
+                pieces.extend(self._tokenize(part, **options))
         return pieces
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> Any:

@@ -1,0 +1,64 @@
+"""Pick a family's config and model class from a checkpoint's config.json.
+
+The family comes from ``model_type`` and the class from ``architectures``
+(or a head the caller asks for); a folder's name is never consulted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from .config import Config
+from .loading import CheckpointError
+from .modeling import PreTrainedModel, config_dict
+from .registry import FAMILIES, Family, load_object
+
+__all__ = ["AutoConfig", "AutoModel", "CheckpointError", "family_of", "model_classes"]
+
+
+def family_of(path: str | os.PathLike) -> tuple[Family, dict[str, Any]]:
+    data = config_dict(path)
+    model_type = data.get("model_type")
+    if model_type not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
+        raise CheckpointError(f"{path}: model_type {model_type!r} is not one xcli runs ({known})")
+    return FAMILIES[model_type], data
+
+
+def model_classes(family: Family) -> dict[str, type[PreTrainedModel]]:
+    """Every model class of a family by name."""
+    module = importlib.import_module(family.models)
+    return {
+        name: obj for name, obj in vars(module).items()
+        if isinstance(obj, type) and issubclass(obj, PreTrainedModel) and obj.__module__ == module.__name__
+        and not name.endswith("PreTrainedModel")
+    }
+
+
+class AutoConfig:
+    @staticmethod
+    def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Config:
+        family, data = family_of(path)
+        return load_object(family.config).from_dict(data, **overrides)
+
+
+class AutoModel:
+    @staticmethod
+    def class_for(path: str | os.PathLike, class_name: str | None = None) -> type[PreTrainedModel]:
+        """The class named by ``class_name``, else by config.json's ``architectures``."""
+        family, data = family_of(path)
+        classes = model_classes(family)
+        wanted = [class_name] if class_name else list(data.get("architectures") or [])
+        for name in wanted:
+            if name in classes:
+                return classes[name]
+        if class_name:
+            raise CheckpointError(f"{path}: {family.name} has no class {class_name!r}")
+        names = ", ".join(wanted) or "none"
+        raise CheckpointError(f"{path}: config.json architectures ({names}) name no {family.name} class xcli has")
+
+    @staticmethod
+    def from_pretrained(path: str | os.PathLike, class_name: str | None = None, **kwargs: Any) -> PreTrainedModel:
+        return AutoModel.class_for(path, class_name).from_pretrained(path, **kwargs)

@@ -1,0 +1,142 @@
+"""Key/value caches for incremental decoding.
+
+A ``KVCache`` holds one attention layer's keys and values, shape
+``(batch, heads, length, head_dim)``. Self-attention appends a step at a time
+into a buffer that grows by doubling, so a decode step copies only the new
+token's keys, not the whole history; cross-attention fills it once from the
+encoder output. ``Cache`` is the model-wide list of them, with the operations
+generation needs: the cached length, reordering for beam search, and the
+reference's tuple layout for interoperability.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+
+class KVCache:
+    """Keys and values of one attention layer. Shape: (B, H, S, Dh)."""
+
+    def __init__(self) -> None:
+        self._key: torch.Tensor | None = None
+        self._value: torch.Tensor | None = None
+        self.length = 0
+
+    @property
+    def filled(self) -> bool:
+        return self._key is not None
+
+    @property
+    def key(self) -> torch.Tensor:
+        assert self._key is not None
+        return self._key[:, :, : self.length]
+
+    @property
+    def value(self) -> torch.Tensor:
+        assert self._value is not None
+        return self._value[:, :, : self.length]
+
+    def set(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace the contents (cross-attention: the encoder's keys and values)."""
+        self._key, self._value, self.length = key, value, key.shape[2]
+        return key, value
+
+    def append(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add ``key``/``value`` (B, H, T, Dh) after the cached steps; return all steps."""
+        if self._key is None:
+            return self.set(key, value)
+        new_length = self.length + key.shape[2]
+        if new_length > self._key.shape[2] or self._key.shape[0] != key.shape[0]:
+            capacity = max(new_length, 2 * self._key.shape[2])
+            self._key = _grow(self._key[:, :, : self.length], capacity)
+            self._value = _grow(self._value[:, :, : self.length], capacity)
+        self._key[:, :, self.length : new_length] = key
+        self._value[:, :, self.length : new_length] = value
+        self.length = new_length
+        return self.key, self.value
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (beam search), in that order."""
+        if self._key is not None:
+            self._key = self._key[:, :, : self.length].index_select(0, index.to(self._key.device))
+            self._value = self._value[:, :, : self.length].index_select(0, index.to(self._value.device))
+
+
+def _grow(tensor: torch.Tensor, capacity: int) -> torch.Tensor:
+    b, h, s, d = tensor.shape
+    out = tensor.new_empty(b, h, capacity, d)
+    out[:, :, :s] = tensor
+    return out
+
+
+class LayerCache:
+    """The caches of one layer: self-attention, and cross-attention when the layer has it."""
+
+    def __init__(self, cross: bool = False) -> None:
+        self.self_attn = KVCache()
+        self.cross_attn = KVCache() if cross else None
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.self_attn.reorder(index)
+        if self.cross_attn is not None:
+            self.cross_attn.reorder(index)
+
+
+class Cache:
+    """Per-layer caches of a decoder (``past_key_values``)."""
+
+    def __init__(self, n_layers: int, cross: bool = False) -> None:
+        self.layers = [LayerCache(cross) for _ in range(n_layers)]
+
+    def __getitem__(self, index: int) -> LayerCache:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def get_seq_length(self) -> int:
+        """Number of positions already cached (0 for an empty cache)."""
+        return self.layers[0].self_attn.length if self.layers else 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        for layer in self.layers:
+            layer.reorder(index)
+
+    def to_legacy(self) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """``((k, v[, cross_k, cross_v]), ...)`` per layer, as the reference's tuple caches."""
+        out = []
+        for layer in self.layers:
+            entry = (layer.self_attn.key, layer.self_attn.value)
+            if layer.cross_attn is not None and layer.cross_attn.filled:
+                entry += (layer.cross_attn.key, layer.cross_attn.value)
+            out.append(entry)
+        return tuple(out)
+
+    @classmethod
+    def from_legacy(cls, layers: Sequence[Sequence[torch.Tensor]]) -> "Cache":
+        cross = any(len(entry) == 4 for entry in layers)
+        cache = cls(len(layers), cross=cross)
+        for layer, entry in zip(cache.layers, layers):
+            layer.self_attn.set(entry[0], entry[1])
+            if len(entry) == 4 and layer.cross_attn is not None:
+                layer.cross_attn.set(entry[2], entry[3])
+        return cache
+
+    @classmethod
+    def coerce(cls, value: object, n_layers: int, cross: bool = False) -> "Cache":
+        """A ``Cache`` from what a caller passed as past_key_values (None, Cache, or tuples)."""
+        if value is None:
+            return cls(n_layers, cross=cross)
+        if isinstance(value, Cache):
+            return value
+        to_legacy = getattr(value, "to_legacy_cache", None)  # a reference Cache object
+        if to_legacy is not None:
+            value = to_legacy()
+        if isinstance(value, Iterable):
+            return cls.from_legacy(list(value))  # type: ignore[arg-type]
+        raise TypeError(f"cannot use {type(value).__name__} as past_key_values")

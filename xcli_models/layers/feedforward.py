@@ -1,0 +1,26 @@
+"""Position-wise feed-forward block."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .activations import activation
+
+
+class FeedForward(nn.Module):
+    """``down(dropout(act(up(x))))``; the residual dropout belongs to the layer.
+
+    Shape: (..., D) -> (..., D), through (..., ffn_dim).
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, act: str, *, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        self.up = nn.Linear(dim, ffn_dim, bias=bias)
+        self.down = nn.Linear(ffn_dim, dim, bias=bias)
+        self.act = activation(act)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.dropout(self.act(self.up(x)), p=self.dropout, training=self.training))

@@ -1,0 +1,277 @@
+"""Reading and writing checkpoint weights, and translating parameter names.
+
+Weights are read without a second copy: a safetensors file is memory-mapped
+and each tensor is a view into the map (its header is checked against the
+file first, so a file that lies about sizes or offsets is refused, not read
+past its end); a ``.bin`` is opened with ``torch.load(weights_only=True,
+mmap=True)``, so nothing in it is executed. Sharded checkpoints are read
+through their index file.
+
+``NameTable`` maps a family's Hugging Face parameter names to ours and back;
+the same table serves loading, saving and conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from functools import lru_cache
+from typing import Mapping
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read, or does not fit the model built from its config."""
+
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+BIN_WEIGHTS = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
+
+_SAFE_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_SAFE_NAMES = {v: k for k, v in _SAFE_DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+# ------------------------------------------------------------------- reading
+def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file as views into a private memory map."""
+    path = Path(file)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if size < 8:
+            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        if header_len > min(size - 8, _MAX_HEADER):
+            raise CheckpointError(f"{path}: safetensors header length {header_len} does not fit the file")
+        try:
+            header = json.loads(handle.read(header_len))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+        header.pop("__metadata__", None)
+        data_len = size - 8 - header_len
+        spans = []
+        for name, info in header.items():
+            try:
+                dtype = _SAFE_DTYPES[info["dtype"]]
+                shape = [int(d) for d in info["shape"]]
+                start, end = (int(o) for o in info["data_offsets"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: bad header entry for {name!r}") from exc
+            expected = math.prod(shape) * dtype.itemsize
+            if min(shape, default=0) < 0 or not 0 <= start <= end <= data_len or end - start != expected:
+                raise CheckpointError(
+                    f"{path}: header of {name!r} lies about its size or offsets "
+                    f"(shape {shape} {info['dtype']} needs {expected} bytes, offsets {start}..{end} "
+                    f"in a data section of {data_len} bytes)"
+                )
+            spans.append((start, end, name, dtype, shape))
+        spans.sort()
+        for (s0, e0, n0, *_), (s1, _, n1, *_) in zip(spans, spans[1:]):
+            if s1 < e0:
+                raise CheckpointError(f"{path}: tensors {n0!r} and {n1!r} overlap")
+        if data_len == 0 or not spans:
+            return {name: torch.empty(shape, dtype=dtype) for _, _, name, dtype, shape in spans}
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    base = 8 + header_len
+    tensors: dict[str, torch.Tensor] = {}
+    for start, end, name, dtype, shape in spans:
+        if end == start:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        flat = torch.frombuffer(mapped, dtype=dtype, count=(end - start) // dtype.itemsize, offset=base + start)
+        tensors[name] = flat.view(shape)
+    return tensors
+
+
+def read_bin(file: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A pytorch_model.bin, loaded with ``weights_only=True`` (nothing in it runs)."""
+    path = Path(file)
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except Exception as exc:  # pickle refusing a global, a truncated zip, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot be loaded safely ({reason})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: does not hold a dictionary of tensors")
+    return state
+
+
+def weight_files(directory: str | os.PathLike) -> list[Path]:
+    """The weight files of a checkpoint directory, safetensors preferred."""
+    root = Path(directory)
+    for index_name in (SAFE_INDEX, BIN_INDEX):
+        index = root / index_name
+        if index.exists():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                names = sorted(set(weight_map.values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise CheckpointError(f"{index}: not a valid shard index ({exc})") from exc
+            missing = [n for n in names if not (root / n).exists()]
+            if missing:
+                raise CheckpointError(f"{index}: shard file(s) missing: {', '.join(missing)}")
+            return [root / n for n in names]
+    for name in (SAFE_WEIGHTS, BIN_WEIGHTS):
+        if (root / name).exists():
+            return [root / name]
+    raise CheckpointError(
+        f"{root} has no weights ({SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} or {BIN_INDEX})"
+    )
+
+
+def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory by their stored names."""
+    state: dict[str, torch.Tensor] = {}
+    for file in weight_files(directory):
+        part = read_safetensors(file) if file.suffix == ".safetensors" else read_bin(file)
+        state.update(part)
+    return state
+
+
+# ------------------------------------------------------------------- writing
+def parse_size(value: int | str) -> int:
+    """``"5GB"``, ``"200MB"``, ``"10KiB"`` or a byte count -> bytes."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*", value, flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"cannot read a size from {value!r} (use e.g. 500MB or 2GB)")
+    number, unit = float(match.group(1)), (match.group(2) or "B").upper()
+    powers = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    return int(number * powers[unit])
+
+
+def shard_plan(state: Mapping[str, torch.Tensor], max_shard_size: int | str | None) -> list[list[str]]:
+    """Group tensor names, in order, into shards of at most ``max_shard_size`` bytes each."""
+    if max_shard_size is None:
+        return [list(state)]
+    limit = parse_size(max_shard_size)
+    shards: list[list[str]] = [[]]
+    used = 0
+    for name, tensor in state.items():
+        size = tensor.numel() * tensor.element_size()
+        if shards[-1] and used + size > limit:
+            shards.append([])
+            used = 0
+        shards[-1].append(name)
+        used += size
+    return shards
+
+
+def write_weights(
+    state: Mapping[str, torch.Tensor],
+    directory: str | os.PathLike,
+    *,
+    safe: bool = True,
+    max_shard_size: int | str | None = None,
+) -> list[Path]:
+    """Write tensors as one file or as shards with an index (safetensors or .bin)."""
+    from safetensors.torch import save_file
+
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in state.items()}
+    groups = shard_plan(state, max_shard_size)
+    single, index_name = (SAFE_WEIGHTS, SAFE_INDEX) if safe else (BIN_WEIGHTS, BIN_INDEX)
+    stem, ext = single.rsplit(".", 1)
+    written: list[Path] = []
+    weight_map: dict[str, str] = {}
+    for i, names in enumerate(groups, 1):
+        name = single if len(groups) == 1 else f"{stem}-{i:05d}-of-{len(groups):05d}.{ext}"
+        part = {n: state[n] for n in names}
+        if safe:
+            save_file(part, str(root / name), metadata={"format": "pt"})
+        else:
+            torch.save(part, root / name)
+        written.append(root / name)
+        weight_map.update({n: name for n in names})
+    if len(groups) > 1:
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (root / index_name).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        written.append(root / index_name)
+    return written
+
+
+def safetensors_dtype_name(dtype: torch.dtype) -> str:
+    return _SAFE_NAMES[dtype]
+
+
+# --------------------------------------------------------------- name tables
+@dataclass(frozen=True)
+class NameTable:
+    """Rewrites between Hugging Face parameter names and ours.
+
+    Each rule is a pair of dotted name fragments, ``(hf, ours)``; ``{i}``
+    stands for a layer number. A fragment matches whole dotted segments
+    anywhere in a name, and every rule is applied once, in order. For example
+    ``("attentions.{i}.q_lin", "layers.{i}.self_attn.query")`` turns
+    ``transformer.attentions.3.q_lin.weight`` into
+    ``transformer.layers.3.self_attn.query.weight``, and back.
+    """
+
+    rules: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    @lru_cache(maxsize=None)
+    def _compile(fragment: str) -> re.Pattern[str]:
+        pattern = re.escape(fragment).replace(re.escape("{i}"), r"(?P<i>\d+)").replace(
+            re.escape("{j}"), r"(?P<j>\d+)"
+        )
+        return re.compile(rf"(?:(?<=\.)|^){pattern}(?=\.|$)")
+
+    def _apply(self, name: str, reverse: bool) -> str:
+        for hf, ours in self.rules:
+            source, target = (ours, hf) if reverse else (hf, ours)
+            pattern = self._compile(source)
+            name = pattern.sub(lambda m: target.format(**m.groupdict()), name)
+        return name
+
+    def to_ours(self, name: str) -> str:
+        return self._apply(name, reverse=False)
+
+    def to_hf(self, name: str) -> str:
+        return self._apply(name, reverse=True)
+
+    def __add__(self, other: "NameTable") -> "NameTable":
+        return NameTable(self.rules + other.rules)
+
+
+def legacy_renames(name: str) -> str:
+    """Old LayerNorm parameter names (``gamma``/``beta``) -> ``weight``/``bias``."""
+    if name.endswith(".gamma"):
+        return name[: -len("gamma")] + "weight"
+    if name.endswith(".beta"):
+        return name[: -len("beta")] + "bias"
+    return name
+

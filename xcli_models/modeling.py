@@ -1,0 +1,290 @@
+"""The base of every model class: build from config.json, load, tie, save.
+
+``from_pretrained`` builds the model on the meta device (no memory, no random
+init), then assigns the checkpoint's tensors as the parameters themselves, so
+a float32 safetensors checkpoint is used straight from its memory map and
+never copied. It is loud about anything that does not fit: a tensor whose
+shape disagrees, or a missing weight of the base model, is a
+``CheckpointError``; a missing head weight is initialised (as the reference
+does when a base checkpoint is loaded into a task model) and named in
+``model.load_report``, and so is every checkpoint tensor the model has no use
+for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .config import Config, ConfigError, read_config_json
+from .loading import CheckpointError, NameTable, legacy_renames, read_weights, write_weights
+
+logger = logging.getLogger("xcli_models")
+
+_DTYPES = {
+    "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
+    "float64": torch.float64,
+}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, config: Config | None = None) -> torch.dtype:
+    """A dtype from a torch dtype or a name; ``"auto"`` takes the checkpoint's own."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        stored = getattr(config, "torch_dtype", None) or getattr(config, "dtype", None)
+        return resolve_dtype(str(stored).removeprefix("torch.") if stored else None)
+    try:
+        return _DTYPES[str(dtype).removeprefix("torch.")]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)") from None
+
+
+@dataclass
+class LoadReport:
+    """What ``from_pretrained`` did not take one-to-one from the checkpoint."""
+
+    initialized: list[str] = field(default_factory=list)  # head weights the checkpoint lacked
+    unexpected: list[str] = field(default_factory=list)  # checkpoint tensors the model has no place for
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.initialized:
+            out.append(f"newly initialised (not in the checkpoint): {', '.join(self.initialized)}")
+        if self.unexpected:
+            out.append(f"unused checkpoint tensors: {', '.join(self.unexpected)}")
+        return out
+
+
+def _short_list(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+class PreTrainedModel(nn.Module):
+    """Base class of all xcli models (see the module docstring)."""
+
+    config_class: ClassVar[type[Config]] = Config
+    #: attribute holding the base model in task models ("model", "transformer", ...)
+    base_model_prefix: ClassVar[str] = ""
+    #: Hugging Face name <-> our name rules of the family
+    names: ClassVar[NameTable] = NameTable()
+    #: our parameter name -> the parameter it shares storage with, when embeddings are tied
+    tied_weights: ClassVar[dict[str, str]] = {}
+    #: regexes over Hugging Face names: checkpoint tensors accepted silently when unused
+    ignore_unexpected: ClassVar[tuple[str, ...]] = (r"(^|\.)position_ids$",)
+    #: regexes over our names: weights that may be absent from a checkpoint without a report
+    ignore_missing: ClassVar[tuple[str, ...]] = ()
+    main_input_name: ClassVar[str] = "input_ids"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.load_report = LoadReport()
+
+    # --------------------------------------------------------------- basics
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        seen: set[int] = set()
+        total = 0
+        for p in self.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+        return total
+
+    def post_init(self) -> None:
+        """Finish construction: tie embeddings where the config asks for it."""
+        self.tie_weights()
+
+    def ties_active(self) -> bool:
+        return bool(getattr(self.config, "tie_word_embeddings", True))
+
+    def tie_weights(self) -> None:
+        if not self.ties_active():
+            return
+        for target, source in self.tied_weights.items():
+            owner_name, _, attr = target.rpartition(".")
+            owner = self.get_submodule(owner_name) if owner_name else self
+            setattr(owner, attr, self.get_parameter(source))
+
+    def init_std(self) -> float:
+        for name in ("init_std", "initializer_range", "init_range"):
+            value = getattr(self.config, name, None)
+            if isinstance(value, (int, float)):
+                return float(value)
+        return 0.02
+
+    def _init_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        """Initialise one weight the checkpoint lacked (as freshly built heads are)."""
+        owner_name, _, attr = name.rpartition(".")
+        owner = self.get_submodule(owner_name) if owner_name else self
+        with torch.no_grad():
+            if attr == "bias" or isinstance(owner, nn.LayerNorm) and attr != "weight":
+                tensor.zero_()
+            elif isinstance(owner, nn.LayerNorm):
+                tensor.fill_(1.0)
+            else:
+                tensor.normal_(0.0, self.init_std())
+                padding_idx = getattr(owner, "padding_idx", None)
+                if isinstance(owner, nn.Embedding) and padding_idx is not None:
+                    tensor[padding_idx].zero_()
+
+    # -------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        config: Config | None = None,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        **config_overrides: Any,
+    ) -> "PreTrainedModel":
+        """Load a Hugging Face checkpoint directory (see the module docstring)."""
+        directory = Path(path)
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory} is not a checkpoint directory")
+        if config is None:
+            config = cls.config_class.from_pretrained(directory, **config_overrides)
+        target_dtype = resolve_dtype(dtype, config)
+        target_device = torch.device(device) if device is not None else torch.device("cpu")
+        state = read_weights(directory)
+        with torch.device("meta"):
+            model = cls(config)
+        model._assign_checkpoint(state, target_dtype, target_device, str(directory))
+        model.eval()
+        return model
+
+    def _assign_checkpoint(
+        self, state: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device, where: str
+    ) -> None:
+        expected = self.state_dict(keep_vars=True)
+        hf_state = self._align_prefix({legacy_renames(k): v for k, v in state.items()}, expected)
+        ties = self.tied_weights if self.ties_active() else {}
+        report = LoadReport()
+        assigned: dict[str, torch.Tensor] = {}
+        mismatched: list[str] = []
+        for hf_name, tensor in hf_state.items():
+            ours = self.names.to_ours(hf_name)
+            slot = expected.get(ours)
+            if slot is None:
+                if not any(re.search(p, hf_name) for p in self.ignore_unexpected):
+                    report.unexpected.append(hf_name)
+                continue
+            if tuple(tensor.shape) != tuple(slot.shape):
+                mismatched.append(f"{hf_name} is {list(tensor.shape)} in the checkpoint, {list(slot.shape)} in the model")
+                continue
+            if tensor.is_floating_point() and tensor.dtype != dtype:
+                tensor = tensor.to(dtype)
+            elif not tensor.is_floating_point() and slot.dtype != tensor.dtype:
+                tensor = tensor.to(slot.dtype)
+            assigned[ours] = tensor.to(device)
+        if mismatched:
+            raise CheckpointError(
+                f"{where}: {len(mismatched)} tensor(s) do not fit config.json: {_short_list(mismatched, 3)}"
+            )
+        # absent buffers are rebuilt by their module's reset_buffers(), not loaded
+        missing = [
+            name for name, slot in expected.items()
+            if name not in assigned and name not in ties and isinstance(slot, nn.Parameter)
+        ]
+        reported = [m for m in missing if not any(re.search(p, m) for p in self.ignore_missing)]
+        prefix = self.base_model_prefix
+        base_missing = [m for m in reported if not prefix or m.startswith(prefix + ".")]
+        if base_missing:
+            if not assigned:
+                raise CheckpointError(
+                    f"{where}: none of the model's weights are in the checkpoint; is it a {type(self).__name__} "
+                    f"checkpoint of another family or version?"
+                )
+            raise CheckpointError(
+                f"{where}: {len(base_missing)} weight(s) missing from the checkpoint: "
+                f"{_short_list([self.names.to_hf(m) for m in base_missing])}"
+            )
+        self.load_state_dict(assigned, strict=False, assign=True)
+        for name in missing:
+            slot = expected[name]
+            fresh = torch.empty(slot.shape, dtype=dtype if slot.is_floating_point() else slot.dtype, device=device)
+            self._init_tensor(name, fresh)
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.get_submodule(owner_name) if owner_name else self
+            setattr(owner, attr, nn.Parameter(fresh, requires_grad=slot.requires_grad))
+            if name in reported:
+                report.initialized.append(self.names.to_hf(name))
+        self._materialize_buffers(device, dtype)
+        self.tie_weights()
+        self.load_report = report
+        for line in report.lines():
+            logger.warning("%s: %s", where, line)
+
+    def _align_prefix(self, state: dict[str, torch.Tensor], expected: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Load a base checkpoint into a task model and a task checkpoint into a base model."""
+        prefix = self.base_model_prefix
+        if not prefix:
+            return state
+        dotted = prefix + "."
+        model_has = any(self.names.to_hf(k).startswith(dotted) for k in expected)
+        ckpt_has = any(k.startswith(dotted) for k in state)
+        if model_has and not ckpt_has:
+            return {dotted + k: v for k, v in state.items()}
+        if not model_has and ckpt_has:
+            return {k.removeprefix(dotted): v for k, v in state.items()}
+        return state
+
+    def _materialize_buffers(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Rebuild buffers computed at construction (they were made on the meta device)."""
+        for module in self.modules():
+            if any(b.is_meta for b in module.buffers(recurse=False)):
+                reset = getattr(module, "reset_buffers", None)
+                if reset is None:
+                    raise RuntimeError(f"{type(module).__name__} has meta buffers but no reset_buffers()")
+                reset()
+        for name, buffer in self.named_buffers():
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.get_submodule(owner_name) if owner_name else self
+            if buffer.device != device:
+                owner._buffers[attr] = buffer.to(device)
+
+    # --------------------------------------------------------------- saving
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters under their Hugging Face names, tied copies left out."""
+        ties = self.tied_weights if self.ties_active() else {}
+        return {self.names.to_hf(k): v for k, v in self.state_dict().items() if k not in ties}
+
+    def save_pretrained(
+        self, path: str | os.PathLike, *, safe_serialization: bool = True, max_shard_size: int | str | None = None
+    ) -> list[Path]:
+        """Write config.json and the weights in a layout the reference library loads unchanged."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.architectures = [type(self).__name__]
+        self.config.torch_dtype = str(self.dtype).removeprefix("torch.")
+        files = write_weights(self.hf_state_dict(), directory, safe=safe_serialization, max_shard_size=max_shard_size)
+        return [self.config.save_pretrained(directory), *files]
+
+
+def config_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """config.json as a dict, with a one-line error when it cannot be read."""
+    try:
+        return read_config_json(path)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from exc
