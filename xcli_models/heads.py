@@ -8,11 +8,16 @@ start and end cross-entropies, with positions outside the sequence ignored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .config import Config
+from .layers.activations import activation
+from .loading import NameTable
+from .outputs import ModelOutput
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config) -> torch.Tensor:
@@ -67,3 +72,232 @@ class SpanHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.proj(hidden).split(1, dim=-1)
         return start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
+
+
+# ------------------------------------------------------ sequence summary (XLM, XLNet)
+class SequenceSummary(nn.Module):
+    """One vector per sequence from the last hidden states, as XLM's and XLNet's classifiers use.
+
+    ``summary_type`` picks the vector: ``"last"`` token, ``"first"`` token, ``"mean"`` over the
+    tokens, or ``"cls_index"`` (the token at ``cls_index``, the last one when it is not given);
+    ``"attn"`` is not implemented, as in the reference. Then, in order: the first dropout, an
+    optional projection ``proj`` (to ``num_labels`` when ``proj_to_labels`` and ``num_labels > 0``,
+    else to ``dim``), the activation named by ``activation`` (none when empty), the last dropout.
+
+    Reference parameter names: ``<container>.summary.{weight,bias}`` -> ``<container>.proj.*``
+    (see ``summary_names``).
+
+    Shape: hidden (B, [...,] T, D); cls_index (B, [...]) -> (B, [...,] D or num_labels).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        summary_type: str = "last",
+        use_proj: bool = False,
+        proj_to_labels: bool = False,
+        num_labels: int = 0,
+        activation: str | None = None,
+        first_dropout: float = 0.0,
+        last_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if summary_type == "attn":
+            raise NotImplementedError("summary_type 'attn' is not implemented (nor is it in the reference)")
+        if summary_type not in ("last", "first", "mean", "cls_index"):
+            raise ValueError(f"unknown summary_type {summary_type!r} (use last, first, mean or cls_index)")
+        self.summary_type = summary_type
+        out_dim = num_labels if proj_to_labels and num_labels > 0 else dim
+        self.proj: nn.Module = nn.Linear(dim, out_dim) if use_proj else nn.Identity()
+        self.act = _activation_or_identity(activation)
+        self.first_dropout = first_dropout or 0.0
+        self.last_dropout = last_dropout or 0.0
+
+    @classmethod
+    def from_config(cls, config: Config, dim: int) -> "SequenceSummary":
+        """Built from a config's ``summary_*`` fields (XLMConfig, XLNetConfig)."""
+        return cls(
+            dim,
+            summary_type=getattr(config, "summary_type", "last"),
+            use_proj=bool(getattr(config, "summary_use_proj", False)),
+            proj_to_labels=bool(getattr(config, "summary_proj_to_labels", False)),
+            num_labels=config.num_labels,
+            activation=getattr(config, "summary_activation", None),
+            first_dropout=float(getattr(config, "summary_first_dropout", 0.0) or 0.0),
+            last_dropout=float(getattr(config, "summary_last_dropout", 0.0) or 0.0),
+        )
+
+    def forward(self, hidden: torch.Tensor, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+        if self.summary_type == "last":
+            out = hidden[:, -1]
+        elif self.summary_type == "first":
+            out = hidden[:, 0]
+        elif self.summary_type == "mean":
+            out = hidden.mean(dim=1)
+        else:  # cls_index
+            if cls_index is None:
+                index = torch.full_like(hidden[..., :1, :], hidden.shape[-2] - 1, dtype=torch.long)
+            else:
+                index = cls_index[..., None, None].expand(*cls_index.shape, 1, hidden.shape[-1])
+            out = hidden.gather(-2, index).squeeze(-2)  # (B, [...,] D)
+        out = F.dropout(out, p=self.first_dropout, training=self.training)
+        out = self.act(self.proj(out))
+        return F.dropout(out, p=self.last_dropout, training=self.training)
+
+
+def _activation_or_identity(name: str | None):
+    return activation(name) if name else (lambda x: x)
+
+
+def summary_names(hf: str = "sequence_summary", ours: str = "sequence_summary") -> NameTable:
+    """Name rules for a ``SequenceSummary`` stored by the reference as ``<hf>.summary``."""
+    return NameTable(((f"{hf}.summary", f"{ours}.proj"),))
+
+
+# ------------------------------------------------ beam-search SQuAD head (XLM, XLNet)
+def _mask_logits(logits: torch.Tensor, p_mask: torch.Tensor | None) -> torch.Tensor:
+    """Push positions with ``p_mask`` 1 to a huge negative logit, as the reference does."""
+    if p_mask is None:
+        return logits
+    big = 65500 if p_mask.dtype == torch.float16 else 1e30
+    return logits * (1 - p_mask) - big * p_mask
+
+
+@dataclass
+class BeamQAHeadOutput(ModelOutput):
+    """What ``BeamQAHead`` computes: the loss in training, the beam in inference."""
+
+    loss: torch.Tensor | None = None
+    start_top_log_probs: torch.Tensor | None = None
+    start_top_index: torch.Tensor | None = None
+    end_top_log_probs: torch.Tensor | None = None
+    end_top_index: torch.Tensor | None = None
+    cls_logits: torch.Tensor | None = None
+
+
+class BeamQAHead(nn.Module):
+    """XLNet's SQuAD head (also XLM's): start logits, end logits given a start, answerability.
+
+    Parts, by role (reference names in brackets, see ``beam_qa_names``):
+        start_proj   D -> 1                  [start_logits.dense]
+        end_hidden   2D -> D, then tanh      [end_logits.dense_0]
+        end_norm     LayerNorm(D)            [end_logits.LayerNorm]
+        end_proj     D -> 1                  [end_logits.dense_1]
+        answer_hidden 2D -> D, then tanh     [answer_class.dense_0]
+        answer_proj  D -> 1, no bias         [answer_class.dense_1]
+
+    With ``start_positions`` and ``end_positions`` it returns the training loss only: the mean of
+    the start and end cross-entropies (end logits conditioned on the gold start), plus half the
+    BCE of the answerability logit when ``cls_index`` and ``is_impossible`` are given. Otherwise it
+    runs the beam: the top ``start_n_top`` start probabilities, for each of them the top
+    ``end_n_top`` end probabilities (flattened end-major, as the reference does), and the
+    answerability logit from the start-probability-weighted hidden state and the CLS state
+    (``cls_index``, or the last token). The "log_probs" fields hold probabilities, as in the reference.
+
+    Shape: hidden (B, T, D); p_mask (B, T), 1.0 = cannot be an answer token; positions, cls_index,
+    is_impossible (B,). Outputs: start_top_* (B, start_n_top); end_top_* (B, start_n_top * end_n_top);
+    cls_logits (B,).
+    """
+
+    def __init__(self, dim: int, *, layer_norm_eps: float = 1e-12, start_n_top: int = 5, end_n_top: int = 5) -> None:
+        super().__init__()
+        self.start_n_top, self.end_n_top = start_n_top, end_n_top
+        self.start_proj = nn.Linear(dim, 1)
+        self.end_hidden = nn.Linear(2 * dim, dim)
+        self.end_norm = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.end_proj = nn.Linear(dim, 1)
+        self.answer_hidden = nn.Linear(2 * dim, dim)
+        self.answer_proj = nn.Linear(dim, 1, bias=False)
+
+    # the three parts, usable on their own
+    def start_logits(self, hidden: torch.Tensor, p_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: (B, T, D) -> (B, T)."""
+        return _mask_logits(self.start_proj(hidden).squeeze(-1), p_mask)
+
+    def end_logits(
+        self, hidden: torch.Tensor, start_states: torch.Tensor, p_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Shape: hidden and start_states (B, T, [K,] D) -> (B, T[, K])."""
+        x = torch.tanh(self.end_hidden(torch.cat([hidden, start_states], dim=-1)))
+        return _mask_logits(self.end_proj(self.end_norm(x)).squeeze(-1), p_mask)
+
+    def answer_logits(
+        self, hidden: torch.Tensor, start_state: torch.Tensor, cls_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Shape: hidden (B, T, D), start_state (B, D), cls_index (B,) -> (B,)."""
+        if cls_index is None:
+            cls_state = hidden[:, -1]
+        else:
+            cls_state = _gather_positions(hidden, cls_index)
+        x = torch.tanh(self.answer_hidden(torch.cat([start_state, cls_state], dim=-1)))
+        return self.answer_proj(x).squeeze(-1)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        *,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        cls_index: torch.Tensor | None = None,
+        is_impossible: torch.Tensor | None = None,
+        p_mask: torch.Tensor | None = None,
+    ) -> BeamQAHeadOutput:
+        start_logits = self.start_logits(hidden, p_mask)
+        flat = lambda t: None if t is None else (t.squeeze(-1) if t.dim() > 1 else t)  # noqa: E731
+        start_positions, end_positions = flat(start_positions), flat(end_positions)
+        cls_index, is_impossible = flat(cls_index), flat(is_impossible)
+
+        if start_positions is not None and end_positions is not None:
+            t = hidden.shape[1]
+            gold_start = _gather_positions(hidden, start_positions)[:, None].expand(-1, t, -1)  # (B, T, D)
+            end_logits = self.end_logits(hidden, gold_start, p_mask)
+            loss = (F.cross_entropy(start_logits, start_positions) + F.cross_entropy(end_logits, end_positions)) / 2
+            if cls_index is not None and is_impossible is not None:
+                cls_logits = self.answer_logits(hidden, _gather_positions(hidden, start_positions), cls_index)
+                cls_loss = F.binary_cross_entropy_with_logits(cls_logits, is_impossible.to(cls_logits.dtype))
+                loss = loss + 0.5 * cls_loss
+            return BeamQAHeadOutput(loss=loss)
+
+        b, t, d = hidden.shape
+        k = self.start_n_top
+        start_probs = torch.softmax(start_logits, dim=-1)  # (B, T)
+        start_top_probs, start_top_index = torch.topk(start_probs, k, dim=-1)  # (B, K)
+        start_states = hidden.gather(1, start_top_index[..., None].expand(-1, -1, d))  # (B, K, D)
+        start_states = start_states[:, None].expand(-1, t, -1, -1)  # (B, T, K, D)
+        hidden_k = hidden[:, :, None].expand_as(start_states)  # (B, T, K, D)
+        end_mask = None if p_mask is None else p_mask[..., None]
+        end_probs = torch.softmax(self.end_logits(hidden_k, start_states, end_mask), dim=1)  # (B, T, K)
+        end_top_probs, end_top_index = torch.topk(end_probs, self.end_n_top, dim=1)  # (B, end_n_top, K)
+        expected_start = torch.einsum("btd,bt->bd", hidden, start_probs.to(hidden.dtype))  # (B, D)
+        return BeamQAHeadOutput(
+            start_top_log_probs=start_top_probs,
+            start_top_index=start_top_index,
+            end_top_log_probs=end_top_probs.reshape(b, k * self.end_n_top),
+            end_top_index=end_top_index.reshape(b, k * self.end_n_top),
+            cls_logits=self.answer_logits(hidden, expected_start, cls_index),
+        )
+
+
+def _gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The hidden state at one position per row. Shape: (B, T, D), (B,) -> (B, D)."""
+    index = positions.long()[:, None, None].expand(-1, 1, hidden.shape[-1])
+    return hidden.gather(1, index).squeeze(1)
+
+
+def beam_qa_names(hf: str = "", ours: str = "qa_head") -> NameTable:
+    """Name rules for a ``BeamQAHead`` at ``ours`` whose reference parts sit under ``hf``.
+
+    XLM keeps them under ``qa_outputs`` (``beam_qa_names("qa_outputs", "qa_outputs")``); XLNet
+    keeps them at the top of the model (``beam_qa_names("", "qa_head")`` or wherever it sits).
+    """
+    pre = f"{hf}." if hf else ""
+    parts = (
+        ("start_logits.dense", "start_proj"),
+        ("end_logits.dense_0", "end_hidden"),
+        ("end_logits.LayerNorm", "end_norm"),
+        ("end_logits.dense_1", "end_proj"),
+        ("answer_class.dense_0", "answer_hidden"),
+        ("answer_class.dense_1", "answer_proj"),
+    )
+    return NameTable(tuple((pre + theirs, f"{ours}.{mine}") for theirs, mine in parts))
