@@ -1,0 +1,1 @@
+"""XLNet: config, parameter names, two-stream relative attention, model classes."""

@@ -1,0 +1,68 @@
+"""XLNet's config.json fields."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ...config import Config
+
+
+class XLNetConfig(Config):
+    """XLNet: permutation language model with two-stream relative attention and memory.
+
+    ``d_head`` is derived (``d_model // n_head``) and written back, as the reference does.
+    ``summary_proj_to_labels`` is deliberately not a default: the reference documents it but
+    never sets it, so its sequence summary projects to ``d_model`` unless config.json says
+    otherwise. ``use_cache`` is the reference's deprecated name for ``use_mems_eval``.
+    """
+
+    model_type: ClassVar[str] = "xlnet"
+    defaults: ClassVar[dict[str, Any]] = {
+        "vocab_size": 32000,
+        "d_model": 1024,
+        "n_layer": 24,
+        "n_head": 16,
+        "d_inner": 4096,
+        "ff_activation": "gelu",
+        "untie_r": True,
+        "attn_type": "bi",
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "dropout": 0.1,
+        "mem_len": 512,
+        "reuse_len": None,
+        "use_mems_eval": True,
+        "use_mems_train": False,
+        "bi_data": False,
+        "clamp_len": -1,
+        "same_length": False,
+        "summary_type": "last",
+        "summary_use_proj": True,
+        "summary_activation": "tanh",
+        "summary_last_dropout": 0.1,
+        "start_n_top": 5,
+        "end_n_top": 5,
+        "pad_token_id": 5,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+    aliases: ClassVar[dict[str, str]] = {
+        "n_token": "vocab_size",
+        "hidden_size": "d_model",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+        "use_cache": "use_mems_eval",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        d_head = kwargs.pop("d_head", None)
+        super().__init__(**kwargs)
+        # the common default ``use_cache`` would be read back by the reference as use_mems_eval
+        vars(self).pop("use_cache", None)
+        if self.d_model % self.n_head != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
+        if d_head is not None and d_head != self.d_model // self.n_head:
+            raise ValueError(f"d_head ({d_head}) must equal d_model // n_head ({self.d_model // self.n_head})")
+        self.d_head = self.d_model // self.n_head
+        if self.attn_type not in ("bi", "uni"):
+            raise ValueError(f"attn_type must be 'bi' (XLNet) or 'uni' (Transformer-XL), not {self.attn_type!r}")
