@@ -173,8 +173,9 @@ class Tokenizer:
     def _finish_init(self) -> None:
         """Register the special tokens as added tokens; call at the end of a subclass __init__."""
         tokens = [t for t in self._special.values() if t is not None] + self._extra_additional
+        known = {t.content: i for i, t in self._added_decoder.items()}  # e.g. from added_tokens_decoder
         for token in tokens:
-            token_id = self._added_encoder.get(token.content)
+            token_id = self._added_encoder.get(token.content, known.get(token.content))
             if token_id is None:
                 token_id = self._token_to_id(token.content)
                 if token_id is None or self._id_to_token(token_id) != token.content:
@@ -281,31 +282,56 @@ class Tokenizer:
         parts.append(text[last:])
         return parts
 
+    def _segments(self, text: str) -> list[tuple[str, int, int, bool]]:
+        """Cut ``text`` into ``(part, start, end, is_added)`` around added tokens.
+
+        ``lstrip``/``rstrip`` tokens eat the whitespace beside them; a ``single_word``
+        token that touches a word is glued to it and tokenised as plain text. Empty
+        parts are dropped. ``start``/``end`` are the part's span in ``text``.
+        """
+        parts = self._split_added(text)
+        spans: list[list[int]] = []
+        position = 0
+        for part in parts:
+            spans.append([position, position + len(part)])
+            position += len(part)
+        if len(parts) > 1:
+            for i in range(1, len(parts), 2):  # odd positions are added tokens
+                token = self._added_decoder[self._added_encoder[parts[i]]]
+                # the whitespace a token eats counts as part of its span
+                if token.rstrip:
+                    stripped = parts[i + 1].lstrip()
+                    spans[i + 1][0] += len(parts[i + 1]) - len(stripped)
+                    spans[i][1] = spans[i + 1][0]
+                    parts[i + 1] = stripped
+                if token.lstrip:
+                    stripped = parts[i - 1].rstrip()
+                    spans[i - 1][1] -= len(parts[i - 1]) - len(stripped)
+                    spans[i][0] = spans[i - 1][1]
+                    parts[i - 1] = stripped
+                if token.single_word and parts[i - 1] and parts[i - 1][-1] != " ":
+                    parts[i - 1] += parts[i]
+                    spans[i - 1][1] = spans[i][1]
+                    parts[i] = ""
+                elif token.single_word and parts[i + 1] and parts[i + 1][0] != " ":
+                    parts[i + 1] = parts[i] + parts[i + 1]
+                    spans[i + 1][0] = spans[i][0]
+                    parts[i] = ""
+        return [
+            (part, start, end, i % 2 == 1)
+            for i, (part, (start, end)) in enumerate(zip(parts, spans))
+            if part
+        ]
+
     def tokenize(self, text: str, **options: Any) -> list[str]:
         """Split ``text`` into the tokenizer's pieces, added tokens kept whole.
 
         ``options`` (e.g. XLM's ``lang``) go to ``_tokenize`` for each stretch of plain text.
         """
         text = self.prepare_for_tokenization(text)
-        parts = self._split_added(text)
-        if len(parts) > 1:
-            for i in range(1, len(parts), 2):  # odd positions are added tokens
-                token = self._added_decoder[self._added_encoder[parts[i]]]
-                if token.rstrip:
-                    parts[i + 1] = parts[i + 1].lstrip()
-                if token.lstrip:
-                    parts[i - 1] = parts[i - 1].rstrip()
-                if token.single_word and parts[i - 1] and parts[i - 1][-1] != " ":
-                    parts[i - 1] += parts[i]
-                    parts[i] = ""
-                elif token.single_word and parts[i + 1] and parts[i + 1][0] != " ":
-                    parts[i + 1] = parts[i] + parts[i + 1]
-                    parts[i] = ""
         pieces: list[str] = []
-        for i, part in enumerate(parts):
-            if not part:
-                continue
-            if i % 2 == 1 and len(parts) > 1:
+        for part, _, _, is_added in self._segments(text):
+            if is_added:
                 pieces.append(part)
             else:
                 pieces.extend(self._tokenize(part, **options))
@@ -402,9 +428,43 @@ class Tokenizer:
             return self.convert_tokens_to_ids(pieces), offsets
         return self.convert_tokens_to_ids(self.tokenize(text)), None
 
-    def tokenize_with_offsets(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
-        """Pieces with character offsets into ``text``; tokenizers that can, override this."""
-        raise TokenizerError(f"{type(self).__name__} cannot compute character offsets")
+    def tokenize_with_offsets(self, text: str, **options: Any) -> tuple[list[str], list[tuple[int, int]]]:
+        """Pieces with ``(start, end)`` character offsets into ``text``.
+
+        Added tokens get their own span; plain stretches go to ``_tokenize_with_offsets``,
+        which tokenizers that can compute offsets implement.
+        """
+        if type(self)._tokenize_with_offsets is Tokenizer._tokenize_with_offsets:
+            raise TokenizerError(f"{type(self).__name__} cannot compute character offsets")
+        prepared, index = self.prepare_for_tokenization_with_index(text)
+
+        def span(a: int, b: int) -> tuple[int, int]:
+            # an end inside characters that one original character became still ends after it
+            return index[a], max(index[a], index[b - 1] + 1 if b > a else index[b])
+
+        pieces: list[str] = []
+        offsets: list[tuple[int, int]] = []
+        for part, start, end, is_added in self._segments(prepared):
+            if is_added:
+                pieces.append(part)
+                offsets.append(span(start, end))
+                continue
+            part_pieces, part_offsets = self._tokenize_with_offsets(part, **options)
+            pieces.extend(part_pieces)
+            offsets.extend(span(start + a, start + b) for a, b in part_offsets)
+        return pieces, offsets
+
+    def _tokenize_with_offsets(self, text: str, **options: Any) -> tuple[list[str], list[tuple[int, int]]]:
+        """``_tokenize`` plus each piece's ``(start, end)`` in ``text``; optional."""
+        raise NotImplementedError
+
+    def prepare_for_tokenization_with_index(self, text: str) -> tuple[str, list[int]]:
+        """``prepare_for_tokenization`` plus, for each prepared character (and the end),
+        its position in ``text``. Tokenizers whose hook changes lengths override this."""
+        prepared = self.prepare_for_tokenization(text)
+        if len(prepared) != len(text):
+            raise TokenizerError(f"{type(self).__name__} cannot compute character offsets for this text")
+        return prepared, list(range(len(text) + 1))
 
     def _truncate(self, ids_0, ids_1, offs_0, offs_1, budget: int, strategy: str):
         budget = max(budget, 0)
@@ -428,12 +488,12 @@ class Tokenizer:
                 n_0, n_1 = second // 2, first + second - second // 2
             return cut(ids_0, n_0), cut(ids_1, n_1), cut(offs_0, n_0), cut(offs_1, n_1), True
         if strategy == "only_second" and ids_1 is not None:
-            if len(ids_1) < remove:
+            if len(ids_1) <= remove:  # the references refuse to empty a sequence
                 raise TokenizerError("the second sequence is too short to truncate to max_length")
             return ids_0, cut(ids_1, remove), offs_0, cut(offs_1, remove), True
         if strategy == "only_second":
             return ids_0, ids_1, offs_0, offs_1, False
-        if len(ids_0) < remove:
+        if len(ids_0) <= remove:
             raise TokenizerError("the first sequence is too short to truncate to max_length")
         return cut(ids_0, remove), ids_1, cut(offs_0, remove), offs_1, True
 
@@ -444,7 +504,7 @@ class Tokenizer:
             special_mask = self.get_special_tokens_mask(ids_0, ids_1)
         else:
             input_ids = list(ids_0) + list(ids_1 or [])
-            types = [0] * len(ids_0) + [1] * len(ids_1 or [])
+            types = [0] * len(input_ids)  # as the reference: no segments without special tokens
             special_mask = [0] * len(input_ids)
         offsets = None
         if offs_0 is not None:
@@ -511,6 +571,8 @@ class Tokenizer:
     ) -> str:
         special = set(self.all_special_tokens)
         plain_added = {t.content for t in self._added_decoder.values() if not t.special} - special
+        # extra special tokens outside the base vocabulary are kept apart too, as the reference does
+        plain_added |= {t for t in self.additional_special_tokens if self._one_token_to_id(t) >= self.vocab_size}
         parts: list[str] = []
         run: list[str] = []
         for token in (self._one_id_to_token(i) for i in ids):
@@ -569,7 +631,9 @@ class Tokenizer:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         config = dict(self.init_kwargs)
-        config.update({n: t.to_json() for n, t in self._special.items() if t is not None})
+        # plain strings, as the reference writes them (it cannot read token dicts here);
+        # lstrip/rstrip and the rest travel in added_tokens_decoder
+        config.update({n: t.content for n, t in self._special.items() if t is not None})
         if self.additional_special_tokens:
             config["additional_special_tokens"] = list(self.additional_special_tokens)
         config["added_tokens_decoder"] = {str(i): t.to_json() for i, t in sorted(self._added_decoder.items())}
