@@ -43,13 +43,18 @@ def attend(
     dropout: float = 0.0,
     head_mask: torch.Tensor | None = None,
     need_weights: bool = False,
+    report: str = "probs",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled dot-product attention.
+
+    ``report`` picks the weights returned when asked: ``"probs"`` (the softmax, head-masked) or
+    ``"scores"`` (the masked scores before the softmax, head-masked; ProphetNet's reference
+    reports these as its encoder and cross-attention "attentions").
 
     Shape:
         q: (B, H, T, Dh); k, v: (B, H, S, Dh); mask: additive, broadcastable to (B, H, T, S);
         head_mask: (H,) or broadcastable to (B, H, T, S). Returns (B, H, T, Dh) and,
-        when asked, the probabilities (B, H, T, S).
+        when asked, the weights (B, H, T, S).
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if not need_weights and head_mask is None:
@@ -60,8 +65,12 @@ def attend(
         scores = scores + mask
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     if head_mask is not None:
-        probs = probs * (head_mask.view(1, -1, 1, 1) if head_mask.dim() == 1 else head_mask)
-    weights = probs
+        head_mask = head_mask.view(1, -1, 1, 1) if head_mask.dim() == 1 else head_mask
+        probs = probs * head_mask
+    if report == "scores":
+        weights = scores if head_mask is None else scores * head_mask
+    else:
+        weights = probs
     probs = F.dropout(probs, p=dropout, training=dropout > 0)
     return torch.matmul(probs, v), weights
 
@@ -86,12 +95,14 @@ class Attention(nn.Module):
         *,
         dropout: float = 0.0,
         scale: float | None = None,
+        report: str = "probs",
     ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.query, self.key, self.value, self.output = query, key, value, output
         self.dropout = dropout
         self.scale = scale
+        self.report = report  # what output_attentions returns: "probs" or "scores" (see attend)
 
     def forward(
         self,
@@ -127,6 +138,7 @@ class Attention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             head_mask=head_mask,
             need_weights=output_attentions,
+            report=self.report,
         )
         return self.output(merge_heads(out)), weights
 
