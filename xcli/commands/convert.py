@@ -1,0 +1,162 @@
+"""``xcli convert``: checkpoint to checkpoint (formats, dtypes, shards), written atomically and checked."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..options import Debug, DtypeName, OutputFormat, OutputFormatName, Quiet
+
+
+class WeightFormat(str, Enum):
+    safetensors = "safetensors"
+    bin = "bin"
+
+
+def convert(
+    src: Annotated[
+        str,
+        typer.Argument(
+            metavar="SRC",
+            help="Checkpoint directory, Hugging Face id (org/name) in the local cache, or built-in name.",
+            show_default=False,
+        ),
+    ],
+    dst: Annotated[
+        Path,
+        typer.Argument(metavar="DST", help="Directory to write (must not exist, unless --force).", show_default=False),
+    ],
+    format: Annotated[
+        WeightFormat,
+        typer.Option("--format", case_sensitive=False, help="Weight file format to write."),
+    ] = WeightFormat.safetensors,
+    dtype: Annotated[
+        Optional[DtypeName],
+        typer.Option(
+            "--dtype",
+            case_sensitive=False,
+            help="Cast floating-point weights (default: keep each tensor's dtype).",
+            show_default=False,
+        ),
+    ] = None,
+    max_shard_size: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-shard-size",
+            metavar="SIZE",
+            help="Split the weights into shards of at most SIZE (500MB, 2GB, 10GiB) with an index file; "
+            "without it, one file.",
+            show_default=False,
+        ),
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Check the result before it appears: every tensor as intended, and the same outputs "
+            "on a sample input (identical, or within the cast's tolerance).",
+        ),
+    ] = True,
+    tolerance: Annotated[
+        Optional[float],
+        typer.Option(
+            "--tolerance",
+            min=0.0,
+            metavar="ATOL",
+            help="Largest absolute output difference the check accepts (default: 0 when no value changes; "
+            "after a narrowing cast 5e-2 (bfloat16) or 1e-2 (float16) times max(1, largest output)).",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace DST if it exists.")] = False,
+    output_format: OutputFormat = OutputFormatName.jsonl,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Convert a checkpoint: .bin <-> safetensors, dtype casts, sharding and unsharding.
+
+    A cache entry (org/name) becomes a standalone directory; tokenizer files and configs come
+    along; a weight tied to another is stored once. DST is written beside itself and renamed
+    into place only when complete and checked, so a failure leaves no DST (and an existing
+    one, with --force, untouched). Prints one JSON object describing the result.
+
+    Examples:
+
+      xcli convert ./xlm-ckpt ./xlm-safe
+
+      xcli convert facebook/xglm-564M ./xglm-bf16 --dtype bfloat16
+
+      xcli convert ./big ./big-sharded --max-shard-size 2GB --format bin
+    """
+    from ..console import console
+    from ..errors import UsageError, XcliError
+    from ..models import resolve_model
+
+    if Path(src).expanduser().is_file():
+        raise UsageError(f"SRC {src}: is a file", "pass the checkpoint directory (the one holding config.json)")
+    target = dst.expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"DST {dst}: exists and is not a directory")
+    if target.exists() and not force:
+        raise UsageError(f"DST {dst}: exists", "pass --force to replace it")
+    source = resolve_model(src)
+
+    from xcli_models.convert import VerificationError, convert_checkpoint
+    from xcli_models.loading import parse_size
+
+    if max_shard_size is not None:
+        try:
+            if parse_size(max_shard_size) <= 0:
+                raise ValueError("the size must be positive")
+        except ValueError as exc:
+            raise UsageError(f"--max-shard-size {max_shard_size}: {exc}") from None
+    try:
+        result = convert_checkpoint(
+            source.path,
+            target,
+            safe=format is WeightFormat.safetensors,
+            dtype=dtype.value if dtype else None,
+            max_shard_size=max_shard_size,
+            verify=verify,
+            tolerance=tolerance,
+            overwrite=force,
+            notify=console.note,
+        )
+    except VerificationError as exc:
+        raise XcliError(f"check failed, nothing written to {dst}: {exc.check.summary()}") from exc
+    except FileExistsError as exc:
+        raise UsageError(f"DST {dst}: {exc}", "pass --force to replace it") from None
+
+    for name, count in result.overflow.items():
+        console.counted_warning("overflow", f"{name}: {count} value(s) too large for {result.dtype} became infinite")
+    console.summarize_warnings({"overflow": "tensors with values too large for the new dtype"})
+    if result.check is not None:
+        console.note(f"check {result.check.summary()}")
+    summary = {"model": src, **result.to_json()}
+    _emit(summary, output_format)
+
+
+def _emit(summary: dict[str, Any], fmt: OutputFormatName) -> None:
+    import json
+    import sys
+
+    if fmt is OutputFormatName.jsonl:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        check = summary["check"]
+        verdict = "not checked (--no-verify)" if check is None else (
+            f"max |diff| {check['max_abs_diff']:.3g} ({'exact' if check['exact'] else 'tolerance %.3g' % check['tolerance']})"
+        )
+        rows = [
+            ("destination", summary["destination"]),
+            ("format", f"{summary['format']}, {summary['shards']} file(s), {summary['tensors']} tensors"),
+            ("dtype", summary["dtype"] or "kept"),
+            ("check", verdict),
+        ]
+        sep = "\t" if fmt is OutputFormatName.tsv else "  "
+        width = 0 if fmt is OutputFormatName.tsv else max(len(k) for k, _ in rows)
+        sys.stdout.write("".join(f"{k:<{width}}{sep}{v}\n" for k, v in rows))
+    sys.stdout.flush()

@@ -1,0 +1,108 @@
+"""``xcli info``: what a checkpoint is and what xcli can do with it, as one JSON object or a table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..options import Debug, OutputFormat, OutputFormatName, Quiet
+
+
+def info(
+    model: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="MODEL",
+            envvar="XCLI_MODEL",
+            help="Checkpoint directory, Hugging Face id (org/name) in the local cache, or built-in name.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: OutputFormat = OutputFormatName.jsonl,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Describe a checkpoint: family, architectures, the commands it serves, parameters, dtypes,
+    size on disk, vocabulary, special tokens, labels, languages (XLM) and max positions.
+
+    Prints one JSON object; -O text prints a table.
+
+    Examples:
+
+      xcli info xlnet-base-cased
+
+      xcli info ./my-checkpoint -O text
+    """
+    import json
+    import sys
+
+    from ..models import resolve_model
+
+    resolved = resolve_model(model)
+    from xcli_models.convert import summarize
+
+    summary = {"model": resolved.spec, "origin": resolved.origin, **summarize(resolved.path)}
+    if output_format is OutputFormatName.jsonl:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        rows = table(summary)
+        if output_format is OutputFormatName.tsv:
+            sys.stdout.write("".join(f"{key}\t{value}\n" for key, value in rows))
+        else:
+            width = max(len(key) for key, _ in rows)
+            sys.stdout.write("".join(f"{key:<{width}}  {value}\n" for key, value in rows))
+    sys.stdout.flush()
+
+
+def table(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary as (label, text) rows."""
+    weights = s["weights"]
+    if weights:
+        stored = f"{weights['format']}, {weights['shards']} file(s), {weights['tensors']} tensors, {_size(weights['bytes'])}"
+    else:
+        stored = "none (config and tokenizer only)"
+    special = s["special_tokens"] or {}
+    tokens = []
+    for name, entry in special.items():
+        for item in entry if isinstance(entry, list) else [entry]:
+            shown = item["token"] if item["token"] is not None else "?"
+            tokens.append(f"{shown} ({name.removesuffix('_token').removesuffix('_tokens')} {item['id']})")
+    vocab = str(s["vocab_size"])
+    if s["tokenizer"]:
+        vocab += f" (tokenizer {s['tokenizer']}: {s['tokenizer_vocab_size']})"
+    languages = s["languages"]
+    rows = [
+        ("model", f"{s['model']} ({s['origin']}: {s['path']})"),
+        ("family", f"{s['family']} ({s['model_type']})"),
+        ("architectures", ", ".join(s["architectures"]) or "-"),
+        ("commands", ", ".join(s["commands"]) or "-"),
+        ("parameters", f"{s['parameters']:,} ({_count(s['parameters'])})"),
+        ("dtypes", ", ".join(f"{k}: {v:,}" for k, v in s["dtypes"].items()) or "-"),
+        ("weights", stored),
+        ("size on disk", _size(s["size_on_disk"])),
+        ("vocabulary", vocab),
+        ("special tokens", ", ".join(tokens) or "-"),
+        ("labels", ", ".join(s["labels"]) if s["labels"] else "-"),
+        ("languages", ", ".join(f"{k}={v}" for k, v in languages.items()) if languages else "-"),
+        ("max positions", str(s["max_positions"]) if s["max_positions"] is not None else "unlimited (relative)"
+         if s["model_type"] == "xlnet" else "-"),
+        ("shape", f"{s['layers']} layers, hidden {s['hidden_size']}, {s['attention_heads']} heads"),
+    ]
+    return rows
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)

@@ -1,0 +1,147 @@
+"""The only writer to stderr: errors, warnings, notes and the progress bar.
+
+stdout carries records and nothing else (see :mod:`xcli.io`). Everything meant for a
+person goes through :data:`console`:
+
+* ``error`` lines always print; ``warning``/``note`` lines are silenced by ``--quiet``;
+* colour only when stderr is a terminal and ``NO_COLOR`` is unset;
+* a rich progress bar (count and rate) only when stderr is a terminal and not ``--quiet``;
+  rich is imported only then, so it costs nothing in pipelines or ``--help``;
+* a write to a closed stderr is dropped: diagnostics never crash a run.
+
+The streams are looked up in :mod:`sys` at each use, so test runners that swap
+``sys.stderr`` see everything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import IO, Iterator
+
+PROG = "xcli"
+#: how many warnings of one kind print before the rest are only counted
+WARNINGS_SHOWN = 3
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class Console:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the defaults (each invocation starts here)."""
+        self.quiet = False
+        self.debug = os.environ.get("XCLI_DEBUG", "") not in ("", "0")
+        self._live = None  # the rich Progress while a bar is shown
+        self._counted: dict[str, int] = {}
+
+    # ------------------------------------------------------------ streams
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    def is_terminal(self) -> bool:
+        try:
+            return self.stream is not None and self.stream.isatty()
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    def use_color(self) -> bool:
+        return self.is_terminal() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+    def _write(self, label: str | None, color: str, message: str) -> None:
+        if label and self.use_color():
+            label = f"\033[{color}m{label}\033[0m"
+        line = f"{PROG}: {label}: {message}" if label else f"{PROG}: {message}"
+        if self._live is not None:
+            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # stderr is gone; nothing sensible is left to do
+
+    # ----------------------------------------------------------- messages
+    def error(self, message: str) -> None:
+        self._write("error", "1;31", message)
+
+    def warning(self, message: str) -> None:
+        if not self.quiet:
+            self._write("warning", "33", message)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self._write(None, "", message)
+
+    def counted_warning(self, kind: str, message: str) -> None:
+        """A warning that may repeat per record: the first few print, the rest are counted."""
+        seen = self._counted.get(kind, 0) + 1
+        self._counted[kind] = seen
+        if seen <= WARNINGS_SHOWN:
+            self.warning(message)
+
+    def summarize_warnings(self, describe: dict[str, str] | None = None) -> None:
+        """One closing line per kind of counted warning that repeated past the first few."""
+        for kind, seen in self._counted.items():
+            if seen > WARNINGS_SHOWN:
+                what = (describe or {}).get(kind, kind)
+                self.warning(f"{seen} records in all: {what}")
+        self._counted.clear()
+
+    def exception(self, exc: BaseException, message: str) -> None:
+        """An error line for ``exc``, with its traceback first under ``--debug``/``XCLI_DEBUG=1``."""
+        if self.debug:
+            try:
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=self.stream)
+            except (OSError, ValueError, AttributeError):
+                pass
+        self.error(message)
+
+    # ----------------------------------------------------------- progress
+    @contextmanager
+    def progress(self, total: int | None = None, unit: str = "records", enabled: bool = True) -> Iterator[object]:
+        """A bar with a count and a rate on a terminal; a no-op anywhere else (or when not ``enabled``)."""
+        if not enabled or self.quiet or not self.is_terminal() or self._live is not None:
+            yield _NoProgress()
+            return
+        from rich.console import Console as RichConsole
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        columns = [SpinnerColumn(), TextColumn(unit)]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        else:
+            columns += [TextColumn("{task.completed:,}")]
+        columns += [TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
+        rich_console = RichConsole(file=self.stream, no_color="NO_COLOR" in os.environ)
+        # records go to stdout's bytes directly: rich must not wrap sys.stdout/sys.stderr
+        bar = Progress(*columns, console=rich_console, transient=False, redirect_stdout=False, redirect_stderr=False)
+
+        class _Task:
+            def __init__(self) -> None:
+                self.id = bar.add_task(unit, total=total, rate="")
+
+            def advance(self, n: int = 1) -> None:
+                bar.advance(self.id, n)
+                speed = bar.tasks[0].speed
+                if speed:
+                    bar.update(self.id, rate=f"{speed:,.1f}/s")
+
+        self._live = bar
+        try:
+            with bar:
+                yield _Task()
+        finally:
+            self._live = None
+
+
+#: the process-wide console
+console = Console()

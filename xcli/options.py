@@ -1,0 +1,185 @@
+"""The options commands share, each written once: ``def cmd(model: Model = None, ...)``.
+
+A command module imports what it needs from here; its function signature is then
+its whole command line. Only typer and the standard library are imported here.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .console import console
+
+
+class InputFormatName(str, Enum):
+    auto = "auto"
+    jsonl = "jsonl"
+    text = "text"
+    tsv = "tsv"
+
+
+class OutputFormatName(str, Enum):
+    jsonl = "jsonl"
+    text = "text"
+    tsv = "tsv"
+
+
+class OnErrorName(str, Enum):
+    continue_ = "continue"
+    stop = "stop"
+
+
+class DeviceName(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class DtypeName(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+def _set_quiet(value: bool) -> bool:
+    if value:
+        console.quiet = True
+    return value
+
+
+def _set_debug(value: bool) -> bool:
+    if value:
+        console.debug = True
+    return value
+
+
+# ----------------------------------------------------------------- input
+Texts = Annotated[
+    Optional[list[str]],
+    typer.Argument(
+        metavar="TEXT",
+        help="Texts to process, one record each. Without them, records come from --input or stdin.",
+        show_default=False,
+    ),
+]
+Input = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="PATH",
+        help="Read records from PATH ('-' is stdin); repeat it or use a glob ('data/*.jsonl').",
+        show_default=False,
+    ),
+]
+InputFormat = Annotated[
+    InputFormatName,
+    typer.Option(
+        "--input-format",
+        case_sensitive=False,
+        help="Input format; auto: JSONL when the first non-blank line starts with '{', else one text per line.",
+    ),
+]
+Field = Annotated[
+    str,
+    typer.Option("--field", metavar="NAME", help="The record field that holds the text."),
+]
+
+# ---------------------------------------------------------------- output
+Output = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="Write to PATH instead of stdout (whole or not at all; see --force).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+OutputFormat = Annotated[
+    OutputFormatName,
+    typer.Option(
+        "--output-format",
+        "-O",
+        case_sensitive=False,
+        help="jsonl: one object per record; text: the main result only; tsv: a header row, then one row per record.",
+    ),
+]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite --output if it exists.")]
+Keep = Annotated[
+    Optional[str],
+    typer.Option(
+        "--keep",
+        metavar="F1,F2",
+        help="Copy these input fields into each output record ('id' always is).",
+        show_default=False,
+    ),
+]
+OnError = Annotated[
+    OnErrorName,
+    typer.Option(
+        "--on-error",
+        case_sensitive=False,
+        help="On a bad record: continue (write an error line for it, exit 4 at the end) or stop (exit 1).",
+    ),
+]
+
+# ------------------------------------------------------------- reporting
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.", callback=_set_quiet, is_eager=True),
+]
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        help="Show the traceback of an error (also: XCLI_DEBUG=1).",
+        callback=_set_debug,
+        is_eager=True,
+    ),
+]
+
+# ----------------------------------------------------------------- model
+Model = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        envvar="XCLI_MODEL",
+        show_envvar=True,
+        help="Checkpoint directory, Hugging Face id (org/name) in the local cache, or built-in name.",
+        show_default=False,
+    ),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Records per batch.")]
+MaxLength = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-length",
+        min=1,
+        metavar="N",
+        help="Truncate inputs to N tokens, special tokens included (a warning names truncated records).",
+        show_default=False,
+    ),
+]
+Device = Annotated[DeviceName, typer.Option("--device", case_sensitive=False, help="Where to run the model.")]
+Dtype = Annotated[DtypeName, typer.Option("--dtype", case_sensitive=False, help="Weight and compute dtype.")]
+Threads = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, metavar="N", help="CPU threads for torch.", show_default=False),
+]
+Lang = Annotated[
+    Optional[str],
+    typer.Option(
+        "--lang",
+        metavar="CODE",
+        help="Language of the texts, for XLM models with language embeddings (en, fr, de ...).",
+        show_default=False,
+    ),
+]
