@@ -80,7 +80,7 @@ def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
             except (KeyError, TypeError, ValueError) as exc:
                 raise CheckpointError(f"{path}: bad header entry for {name!r}") from exc
             expected = math.prod(shape) * dtype.itemsize
-            if min(shape, default=0) < 0 or not 0 <= start <= end <= data_len or end - start != expected:
+            if min(shape, default=0) < 0 or not 0 <= start <= end or end - start != expected:
                 raise CheckpointError(
                     f"{path}: header of {name!r} lies about its size or offsets "
                     f"(shape {shape} {info['dtype']} needs {expected} bytes, offsets {start}..{end} "
@@ -88,6 +88,12 @@ def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
                 )
             spans.append((start, end, name, dtype, shape))
         spans.sort()
+        needed = max((end for _, end, *_ in spans), default=0)
+        if needed > data_len:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file, or its header lies about offsets: "
+                f"the tensors need {needed} bytes of data, the file holds {data_len}"
+            )
         for (s0, e0, n0, *_), (s1, _, n1, *_) in zip(spans, spans[1:]):
             if s1 < e0:
                 raise CheckpointError(f"{path}: tensors {n0!r} and {n1!r} overlap")
@@ -116,8 +122,7 @@ def read_bin(file: str | os.PathLike) -> dict[str, torch.Tensor]:
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as exc:  # pickle refusing a global, a truncated zip, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot be loaded safely ({reason})") from exc
+        raise CheckpointError(f"{path}: cannot be loaded safely ({_load_failure(exc)})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -125,10 +130,27 @@ def read_bin(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line.
+
+    torch's own first line for a refused pickle advises ``weights_only=False``; the
+    useful part (which global the pickle asked for) is further down.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        detail = next((line for line in lines[1:] if "GLOBAL" in line or "Unsupported" in line), None)
+        return "it pickles objects other than tensors, and nothing in it was run" + (f": {detail}" if detail else "")
+    if isinstance(exc, (EOFError, OSError)) or "zip archive" in str(exc):
+        return "the file is truncated or corrupt" + (f": {lines[0]}" if lines else "")
+    return lines[0] if lines else type(exc).__name__
+
 def weight_files(directory: str | os.PathLike) -> list[Path]:
-    """The weight files of a checkpoint directory, safetensors preferred."""
+    """The weight files of a checkpoint directory, in the reference's order of preference:
+    model.safetensors, its shard index, pytorch_model.bin, its shard index."""
     root = Path(directory)
-    for index_name in (SAFE_INDEX, BIN_INDEX):
+    for single, index_name in ((SAFE_WEIGHTS, SAFE_INDEX), (BIN_WEIGHTS, BIN_INDEX)):
+        if (root / single).exists():
+            return [root / single]
         index = root / index_name
         if index.exists():
             try:
@@ -140,9 +162,6 @@ def weight_files(directory: str | os.PathLike) -> list[Path]:
             if missing:
                 raise CheckpointError(f"{index}: shard file(s) missing: {', '.join(missing)}")
             return [root / n for n in names]
-    for name in (SAFE_WEIGHTS, BIN_WEIGHTS):
-        if (root / name).exists():
-            return [root / name]
     raise CheckpointError(
         f"{root} has no weights ({SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} or {BIN_INDEX})"
     )
@@ -195,7 +214,12 @@ def write_weights(
     safe: bool = True,
     max_shard_size: int | str | None = None,
 ) -> list[Path]:
-    """Write tensors as one file or as shards with an index (safetensors or .bin)."""
+    """Write tensors as one file or as shards with an index (safetensors or .bin).
+
+    Each file is written beside its target and renamed over it, so a checkpoint that
+    is memory-mapped (the model being saved was loaded from it) is never truncated
+    under the map; weight files of the same format left from an earlier save are removed.
+    """
     from safetensors.torch import save_file
 
     root = Path(directory)
@@ -209,18 +233,30 @@ def write_weights(
     for i, names in enumerate(groups, 1):
         name = single if len(groups) == 1 else f"{stem}-{i:05d}-of-{len(groups):05d}.{ext}"
         part = {n: state[n] for n in names}
-        if safe:
-            save_file(part, str(root / name), metadata={"format": "pt"})
-        else:
-            torch.save(part, root / name)
+        _write_atomically(root / name, lambda tmp: save_file(part, str(tmp), metadata={"format": "pt"})
+                          if safe else torch.save(part, tmp))
         written.append(root / name)
         weight_map.update({n: name for n in names})
     if len(groups) > 1:
         total = sum(t.numel() * t.element_size() for t in state.values())
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-        (root / index_name).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        _write_atomically(root / index_name, lambda tmp: tmp.write_text(json.dumps(index, indent=2) + "\n",
+                                                                        encoding="utf-8"))
         written.append(root / index_name)
+    stale = re.compile(rf"{re.escape(stem)}(-\d{{5}}-of-\d{{5}})?\.{re.escape(ext)}|{re.escape(index_name)}")
+    for old in root.iterdir():
+        if old not in written and stale.fullmatch(old.name):
+            old.unlink()
     return written
+
+
+def _write_atomically(target: Path, write) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def safetensors_dtype_name(dtype: torch.dtype) -> str:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .config import Config, ConfigError, read_config_json
 from .loading import CheckpointError, NameTable, legacy_renames, read_weights, write_weights
@@ -43,7 +44,8 @@ def resolve_dtype(dtype: torch.dtype | str | None, config: Config | None = None)
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        stored = getattr(config, "torch_dtype", None) or getattr(config, "dtype", None)
+        # transformers >= 4.56 writes "dtype" (and prefers it), older versions "torch_dtype"
+        stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
         return resolve_dtype(str(stored).removeprefix("torch.") if stored else None)
     try:
         return _DTYPES[str(dtype).removeprefix("torch.")]
@@ -65,6 +67,27 @@ class LoadReport:
         if self.unexpected:
             out.append(f"unused checkpoint tensors: {', '.join(self.unexpected)}")
         return out
+
+
+class _NoInitOnMeta(TorchFunctionMode):
+    """While a model is built for loading: in-place initialisation of meta tensors does nothing.
+
+    There is nothing to initialise on the meta device, and the first ``normal_`` there costs
+    seconds (torch imports its Python reference kernels for it) in every process that loads.
+    """
+
+    _INIT = frozenset({
+        "normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+        "xavier_normal_", "orthogonal_", "constant_", "zeros_", "ones_", "fill_", "zero_",
+    })
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self._INIT:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))  # torch.nn.init passes kwargs
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
 
 
 def _short_list(names: list[str], limit: int = 5) -> str:
@@ -92,6 +115,10 @@ class PreTrainedModel(nn.Module):
         super().__init__()
         self.config = config
         self.load_report = LoadReport()
+        #: the checkpoint directory ``from_pretrained`` read (its generation_config.json is the default)
+        self.name_or_path: str | None = None
+        #: generation defaults (a ``generation.GenerationConfig``), read on first use
+        self.generation_config: Any = None
 
     # --------------------------------------------------------------- basics
     @property
@@ -164,14 +191,18 @@ class PreTrainedModel(nn.Module):
         if not directory.is_dir():
             raise CheckpointError(f"{directory} is not a checkpoint directory")
         if config is None:
-            config = cls.config_class.from_pretrained(directory, **config_overrides)
+            try:
+                config = cls.config_class.from_pretrained(directory, **config_overrides)
+            except ConfigError as exc:  # no config.json, bad JSON, another model_type
+                raise CheckpointError(str(exc)) from exc
         target_dtype = resolve_dtype(dtype, config)
         target_device = torch.device(device) if device is not None else torch.device("cpu")
         state = read_weights(directory)
-        with torch.device("meta"):
+        with torch.device("meta"), _NoInitOnMeta():
             model = cls(config)
         model._assign_checkpoint(state, target_dtype, target_device, str(directory))
         model.eval()
+        model.name_or_path = str(directory)
         return model
 
     def _assign_checkpoint(
@@ -209,7 +240,9 @@ class PreTrainedModel(nn.Module):
         ]
         reported = [m for m in missing if not any(re.search(p, m) for p in self.ignore_missing)]
         prefix = self.base_model_prefix
-        base_missing = [m for m in reported if not prefix or m.startswith(prefix + ".")]
+        # in a base model (no "<prefix>." names) every weight is a base weight
+        is_base = not prefix or not any(name.startswith(prefix + ".") for name in expected)
+        base_missing = [m for m in reported if is_base or m.startswith(prefix + ".")]
         if base_missing:
             if not assigned:
                 raise CheckpointError(
@@ -278,8 +311,29 @@ class PreTrainedModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]
         self.config.torch_dtype = str(self.dtype).removeprefix("torch.")
+        self.config.dtype = self.config.torch_dtype  # the name transformers >= 4.56 reads first
         files = write_weights(self.hf_state_dict(), directory, safe=safe_serialization, max_shard_size=max_shard_size)
-        return [self.config.save_pretrained(directory), *files]
+        saved = [self.config.save_pretrained(directory), *files]
+        source = Path(self.name_or_path) if self.name_or_path else None
+        if self.generation_config is not None or source is not None and (source / "generation_config.json").is_file():
+            from .generation.config import model_defaults
+
+            saved.append(model_defaults(self).save_pretrained(directory))
+        return saved
+
+    # ----------------------------------------------------------- generation
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Generate text: greedy, beam search or sampling (see ``xcli_models.generation.generate``)."""
+        from .generation import generate
+
+        return generate(self, *args, **kwargs)
+
+    def generation_adapter(self, **options: Any) -> Any:
+        """How ``generate`` drives this model (a ``generation.Adapter``); families with their own
+        decoding scheme override this."""
+        from .generation.adapters import adapter_for
+
+        return adapter_for(self, **options)
 
 
 def config_dict(path: str | os.PathLike) -> dict[str, Any]:

@@ -44,8 +44,14 @@ def attend(
     head_mask: torch.Tensor | None = None,
     need_weights: bool = False,
     report: str = "probs",
+    clamp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled dot-product attention.
+
+    ``clamp`` floors the masked scores at the dtype's minimum before the softmax (XGLM's
+    reference does): in float16 a blocked score can overflow to -inf, and a fully blocked row
+    would give NaN instead of attending uniformly. Off by default: ProphetNet's reference lets
+    a doubly blocked score reach -inf, and its padded rows depend on that.
 
     ``report`` picks the weights returned when asked: ``"probs"`` (the softmax, head-masked) or
     ``"scores"`` (the masked scores before the softmax, head-masked; ProphetNet's reference
@@ -63,6 +69,8 @@ def attend(
     scores = torch.matmul(q * scale, k.transpose(-1, -2))
     if mask is not None:
         scores = scores + mask
+        if clamp:
+            scores = torch.clamp_min(scores, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     if head_mask is not None:
         head_mask = head_mask.view(1, -1, 1, 1) if head_mask.dim() == 1 else head_mask
@@ -96,6 +104,7 @@ class Attention(nn.Module):
         dropout: float = 0.0,
         scale: float | None = None,
         report: str = "probs",
+        clamp: bool = False,
     ) -> None:
         super().__init__()
         self.n_heads = n_heads
@@ -103,6 +112,7 @@ class Attention(nn.Module):
         self.dropout = dropout
         self.scale = scale
         self.report = report  # what output_attentions returns: "probs" or "scores" (see attend)
+        self.clamp = clamp  # floor masked scores at the dtype minimum (see attend)
 
     def forward(
         self,
@@ -139,6 +149,7 @@ class Attention(nn.Module):
             head_mask=head_mask,
             need_weights=output_attentions,
             report=self.report,
+            clamp=self.clamp,
         )
         return self.output(merge_heads(out)), weights
 

@@ -12,14 +12,18 @@ def sinusoidal_table(n_positions: int, dim: int, padding_idx: int | None = None)
     """fairseq's sinusoidal table: sines in the first half of each row, cosines in the second.
 
     Shape: (n_positions, dim); row ``padding_idx`` is zero. An odd ``dim`` gets a zero last column.
+    Always computed on the CPU, even inside a ``torch.device("meta")`` block: a module built
+    there for loading gets its real table at once (and meta arithmetic would import torch's
+    Python reference kernels, seconds per process).
     """
+    cpu = torch.device("cpu")
     half = dim // 2
     step = math.log(10000.0) / (half - 1)
-    freqs = torch.exp(torch.arange(half, dtype=torch.int64).float() * -step)
-    angles = torch.arange(n_positions, dtype=torch.int64).float()[:, None] * freqs[None, :]
+    freqs = torch.exp(torch.arange(half, dtype=torch.int64, device=cpu).float() * -step)
+    angles = torch.arange(n_positions, dtype=torch.int64, device=cpu).float()[:, None] * freqs[None, :]
     table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
     if dim % 2 == 1:
-        table = torch.cat([table, torch.zeros(n_positions, 1)], dim=1)
+        table = torch.cat([table, torch.zeros(n_positions, 1, device=cpu)], dim=1)
     if padding_idx is not None:
         table[padding_idx] = 0.0
     return table

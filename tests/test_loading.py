@@ -1,0 +1,404 @@
+"""The generic loading and saving machinery (xcli_models.loading / modeling / auto), on tiny XGLM checkpoints.
+
+Layouts the reference writes (safetensors, shards, .bin, bfloat16), what xcli writes back,
+zero-copy loading, base <-> task checkpoints, AutoModel, and a one-line CheckpointError for
+every kind of broken or hostile checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.oracle import assert_close, transformers
+from xcli_models import AutoConfig, AutoModel, CheckpointError, XGLMConfig, XGLMForCausalLM, XGLMModel
+from xcli_models.loading import read_safetensors, weight_files
+
+TINY = dict(vocab_size=97, d_model=24, ffn_dim=40, num_layers=2, attention_heads=3, max_position_embeddings=32)
+
+
+def oracle(seed: int = 0, cls: str = "XGLMForCausalLM", **overrides):
+    torch.manual_seed(seed)
+    return getattr(transformers, cls)(transformers.XGLMConfig(**{**TINY, **overrides})).eval()
+
+
+def saved(tmp_path: Path, name: str = "ckpt", seed: int = 0, cls: str = "XGLMForCausalLM", save=None, **overrides):
+    """(oracle model, directory it was saved to with ``save`` kwargs)."""
+    model = oracle(seed, cls, **overrides)
+    directory = tmp_path / name
+    model.save_pretrained(directory, **(save or {}))
+    return model, directory
+
+
+IDS = torch.tensor([[5, 9, 33, 2, 17, 60], [1, 1, 4, 8, 15, 16]])
+MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+
+
+def same_outputs(ours, ref, atol: float = 1e-4) -> None:
+    with torch.no_grad():
+        mine = ours(input_ids=IDS.to(ours.device), attention_mask=MASK.to(ours.device), output_hidden_states=True)
+        theirs = ref(input_ids=IDS, attention_mask=MASK, output_hidden_states=True)
+    for name in ("logits", "last_hidden_state", "hidden_states"):
+        if name in theirs:
+            assert_close(getattr(mine, name).cpu() if name != "hidden_states" else [t.cpu() for t in mine[name]],
+                         theirs[name], atol=atol, what=name)
+
+
+def one_line_error(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and message.strip() == message and len(message) < 600, message
+    return message
+
+
+# ------------------------------------------------------------------ layouts the reference writes
+def test_single_safetensors(tmp_path):
+    ref, directory = saved(tmp_path)
+    assert [p.name for p in weight_files(directory)] == ["model.safetensors"]
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    assert not ours.training and not ours.load_report.lines()
+    same_outputs(ours, ref)
+
+
+def test_sharded_safetensors(tmp_path):
+    ref, directory = saved(tmp_path, save=dict(max_shard_size="20KB"))
+    files = weight_files(directory)
+    assert len(files) > 2 and (directory / "model.safetensors.index.json").exists()
+    same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
+
+
+@pytest.mark.parametrize("shard", [None, "20KB"])
+def test_pytorch_model_bin(tmp_path, shard):
+    save = dict(safe_serialization=False, **({"max_shard_size": shard} if shard else {}))
+    ref, directory = saved(tmp_path, save=save)
+    names = {p.name for p in weight_files(directory)}
+    assert all(n.endswith(".bin") for n in names) and (len(names) > 1) == bool(shard)
+    same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
+
+
+def test_bfloat16_checkpoint_and_dtype_argument(tmp_path):
+    ref = oracle(1).to(torch.bfloat16)
+    directory = tmp_path / "bf16"
+    ref.save_pretrained(directory)
+    assert read_safetensors(directory / "model.safetensors")["model.embed_tokens.weight"].dtype == torch.bfloat16
+
+    ours = XGLMForCausalLM.from_pretrained(directory)  # float32 unless asked
+    assert ours.dtype == torch.float32
+    same_outputs(ours, transformers.XGLMForCausalLM.from_pretrained(directory, dtype=torch.float32).eval())
+
+    auto = XGLMForCausalLM.from_pretrained(directory, dtype="auto")  # the checkpoint's own dtype
+    assert {p.dtype for p in auto.parameters()} == {torch.bfloat16}
+    same_outputs(auto, transformers.XGLMForCausalLM.from_pretrained(directory, dtype="auto").eval(), atol=0.05)
+
+    half = XGLMForCausalLM.from_pretrained(directory, dtype="float16")
+    assert half.dtype == torch.float16 and half.lm_head.weight is half.model.embed_tokens.weight
+    with torch.no_grad():
+        assert torch.isfinite(half(input_ids=IDS, attention_mask=MASK).logits).all()
+    with pytest.raises(ValueError, match="unknown dtype"):
+        XGLMForCausalLM.from_pretrained(directory, dtype="int3")
+
+
+def test_device_argument(tmp_path):
+    ref, directory = saved(tmp_path)
+    ours = XGLMForCausalLM.from_pretrained(directory, device="cpu")
+    assert {p.device.type for p in ours.parameters()} == {"cpu"}
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for device='cuda'")
+    gpu = XGLMForCausalLM.from_pretrained(directory, device="cuda")
+    assert {t.device.type for t in [*gpu.parameters(), *gpu.buffers()]} == {"cuda"}
+    same_outputs(gpu, ref)
+
+
+def test_config_argument_and_overrides(tmp_path):
+    ref, directory = saved(tmp_path)
+    ours = XGLMForCausalLM.from_pretrained(directory, output_hidden_states=True)
+    with torch.no_grad():
+        assert len(ours(input_ids=IDS).hidden_states) == TINY["num_layers"] + 1
+    config = XGLMConfig.from_pretrained(directory, use_cache=False)
+    ours = XGLMForCausalLM.from_pretrained(directory, config=config)
+    with torch.no_grad():
+        assert ours(input_ids=IDS).past_key_values is None
+
+
+# ------------------------------------------------------------------ zero copy
+def _file_mappings(file: Path) -> list[tuple[int, int]]:
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    target = str(file.resolve())
+    spans = []
+    for line in maps.read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5] == target:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            spans.append((start, end))
+    return spans
+
+
+@pytest.mark.parametrize("shard", [None, "20KB"])
+def test_float32_safetensors_load_is_zero_copy(tmp_path, shard):
+    """Every parameter's storage lies inside a memory map of a checkpoint file: nothing was copied."""
+    _, directory = saved(tmp_path, save=dict(max_shard_size=shard) if shard else None)
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    spans = [span for file in weight_files(directory) for span in _file_mappings(file)]
+    assert spans, "no memory map of the checkpoint is open"
+    for name, param in ours.named_parameters():
+        ptr = param.untyped_storage().data_ptr()
+        assert any(start <= ptr < end for start, end in spans), f"{name} was copied out of the map"
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight  # tied, not copied
+    # the copy-on-write map keeps the file itself unchanged when parameters are trained in place
+    before = (directory / "model.safetensors").read_bytes() if not shard else None
+    with torch.no_grad():
+        for param in ours.parameters():
+            param.add_(1.0)
+    if before is not None:
+        assert (directory / "model.safetensors").read_bytes() == before
+
+
+def test_save_over_the_mapped_checkpoint(tmp_path):
+    """Saving into the directory a model was loaded from (and mapped) must not pull the file from under it."""
+    ref, directory = saved(tmp_path)
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    ours.save_pretrained(directory, max_shard_size="20KB")
+    assert not (directory / "model.safetensors").exists()  # the stale single file is gone
+    same_outputs(ours, ref)
+    same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
+    ours.save_pretrained(directory)  # and back to one file: the stale shards and index go
+    left = sorted(p.name for p in directory.iterdir())
+    assert left == ["config.json", "generation_config.json", "model.safetensors"]
+    same_outputs(transformers.XGLMForCausalLM.from_pretrained(directory).eval(), ref)
+
+
+# ------------------------------------------------------------------ what xcli writes
+@pytest.mark.parametrize(
+    "save", [{}, {"max_shard_size": "20KB"}, {"safe_serialization": False}, {"safe_serialization": False,
+                                                                              "max_shard_size": "20KB"}],
+    ids=["safetensors", "sharded", "bin", "sharded-bin"],
+)
+def test_saved_checkpoints_load_in_the_reference(tmp_path, save):
+    ref, directory = saved(tmp_path)
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    out = tmp_path / "ours"
+    ours.save_pretrained(out, **save)
+    reloaded, info = transformers.XGLMForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    same_outputs(ours, reloaded.eval())
+    same_outputs(XGLMForCausalLM.from_pretrained(out), ref)
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["XGLMForCausalLM"] and config["dtype"] == "float32"
+    assert config["transformers_version"] == "4.56.2"  # keys xcli does not know survive
+
+
+def test_bfloat16_save(tmp_path):
+    _, directory = saved(tmp_path)
+    out = tmp_path / "bf16"
+    XGLMForCausalLM.from_pretrained(directory, dtype=torch.bfloat16).save_pretrained(out)
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    reloaded = transformers.XGLMForCausalLM.from_pretrained(out, dtype="auto")
+    assert reloaded.dtype == torch.bfloat16
+    assert XGLMForCausalLM.from_pretrained(out, dtype="auto").dtype == torch.bfloat16
+
+
+# ------------------------------------------------------------------ base <-> task checkpoints
+def test_base_checkpoint_into_the_lm_class(tmp_path):
+    base, directory = saved(tmp_path, cls="XGLMModel")
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    assert not ours.load_report.lines()  # the head is tied to the embeddings: nothing is missing
+    same_outputs(ours, transformers.XGLMForCausalLM.from_pretrained(directory).eval())
+
+    base, directory = saved(tmp_path, "untied", cls="XGLMModel", tie_word_embeddings=False)
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    assert ours.load_report.initialized == ["lm_head.weight"] and not ours.load_report.unexpected
+    assert "lm_head.weight" in ours.load_report.lines()[0]
+    _, info = transformers.XGLMForCausalLM.from_pretrained(directory, output_loading_info=True)
+    assert info["missing_keys"] == ["lm_head.weight"]
+    with torch.no_grad():
+        assert_close(ours.model(input_ids=IDS, attention_mask=MASK).last_hidden_state,
+                     base(input_ids=IDS, attention_mask=MASK).last_hidden_state, what="base states")
+    assert 0.01 < ours.lm_head.weight.std().item() < 0.03  # init_std 0.02, as the reference initialises
+
+
+def test_lm_checkpoint_into_the_base_class(tmp_path):
+    ref, directory = saved(tmp_path, tie_word_embeddings=False)
+    ours = XGLMModel.from_pretrained(directory)
+    assert ours.load_report.unexpected == ["lm_head.weight"] and not ours.load_report.initialized
+    theirs, info = transformers.XGLMModel.from_pretrained(directory, output_loading_info=True)
+    assert info["unexpected_keys"] == ["lm_head.weight"]
+    same_outputs(ours, theirs.eval())
+    out = tmp_path / "base"
+    ours.save_pretrained(out)
+    assert "layers.0.fc1.weight" in read_safetensors(out / "model.safetensors")  # no "model." prefix, as the reference
+    same_outputs(transformers.XGLMModel.from_pretrained(out).eval(), theirs)
+
+
+def test_unexpected_tensors_are_reported_and_known_extras_ignored(tmp_path):
+    from safetensors.torch import save_file
+
+    ref, directory = saved(tmp_path)
+    state = dict(read_safetensors(directory / "model.safetensors"))
+    state["model.extra_adapter.weight"] = torch.zeros(3)
+    state["model.embed_positions.weights"] = torch.zeros(34, 24)  # the table older checkpoints stored
+    save_file({k: v.clone() for k, v in state.items()}, str(directory / "model.safetensors"))
+    ours = XGLMForCausalLM.from_pretrained(directory)
+    assert ours.load_report.unexpected == ["model.extra_adapter.weight"]
+    same_outputs(ours, ref)
+
+
+# ------------------------------------------------------------------ AutoModel
+def test_automodel_reads_config_not_folder_name(tmp_path):
+    _, lm_dir = saved(tmp_path, name="XGLMModel")  # a misleading folder name
+    assert type(AutoModel.from_pretrained(lm_dir)) is XGLMForCausalLM
+    assert isinstance(AutoConfig.from_pretrained(lm_dir), XGLMConfig)
+
+    _, base_dir = saved(tmp_path, name="xglm-for-causal-lm", cls="XGLMModel")
+    assert type(AutoModel.from_pretrained(base_dir)) is XGLMModel
+    assert type(AutoModel.from_pretrained(base_dir, class_name="XGLMForCausalLM")) is XGLMForCausalLM
+
+    config = json.loads((base_dir / "config.json").read_text())
+    config["architectures"] = ["XGLMForSequenceClassification"]
+    (base_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as excinfo:
+        AutoModel.from_pretrained(base_dir)
+    assert "architectures" in one_line_error(excinfo)
+
+
+# ------------------------------------------------------------------ broken and hostile checkpoints
+def test_truncated_safetensors(tmp_path):
+    _, directory = saved(tmp_path)
+    file = directory / "model.safetensors"
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "truncated" in one_line_error(excinfo)
+    file.write_bytes(data[:20])  # cut inside the header
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    one_line_error(excinfo)
+
+
+def _write_raw_safetensors(file: Path, header: dict, data: bytes) -> None:
+    raw = json.dumps(header).encode()
+    file.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+@pytest.mark.parametrize(
+    "header, data, words",
+    [
+        ({"a": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}, bytes(16), "truncated"),
+        ({"a": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 16]}}, bytes(64), "lies about its size"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, bytes(16), "lies about its size"),
+        ({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+          "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, bytes(24), "overlap"),
+        ({"a": {"dtype": "F33", "shape": [4], "data_offsets": [0, 16]}}, bytes(16), "bad header entry"),
+    ],
+    ids=["beyond-the-end", "wrong-size", "reversed", "overlap", "unknown-dtype"],
+)
+def test_safetensors_header_that_lies(tmp_path, header, data, words):
+    _, directory = saved(tmp_path)
+    _write_raw_safetensors(directory / "model.safetensors", header, data)
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert words in one_line_error(excinfo)
+    file = directory / "model.safetensors"
+    file.write_bytes(struct.pack("<Q", 10**12) + b"{}")  # a header length beyond the file
+    with pytest.raises(CheckpointError) as excinfo:
+        read_safetensors(file)
+    one_line_error(excinfo)
+
+
+def test_tensor_of_the_wrong_shape(tmp_path):
+    _, directory = saved(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    config["ffn_dim"] = 48
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    message = one_line_error(excinfo)
+    assert "do not fit config.json" in message and "fc1.weight" in message and "[40, 24]" in message
+
+
+def test_checkpoint_of_another_model_type(tmp_path):
+    _, directory = saved(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "model_type": "xlm"}))
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "'xlm'" in one_line_error(excinfo)
+
+    # config.json says xglm, but the tensors are another model's
+    from safetensors.torch import save_file
+
+    (directory / "config.json").write_text(json.dumps(config))
+    save_file({"transformer.embeddings.weight": torch.zeros(97, 24)}, str(directory / "model.safetensors"))
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "none of the model's weights" in one_line_error(excinfo)
+
+
+def test_missing_base_weight(tmp_path):
+    from safetensors.torch import save_file
+
+    for cls, model_cls, prefix in [("XGLMForCausalLM", XGLMForCausalLM, "model."), ("XGLMModel", XGLMModel, "")]:
+        _, directory = saved(tmp_path, name=cls, cls=cls)
+        state = {k: v.clone() for k, v in read_safetensors(directory / "model.safetensors").items()}
+        del state[f"{prefix}layers.1.fc2.bias"]
+        save_file(state, str(directory / "model.safetensors"))
+        with pytest.raises(CheckpointError) as excinfo:
+            model_cls.from_pretrained(directory)
+        assert "missing" in one_line_error(excinfo) and "layers.1.fc2.bias" in str(excinfo.value)
+
+
+def test_directory_without_weights_or_config(tmp_path):
+    _, directory = saved(tmp_path)
+    (directory / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "has no weights" in one_line_error(excinfo)
+    (directory / "config.json").unlink()
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "config.json" in one_line_error(excinfo)
+    with pytest.raises(CheckpointError):
+        XGLMForCausalLM.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError) as excinfo:
+        AutoModel.from_pretrained(directory)
+    one_line_error(excinfo)
+
+
+def test_shard_index_naming_a_missing_shard(tmp_path):
+    _, directory = saved(tmp_path, save=dict(max_shard_size="20KB"))
+    sorted(directory.glob("model-*.safetensors"))[-1].unlink()
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "missing" in one_line_error(excinfo)
+
+
+class _Payload:
+    """Pickles as a call to ``open(marker, "w")``: loading it unsafely creates the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+    _, directory = saved(tmp_path, save=dict(safe_serialization=False))
+    marker = tmp_path / "code-ran"
+    payload = directory / "pytorch_model.bin"
+    torch.save({"model.embed_tokens.weight": torch.zeros(97, 24), "model.extra": _Payload(marker)}, payload)
+
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "cannot be loaded safely" in one_line_error(excinfo)
+    assert not marker.exists(), "loading the checkpoint ran code from it"
+
+    # the payload is live: an unsafe load (never done by xcli) does run it
+    handle = torch.load(payload, weights_only=False)["model.extra"]
+    handle.close()
+    assert marker.exists()

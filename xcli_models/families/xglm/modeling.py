@@ -1,0 +1,309 @@
+"""XGLM: a pre-LN decoder-only transformer with fixed sinusoidal positions.
+
+Assembled from the shared blocks: each layer is a ``TransformerLayer`` with
+its pre-norm slots filled (and a cross-attention block when the config asks
+for ``add_cross_attention``), followed by a final ``layer_norm``. What is
+XGLM's own is small and lives here: token embeddings scaled by
+sqrt(d_model), positions looked up 2 rows into the sinusoidal table, and the
+shifted causal LM loss.
+
+Positions: without ``position_ids`` the new tokens get ``past .. past + T - 1``
+whatever the padding, exactly as the reference's ``forward``; callers that
+left-pad (generation) pass ``position_ids`` (see ``generation_position_ids``).
+Prefill and each decode step run the same ``forward``; the ``Cache`` handed
+in as ``past_key_values`` grows in place and is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ... import layers
+from ...layers import Attention, Cache, FeedForward, SinusoidalPositions, TransformerLayer
+from ...modeling import PreTrainedModel
+from ...outputs import BaseModelOutput, LMOutput
+from .config import XGLMConfig
+from .names import XGLM_NAMES
+
+__all__ = ["XGLMForCausalLM", "XGLMModel", "XGLMPreTrainedModel", "generation_position_ids"]
+
+#: XGLM looks positions up this many rows into its sinusoidal table (fairseq's padding offset)
+POSITION_OFFSET = 2
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Token embeddings multiplied by ``scale``. Shape: ids (B, T) -> (B, T, D)."""
+
+    def __init__(self, n_tokens: int, dim: int, padding_idx: int | None, *, scale: float = 1.0) -> None:
+        super().__init__(n_tokens, dim, padding_idx)
+        self.scale = scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(input_ids) * self.scale
+
+
+def generation_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids for a left-padded batch, as the reference's ``generate`` computes them.
+
+    The i-th real token of a row gets position i; padding gets position 1.
+    Shape: attention_mask (B, S) -> (B, S); slice the last T columns for a step of T tokens.
+    """
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 1)
+
+
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Token t predicts label t + 1; label -100 is ignored. Mean over counted labels, or the sum
+    divided by ``num_items_in_batch`` when given (gradient accumulation).
+
+    Shape: logits (B, T, V); labels (B, T).
+    """
+    targets = F.pad(labels, (0, 1), value=-100)[..., 1:].to(logits.device)
+    reduction = "mean" if num_items_in_batch is None else "sum"
+    loss = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction=reduction
+    )
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    if num_items_in_batch is not None:
+        loss = loss / num_items_in_batch
+    return loss
+
+
+def _attention(config: XGLMConfig) -> Attention:
+    dim, heads = config.d_model, config.attention_heads
+    if dim % heads:
+        raise ValueError(f"d_model ({dim}) must be divisible by attention_heads ({heads})")
+    # the reference floors masked scores at the dtype minimum (float16 overflow): clamp=True
+    return Attention(heads, **layers.projections(dim), dropout=config.attention_dropout, clamp=True)
+
+
+def _decoder_layer(config: XGLMConfig) -> TransformerLayer:
+    dim = config.d_model
+    cross = _attention(config) if config.add_cross_attention else None
+    return TransformerLayer(
+        _attention(config),
+        FeedForward(dim, config.ffn_dim, config.activation_function, dropout=config.activation_dropout),
+        cross_attn=cross,
+        self_attn_pre_norm=nn.LayerNorm(dim),
+        cross_attn_pre_norm=nn.LayerNorm(dim) if cross is not None else None,
+        ffn_pre_norm=nn.LayerNorm(dim),
+        dropout=config.dropout,
+    )
+
+
+def _self_attention_mask(
+    attention_mask: torch.Tensor | None, queries: int, keys: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Additive (B|1, 1, T, S) mask. A 2D 1/0 mask over all S keys is combined with the causal
+    mask; a 4D (B, 1, T, S) mask (1 = may attend) is taken as given, as the reference does."""
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return layers.additive(attention_mask.to(device) == 1, dtype)
+    return layers.decoder_mask(attention_mask, queries, keys, dtype, device)
+
+
+class XGLMPreTrainedModel(PreTrainedModel):
+    config_class = XGLMConfig
+    base_model_prefix = "model"
+    names = XGLM_NAMES
+    # older checkpoints stored the sinusoidal table, which is rebuilt, never loaded
+    ignore_unexpected = (*PreTrainedModel.ignore_unexpected, r"(^|\.)embed_positions\.weights$")
+
+    def init_weights(self, prefix: str = "") -> None:
+        """The reference's initialisation: normal(0, init_std) weights, zero biases, unit norms,
+        zero padding row (free on the meta device)."""
+        for name, param in self.named_parameters():
+            if name.startswith(prefix):
+                self._init_tensor(name, param.data)
+
+
+class XGLMModel(XGLMPreTrainedModel):
+    """Embeddings, the decoder layers and the final layer norm.
+
+    Shape: input_ids (B, T) or inputs_embeds (B, T, D) -> last_hidden_state (B, T, D).
+    """
+
+    def __init__(self, config: XGLMConfig, embed_tokens: nn.Embedding | None = None) -> None:
+        super().__init__(config)
+        dim = config.d_model
+        scale = math.sqrt(dim) if config.scale_embedding else 1.0
+        self.embed_tokens = (
+            embed_tokens if embed_tokens is not None
+            else ScaledEmbedding(config.vocab_size, dim, config.pad_token_id, scale=scale)
+        )
+        self.embed_positions = SinusoidalPositions(
+            config.max_position_embeddings, dim, offset=POSITION_OFFSET, padding_idx=config.pad_token_id
+        )
+        self.layers = nn.ModuleList(_decoder_layer(config) for _ in range(config.num_layers))
+        self.layer_norm = nn.LayerNorm(dim)
+        self.init_weights()
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        cross_attn_head_mask: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        cache_position: torch.Tensor | None = None,  # accepted for API compatibility; the Cache knows its length
+    ) -> BaseModelOutput | tuple:
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        use_cache = config.use_cache if use_cache is None else use_cache
+        return_dict = config.use_return_dict if return_dict is None else return_dict
+
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids.view(-1, input_ids.shape[-1]))
+        length = inputs_embeds.shape[1]
+        device, dtype = inputs_embeds.device, inputs_embeds.dtype
+        cross = encoder_hidden_states is not None
+        if cross and not config.add_cross_attention:
+            raise ValueError("encoder_hidden_states given, but this XGLM has no cross-attention (add_cross_attention)")
+        for mask, name in ((head_mask, "head_mask"), (cross_attn_head_mask, "cross_attn_head_mask")):
+            if mask is not None and mask.shape[0] != len(self.layers):
+                raise ValueError(f"{name} must have one row per layer ({len(self.layers)}), not {mask.shape[0]}")
+
+        cache = (
+            Cache.coerce(past_key_values, len(self.layers), cross=cross)
+            if use_cache or past_key_values is not None else None
+        )
+        past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + length, device=device)[None]
+        self_mask = _self_attention_mask(attention_mask, length, past + length, dtype, device)
+        cross_mask = layers.encoder_mask(encoder_attention_mask, dtype) if cross else None
+
+        hidden = inputs_embeds + self.embed_positions(position_ids.to(device)).to(dtype)
+        hidden = F.dropout(hidden, p=config.dropout, training=self.training)
+
+        all_hidden: tuple[torch.Tensor, ...] | None = () if output_hidden_states else None
+        all_self: tuple[torch.Tensor, ...] | None = () if output_attentions else None
+        all_cross: tuple[torch.Tensor, ...] | None = () if output_attentions and cross else None
+        for i, layer in enumerate(self.layers):
+            if all_hidden is not None:
+                all_hidden += (hidden,)
+            if self.training and torch.rand([]) < config.layerdrop:  # LayerDrop
+                continue
+            hidden, self_weights, cross_weights = layer(
+                hidden,
+                self_mask=self_mask,
+                memory=encoder_hidden_states,
+                cross_mask=cross_mask,
+                cache=None if cache is None else cache[i],
+                head_mask=None if head_mask is None else head_mask[i],
+                cross_head_mask=None if cross_attn_head_mask is None else cross_attn_head_mask[i],
+                output_attentions=output_attentions,
+            )
+            if all_self is not None:
+                all_self += (self_weights,)
+            if all_cross is not None:
+                all_cross += (cross_weights,)
+        hidden = self.layer_norm(hidden)
+        if all_hidden is not None:
+            all_hidden += (hidden,)
+
+        out = BaseModelOutput(
+            last_hidden_state=hidden,
+            past_key_values=cache,
+            hidden_states=all_hidden,
+            attentions=all_self,
+            cross_attentions=all_cross,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class XGLMForCausalLM(XGLMPreTrainedModel):
+    """XGLM with its LM head, tied to the token embeddings.
+
+    Shape: input_ids (B, T) -> logits (B, T, vocab_size).
+    """
+
+    tied_weights = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: XGLMConfig) -> None:
+        super().__init__(config)
+        self.model = XGLMModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.init_weights(prefix="lm_head.")
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        cross_attn_head_mask: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        cache_position: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+    ) -> LMOutput | tuple:
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        base = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            head_mask=head_mask,
+            cross_attn_head_mask=cross_attn_head_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(base.last_hidden_state)
+        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
+        out = LMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=base.past_key_values,
+            hidden_states=base.hidden_states,
+            attentions=base.attentions,
+            cross_attentions=base.cross_attentions,
+        )
+        return out if return_dict else out.to_tuple()
