@@ -8,7 +8,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import Debug, DtypeName, OutputFormat, OutputFormatName, Quiet
+from ..options import Debug, DtypeName, OutputFormatName, Quiet
+from .info import SummaryFormat
+
+
+_WARNINGS = {"overflow": "tensors with values too large for the new dtype"}
 
 
 class WeightFormat(str, Enum):
@@ -72,7 +76,7 @@ def convert(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace DST if it exists.")] = False,
-    output_format: OutputFormat = OutputFormatName.jsonl,
+    output_format: SummaryFormat = OutputFormatName.jsonl,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -124,15 +128,16 @@ def convert(
             tolerance=tolerance,
             overwrite=force,
             notify=console.note,
+            warn=lambda message: console.counted_warning("overflow", message),
         )
     except VerificationError as exc:
-        raise XcliError(f"check failed, nothing written to {dst}: {exc.check.summary()}") from exc
+        console.summarize_warnings(_WARNINGS)
+        kept = "left as it was" if target.exists() else "not written"
+        raise XcliError(f"the check failed, {dst} {kept}: {exc.check.summary()}") from exc
     except FileExistsError as exc:
-        raise UsageError(f"DST {dst}: {exc}", "pass --force to replace it") from None
+        raise UsageError(f"DST {dst}: {exc}") from None
 
-    for name, count in result.overflow.items():
-        console.counted_warning("overflow", f"{name}: {count} value(s) too large for {result.dtype} became infinite")
-    console.summarize_warnings({"overflow": "tensors with values too large for the new dtype"})
+    console.summarize_warnings(_WARNINGS)
     if result.check is not None:
         console.note(f"check {result.check.summary()}")
     summary = {"model": src, **result.to_json()}
@@ -147,9 +152,11 @@ def _emit(summary: dict[str, Any], fmt: OutputFormatName) -> None:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:
         check = summary["check"]
-        verdict = "not checked (--no-verify)" if check is None else (
-            f"max |diff| {check['max_abs_diff']:.3g} ({'exact' if check['exact'] else 'tolerance %.3g' % check['tolerance']})"
-        )
+        if check is None:
+            verdict = "not checked (--no-verify)"
+        else:
+            bound = "exact" if check["exact"] else f"tolerance {check['tolerance']:.3g}"
+            verdict = f"{'ok' if check['passed'] else 'FAILED'}, max |diff| {check['max_abs_diff']:.3g} ({bound})"
         rows = [
             ("destination", summary["destination"]),
             ("format", f"{summary['format']}, {summary['shards']} file(s), {summary['tensors']} tensors"),

@@ -6,7 +6,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import Debug, OutputFormat, OutputFormatName, Quiet
+from ..options import Debug, OutputFormatName, Quiet
+
+#: --output-format of the commands that print one summary object (info, convert)
+SummaryFormat = Annotated[
+    OutputFormatName,
+    typer.Option(
+        "--output-format",
+        "-O",
+        case_sensitive=False,
+        help="jsonl: one JSON object; text: a readable table; tsv: one 'field<TAB>value' row per field.",
+    ),
+]
 
 
 def info(
@@ -19,7 +30,7 @@ def info(
             show_default=False,
         ),
     ] = None,
-    output_format: OutputFormat = OutputFormatName.jsonl,
+    output_format: SummaryFormat = OutputFormatName.jsonl,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -59,7 +70,9 @@ def table(s: dict[str, Any]) -> list[tuple[str, str]]:
     """The summary as (label, text) rows."""
     weights = s["weights"]
     if weights:
-        stored = f"{weights['format']}, {weights['shards']} file(s), {weights['tensors']} tensors, {_size(weights['bytes'])}"
+        stored = (
+            f"{weights['format']}, {weights['shards']} file(s), {weights['tensors']} tensors, {_size(weights['bytes'])}"
+        )
     else:
         stored = "none (config and tokenizer only)"
     special = s["special_tokens"] or {}
