@@ -59,9 +59,13 @@ class LoadReport:
 
     initialized: list[str] = field(default_factory=list)  # head weights the checkpoint lacked
     unexpected: list[str] = field(default_factory=list)  # checkpoint tensors the model has no place for
+    #: "name: [checkpoint shape] -> [model shape]", left out under ignore_mismatched_sizes (and initialised)
+    mismatched: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = []
+        if self.mismatched:
+            out.append(f"re-initialised (shape differs from the checkpoint): {', '.join(self.mismatched)}")
         if self.initialized:
             out.append(f"newly initialised (not in the checkpoint): {', '.join(self.initialized)}")
         if self.unexpected:
@@ -184,9 +188,15 @@ class PreTrainedModel(nn.Module):
         config: Config | None = None,
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
+        ignore_mismatched_sizes: bool = False,
         **config_overrides: Any,
     ) -> "PreTrainedModel":
-        """Load a Hugging Face checkpoint directory (see the module docstring)."""
+        """Load a Hugging Face checkpoint directory (see the module docstring).
+
+        ``ignore_mismatched_sizes``: a checkpoint tensor whose shape disagrees with the model
+        (a classifier head built for other labels) is left out and its weight initialised, as
+        a missing head weight is, instead of failing; ``load_report.mismatched`` names them.
+        """
         directory = Path(path)
         if not directory.is_dir():
             raise CheckpointError(f"{directory} is not a checkpoint directory")
@@ -200,13 +210,14 @@ class PreTrainedModel(nn.Module):
         state = read_weights(directory)
         with torch.device("meta"), _NoInitOnMeta():
             model = cls(config)
-        model._assign_checkpoint(state, target_dtype, target_device, str(directory))
+        model._assign_checkpoint(state, target_dtype, target_device, str(directory), ignore_mismatched_sizes)
         model.eval()
         model.name_or_path = str(directory)
         return model
 
     def _assign_checkpoint(
-        self, state: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device, where: str
+        self, state: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device, where: str,
+        ignore_mismatched_sizes: bool = False,
     ) -> None:
         expected = self.state_dict(keep_vars=True)
         hf_state = self._align_prefix({legacy_renames(k): v for k, v in state.items()}, expected)
@@ -214,6 +225,7 @@ class PreTrainedModel(nn.Module):
         report = LoadReport()
         assigned: dict[str, torch.Tensor] = {}
         mismatched: list[str] = []
+        left_out: set[str] = set()  # mismatched, under ignore_mismatched_sizes
         for hf_name, tensor in hf_state.items():
             ours = self.names.to_ours(hf_name)
             slot = expected.get(ours)
@@ -222,6 +234,10 @@ class PreTrainedModel(nn.Module):
                     report.unexpected.append(hf_name)
                 continue
             if tuple(tensor.shape) != tuple(slot.shape):
+                if ignore_mismatched_sizes:
+                    report.mismatched.append(f"{hf_name}: {list(tensor.shape)} -> {list(slot.shape)}")
+                    left_out.add(ours)
+                    continue
                 mismatched.append(f"{hf_name} is {list(tensor.shape)} in the checkpoint, {list(slot.shape)} in the model")
                 continue
             if tensor.is_floating_point() and tensor.dtype != dtype:
@@ -242,7 +258,7 @@ class PreTrainedModel(nn.Module):
         prefix = self.base_model_prefix
         # in a base model (no "<prefix>." names) every weight is a base weight
         is_base = not prefix or not any(name.startswith(prefix + ".") for name in expected)
-        base_missing = [m for m in reported if is_base or m.startswith(prefix + ".")]
+        base_missing = [m for m in reported if (is_base or m.startswith(prefix + ".")) and m not in left_out]
         if base_missing:
             if not assigned:
                 raise CheckpointError(
@@ -261,7 +277,7 @@ class PreTrainedModel(nn.Module):
             owner_name, _, attr = name.rpartition(".")
             owner = self.get_submodule(owner_name) if owner_name else self
             setattr(owner, attr, nn.Parameter(fresh, requires_grad=slot.requires_grad))
-            if name in reported:
+            if name in reported and name not in left_out:
                 report.initialized.append(self.names.to_hf(name))
         self._materialize_buffers(device, dtype)
         self.tie_weights()

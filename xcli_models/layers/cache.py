@@ -57,6 +57,10 @@ class KVCache:
         self.length = new_length
         return self.key, self.value
 
+    def crop(self, length: int) -> None:
+        """Forget every step after the first ``length`` (the buffer is kept for reuse)."""
+        self.length = min(self.length, max(length, 0))
+
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows ``index`` (beam search), in that order."""
         if self._key is not None:
@@ -106,6 +110,11 @@ class Cache:
     def reorder(self, index: torch.Tensor) -> None:
         for layer in self.layers:
             layer.reorder(index)
+
+    def crop(self, length: int) -> None:
+        """Keep the first ``length`` self-attention steps of every layer (cross-attention untouched)."""
+        for layer in self.layers:
+            layer.self_attn.crop(length)
 
     def to_legacy(self) -> tuple[tuple[torch.Tensor, ...], ...]:
         """``((k, v[, cross_k, cross_v]), ...)`` per layer, as the reference's tuple caches."""

@@ -1,0 +1,182 @@
+"""``xcli train`` in-process on tiny random checkpoints saved by the oracle with real tokenizers.
+
+A classifier grown from a base checkpoint learns a separable set and its output loads in
+``xcli classify`` and in the oracle with the same logits; the same seed gives the same weights;
+bad records are counted, named by line and end in exit 4 (or stop the run); an existing output is
+refused; usage errors; a causal LM from plain text on stdin and a seq2seq model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from oracle import assert_close, transformers
+from test_training import SENTIMENT, TEXTS, build, one_thread  # noqa: F401 - fixture
+
+from xcli.app import app
+from xcli_models import AutoModel
+
+runner = CliRunner()
+COMMON = ("--device", "cpu", "--threads", "1")
+
+
+def run(*args: str, input: str | None = None) -> Any:
+    return runner.invoke(app, ["train", *args, *COMMON], input=input)
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare XLNetModel: no classifier yet."""
+    return build(tmp_path_factory.mktemp("base") / "xlnet", "xlnet", "XLNetModel", seed=11)[1]
+
+
+@pytest.fixture(scope="module")
+def sentiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", SENTIMENT)
+
+
+def test_grown_classifier_learns_and_loads_in_classify_and_the_oracle(tmp_path: Path, base: Path,
+                                                                       sentiment: Path) -> None:
+    out = tmp_path / "sst"
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "--dev", str(sentiment),
+                 "-o", str(out), "--lr", "1e-2", "--epochs", "10", "-b", "4", "--log-every", "4")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["output"] == str(out) and summary["model_class"] == "XLNetForSequenceClassification"
+    assert summary["labels"] == ["neg", "pos"] and summary["skipped"] == 0
+    assert summary["steps"] == 40 and summary["saved"] == "best" and summary["saved_step"] == summary["best_step"]
+    assert summary["dev_accuracy"] == 1.0 and summary["train_loss"] < 0.3
+    logged = [float(line.split("loss ")[1].split(",")[0])
+              for line in result.stderr.splitlines() if "/40 (epoch" in line]
+    assert len(logged) == 10 and logged[-1] < logged[0] / 2
+    assert "new sequence-classification head" in result.stderr and "dev loss" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst"]  # no temporary directory left
+
+    texts = ["a great film", "an awful film", "lovely", "boring"]
+    reference = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    ours = AutoModel.from_pretrained(out)
+    with torch.no_grad():
+        theirs = reference(**batch).logits
+        assert_close(ours(**batch).logits, theirs)
+    assert reference.config.id2label == {0: "neg", 1: "pos"}
+
+    classified = runner.invoke(app, ["classify", "-m", str(out), *COMMON, *texts])
+    assert classified.exit_code == 0, classified.stderr
+    labels = [json.loads(line)["label"] for line in classified.stdout.splitlines()]
+    assert labels == [reference.config.id2label[int(i)] for i in theirs.argmax(-1)]
+    assert labels == ["pos", "neg", "pos", "neg"]
+
+
+def test_the_same_seed_gives_the_same_checkpoint(tmp_path: Path, base: Path, sentiment: Path) -> None:
+    def weights(name: str, seed: str) -> dict[str, torch.Tensor]:
+        result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(tmp_path / name),
+                     "--epochs", "1", "-b", "4", "--lr", "1e-3", "--seed", seed, "-q")
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr == ""  # --quiet
+        return load_file(str(tmp_path / name / "model.safetensors"))
+
+    one, again, other = weights("one", "7"), weights("again", "7"), weights("other", "8")
+    assert all(torch.equal(one[k], again[k]) for k in one)
+    assert not all(torch.equal(one[k], other[k]) for k in one)
+
+
+def test_bad_records_are_counted_named_and_exit_4(tmp_path: Path, base: Path) -> None:
+    records: list[Any] = [
+        *SENTIMENT[:4],
+        "{not json",                                  # line 5
+        {"text": "fine"},                             # line 6: no label
+        {"text": "fine", "label": "neutral"},         # line 7: unknown label
+        {"text": ["a", "list"], "label": "pos"},      # line 8: wrong type
+        *SENTIMENT[-4:],
+    ]
+    data = write_jsonl(tmp_path / "train.jsonl", records)
+    out = tmp_path / "out"
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(data), "-o", str(out), "--max-steps", "2")
+    assert result.exit_code == 4, result.stderr
+    for line, kind in ((5, "invalid_json"), (6, "missing_field"), (7, "unknown_label"), (8, "wrong_type")):
+        assert f"{data} line {line}: {kind}" in result.stderr
+    assert "4 record(s) were skipped" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == 4 and summary["train_records"] == 8 and summary["steps"] == 2
+    assert (out / "model.safetensors").exists()  # trained on the good records
+
+    stopped = tmp_path / "stopped"
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(data), "-o", str(stopped),
+                 "--on-error", "stop")
+    assert result.exit_code == 1
+    assert f"stopped at {data} line 5" in result.stderr and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "train.jsonl"]
+
+
+def test_an_existing_output_is_refused_unless_forced(tmp_path: Path, base: Path, sentiment: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(out), "--max-steps", "1")
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "exists" in result.stderr and "--force" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    result = run(*args, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert not (out / "notes.txt").exists() and (out / "config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_usage_errors(tmp_path: Path, base: Path, sentiment: Path) -> None:
+    out = str(tmp_path / "out")
+    cases = [
+        (("-m", str(base), "--train", str(sentiment), "-o", out), 2, "pass --labels"),
+        (("-m", str(base), "--labels", "neg,pos", "--train", str(tmp_path / "nope.jsonl"), "-o", out), 2,
+         "no such file"),
+        (("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", out, "--save", "best"), 2,
+         "--save best needs --dev"),
+        (("-m", str(base), "--task", "seq2seq", "--train", str(sentiment), "-o", out), 2, "has no seq2seq head"),
+        (("-m", str(base), "--labels", "bad,good", "--train", str(sentiment), "-o", out), 1,
+         "the model's labels are bad, good; pass --labels"),
+        (("-m", str(tmp_path / "missing"), "--train", str(sentiment), "-o", out), 2, "not found"),
+    ]
+    for args, code, message in cases:
+        result = run(*args)
+        assert result.exit_code == code, (args, result.stderr)
+        assert message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+GENERATIVE = [
+    ("xglm", "XGLMForCausalLM", "AutoModelForCausalLM", lambda text: text),  # plain text lines
+    ("mvp", "MvpForConditionalGeneration", "AutoModelForSeq2SeqLM",
+     lambda text: json.dumps({"text": text, "target": text.upper()})),
+]
+
+
+@pytest.mark.parametrize("family,class_name,auto,line", GENERATIVE, ids=[g[1] for g in GENERATIVE])
+def test_language_models_train_from_stdin(tmp_path: Path, family: str, class_name: str, auto: str,
+                                          line: Any) -> None:
+    _, path = build(tmp_path / "ckpt", family, class_name, seed=12)
+    out = tmp_path / "out"
+    lines = "".join(line(t) + "\n" for t in TEXTS * 2)
+    result = run("-m", str(path), "--train", "-", "-o", str(out), "--max-steps", "6", "-b", "2", "--lr", "1e-2",
+                 input=lines)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["model_class"] == class_name and summary["train_records"] == 8 and summary["steps"] == 6
+    reference = getattr(transformers, auto).from_pretrained(out).eval()
+    ours = AutoModel.from_pretrained(out)
+    ids = torch.tensor([[2, 15, 27, 31, 8, 2]])
+    with torch.no_grad():
+        assert_close(ours(input_ids=ids, labels=ids).logits, reference(input_ids=ids, labels=ids).logits)

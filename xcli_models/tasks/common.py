@@ -1,0 +1,260 @@
+"""What the task modules share: loading a task model, batching by length, padding, inference mode.
+
+A task (fill-mask, classify, qa ...) works on a model, its tokenizer and plain Python records.
+The pieces here keep that work fast and the same for every task:
+
+* :func:`load` builds the model (class from config.json's ``architectures``) and its tokenizer,
+  on a device and in a dtype; :func:`set_threads` sets torch's CPU threads.
+* :func:`require_head` turns "this checkpoint has no such head" into a one-line
+  :class:`UnsupportedModel` naming what it has (the CLI makes that a usage error).
+* :func:`length_batches` / :func:`map_by_length` group items of similar length into batches of
+  at most ``batch_size`` (longest first, so a batch that does not fit in memory fails at once),
+  run them, and hand the results back in input order: far less padding than input order.
+* :func:`pad` / :func:`collate` build padded tensors on the tokenizer's padding side (XLNet pads
+  on the left, the others on the right), with the attention mask and token type ids.
+* :func:`inference` is ``torch.inference_mode`` (no autograd bookkeeping) for the model calls;
+  :func:`prefetched` runs the preparation of the next chunk in a thread while the model works on
+  the current one (torch releases the GIL inside its kernels, so tokenisation overlaps).
+
+Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+import torch
+
+__all__ = [
+    "TaskModel", "UnsupportedModel", "collate", "inference", "length_batches", "length_limit", "load", "map_by_length",
+    "pad", "pick_device", "prefetched", "require_head", "set_threads",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class UnsupportedModel(ValueError):
+    """The checkpoint cannot run this task (wrong family or head); the message names what it has."""
+
+
+# --------------------------------------------------------------------------- set-up
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch's intra-op work (None: leave torch's default)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA when available, else the CPU; otherwise the device named."""
+    name = str(getattr(name, "value", name) or "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UnsupportedModel("--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(name)
+
+
+@dataclass
+class TaskModel:
+    """A loaded checkpoint: the model (eval mode), its tokenizer, and what they are."""
+
+    model: Any
+    tokenizer: Any
+    #: config.json's model_type ("xlm", "xlnet", "mvp" ...)
+    model_type: str
+    #: the model class name ("XLNetForSequenceClassification" ...)
+    class_name: str
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = None,
+    accept: Callable[[str], bool] | None = None,
+    what: str = "this task",
+) -> TaskModel:
+    """The checkpoint's model (class from config.json) and tokenizer, ready for inference.
+
+    ``accept(class_name)`` says whether the checkpoint's class can run the task; when it
+    cannot, :class:`UnsupportedModel` is raised before any weight is read.
+    """
+    from ..auto import AutoModel, family_of
+    from ..tokenization import AutoTokenizer
+
+    family, data = family_of(path)
+    klass = AutoModel.class_for(path)
+    if accept is not None:
+        require_head(klass.__name__, accept, what, family.name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = klass.from_pretrained(path, dtype=dtype, device=pick_device(device))
+    model.eval()
+    return TaskModel(model, tokenizer, str(data.get("model_type")), klass.__name__)
+
+
+def require_head(class_name: str, accept: Callable[[str], bool], what: str, family: str = "") -> None:
+    """Raise :class:`UnsupportedModel` unless ``accept(class_name)``."""
+    if not accept(class_name):
+        owner = f" ({family})" if family else ""
+        raise UnsupportedModel(f"the checkpoint holds {class_name}{owner}, which cannot do {what}")
+
+
+def length_limit(model: Any, tokenizer: Any, max_length: int | None = None) -> int | None:
+    """The most tokens an input may have: ``max_length``, the tokenizer's and the model's limits.
+
+    The model's limit is ``max_position_embeddings`` where its config has one (learned absolute
+    positions: XLM, MVP); XLNet's relative positions have none. None: no limit.
+    """
+    limits = [max_length] if max_length else []
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer_limit and tokenizer_limit < 1e29:
+        limits.append(int(tokenizer_limit))
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    return min(limits) if limits else None
+
+
+@contextmanager
+def inference() -> Iterator[None]:
+    """No autograd bookkeeping: ``torch.inference_mode`` around model calls."""
+    with torch.inference_mode():
+        yield
+
+
+# ------------------------------------------------------------------------ batching
+def length_batches(
+    lengths: Sequence[int], batch_size: int, groups: Sequence[Any] | None = None
+) -> list[list[int]]:
+    """Indices grouped into batches of at most ``batch_size``, longest items first.
+
+    Items of similar length share a batch, so little padding is computed; equal lengths keep
+    their input order (the sort is stable). With ``groups`` (one hashable key per item), only
+    items of the same key share a batch (e.g. MVP's classifier needs the same number of
+    ``</s>`` in every row).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if groups is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    by_group: dict[Any, list[int]] = {}
+    for i in order:
+        by_group.setdefault(groups[i], []).append(i)
+    batches = [g[i : i + batch_size] for g in by_group.values() for i in range(0, len(g), batch_size)]
+    return sorted(batches, key=lambda b: -lengths[b[0]])
+
+
+def map_by_length(
+    items: Sequence[T],
+    run: Callable[[list[T]], Sequence[R]],
+    batch_size: int,
+    length: Callable[[T], int] = len,  # type: ignore[assignment]
+    group: Callable[[T], Any] | None = None,
+) -> list[R]:
+    """``run`` over length-sorted batches of ``items``; one result per item, in input order.
+
+    ``group(item)``: only items with equal keys share a batch (see :func:`length_batches`).
+    """
+    results: list[Any] = [None] * len(items)
+    groups = None if group is None else [group(item) for item in items]
+    for batch in length_batches([length(item) for item in items], batch_size, groups):
+        outputs = run([items[i] for i in batch])
+        if len(outputs) != len(batch):
+            raise RuntimeError(f"a batch of {len(batch)} items gave {len(outputs)} results")
+        for i, out in zip(batch, outputs):
+            results[i] = out
+    return results
+
+
+def prefetched(chunks: Iterable[T], prepare: Callable[[T], R]) -> Iterator[R]:
+    """``prepare(chunk)`` for each chunk, the next one computed in a thread meanwhile.
+
+    While the caller works on one prepared chunk (a model call, which releases the GIL), the
+    next chunk is being prepared (tokenised, padded). Exceptions come out where the chunk does.
+    """
+    iterator = iter(chunks)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xcli-prepare") as pool:
+        try:
+            pending = pool.submit(prepare, next(iterator))
+        except StopIteration:
+            return
+        for chunk in iterator:
+            ready = pending.result()
+            pending = pool.submit(prepare, chunk)
+            yield ready
+        yield pending.result()
+
+
+# ------------------------------------------------------------------------- padding
+def pad(
+    sequences: Sequence[Sequence[int]],
+    value: int,
+    *,
+    side: str = "right",
+    length: int | None = None,
+    dtype: torch.dtype = torch.long,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Sequences as one (B, T) tensor, filled with ``value`` on ``side`` up to the longest (or ``length``)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', not {side!r}")
+    width = max((len(s) for s in sequences), default=0) if length is None else length
+    out = torch.full((len(sequences), width), value, dtype=dtype)
+    for row, seq in enumerate(sequences):
+        n = min(len(seq), width)
+        if n:
+            values = torch.as_tensor(list(seq[:n]), dtype=dtype)
+            if side == "left":
+                out[row, width - n :] = values
+            else:
+                out[row, :n] = values
+    return out if device is None else out.to(device)
+
+
+def collate(
+    encodings: Sequence[Any],
+    tokenizer: Any,
+    *,
+    device: torch.device | str | None = None,
+    token_types: bool | None = None,
+    side: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` (and ``token_type_ids``) of encodings as padded tensors.
+
+    ``encodings`` are objects or dicts with ``input_ids`` (and optionally ``token_type_ids``);
+    they are padded on ``side`` (default: the tokenizer's ``padding_side``) with its pad id, and
+    token types with its ``pad_token_type_id``. ``token_types`` None: included when the
+    tokenizer's ``model_input_names`` list them and the encodings have them.
+    """
+    side = side or getattr(tokenizer, "padding_side", "right")
+    get = lambda e, k: e[k] if isinstance(e, dict) else getattr(e, k, None)  # noqa: E731
+    ids = [get(e, "input_ids") for e in encodings]
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = 0  # masked out anyway
+    batch = {
+        "input_ids": pad(ids, pad_id, side=side, device=device),
+        "attention_mask": pad([[1] * len(s) for s in ids], 0, side=side, device=device),
+    }
+    if token_types is None:
+        token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+    if token_types:
+        types = [get(e, "token_type_ids") for e in encodings]
+        if all(t is not None for t in types):
+            fill = int(getattr(tokenizer, "pad_token_type_id", 0))
+            batch["token_type_ids"] = pad(types, fill, side=side, device=device)
+    return batch
