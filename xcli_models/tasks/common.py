@@ -241,7 +241,7 @@ def collate(
     tokenizer's ``model_input_names`` list them and the encodings have them.
     """
     side = side or getattr(tokenizer, "padding_side", "right")
-    get = lambda e, k: e[k] if isinstance(e, dict) else getattr(e, k, None)  # noqa: E731
+    get = lambda e, k: e.get(k) if isinstance(e, dict) else getattr(e, k, None)  # noqa: E731
     ids = [get(e, "input_ids") for e in encodings]
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
