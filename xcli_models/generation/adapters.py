@@ -1,0 +1,362 @@
+"""How each model is driven token by token: the family differences behind one interface.
+
+An adapter runs a model for generation through three named functions:
+
+* ``start(input_ids, attention_mask, decoder_input_ids)`` -- the prefill: the encoder (once,
+  for encoder-decoder models) and the prompt or decoder start tokens through the decoder,
+  filling the per-layer KV cache; returns the decoding state and the logits of the first
+  new token (B, V);
+* ``step(state, tokens)`` -- one decode step: the chosen tokens (R,) through the decoder
+  over the cache; returns the next logits (R, V);
+* ``reorder(state, index)`` -- keep rows ``index`` of the state (beam search; also expands
+  B prompt rows into B x beams rows after the prefill, so the prompt is encoded once).
+
+Logits are float32 and computed for the last position only (the LM head never runs over
+the prompt). With ``use_cache=False`` every step recomputes the whole sequence instead, as
+the reference's uncached decoding does. Both give the same tokens, except where the
+reference's own cached and uncached decoding differ, and then each reproduces its
+counterpart: ProphetNet (a whole-sequence decoder call mixes the predicting streams'
+position biases, and a cached step applies no padding mask) and XLNet (below).
+
+Adapters here:
+
+* ``DecoderOnlyAdapter`` -- XGLMForCausalLM, MvpForCausalLM, (XLM)ProphetNetForCausalLM.
+  Batches are left-padded; the attention mask grows by one column per step. Models whose
+  forward takes ``position_ids`` (XGLM) get positions that skip the padding (the i-th real
+  token is at position i), as the reference's ``generate`` computes them; the others place
+  tokens by their index, padding included, exactly as the reference does.
+* ``EncoderDecoderAdapter`` -- MvpForConditionalGeneration,
+  (XLM)ProphetNetForConditionalGeneration: encoder output computed once, cross-attention
+  keys and values cached once (never reordered within a beam group: its rows are equal);
+  ProphetNet's LM head runs on the first predicting stream only (the one that scores the
+  next token; the reference also projects the others and drops them).
+* ``XLMAdapter`` -- XLMWithLMHeadModel. The reference appends a mask token (and language
+  ids) at every step and scores the next token at the mask's position, without a cache. In
+  a causal XLM no earlier position sees the mask, so we run the new token and the mask
+  over the cache and drop the mask's keys again: same tokens, one token of work per step.
+  The reference passes no attention mask: a row with a pad token anywhere has its last
+  positions zeroed, so its next-token logits are the LM head of a zero vector; we
+  reproduce that directly. Non-causal (MLM) checkpoints recompute everything each step.
+* ``XLNetAdapter`` -- XLNetLMHeadModel, as the reference runs it: a dummy token after the
+  sequence that nothing attends to (``perm_mask``) and that alone is predicted
+  (``target_mapping``); with ``use_mems_eval`` each step reruns the last two tokens and the
+  dummy over the memory less its last two positions. (This reuse is the reference's own
+  approximation of a bidirectional model, so ``use_cache=False`` -- a full rerun each
+  step -- is the reference with ``use_mems_eval=False`` and may pick other tokens.) As in
+  the reference, XLNet gets no attention mask: left padding is visible to the prompt.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..layers import Cache
+
+
+def positions_skipping_padding(mask: torch.Tensor) -> torch.Tensor:
+    """The i-th real token of a row at position i; padding at position 1 (the reference's
+    generation convention). Shape: (R, L) -> (R, L)."""
+    positions = mask.long().cumsum(-1) - 1
+    return positions.masked_fill(mask == 0, 1)
+
+
+def _accepts(module: nn.Module, name: str) -> bool:
+    return name in inspect.signature(module.forward).parameters
+
+
+def _is_identity(index: torch.Tensor) -> bool:
+    return bool(torch.equal(index, torch.arange(index.shape[0], device=index.device)))
+
+
+def _reorder_self_caches(cache: Cache, index: torch.Tensor, *, with_cross: bool) -> None:
+    for layer in cache:
+        layer.self_attn.reorder(index)
+        if with_cross and layer.cross_attn is not None:
+            layer.cross_attn.reorder(index)
+
+
+@dataclass
+class Parts:
+    """Where a model's decoder, encoder and LM head are.
+
+    ``decoder`` is called with input_ids, attention_mask, past_key_values, use_cache,
+    return_dict (and encoder_hidden_states / encoder_attention_mask, position_ids when it
+    takes them); ``hidden`` picks the states that feed the head from its output (B, T, D);
+    ``head`` maps (R, D) states to (R, V) logits.
+    """
+
+    decoder: nn.Module
+    hidden: Callable[[Any], torch.Tensor]
+    head: Callable[[torch.Tensor], torch.Tensor]
+    encoder: nn.Module | None = None
+
+
+@dataclass
+class State:
+    """What a decode step needs besides the model (rows = batch x beams or samples)."""
+
+    ids: torch.Tensor  # (R, L) tokens fed so far (decoder tokens for encoder-decoder models)
+    mask: torch.Tensor | None = None  # (R, L) 1 = real token, for decoder-only models
+    cache: Any = None  # a layers.Cache (or XLNet's mems), None when uncached
+    memory: torch.Tensor | None = None  # encoder states (R, S, D)
+    memory_mask: torch.Tensor | None = None  # (R, S)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter:
+    """The interface (see the module docstring)."""
+
+    is_encoder_decoder = False
+
+    def __init__(self, model: nn.Module, *, use_cache: bool = True) -> None:
+        self.model = model
+        self.use_cache = use_cache
+
+    def start(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        decoder_input_ids: torch.Tensor | None = None,
+    ) -> tuple[State, torch.Tensor]:
+        raise NotImplementedError
+
+    def step(self, state: State, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reorder(self, state: State, index: torch.Tensor) -> None:
+        expanding = index.shape[0] != state.ids.shape[0]
+        if not expanding and _is_identity(index):  # beams kept their places: nothing to move
+            return
+        state.ids = state.ids.index_select(0, index)
+        if state.mask is not None:
+            state.mask = state.mask.index_select(0, index)
+        if expanding:  # encoder rows differ only between prompts, never within a beam group
+            if state.memory is not None:
+                state.memory = state.memory.index_select(0, index)
+            if state.memory_mask is not None:
+                state.memory_mask = state.memory_mask.index_select(0, index)
+        if isinstance(state.cache, Cache):
+            _reorder_self_caches(state.cache, index, with_cross=expanding)
+
+
+class DecoderOnlyAdapter(Adapter):
+    def __init__(self, model: nn.Module, parts: Parts, *, use_cache: bool = True) -> None:
+        super().__init__(model, use_cache=use_cache)
+        self.parts = parts
+        self.takes_positions = _accepts(model, "position_ids") and _accepts(parts.decoder, "position_ids")
+
+    def _run(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """Decoder over ``ids`` (the new tokens, or all of them when uncached); next-token logits."""
+        kwargs: dict[str, Any] = {}
+        if self.takes_positions:
+            kwargs["position_ids"] = positions_skipping_padding(mask)[:, -ids.shape[1]:]
+        out = self.parts.decoder(
+            input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=self.use_cache,
+            return_dict=True, **kwargs,
+        )
+        hidden = self.parts.hidden(out)[:, -1]  # (R, D)
+        return self.parts.head(hidden).float(), out.past_key_values if self.use_cache else None
+
+    def start(self, input_ids, attention_mask, decoder_input_ids=None):
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device).long()
+        logits, cache = self._run(input_ids, mask, None)
+        return State(ids=input_ids, mask=mask, cache=cache), logits
+
+    def step(self, state, tokens):
+        state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
+        state.mask = torch.cat([state.mask, state.mask.new_ones(state.mask.shape[0], 1)], dim=1)
+        new = tokens[:, None] if state.cache is not None else state.ids
+        logits, state.cache = self._run(new, state.mask, state.cache)
+        return logits
+
+
+class EncoderDecoderAdapter(Adapter):
+    is_encoder_decoder = True
+
+    def __init__(self, model: nn.Module, parts: Parts, *, use_cache: bool = True) -> None:
+        super().__init__(model, use_cache=use_cache)
+        if parts.encoder is None:
+            raise ValueError(f"{type(model).__name__}: an encoder-decoder adapter needs the encoder")
+        self.parts = parts
+
+    def _run(self, state: State, ids: torch.Tensor) -> torch.Tensor:
+        out = self.parts.decoder(
+            input_ids=ids, attention_mask=None, encoder_hidden_states=state.memory,
+            encoder_attention_mask=state.memory_mask, past_key_values=state.cache, use_cache=self.use_cache,
+            return_dict=True,
+        )
+        state.cache = out.past_key_values if self.use_cache else None
+        return self.parts.head(self.parts.hidden(out)[:, -1]).float()
+
+    def start(self, input_ids, attention_mask, decoder_input_ids=None):
+        if decoder_input_ids is None:
+            raise ValueError("encoder-decoder generation needs decoder_input_ids (the decoder start token)")
+        encoded = self.parts.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        state = State(ids=decoder_input_ids, memory=encoded.last_hidden_state, memory_mask=attention_mask)
+        return state, self._run(state, decoder_input_ids)
+
+    def step(self, state, tokens):
+        state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
+        return self._run(state, tokens[:, None] if state.cache is not None else state.ids)
+
+
+class XLMAdapter(Adapter):
+    """XLMWithLMHeadModel (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, *, use_cache: bool = True, lang_id: int | None = None) -> None:
+        super().__init__(model, use_cache=use_cache)
+        config = model.config
+        self.transformer = model.transformer
+        self.cached = use_cache and bool(config.causal)
+        self.mask_id = config.mask_token_id
+        self.pad_id = config.pad_index
+        self.lang_id = config.lang_id if lang_id is None else lang_id
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.pred_layer(hidden[:, None])[0][:, 0].float()  # (R, D) -> (R, V)
+
+    def _run(self, state: State, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` end with the mask token; its keys are dropped from the cache again."""
+        ids = torch.cat([ids, ids.new_full((ids.shape[0], 1), self.mask_id)], dim=1)
+        langs = None if self.lang_id is None else torch.full_like(ids, self.lang_id)
+        kept = None
+        if self.cached:
+            kept = (state.cache.get_seq_length() if state.cache is not None else 0) + ids.shape[1] - 1
+        out = self.transformer(
+            ids, langs=langs, past_key_values=state.cache, use_cache=self.cached, return_dict=True
+        )
+        if self.cached:
+            state.cache = out.past_key_values
+            state.cache.crop(kept)
+        dead = state.extra["dead"] | (ids[:, -1] == self.pad_id)  # a pad token anywhere zeroes the last position
+        hidden = out.last_hidden_state[:, -1]
+        hidden = hidden.masked_fill(dead[:, None], 0.0)
+        return self._head(hidden)
+
+    def start(self, input_ids, attention_mask, decoder_input_ids=None):
+        state = State(ids=input_ids, extra={"dead": (input_ids == self.pad_id).any(dim=1)})
+        return state, self._run(state, input_ids)
+
+    def step(self, state, tokens):
+        state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
+        state.extra["dead"] = state.extra["dead"] | (tokens == self.pad_id)
+        return self._run(state, tokens[:, None] if self.cached else state.ids)
+
+    def reorder(self, state, index):
+        super().reorder(state, index)
+        if index.shape[0] != state.extra["dead"].shape[0] or not _is_identity(index):
+            state.extra["dead"] = state.extra["dead"].index_select(0, index)
+
+
+class XLNetAdapter(Adapter):
+    """XLNetLMHeadModel (see the module docstring)."""
+
+    #: tokens rerun at each step besides the dummy (the reference's choice)
+    rerun = 2
+
+    def _run(self, state: State, ids: torch.Tensor, mems: Any) -> torch.Tensor:
+        batch = ids.shape[0]
+        ids = torch.cat([ids, ids.new_zeros(batch, 1)], dim=1)  # the dummy next token
+        length = ids.shape[1]
+        perm_mask = ids.new_zeros(batch, length, length, dtype=torch.float)
+        perm_mask[:, :, -1] = 1.0  # nobody sees the dummy
+        target_mapping = ids.new_zeros(batch, 1, length, dtype=torch.float)
+        target_mapping[:, 0, -1] = 1.0  # predict the dummy only
+        out = self.model(
+            ids, mems=mems, perm_mask=perm_mask, target_mapping=target_mapping,
+            use_mems=None if self.use_cache else False, return_dict=True,
+        )
+        state.cache = out.mems if self.use_cache else None
+        return out.logits[:, -1].float()
+
+    def start(self, input_ids, attention_mask, decoder_input_ids=None):
+        state = State(ids=input_ids)
+        return state, self._run(state, input_ids, None)
+
+    def step(self, state, tokens):
+        state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
+        if state.cache:
+            mems = tuple(m[: -self.rerun] for m in state.cache)
+            return self._run(state, state.ids[:, -self.rerun:], mems)
+        return self._run(state, state.ids, None)
+
+    def reorder(self, state, index):
+        if index.shape[0] == state.ids.shape[0] and _is_identity(index):
+            return
+        state.ids = state.ids.index_select(0, index)
+        if state.cache:
+            state.cache = tuple(m.index_select(1, index) for m in state.cache)
+
+
+# ----------------------------------------------------------------- registry
+def _plain(out: Any) -> torch.Tensor:
+    return out.last_hidden_state
+
+
+def _first_stream(out: Any) -> torch.Tensor:
+    """ProphetNet: the first predicting stream (it scores the next token). (B, T, D)."""
+    length = out.last_hidden_state.shape[1]
+    return out.last_hidden_state_ngram[:, :length]
+
+
+def _xglm(model: nn.Module) -> Parts:
+    return Parts(decoder=model.model, hidden=_plain, head=model.lm_head)
+
+
+def _mvp_causal(model: nn.Module) -> Parts:
+    return Parts(decoder=model.model.decoder, hidden=_plain, head=model.lm_head)
+
+
+def _mvp_seq2seq(model: nn.Module) -> Parts:
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        return model.lm_head(hidden) + model.final_logits_bias[0]
+
+    return Parts(decoder=model.model.decoder, hidden=_plain, head=head, encoder=model.model.encoder)
+
+
+def _prophetnet_causal(model: nn.Module) -> Parts:
+    return Parts(decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head)
+
+
+def _prophetnet_seq2seq(model: nn.Module) -> Parts:
+    return Parts(
+        decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head, encoder=model.prophetnet.encoder
+    )
+
+
+#: class name -> where its parts are (subclasses, e.g. the XLM-ProphetNet classes, match too)
+PARTS: dict[str, Callable[[nn.Module], Parts]] = {
+    "XGLMForCausalLM": _xglm,
+    "MvpForCausalLM": _mvp_causal,
+    "MvpForConditionalGeneration": _mvp_seq2seq,
+    "ProphetNetForCausalLM": _prophetnet_causal,
+    "ProphetNetForConditionalGeneration": _prophetnet_seq2seq,
+}
+
+#: class name -> an adapter of its own
+ADAPTERS: dict[str, Callable[..., Adapter]] = {
+    "XLMWithLMHeadModel": XLMAdapter,
+    "XLNetLMHeadModel": XLNetAdapter,
+}
+
+
+def adapter_for(model: nn.Module, *, use_cache: bool = True, **options: Any) -> Adapter:
+    """The adapter that drives ``model`` (``options``: family settings such as XLM's ``lang_id``)."""
+    for cls in type(model).__mro__:
+        if cls.__name__ in ADAPTERS:
+            return ADAPTERS[cls.__name__](model, use_cache=use_cache, **options)
+        if cls.__name__ in PARTS:
+            if options:
+                raise ValueError(f"{type(model).__name__} takes no generation option(s) {', '.join(sorted(options))}")
+            parts = PARTS[cls.__name__](model)
+            kind = EncoderDecoderAdapter if parts.encoder is not None else DecoderOnlyAdapter
+            return kind(model, parts, use_cache=use_cache)
+    raise ValueError(
+        f"{type(model).__name__} cannot generate text: use a model with a language-modelling head "
+        f"({', '.join(sorted({*PARTS, *ADAPTERS}))})"
+    )
