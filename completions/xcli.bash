@@ -13,7 +13,143 @@ _xcli() {
     done
     case "$cmd" in
         "")
-            COMPREPLY=($(compgen -W "-V --version -h --help tokenize" -- "$cur"))
+            COMPREPLY=($(compgen -W "-V --version -h --help classify convert fill-mask generate info qa tokenize train" -- "$cur"))
+            ;;
+        classify)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                -k|--top-k) COMPREPLY=(); return ;;
+                --function) COMPREPLY=($(compgen -W "softmax sigmoid none" -- "$cur")); return ;;
+                --aggregation) COMPREPLY=($(compgen -W "none simple first average max" -- "$cur")); return ;;
+                --pair-field) COMPREPLY=(); return ;;
+                --choices-field) COMPREPLY=(); return ;;
+                --lang) COMPREPLY=(); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+                --keep) COMPREPLY=(); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        convert)
+            case "$prev" in
+                --format) COMPREPLY=($(compgen -W "safetensors bin" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --max-shard-size) COMPREPLY=(); return ;;
+                --tolerance) COMPREPLY=(); return ;;
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--format --dtype --max-shard-size --verify --no-verify --tolerance -f --force -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        fill-mask)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                -k|--top-k) COMPREPLY=(); return ;;
+                --targets) COMPREPLY=(); return ;;
+                --lang) COMPREPLY=(); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+                --keep) COMPREPLY=(); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        generate)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                -N|--max-new-tokens) COMPREPLY=(); return ;;
+                --min-new-tokens) COMPREPLY=(); return ;;
+                --max-total-length) COMPREPLY=(); return ;;
+                --num-beams) COMPREPLY=(); return ;;
+                -n|--num-return-sequences) COMPREPLY=(); return ;;
+                --length-penalty) COMPREPLY=(); return ;;
+                --early-stopping) COMPREPLY=($(compgen -W "true false never" -- "$cur")); return ;;
+                -t|--temperature) COMPREPLY=(); return ;;
+                --top-k) COMPREPLY=(); return ;;
+                --top-p) COMPREPLY=(); return ;;
+                --typical-p) COMPREPLY=(); return ;;
+                --seed) COMPREPLY=(); return ;;
+                --repetition-penalty) COMPREPLY=(); return ;;
+                --no-repeat-ngram-size) COMPREPLY=(); return ;;
+                --bad-words) COMPREPLY=(); return ;;
+                --stop) COMPREPLY=(); return ;;
+                --task) COMPREPLY=($(compgen -W "summarize data-to-text qa question-generation story open-dialog task-dialog" -- "$cur")); return ;;
+                --lang) COMPREPLY=(); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+                --keep) COMPREPLY=(); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        info)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        qa)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                -c|--context) COMPREPLY=(); return ;;
+                -k|--top-k) COMPREPLY=(); return ;;
+                --doc-stride) COMPREPLY=(); return ;;
+                --max-answer-len) COMPREPLY=(); return ;;
+                --max-seq-len) COMPREPLY=(); return ;;
+                --max-question-len) COMPREPLY=(); return ;;
+                --question-field) COMPREPLY=(); return ;;
+                --context-field) COMPREPLY=(); return ;;
+                --lang) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+                --keep) COMPREPLY=(); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+            fi
             ;;
         tokenize)
             case "$prev" in
@@ -33,6 +169,40 @@ _xcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --field --pair-field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        train)
+            case "$prev" in
+                --train) COMPREPLY=(); return ;;  # file names
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                --dev) COMPREPLY=(); return ;;  # file names
+                --task) COMPREPLY=($(compgen -W "auto sequence-classification token-classification causal-lm masked-lm seq2seq" -- "$cur")); return ;;
+                --labels) COMPREPLY=(); return ;;
+                --epochs) COMPREPLY=(); return ;;
+                --max-steps) COMPREPLY=(); return ;;
+                --lr) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --grad-accum) COMPREPLY=(); return ;;
+                --warmup-ratio) COMPREPLY=(); return ;;
+                --weight-decay) COMPREPLY=(); return ;;
+                --max-grad-norm) COMPREPLY=(); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                --seed) COMPREPLY=(); return ;;
+                --eval-every) COMPREPLY=(); return ;;
+                --save) COMPREPLY=($(compgen -W "best last" -- "$cur")); return ;;
+                --patience) COMPREPLY=(); return ;;
+                --log-every) COMPREPLY=(); return ;;
+                --lang) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--train -o --output -m --model --dev --task --labels --epochs --max-steps --lr -b --batch-size --grad-accum --warmup-ratio --weight-decay --max-grad-norm --max-length --seed --eval-every --save --patience --log-every --lang --field --input-format --device --dtype --threads --on-error -f --force -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
     esac

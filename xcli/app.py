@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import convert, info, tokenize
+from .commands import classify, convert, fill_mask, generate, info, qa, tokenize, train
 from .program import Program
 
 app = typer.Typer(
@@ -30,6 +30,11 @@ app = typer.Typer(
 app.command("tokenize")(tokenize.tokenize)
 app.command("convert")(convert.convert)
 app.command("info")(info.info)
+app.command("fill-mask")(fill_mask.fill_mask)
+app.command("classify")(classify.classify)
+app.command("qa")(qa.qa)
+app.command("generate")(generate.generate)
+app.command("train")(train.train)
 
 
 def _version(value: bool) -> None:
