@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -59,3 +60,18 @@ def test_example_token_stats(tmp_path: Path) -> None:
     done = bash(f'"{ROOT}/examples/token_stats.sh" "{data}"', tmp_path)
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"records 872  longest \d+  mean [\d.]+  over 64: \d+\n", done.stdout)
+
+
+def test_example_tour(tmp_path: Path) -> None:
+    """examples/tour.sh: every model command on tiny checkpoints made by examples/make_tiny_models.py."""
+    done = bash(f'PATH="{Path(sys.executable).parent}:$PATH" "{ROOT}/examples/tour.sh" "{tmp_path / "demo"}"', tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert json.loads(lines[0])["label"] in ("negative", "positive")
+    assert len(json.loads(lines[1])["predictions"][0]) == 2
+    assert json.loads(lines[2])["id"] == 7 and "answer" in json.loads(lines[2])
+    assert lines[3].startswith("Once upon a time")
+    assert lines[4].startswith("model") and lines[5].startswith("family")
+    assert json.loads(lines[7])["check"]["passed"] is True
+    assert json.loads(lines[8])["steps"] == 2
+    assert (tmp_path / "demo" / "trained" / "model.safetensors").exists()

@@ -23,7 +23,7 @@ FIELDS = {
 }
 FAMILY = {"xlm": "XLM", "xlnet": "XLNet", "xglm": "XGLM", "xlm-prophetnet": "XLM-ProphetNet",
           "prophetnet": "ProphetNet", "mvp": "MVP"}
-COMMANDS = {"xlm": ["fill-mask", "generate"], "xlnet": ["generate"], "xglm": ["generate"],
+COMMANDS = {"xlm": ["fill-mask", "generate"], "xlnet": ["fill-mask", "generate"], "xglm": ["generate"],
             "xlm-prophetnet": ["generate"], "prophetnet": ["generate"], "mvp": ["fill-mask", "generate"]}
 
 

@@ -547,31 +547,14 @@ def _fsync_dir(directory: Path) -> None:
 
 
 # ------------------------------------------------------------------------ summary
-#: commands a head class serves, by the end of its class name (the reference's pipeline task mappings)
-_HEAD_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("WithLMHeadModel", ("fill-mask", "generate")),
-    ("LMHeadModel", ("generate",)),
-    ("ForCausalLM", ("generate",)),
-    ("MvpForConditionalGeneration", ("fill-mask", "generate")),
-    ("ForConditionalGeneration", ("generate",)),
-    ("ForSequenceClassification", ("classify",)),
-    ("ForTokenClassification", ("classify",)),
-    ("ForMultipleChoice", ("classify",)),
-    ("ForQuestionAnswering", ("qa",)),
-    ("ForQuestionAnsweringSimple", ("qa",)),
-)
 _LABELLED = ("ForSequenceClassification", "ForTokenClassification")
 
 
 def commands_for(architectures: list[str]) -> list[str]:
     """The head commands (fill-mask, classify, qa, generate) the named classes serve."""
-    out: list[str] = []
-    for arch in architectures:
-        for suffix, commands in _HEAD_COMMANDS:
-            if arch.endswith(suffix):
-                out += [c for c in commands if c not in out]
-                break
-    return out
+    from .tasks import heads_by_command
+
+    return [command for command, heads in heads_by_command().items() if any(a in heads for a in architectures)]
 
 
 def _directory_size(directory: Path) -> int:

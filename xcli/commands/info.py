@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import Debug, OutputFormatName, Quiet
+from ..options import Debug, Model, OutputFormatName, Quiet
 
 #: --output-format of the commands that print one summary object (info, convert)
 SummaryFormat = Annotated[
@@ -30,6 +30,7 @@ def info(
             show_default=False,
         ),
     ] = None,
+    model_option: Model = None,
     output_format: SummaryFormat = OutputFormatName.jsonl,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -44,13 +45,17 @@ def info(
       xcli info xlnet-base-cased
 
       xcli info ./my-checkpoint -O text
+
+      xcli info -m RUCAIBox/mvp
     """
     import json
     import sys
 
     from ..models import resolve_model
 
-    resolved = resolve_model(model)
+    if model and model_option and model != model_option:
+        raise typer.BadParameter(f"two models given: {model!r} and --model {model_option!r}; give one")
+    resolved = resolve_model(model_option or model)
     from xcli_models.convert import summarize
 
     summary = {"model": resolved.spec, "origin": resolved.origin, **summarize(resolved.path)}
