@@ -610,7 +610,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
 
     try:
         files = weight_files(directory)
-    except CheckpointError as exc:
+    except CheckpointError:
         if any((directory / n).exists() for n in (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX)):
             raise
         files = []  # a config and tokenizer only (as the built-in demo models): no weights to describe

@@ -89,7 +89,7 @@ def classify(
     from .. import io
     from ..console import console
     from ..errors import RecordError
-    from .fill_mask import load_task_model, usage_errors, warn_truncated, window
+    from ..model_commands import load_task_model, usage_errors, warn_truncated, window
 
     records = io.read_records(texts, input, input_format=input_format, field=field)
     with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_main_result) as writer:

@@ -198,7 +198,7 @@ def generate(
     columns = ["generated_text", *(["score"] if scores else []), *(["sequences"] if several else [])]
     with io.open_writer(output, force=force, fmt=fmt, keep=keep, text_of=main_text, columns=columns) as writer:
         from xcli_models.tasks.generate import GENERATE_CLASSES, Generator
-        from .fill_mask import load_task_model, usage_errors, window
+        from ..model_commands import load_task_model, usage_errors, window
 
         loaded = load_task_model(
             model, device, dtype, threads, accept=GENERATE_CLASSES,

@@ -103,7 +103,7 @@ def qa(
     """
     from .. import io
     from ..errors import RecordError, UsageError
-    from .fill_mask import load_task_model, usage_errors, window
+    from ..model_commands import load_task_model, usage_errors, window
 
     records = io.read_records(texts, input, input_format=input_format, field=field)
     with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_answer) as writer:
