@@ -20,8 +20,6 @@ class Family:
     tokenizer: str
     #: module holding the model classes (names as in the reference documentation)
     models: str
-    #: class name for each head kind a command may need, in order of preference
-    heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tokenizers_by_class: dict[str, str] = field(default_factory=dict)
 
 
