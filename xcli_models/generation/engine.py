@@ -13,7 +13,10 @@ The run, in named phases:
    decoder-only models, decoder tokens from the start token for encoder-decoder models),
    with per-sequence scores, per-step scores and decoded texts on request.
 
-Everything runs under ``torch.inference_mode``.
+Everything runs under ``torch.inference_mode`` and, on CPU with more than one torch thread,
+``parallel.split_matmuls`` (large matrix products as row blocks on that many threads, other ops
+single-threaded; the thread setting is restored afterwards, so ``generate`` should not run
+concurrently with other torch work of the same process that relies on it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 
 from ..outputs import ModelOutput
-from . import search
+from . import parallel, search
 from .adapters import Adapter, adapter_for
 from .config import UNSUPPORTED, GenerationConfig, model_defaults
 from .processors import Processor, build_processors
@@ -77,6 +80,7 @@ def generate(
     sampler: search.Sampler | None = None,
     decoder_input_ids: torch.Tensor | None = None,
     sequence_scores: bool = False,
+    split_matmuls: bool | None = None,
     **options: Any,
 ) -> torch.Tensor | GenerateOutput:
     """Generate continuations of ``inputs`` (B, T) with ``model`` (see the module docstring).
@@ -96,6 +100,10 @@ def generate(
     batch. ``sampler`` replaces the draw itself ((probabilities, step) -> tokens). ``streamer``
     is called after each greedy/sampling step with the tokens just chosen (R,).
     ``tokenizer`` (or ``decode``: ids -> text) is needed for stop strings and gives ``texts``.
+
+    ``split_matmuls``: on CPU with more than one torch thread (the default when None), large
+    matrix products run as row blocks on that many threads (``parallel.split_matmuls``; a
+    decode step then streams its weights at the machine's bandwidth, not MKL's single-call rate).
 
     Returns the sequences (N, L), or a ``GenerateOutput`` with ``return_dict_in_generate``.
     """
@@ -141,7 +149,8 @@ def generate(
     per_prompt = config.expand_size
     seeds = _seeds(seed, batch)
 
-    with torch.inference_mode():
+    workers = torch.get_num_threads() if device.type == "cpu" and split_matmuls is not False else 1
+    with torch.inference_mode(), parallel.split_matmuls(workers):
         state, logits = adapter.start(
             input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )

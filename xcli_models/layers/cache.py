@@ -23,6 +23,8 @@ class KVCache:
         self._key: torch.Tensor | None = None
         self._value: torch.Tensor | None = None
         self.length = 0
+        self._owned = False  # whether the buffers are ours to overwrite (not tensors handed to set())
+        self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # reorder's second buffer
 
     @property
     def filled(self) -> bool:
@@ -41,6 +43,7 @@ class KVCache:
     def set(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Replace the contents (cross-attention: the encoder's keys and values)."""
         self._key, self._value, self.length = key, value, key.shape[2]
+        self._owned = False
         return key, value
 
     def append(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,6 +55,7 @@ class KVCache:
             capacity = max(new_length, 2 * self._key.shape[2])
             self._key = _grow(self._key[:, :, : self.length], capacity)
             self._value = _grow(self._value[:, :, : self.length], capacity)
+            self._owned = True
         self._key[:, :, self.length : new_length] = key
         self._value[:, :, self.length : new_length] = value
         self.length = new_length
@@ -62,10 +66,29 @@ class KVCache:
         self.length = min(self.length, max(length, 0))
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (beam search), in that order."""
-        if self._key is not None:
-            self._key = self._key[:, :, : self.length].index_select(0, index.to(self._key.device))
-            self._value = self._value[:, :, : self.length].index_select(0, index.to(self._value.device))
+        """Keep batch rows ``index`` (beam search), in that order.
+
+        When the batch size stays (a beam-search step), the rows are gathered into a second
+        buffer of the same capacity, which then takes the current one's place and leaves it as
+        the next step's spare: a step allocates nothing and the cache keeps its room to grow.
+        """
+        if self._key is None or self._value is None:
+            return
+        index = index.to(self._key.device)
+        if index.shape[0] != self._key.shape[0]:
+            self._key = self._key[:, :, : self.length].index_select(0, index)
+            self._value = self._value[:, :, : self.length].index_select(0, index)
+            self._owned, self._spare = True, None
+            return
+        spare = self._spare
+        if spare is None or spare[0].shape != self._key.shape or spare[0].dtype != self._key.dtype:
+            spare = (self._key.new_empty(self._key.shape), self._value.new_empty(self._value.shape))
+        torch.index_select(self._key, 0, index, out=spare[0])
+        torch.index_select(self._value, 0, index, out=spare[1])
+        previous = (self._key, self._value)
+        self._key, self._value = spare
+        self._spare = previous if self._owned else None
+        self._owned = True
 
 
 def _grow(tensor: torch.Tensor, capacity: int) -> torch.Tensor:

@@ -46,12 +46,14 @@ context (``context[start:end] == answer``), plus the ``top_k`` best as ``"answer
 path, and so does this module: the context is split into words at whitespace, each word is
 tokenised on its own, the question is cut to ``max_question_len`` tokens, window ``i`` holds
 the context tokens from ``i * doc_stride`` on (for XLM, ``doc_stride`` is the step between
-windows, as there), and an answer is always whole words, from the first character of its
-first word to the last character of its last word (``align_to_words`` has no effect). Unlike
-the reference's, ``end`` is exclusive and the answer is the context's own text; the same
-span found in two overlapping windows counts once, with its better score; the CLS token (the
-first ``</s>``, the one the reference keeps unmasked) gives the null score and cannot start
-or end an answer (the reference reads position 0 and fails when it picks that ``</s>``).
+windows, as there), and an answer is always whole words (``align_to_words`` has no effect).
+Unlike the reference's, ``end`` is exclusive (the reference gives the index of the last
+character, or of the last blank after it) and the answer is the context's own text rather
+than its words joined by single spaces; the same span found twice (overlapping windows, two
+tokens of one word) counts once, with its better score; and the CLS token (the first
+``</s>``, the one the reference keeps unmasked) gives the null score and cannot start or end
+an answer (the reference reads position 0, and fails with a KeyError when it picks that
+``</s>``).
 
 **Beam-search heads** (``XLMForQuestionAnswering``, ``XLNetForQuestionAnswering``) have no
 reference pipeline. Windows are built as above; the model gets ``p_mask`` (1 for every token
