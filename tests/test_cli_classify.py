@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from oracle import ATOL, transformers
 from test_task_classify import NER_TEXTS, SENTIMENT, sequence_reference, token_reference
-from test_task_fill_mask import LABELS, build, one_thread, oracle_pipeline  # noqa: F401 - fixture
+from task_fixtures import LABELS, build, oracle_pipeline
 
 from xcli.app import app
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
 
 

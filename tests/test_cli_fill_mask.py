@@ -14,10 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from oracle import ATOL
-from test_task_fill_mask import build, one_thread, oracle_pipeline, per_blank  # noqa: F401 - fixture
+from task_fixtures import build, oracle_pipeline, per_blank
 
 from xcli.app import app
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
 
 

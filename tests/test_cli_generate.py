@@ -21,11 +21,12 @@ from typer.testing import CliRunner
 
 from oracle import transformers
 from test_cli_support import HERE, xcli_env
-from test_task_generate import PROMPTS, TOKENIZERS, build, one_thread, root  # noqa: F401 - fixtures
+from test_task_generate import PROMPTS, TOKENIZERS, build, root  # noqa: F401 - fixture
 
 from xcli.app import app
 from xcli.commands.generate import _unescape
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
 #: only a guard against a hung test, never a speed requirement
 HANG_GUARD_S = 120

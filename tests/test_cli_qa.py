@@ -15,12 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from test_task_qa import (  # noqa: F401 - fixtures
-    assert_same_answers, checkpoints, one_thread, oracle_answers, tokenizer_dir, xquad_records,
+    assert_same_answers, checkpoints, oracle_answers, tokenizer_dir, xquad_records,
 )
 from oracle import transformers
 from xcli.app import app
 from xcli_models.tasks.qa import QAOptions, QuestionAnswerer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
 
 

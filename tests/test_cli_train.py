@@ -18,12 +18,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from oracle import assert_close, transformers
-from test_training import SENTIMENT, TEXTS, build, one_thread  # noqa: F401 - fixture
+from test_training import SENTIMENT, TEXTS, build
 
 from xcli.app import app
 from xcli_models import AutoModel
 
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
 COMMON = ("--device", "cpu", "--threads", "1")
 
 

@@ -46,13 +46,7 @@ CLASSES = ["MvpModel", "MvpForConditionalGeneration", "MvpForSequenceClassificat
 SEQ2SEQ = CLASSES[:4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """Tiny matrices run fastest on one thread, and a busy machine's cores are spared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config_kwargs(name: str, **overrides: Any) -> dict[str, Any]:

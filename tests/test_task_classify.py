@@ -4,7 +4,7 @@ Sequence heads (XLM, XLNet, MVP) against the text-classification pipeline, singl
 every score function; token heads against the token-classification pipeline with every
 aggregation (XLNet through the fast tokenizer the oracle builds from the checkpoint; XLM's slow
 reference tokenizer has no offsets, so its offsets are checked against the text); multiple
-choice against the oracle model. Checkpoints come from test_task_fill_mask's builders.
+choice against the oracle model. Checkpoints come from the builders in task_fixtures.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import pytest
 import torch
 
 from oracle import ATOL, transformers
-from test_task_fill_mask import LABELS, build, one_thread, oracle_pipeline  # noqa: F401 - fixture
+from task_fixtures import LABELS, build, oracle_pipeline
 
 from xcli_models.tasks.classify import (
     ChoicesMissing, SequenceClassifier, TokenClassifier, _fold, align_pieces, classifier_for, default_function,
 )
 from xcli_models.tasks.common import UnsupportedModel, load
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SENTIMENT = {0: "negative", 1: "positive", 2: "neutral"}
 TEXTS = [

@@ -31,15 +31,9 @@ from xcli_models.tasks.generate import (
     XLNET_PREFIX, GenerateOptionError, Generator, MissingField, bad_words_ids, mvp_prompt, show_separators,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LANGS = {"en": 0, "fr": 1}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------- tokenizers

@@ -33,6 +33,7 @@ from xcli_models.tasks import common
 from xcli_models.tasks.qa import QAError, QAOptions, QuestionAnswerer, spaced_script
 
 hfqa = pytest.importorskip("transformers.pipelines.question_answering")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ATOL = 1e-4
 #: option sets: defaults, top-k, long contexts in windows, impossible answers, no word alignment
@@ -98,15 +99,6 @@ def oracle_model(family: str, head: str, vocab: int, seed: int) -> Any:
     )
     klass = transformers.XLMForQuestionAnswering if head == "beam" else transformers.XLMForQuestionAnsweringSimple
     return klass(config).eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and lose much to them on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -54,12 +54,7 @@ SENTIMENT = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "labe
 TEXTS = ["the cat sat on the mat", "a dog ran in the park today", "birds sing", "we like the warm sun very much"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: more threads only contend
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def oracle_tokenizer(family: str) -> Any:
