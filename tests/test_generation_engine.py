@@ -14,12 +14,7 @@ from xcli_models.generation.adapters import adapter_for
 from xcli_models.generation.stopping import cut_at_stop
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 #: XLNet: see test_xlnet_mems_are_the_reference_scheme; ProphetNet: see test_prophetnet_uncached_is_the_reference
@@ -326,54 +321,3 @@ def test_sequence_scores_without_step_scores(root):
     light = ours.generate(ids, attention_mask=mask, sequence_scores=True, **settings)
     assert light.scores is None and light.sequences_scores is not None
     torch.testing.assert_close(light.sequences_scores, full.sequences_scores)
-
-
-def test_split_matmuls_same_numbers():
-    """Row blocks of the weight on two threads: a matrix-vector product is bit for bit the same."""
-    from torch.nn import functional as F
-    from xcli_models.generation.parallel import split_matmuls
-
-    generator = torch.Generator().manual_seed(0)
-    w = torch.randn(3001, 257, generator=generator)
-    b = torch.randn(3001, generator=generator)
-    x = torch.randn(1, 257, generator=generator)
-    x3 = torch.randn(2, 5, 257, generator=generator)
-    h = torch.randn(257, 3001, generator=generator)  # a (K, N) weight used as x @ h
-    expected = (F.linear(x, w, b), F.linear(x, w), F.linear(x3, w, b), x3 @ h, x @ h.t().t())
-    threads = torch.get_num_threads()
-    with torch.inference_mode(), split_matmuls(2, min_bytes=0):
-        assert torch.get_num_threads() == 1
-        got = (F.linear(x, w, b), F.linear(x, w), F.linear(x3, w, b), x3 @ h, x @ h.t().t())
-    assert torch.get_num_threads() == threads
-    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
-    for a, e in zip(got[2:], expected[2:]):  # several rows: MKL may round the last bit differently
-        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
-    # anything that needs gradients runs unchanged
-    w.requires_grad_(True)
-    with split_matmuls(2, min_bytes=0):
-        y = F.linear(x, w, b)
-    assert y.requires_grad
-
-
-def test_split_matmuls_errors_surface_and_restore_threads():
-    from torch.nn import functional as F
-    from xcli_models.generation.parallel import split_matmuls
-
-    threads = torch.get_num_threads()
-    with pytest.raises(RuntimeError):
-        with torch.inference_mode(), split_matmuls(2, min_bytes=0):
-            F.linear(torch.ones(1, 4), torch.ones(8, 4), torch.ones(3))  # a bias of the wrong size
-    assert torch.get_num_threads() == threads
-
-
-@pytest.mark.parametrize("name", ["xglm", "xlnet", "prophetnet", "mvp-causal"])
-def test_split_matmuls_generate_like_the_reference(name, root):
-    from xcli_models.generation.parallel import split_matmuls
-
-    oracle, ours = models(name, root, 0)
-    ids, mask = prompts(name, 3, 0)
-    for settings in (dict(max_new_tokens=8), dict(max_new_tokens=8, num_beams=3)):
-        reference = oracle.generate(ids, attention_mask=mask, **settings, **FAMILIES[name].oracle_kwargs)
-        with split_matmuls(2, min_bytes=0):
-            got = ours.generate(ids, attention_mask=mask, **settings)
-        assert torch.equal(got, reference)

@@ -29,7 +29,8 @@ Adapters here:
   (XLM)ProphetNetForConditionalGeneration: encoder output computed once, cross-attention
   keys and values cached once (never reordered within a beam group: its rows are equal);
   ProphetNet's LM head runs on the first predicting stream only (the one that scores the
-  next token; the reference also projects the others and drops them).
+  next token; the reference also projects the others and drops them), and a cached step runs
+  no other predicting stream through the decoder (none of them feeds the first).
 * ``XLMAdapter`` -- XLMWithLMHeadModel. The reference appends a mask token (and language
   ids) at every step and scores the next token at the mask's position, without a cache. In
   a causal XLM no earlier position sees the mask, so we run the new token and the mask
@@ -87,13 +88,15 @@ class Parts:
     ``decoder`` is called with input_ids, attention_mask, past_key_values, use_cache,
     return_dict (and encoder_hidden_states / encoder_attention_mask, position_ids when it
     takes them); ``hidden`` picks the states that feed the head from its output (B, T, D);
-    ``head`` maps (R, D) states to (R, V) logits.
+    ``head`` maps (R, D) states to (R, V) logits; ``step_options`` go to the decoder on a
+    cached one-token step (ProphetNet: run only the predicting stream that scores).
     """
 
     decoder: nn.Module
     hidden: Callable[[Any], torch.Tensor]
     head: Callable[[torch.Tensor], torch.Tensor]
     encoder: nn.Module | None = None
+    step_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,7 +155,7 @@ class DecoderOnlyAdapter(Adapter):
 
     def _run(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         """Decoder over ``ids`` (the new tokens, or all of them when uncached); next-token logits."""
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(self.parts.step_options) if cache is not None and ids.shape[1] == 1 else {}
         if self.takes_positions:
             kwargs["position_ids"] = positions_skipping_padding(mask)[:, -ids.shape[1]:]
         out = self.parts.decoder(
@@ -185,10 +188,11 @@ class EncoderDecoderAdapter(Adapter):
         self.parts = parts
 
     def _run(self, state: State, ids: torch.Tensor) -> torch.Tensor:
+        stepping = state.cache is not None and ids.shape[1] == 1
         out = self.parts.decoder(
             input_ids=ids, attention_mask=None, encoder_hidden_states=state.memory,
             encoder_attention_mask=state.memory_mask, past_key_values=state.cache, use_cache=self.use_cache,
-            return_dict=True,
+            return_dict=True, **(self.parts.step_options if stepping else {}),
         )
         state.cache = out.past_key_values if self.use_cache else None
         return self.parts.head(self.parts.hidden(out)[:, -1]).float()
@@ -320,12 +324,14 @@ def _mvp_seq2seq(model: nn.Module) -> Parts:
 
 
 def _prophetnet_causal(model: nn.Module) -> Parts:
-    return Parts(decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head)
+    return Parts(decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head,
+                 step_options=dict(predict_streams=1))
 
 
 def _prophetnet_seq2seq(model: nn.Module) -> Parts:
     return Parts(
-        decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head, encoder=model.prophetnet.encoder
+        decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head, encoder=model.prophetnet.encoder,
+        step_options=dict(predict_streams=1),
     )
 
 

@@ -13,10 +13,8 @@ The run, in named phases:
    decoder-only models, decoder tokens from the start token for encoder-decoder models),
    with per-sequence scores, per-step scores and decoded texts on request.
 
-Everything runs under ``torch.inference_mode`` and, on CPU with more than one torch thread,
-``parallel.split_matmuls`` (large matrix products as row blocks on that many threads, other ops
-single-threaded; the thread setting is restored afterwards, so ``generate`` should not run
-concurrently with other torch work of the same process that relies on it).
+Everything runs under ``torch.inference_mode`` and, on CPU, with the matrix products through
+oneDNN (``kernels.onednn_matmuls``: a decode step streams its weights ~1.7x faster than MKL).
 """
 
 from __future__ import annotations
@@ -29,7 +27,8 @@ import torch
 from torch import nn
 
 from ..outputs import ModelOutput
-from . import parallel, search
+from .. import kernels
+from . import search
 from .adapters import Adapter, adapter_for
 from .config import UNSUPPORTED, GenerationConfig, model_defaults
 from .processors import Processor, build_processors
@@ -80,7 +79,7 @@ def generate(
     sampler: search.Sampler | None = None,
     decoder_input_ids: torch.Tensor | None = None,
     sequence_scores: bool = False,
-    split_matmuls: bool | None = None,
+    onednn: bool = True,
     **options: Any,
 ) -> torch.Tensor | GenerateOutput:
     """Generate continuations of ``inputs`` (B, T) with ``model`` (see the module docstring).
@@ -101,9 +100,8 @@ def generate(
     is called after each greedy/sampling step with the tokens just chosen (R,).
     ``tokenizer`` (or ``decode``: ids -> text) is needed for stop strings and gives ``texts``.
 
-    ``split_matmuls``: on CPU with more than one torch thread (the default when None), large
-    matrix products run as row blocks on that many threads (``parallel.split_matmuls``; a
-    decode step then streams its weights at the machine's bandwidth, not MKL's single-call rate).
+    ``onednn``: on CPU, run the matrix products through oneDNN (``kernels.onednn_matmuls``);
+    False keeps torch's default (MKL).
 
     Returns the sequences (N, L), or a ``GenerateOutput`` with ``return_dict_in_generate``.
     """
@@ -149,8 +147,7 @@ def generate(
     per_prompt = config.expand_size
     seeds = _seeds(seed, batch)
 
-    workers = torch.get_num_threads() if device.type == "cpu" and split_matmuls is not False else 1
-    with torch.inference_mode(), parallel.split_matmuls(workers):
+    with torch.inference_mode(), kernels.onednn_matmuls(onednn and device.type == "cpu"):
         state, logits = adapter.start(
             input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )

@@ -12,7 +12,8 @@ The pieces here keep that work fast and the same for every task:
   run them, and hand the results back in input order: far less padding than input order.
 * :func:`pad` / :func:`collate` build padded tensors on the tokenizer's padding side (XLNet pads
   on the left, the others on the right), with the attention mask and token type ids.
-* :func:`inference` is ``torch.inference_mode`` (no autograd bookkeeping) for the model calls;
+* :func:`inference` is ``torch.inference_mode`` (no autograd bookkeeping) with oneDNN matrix
+  products (``xcli_models.kernels``) for the model calls;
   :func:`prefetched` runs the preparation of the next chunk in a thread while the model works on
   the current one (torch releases the GIL inside its kernels, so tokenisation overlaps).
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
+
+from .. import kernels
 
 __all__ = [
     "TaskModel", "UnsupportedModel", "collate", "inference", "length_batches", "length_limit", "load", "map_by_length",
@@ -130,8 +133,9 @@ def length_limit(model: Any, tokenizer: Any, max_length: int | None = None) -> i
 
 @contextmanager
 def inference() -> Iterator[None]:
-    """No autograd bookkeeping: ``torch.inference_mode`` around model calls."""
-    with torch.inference_mode():
+    """Around model calls: ``torch.inference_mode`` (no autograd bookkeeping), and matrix
+    products through oneDNN on CPU (``kernels.onednn_matmuls``)."""
+    with torch.inference_mode(), kernels.onednn_matmuls():
         yield
 
 

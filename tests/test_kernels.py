@@ -1,0 +1,88 @@
+"""xcli_models.kernels: matrix products through oneDNN give torch's numbers, and only where they may."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from xcli_models import XGLMConfig, XGLMForCausalLM, kernels
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The weight shapes of the products that went through oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch is built without oneDNN")
+    assert kernels.onednn_available()
+    calls: list[tuple[int, ...]] = []
+    real = kernels._linear
+
+    def counting(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        calls.append(tuple(w.shape))
+        return real(x, w, bias)
+
+    monkeypatch.setattr(kernels, "_linear", counting)
+    return calls
+
+
+def test_products_equal_torchs(routed: list[tuple[int, ...]]) -> None:
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(301, 257, generator=generator)
+    b = torch.randn(301, generator=generator)
+    x = torch.randn(1, 257, generator=generator)
+    x3 = torch.randn(2, 5, 257, generator=generator)
+    h = torch.randn(257, 301, generator=generator)  # a (K, N) weight used as x @ h (XLNet's projections)
+
+    def products() -> tuple[torch.Tensor, ...]:
+        return (F.linear(x, w, b), F.linear(x, w), F.linear(x3, w, b), F.linear(x3, weight=w, bias=b),
+                x3 @ h, torch.matmul(x, h), F.linear(x3.bfloat16(), w.bfloat16()))
+
+    expected = products()
+    with torch.inference_mode(), kernels.onednn_matmuls():
+        got = products()
+    assert len(routed) == len(expected)
+    for a, e in zip(got, expected):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        tolerance = 2e-2 if a.dtype == torch.bfloat16 else 1e-5
+        torch.testing.assert_close(a, e, atol=tolerance, rtol=tolerance)
+
+
+def test_what_oneDNN_cannot_or_should_not_do_runs_unchanged(routed: list[tuple[int, ...]]) -> None:
+    w = torch.randn(8, 4, requires_grad=True)
+    x = torch.randn(3, 4)
+    with kernels.onednn_matmuls():
+        y = F.linear(x, w)  # needs a gradient: autograd's path
+        y.sum().backward()
+        assert w.grad is not None
+        F.linear(x.double(), w.detach().double())  # a dtype oneDNN's matmul does not take
+        F.linear(x[0], w.detach())  # one vector
+        x @ torch.randn(2, 4, 3)  # not a 2-D weight
+        with pytest.raises(RuntimeError):  # torch's own error for a bias of the wrong size
+            F.linear(x, w.detach(), torch.ones(3))
+        torch.backends.mkldnn.enabled = False  # the user's switch
+        try:
+            F.linear(x, w.detach())
+        finally:
+            torch.backends.mkldnn.enabled = True
+    with kernels.onednn_matmuls(enabled=False):
+        F.linear(x, w.detach())
+    assert routed == []
+
+
+def test_generate_gives_the_same_tokens_through_oneDNN(routed: list[tuple[int, ...]]) -> None:
+    torch.manual_seed(0)
+    config = XGLMConfig(vocab_size=300, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
+                        max_position_embeddings=64)
+    model = XGLMForCausalLM(config).eval()
+    ids = torch.tensor([[2, 17, 45, 99, 12], [1, 1, 2, 33, 7]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    for settings in (dict(max_new_tokens=8), dict(max_new_tokens=8, num_beams=3)):
+        plain = model.generate(ids, attention_mask=mask, onednn=False, **settings)
+        assert routed == []
+        fast = model.generate(ids, attention_mask=mask, **settings)
+        assert routed, "generate did not use oneDNN"
+        assert torch.equal(fast, plain)
+        routed.clear()
