@@ -331,6 +331,34 @@ def test_incremental_decoding_equals_full_recomputation(checkpoint) -> None:
     assert_close(full.logits, oracle_full.logits, what="full logits vs oracle")
 
 
+def test_decoder_runs_only_the_first_predicting_streams_when_asked(checkpoint) -> None:
+    """A one-token step with ``predict_streams=k`` gives the first k streams of the full step."""
+    _, directory = checkpoint("prophetnet", "ForConditionalGeneration", 12, ngram=3)
+    ours = our_class("prophetnet", "ForConditionalGeneration").from_pretrained(directory)
+    decoder = ours.get_decoder()
+    source, mask, target = ids(3, 7, 12), padded_mask(3, 7), ids(3, 4, 13)
+    with torch.no_grad():
+        memory = ours.get_encoder()(source, attention_mask=mask).last_hidden_state
+        fixed = dict(encoder_hidden_states=memory, encoder_attention_mask=mask, use_cache=True)
+        past = decoder(target[:, :3], **fixed).past_key_values
+        step = target[:, 3:]
+        full = decoder(step, past_key_values=_copy_cache(past), **fixed)
+        for k in (1, 2, 3):
+            few = decoder(step, past_key_values=_copy_cache(past), predict_streams=k, **fixed)
+            assert few.last_hidden_state_ngram.shape[1] == k
+            assert_close(few.last_hidden_state, full.last_hidden_state, what=f"main stream, {k} streams")
+            assert_close(few.last_hidden_state_ngram, full.last_hidden_state_ngram[:, :k], what=f"{k} streams")
+        with pytest.raises(ValueError, match="one-token"):
+            decoder(target, predict_streams=1, use_cache=False, encoder_hidden_states=memory)
+        with pytest.raises(ValueError, match="predict_streams"):
+            decoder(step, predict_streams=4, use_cache=False, encoder_hidden_states=memory)
+
+
+def _copy_cache(cache: Cache) -> Cache:
+    """A cache that a step extends into new buffers (the legacy views are exactly full)."""
+    return Cache.coerce(cache.to_legacy(), len(cache), cross=True)
+
+
 # ------------------------------------------------------------- save / load
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", CLASSES)

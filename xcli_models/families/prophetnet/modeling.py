@@ -341,17 +341,18 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.word_embeddings = value
 
-    def _embed(self, inputs_embeds: torch.Tensor, past: int) -> torch.Tensor:
-        """Main stream: tokens + positions; predicting stream s: the stream's embedding + the
-        next position. Shape: (B, T, D) -> (B, (1 + ngram) * T, D), layer-normed."""
+    def _embed(self, inputs_embeds: torch.Tensor, past: int, streams: int) -> torch.Tensor:
+        """Main stream: tokens + positions; predicting stream s (of the first ``streams``): the
+        stream's embedding + the next position. Shape: (B, T, D) -> (B, (1 + streams) * T, D),
+        layer-normed."""
         batch, length, dim = inputs_embeds.shape
         ids = _position_ids(self.position_embeddings, past, length, inputs_embeds.device)
         main = inputs_embeds + self.position_embeddings(ids)
         # the reference gives the first predicting stream the last ngram embedding, stream s row s - 1
         ngram = self.config.ngram
-        rows = (torch.arange(ngram, device=inputs_embeds.device) - 1) % ngram
+        rows = ((torch.arange(ngram, device=inputs_embeds.device) - 1) % ngram)[:streams]
         predict = self.ngram_embeddings(rows)[:, None, :] + self.position_embeddings(ids + 1)  # (n, T, D)
-        predict = predict.reshape(1, ngram * length, dim).expand(batch, -1, -1)
+        predict = predict.reshape(1, streams * length, dim).expand(batch, -1, -1)
         return self.embeddings_layer_norm(torch.cat([main, predict.to(main.dtype)], dim=1))
 
     def forward(
@@ -369,8 +370,17 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         cache_position: torch.Tensor | None = None,  # accepted for API compatibility; the Cache knows its length
+        *,
+        predict_streams: int | None = None,
     ) -> ProphetNetDecoderModelOutput | tuple:
+        """``predict_streams``: run only the first that many predicting streams (default: all
+        ``config.ngram``). No stream depends on a later one, so those run are unchanged; generation
+        needs only the first. Only for one-token calls (a longer call's bias layout mixes the
+        streams, see ngram.py)."""
         config = self.config
+        streams = config.ngram if predict_streams is None else predict_streams
+        if not 0 < streams <= config.ngram:
+            raise ValueError(f"predict_streams must be 1 .. ngram ({config.ngram}), not {predict_streams}")
         use_cache = config.use_cache if use_cache is None else use_cache
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -382,6 +392,8 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
         _check_heads(head_mask, len(self.layers), "head_mask")
         _check_heads(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
         length, device, dtype = inputs_embeds.shape[1], inputs_embeds.device, inputs_embeds.dtype
+        if streams < config.ngram and length > 1:
+            raise ValueError(f"predict_streams is for one-token calls, not {length} tokens")
         cross = encoder_hidden_states is not None
 
         cache = (
@@ -390,14 +402,14 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
         )
         past = cache.get_seq_length() if cache is not None else 0
         masks = StreamMasks.build(
-            attention_mask, past, length, config.ngram,
+            attention_mask, past, length, streams,
             num_buckets=config.num_buckets, max_distance=config.relative_max_distance, dtype=dtype, device=device,
         )
         cross_mask = (
             padding_bias(encoder_attention_mask.to(device), dtype) if cross and encoder_attention_mask is not None
             else None
         )
-        hidden = F.dropout(self._embed(inputs_embeds, past), p=config.dropout, training=self.training)
+        hidden = F.dropout(self._embed(inputs_embeds, past, streams), p=config.dropout, training=self.training)
 
         all_hidden: Tensors | None = () if output_hidden_states else None
         all_hidden_ngram: Tensors | None = () if output_hidden_states and config.ngram > 0 else None

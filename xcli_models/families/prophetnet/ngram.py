@@ -130,10 +130,11 @@ class NgramSelfAttention(nn.Module):
     (``dim -> num_buckets * n_heads``, laid out bucket-major).
 
     Shape:
-        hidden: (B, (1 + ngram) * T, D), streams concatenated on time; mask: ``StreamMasks``;
+        hidden: (B, (1 + n) * T, D), streams concatenated on time, n the predicting streams
+        ``mask`` (``StreamMasks``) was built for (``ngram``, or the first few of them);
         cache: the main stream's keys/values (B, H, S - T, Dh) before the call, S after.
-        Returns (B, (1 + ngram) * T, D) and, when asked, the main stream's probabilities
-        (B, H, T, S) and the predicting streams' (B, ngram, H, T, S + T).
+        Returns (B, (1 + n) * T, D) and, when asked, the main stream's probabilities
+        (B, H, T, S) and the predicting streams' (B, n, H, T, S + T).
     """
 
     def __init__(
@@ -168,7 +169,8 @@ class NgramSelfAttention(nn.Module):
         if prefix is not None:
             raise ValueError("ProphetNet's n-stream attention takes no prefix key/values")
         batch, total, dim = hidden.shape
-        streams, heads = 1 + self.ngram, self.n_heads
+        ngram = mask.predict.shape[1]  # the predicting streams run (the first ``ngram``; see StreamMasks)
+        streams, heads = 1 + ngram, self.n_heads
         length = total // streams
 
         def by_stream(x: torch.Tensor) -> torch.Tensor:  # (B, (1+n)T, D) -> (B, 1+n, H, T, Dh)
@@ -196,11 +198,11 @@ class NgramSelfAttention(nn.Module):
         )
 
         # each predicting stream attends over [main keys | its own keys]: (B, n, H, S + T, Dh)
-        pred_k = torch.cat([main_k[:, None].expand(-1, self.ngram, -1, -1, -1), k[:, 1:]], dim=3)
-        pred_v = torch.cat([main_v[:, None].expand(-1, self.ngram, -1, -1, -1), v[:, 1:]], dim=3)
+        pred_k = torch.cat([main_k[:, None].expand(-1, ngram, -1, -1, -1), k[:, 1:]], dim=3)
+        pred_v = torch.cat([main_v[:, None].expand(-1, ngram, -1, -1, -1), v[:, 1:]], dim=3)
         pred_bias = torch.gather(
             self._predict_bias(bias[:, 1:]), -1,
-            mask.predict_buckets.expand(batch, self.ngram, heads, length, keys + length),
+            mask.predict_buckets.expand(batch, ngram, heads, length, keys + length),
         )  # (B, n, H, T, S + T)
         pred_out, pred_weights = attend(
             q[:, 1:], pred_k, pred_v,
