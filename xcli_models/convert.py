@@ -125,7 +125,10 @@ class Conversion:
     tied: dict[str, str] = field(default_factory=dict)
     #: tensor -> how many finite values became infinite in the cast
     overflow: dict[str, int] = field(default_factory=dict)
+    #: other files of the source copied as they are (tokenizer, configs, README ...)
     copied: list[str] = field(default_factory=list)
+    #: files of the source not copied: its weights and their index (rewritten as ``files``), and
+    #: weights of other frameworks and folders (TensorFlow, Flax, ONNX ...)
     left_behind: list[str] = field(default_factory=list)
     check: Check | None = None
 
