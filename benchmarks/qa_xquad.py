@@ -95,7 +95,7 @@ def reference_pipeline(directory: Path, batch_size: int, device: str):  # type: 
                                  batch_size=batch_size)
 
     def run(records: list[dict]) -> list[dict]:
-        out = pipe([{"question": r["question"], "context": r["context"]} for r in records])
+        out = pipe(question=[r["question"] for r in records], context=[r["context"] for r in records])
         return out if isinstance(out, list) else [out]
 
     return run
@@ -130,8 +130,6 @@ def interleaved(runners: dict, records: list[dict], chunk: int) -> tuple[dict, d
     """Each runner on each chunk in turn, so that all see the same machine load; outputs and seconds."""
     outputs: dict = {name: [] for name in runners}
     seconds: dict = {name: 0.0 for name in runners}
-    for name, run in runners.items():
-        run(records[:4])  # warm-up
     for i in range(0, len(records), chunk):
         for name, run in runners.items():
             out, took = timed(run, records[i : i + chunk])
@@ -203,6 +201,9 @@ def main() -> int:
     runners = {"xcli (in process)": our_answerer(checkpoint, args.batch_size, args.device, split)}
     for size in args.reference_batch_size or sorted({1, args.batch_size}):
         runners[f"reference pipeline, batch size {size}"] = reference_pipeline(checkpoint, size, args.device)
+    for run in runners.values():
+        run(records[:4])  # warm-up
+    split.clear()
     outputs, seconds = interleaved(runners, records, args.chunk)
     mine = outputs.pop("xcli (in process)")
     for name, theirs in outputs.items():

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -106,12 +107,19 @@ def xcli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C back to its default, even when the test run itself ignores it (a
+    background job of a shell), so that the child's Python turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def xcli_process(*args: str, **popen: Any) -> subprocess.Popen:
     """xcli (with the fake family) as a subprocess; pipes unless told otherwise."""
     popen.setdefault("stdin", subprocess.PIPE)
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
     popen.setdefault("env", xcli_env())
+    popen.setdefault("preexec_fn", _interruptible)
     return subprocess.Popen([sys.executable, "-c", BOOT, *args], **popen)
 
 

@@ -60,6 +60,7 @@ def test_what_oneDNN_cannot_or_should_not_do_runs_unchanged(routed: list[tuple[i
         F.linear(x.double(), w.detach().double())  # a dtype oneDNN's matmul does not take
         F.linear(x[0], w.detach())  # one vector
         x @ torch.randn(2, 4, 3)  # not a 2-D weight
+        x @ torch.randn(4)  # a vector
         with pytest.raises(RuntimeError):  # torch's own error for a bias of the wrong size
             F.linear(x, w.detach(), torch.ones(3))
         torch.backends.mkldnn.enabled = False  # the user's switch

@@ -74,8 +74,9 @@ class _OneDnnMatmuls(TorchFunctionMode):
                 return _linear(x, w, bias)
         elif func in _MATMULS and len(args) == 2 and not kwargs:
             x, w = args
-            if torch.backends.mkldnn.enabled and isinstance(w, torch.Tensor) and _eligible(x, w.mT, None):
-                return _linear(x, w.mT, None)
+            if torch.backends.mkldnn.enabled and isinstance(w, torch.Tensor) and w.dim() == 2:
+                if _eligible(x, w.t(), None):
+                    return _linear(x, w.t(), None)
         return func(*args, **kwargs)
 
 
