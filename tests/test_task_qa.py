@@ -486,3 +486,27 @@ def test_xlm_beam_head_matches_a_brute_force_decode(checkpoints, opts: QAOptions
     for (question, context), result in zip(records, results):
         expected = xlm_beam_brute_force(model, tok, question, context, opts)
         assert_same_answers(result["answers"], expected, question)
+
+
+def test_bfloat16_answers_are_spans_of_the_context_through_onednn(checkpoints, tmp_path, monkeypatch) -> None:
+    """The README's --dtype bfloat16 path: the model in bfloat16, its products through oneDNN,
+    every answer a real span of its context (the spans themselves may move: not float32)."""
+    from xcli_models import kernels
+
+    if not kernels.onednn_available():
+        pytest.skip("this torch has no oneDNN matmul")
+    _, oracle_tok, ours = checkpoints("mvp")
+    ours.model.save_pretrained(tmp_path)
+    oracle_tok.save_pretrained(tmp_path)
+    half = common.load(tmp_path, device="cpu", dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    dtypes: list[torch.dtype] = []
+    real = kernels._linear
+    monkeypatch.setattr(kernels, "_linear", lambda x, w, b: (dtypes.append(w.dtype), real(x, w, b))[1])
+    records = xquad_records(n_articles=1)[:6]
+    results = QuestionAnswerer(half.model, half.tokenizer, QAOptions(top_k=2))(records)
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    for (_, context), result in zip(records, results):
+        for answer in result["answers"]:
+            assert answer["answer"] == context[answer["start"]:answer["end"]] != ""
+            assert 0.0 <= answer["score"] <= 1.0
