@@ -374,3 +374,13 @@ def test_config_fields_and_aliases() -> None:
         if hasattr(reference, key):
             assert getattr(reference, key) == value, key
     assert ATOL == 1e-4
+
+
+def test_misspelt_forward_arguments_are_refused():
+    from xcli_models import XLMConfig, XLMModel, XLMWithLMHeadModel
+
+    config = XLMConfig(vocab_size=30, emb_dim=16, n_layers=1, n_heads=2)
+    ids = torch.tensor([[5, 6, 7]])
+    for cls in (XLMModel, XLMWithLMHeadModel):
+        with pytest.raises(TypeError, match="attention_masks"):
+            cls(config)(ids, attention_masks=torch.ones(1, 3))

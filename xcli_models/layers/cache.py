@@ -50,8 +50,16 @@ class KVCache:
         """Add ``key``/``value`` (B, H, T, Dh) after the cached steps; return all steps."""
         if self._key is None:
             return self.set(key, value)
+        if key.shape[0] != self._key.shape[0]:
+            if self.length:
+                raise ValueError(
+                    f"the cache holds {self._key.shape[0]} batch rows; cannot append {key.shape[0]} "
+                    "(reorder it first, or crop it to 0)"
+                )
+            return self.set(key, value)  # emptied by crop(0): start afresh at the new batch size
         new_length = self.length + key.shape[2]
-        if new_length > self._key.shape[2] or self._key.shape[0] != key.shape[0]:
+        # tensors handed to set() are the caller's: copy before writing into them (after a crop)
+        if new_length > self._key.shape[2] or not self._owned:
             capacity = max(new_length, 2 * self._key.shape[2])
             self._key = _grow(self._key[:, :, : self.length], capacity)
             self._value = _grow(self._value[:, :, : self.length], capacity)

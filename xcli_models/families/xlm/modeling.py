@@ -92,6 +92,12 @@ def _pruned(config: XLMConfig, layer: int) -> int:
     return len(set(pruned.get(str(layer), pruned.get(layer, ()))))
 
 
+def _refuse_unknown(name: str, kwargs: dict[str, Any]) -> None:
+    """A misspelt argument is an error, not silently ignored."""
+    if kwargs:
+        raise TypeError(f"{name}.forward got unexpected arguments: {', '.join(sorted(kwargs))}")
+
+
 class XLMModel(XLMPreTrainedModel):
     """The XLM encoder. Shape: input_ids (B, T) -> last_hidden_state (B, T, D)."""
 
@@ -149,6 +155,7 @@ class XLMModel(XLMPreTrainedModel):
         cache_position: torch.Tensor | None = None,  # the reference's; positions come from the cache
         **kwargs: Any,
     ) -> BaseModelOutput | tuple:
+        _refuse_unknown("XLMModel", kwargs)
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -331,6 +338,7 @@ class XLMWithLMHeadModel(XLMPreTrainedModel):
         cache_position: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> LMOutput | tuple:
+        _refuse_unknown("XLMWithLMHeadModel", kwargs)
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         base = self.transformer(
             input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
