@@ -181,3 +181,72 @@ def test_language_models_train_from_stdin(tmp_path: Path, family: str, class_nam
     ids = torch.tensor([[2, 15, 27, 31, 8, 2]])
     with torch.no_grad():
         assert_close(ours(input_ids=ids, labels=ids).logits, reference(input_ids=ids, labels=ids).logits)
+
+
+# ------------------------------------------------------------------ defects found by new users
+def test_tokenizer_files_the_tokenizer_does_not_write_are_carried_over(tmp_path: Path, sentiment: Path) -> None:
+    _, path = build(tmp_path / "fast", "xlnet", "XLNetModel", seed=11)
+    transformers.XLNetTokenizerFast(vocab_file=str(path / "spiece.model")).save_pretrained(path)
+    assert (path / "tokenizer.json").is_file()
+    out = tmp_path / "out"
+    result = run("-m", str(path), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(out), "--max-steps", "1")
+    assert result.exit_code == 0, result.stderr
+    assert (out / "tokenizer.json").read_bytes() == (path / "tokenizer.json").read_bytes()
+    assert (out / "spiece.model").read_bytes() == (path / "spiece.model").read_bytes()
+    theirs = transformers.AutoTokenizer.from_pretrained(out)
+    assert theirs.is_fast and theirs("a gripping, funny film").input_ids == transformers.AutoTokenizer.from_pretrained(
+        path)("a gripping, funny film").input_ids
+
+
+def test_an_output_that_is_a_file_is_a_usage_error_even_with_force(tmp_path: Path, base: Path,
+                                                                   sentiment: Path) -> None:
+    target = tmp_path / "model.bin"
+    target.write_text("mine")
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(target), "--force")
+    assert result.exit_code == 2
+    assert "is a file: train writes a checkpoint directory" in result.stderr and "pass --force" not in result.stderr
+    assert target.read_text() == "mine"
+
+
+def test_one_step_is_one_step(tmp_path: Path, base: Path, sentiment: Path) -> None:
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(tmp_path / "o"),
+                 "--max-steps", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "on 16 records: 1 step of 8 records" in result.stderr
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(tmp_path / "p"),
+                 "--max-steps", "2", "-b", "1", "--grad-accum", "3")
+    assert "2 steps of 3 records (1 x 3 accumulated)" in result.stderr
+
+
+def test_what_a_killed_run_left_is_removed_and_reported(tmp_path: Path, base: Path, sentiment: Path) -> None:
+    out = tmp_path / "out"
+    left = tmp_path / ".out.xcli-0badc0de.tmp"
+    left.mkdir()
+    (left / "model.safetensors").write_bytes(b"\0" * 2048)
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(out), "--max-steps", "1")
+    assert result.exit_code == 0, result.stderr
+    assert f"xcli: warning: removed {left} (2.0 KiB), left by a run that was killed" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_of_two_runs_for_one_output_the_later_keeps_its_result_as_partial(
+        tmp_path: Path, base: Path, sentiment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xcli_models import training
+
+    out = tmp_path / "out"
+    train = training.Trainer.train
+
+    def meanwhile(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = train(self, *args, **kwargs)
+        out.mkdir()  # another run published first
+        (out / "theirs").write_text("theirs")
+        return result
+
+    monkeypatch.setattr(training.Trainer, "train", meanwhile)
+    result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(out), "--max-steps", "1")
+    assert result.exit_code == 2
+    assert f"--output {out} was written by another run meanwhile" in result.stderr
+    assert f"this run's checkpoint is in {out}.partial" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["theirs"]
+    assert (tmp_path / "out.partial" / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.partial"]

@@ -1,8 +1,17 @@
-"""``xcli train``: fine-tune a checkpoint on JSONL records and write a checkpoint every command
-(and the ``transformers`` library) loads."""
+"""``xcli train``: fine-tune a checkpoint (or train one from scratch) on JSONL records and write a
+checkpoint every command (and the ``transformers`` library) loads.
+
+The command checks everything it can before any work (files, the output, the saved state, the
+records), then hands the loop to :mod:`xcli_models.training`, reporting its events on stderr and
+in ``--metrics``. Ctrl-C asks the loop to stop after the current step; the state it saves beside
+the output (``OUT.xcli-state/``) is what ``--resume`` continues from.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -47,8 +56,8 @@ def train(
     model: Model = None,
     dev: Annotated[
         Optional[str],
-        typer.Option("--dev", metavar="PATH", help="Dev records: evaluated each epoch (or --eval-every), loss and "
-                     "accuracy; with it, the best checkpoint is kept.", show_default=False),
+        typer.Option("--dev", metavar="PATH", help="Dev records: evaluated each epoch (or --eval-every): loss and "
+                     "the task's metrics; with it, the best checkpoint is kept.", show_default=False),
     ] = None,
     task: Annotated[
         TaskName,
@@ -60,6 +69,12 @@ def train(
         typer.Option("--labels", metavar="A,B,C", help="Classification: the label names, in order; labels other "
                      "than the checkpoint's grow a fresh head.", show_default=False),
     ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option("--from-scratch", help="Ignore the checkpoint's weights: draw every weight afresh as the "
+                     "reference initialises the family (seeded by --seed). A directory with config.json and "
+                     "tokenizer files but no weights always starts this way."),
+    ] = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, metavar="N", help="Passes over the training data.")] = 3,
     max_steps: Annotated[
         Optional[int], _positive("--max-steps", "N", "Stop after N optimizer steps (overrides --epochs).")
@@ -83,23 +98,42 @@ def train(
                             "clipping).")
     ] = 1.0,
     max_length: MaxLength = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the shuffling, dropout and new heads: "
-                                      "the same seed, data and options give the same checkpoint.")] = 42,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the shuffling, dropout, new heads and "
+                                      "--from-scratch weights: the same seed, data and options give the same "
+                                      "checkpoint.")] = 42,
     eval_every: Annotated[
         Optional[int], _positive("--eval-every", "N", "Evaluate on --dev every N steps (default: each epoch).")
     ] = None,
     save: Annotated[
         Optional[SaveName],
-        typer.Option("--save", case_sensitive=False, help="Which weights to write: best (lowest dev loss; the "
+        typer.Option("--save", case_sensitive=False, help="Which weights to write: best (by --metric-for-best; the "
                      "default with --dev) or last (the default without).", show_default=False),
     ] = None,
+    metric_for_best: Annotated[
+        Optional[str],
+        typer.Option("--metric-for-best", metavar="NAME", help="What 'best' means: loss, perplexity, accuracy, "
+                     "macro_f1, precision, recall or f1, as the task has them (default: accuracy for a classifier, "
+                     "f1 for IOB/BIOES tags, macro_f1 for multi-label, else the dev loss).", show_default=False),
+    ] = None,
     patience: Annotated[
-        Optional[int], _positive("--patience", "N", "Stop early after N evaluations without a better dev loss.")
+        Optional[int], _positive("--patience", "N", "Stop early after N evaluations without a better dev metric.")
     ] = None,
     log_every: Annotated[
         Optional[int], _positive("--log-every", "N", "Report the training loss every N steps (default: about ten "
                                  "reports a run).")
     ] = None,
+    metrics_file: Annotated[
+        Optional[Path],
+        typer.Option("--metrics", metavar="FILE", help="Write one JSON line per step: step, epoch, lr, loss, and "
+                     "dev_* metrics at the steps evaluated.", show_default=False),
+    ] = None,
+    save_every: Annotated[
+        Optional[int], _positive("--save-every", "N", "Save a resumable state (DIR.xcli-state) every N steps.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run whose state is in DIR.xcli-state (same command "
+                           "line otherwise).")
+    ] = False,
     lang: Lang = None,
     field: Field = "text",
     input_format: InputFormat = InputFormatName.auto,
@@ -115,40 +149,119 @@ def train(
         typer.Option("--on-error", case_sensitive=False, help="On a bad record: continue (skip it, name it on stderr, "
                      "exit 4 at the end) or stop (exit 1 before training)."),
     ] = OnErrorName.continue_,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace --output if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace --output if it exists (and a saved state "
+                                        "of an unfinished run, when not resuming).")] = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Fine-tune a checkpoint on JSONL records; write a checkpoint the other commands load.
+    """Fine-tune a checkpoint (or train one from scratch) on JSONL records; write a checkpoint the
+    other commands load.
 
     What is learnt follows the checkpoint's head (config.json), or --task; the records:
 
     \b
       sequence-classification  {"text", "text_pair" (optional), "label": name or index}
+                               (a number for a regression head, a list for a multi-label one)
       token-classification     {"tokens": [words], "labels": [one per word]}
       causal-lm                {"text"}: XGLM, *ForCausalLM, XLM with causal, XLNetLMHeadModel
       masked-lm                {"text"}: XLM without causal (15% of the tokens hidden)
       seq2seq                  {"text", "target"}: MVP, (XLM-)ProphetNet ForConditionalGeneration
 
-    A bad record (invalid JSON, a missing field, an unknown label) is skipped and named on
-    stderr with its line; the run goes on and exits 4 at the end (--on-error stop: exit 1 at
-    once). Progress goes to stderr; stdout gets one JSON summary line (steps, train loss,
-    dev loss/accuracy, output directory).
+    Dev metrics: accuracy and macro_f1 (classification), entity precision/recall/f1 as
+    conlleval counts them (token labels in IOB1/IOB2/BIOES), perplexity (language models).
+
+    A bad record (invalid JSON, a missing field, a wrong label type, an unknown label, a
+    token/label count mismatch, an empty text) is skipped and named on stderr with its line; the
+    run goes on and exits 4 at the end (--on-error stop: exit 1 before training). Progress goes to
+    stderr; stdout gets one JSON summary line.
+
+    Ctrl-C stops after the current step, saves the run's state in DIR.xcli-state and exits 130;
+    --resume continues it, ending with the same weights as an uninterrupted run.
 
     Examples:
 
       xcli train -m ./xlnet-base --labels neg,pos --train sst.jsonl --dev sst-dev.jsonl -o ./xlnet-sst
 
-      xcli train -m ./xglm --train corpus.jsonl --epochs 1 --lr 1e-4 -o ./xglm-tuned
+      xcli train -m ./xglm --train corpus.jsonl --epochs 1 --lr 1e-4 --save-every 500 -o ./xglm-tuned
 
-      xcli train -m ./mvp --train pairs.jsonl --batch-size 4 --grad-accum 8 --max-steps 500 -o ./mvp-summ
+      xcli train -m ./xlnet-config --from-scratch --labels neg,pos --train sst.jsonl -o ./xlnet-new
     """
-    import logging
-
-    from .. import io
     from ..console import console
-    from ..errors import RecordError, RecordsFailed, StoppedOnError, UsageError, XcliError
+    from ..errors import RecordsFailed, UsageError
     from ..models import resolve_model
+
+    _check_paths(train_path, dev, output, save, patience, eval_every, force, resume)
+    if eval_every is not None and dev is None:
+        console.warning("--eval-every without --dev: nothing to evaluate, ignored")
+    label_names = _label_list(labels)
+    resolved = resolve_model(model)
+
+    from xcli_models import training
+    from xcli_models.tasks.common import set_threads
+
+    state = training.StateDir(training.state_path(output.expanduser()), warn=console.warning)
+    _check_state(state, resume, force)
+    checkpoint = training.CheckpointDir(output.expanduser(), overwrite=force, source=resolved.path,
+                                        warn=console.warning)
+    set_threads(threads)
+    training.set_seed(seed)
+    loaded, run_task = _load(training, resolved, task, label_names, from_scratch, seed, device, max_length, lang,
+                             field)
+    skipped = {"train": 0, "dev": 0}
+    train_examples = _examples(run_task, train_path, "train", skipped, input_format, field, on_error)
+    dev_examples = _examples(run_task, dev, "dev", skipped, input_format, field, on_error) if dev is not None else None
+    _check_examples(train_examples, dev_examples, train_path, dev, skipped, loaded, run_task)
+
+    args = training.TrainArgs(
+        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+        warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
+        eval_every=eval_every if dev is not None else None,
+        save=(save.value if save is not None else ("best" if dev is not None else "last")),
+        patience=patience, log_every=log_every, precision=None if dtype is DtypeName.float32 else dtype.value,
+        metric_for_best=metric_for_best, save_every=save_every,
+    )
+    progress = _Reporter(console, args)
+    try:
+        args.check()
+        trainer = training.Trainer(loaded.model, run_task, args, callback=progress)
+    except training.TrainingError as exc:
+        raise UsageError(str(exc)) from None
+    resumed_at = _resume(trainer, state, checkpoint) if resume else None
+    total = trainer.planned_steps(train_examples)
+    console.note(_plan(type(loaded.model).__name__, loaded.task, train_examples, dev_examples, total, args,
+                       resumed_at))
+    result, written = _run(trainer, checkpoint, state, loaded, train_examples, dev_examples, progress, metrics_file,
+                           resumed_at)
+    summary = {
+        "output": str(written),
+        "model": resolved.spec,
+        "model_class": type(loaded.model).__name__,
+        "task": loaded.task,
+        **({"labels": [loaded.model.config.id2label[i] for i in sorted(loaded.model.config.id2label)]}
+           if loaded.task in training.CLASSIFICATION else {}),
+        "from_scratch": loaded.scratch,
+        "resumed_at": resumed_at,
+        "train_records": len(train_examples),
+        "dev_records": len(dev_examples) if dev_examples is not None else None,
+        "skipped": skipped["train"] + skipped["dev"],
+        **{k: v for k, v in result.to_json().items() if k not in ("examples", "interrupted")},
+        "saved": args.save,
+    }
+    sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    failed = skipped["train"] + skipped["dev"]
+    if failed:
+        raise RecordsFailed(
+            f"{failed} record(s) were skipped ({skipped['train']} training, {skipped['dev']} dev)",
+            "stderr names their lines; the checkpoint was trained without them",
+        )
+
+
+# --------------------------------------------------------------------- checks
+def _check_paths(train_path: str, dev: str | None, output: Path, save: Any, patience: int | None,
+                 eval_every: int | None, force: bool, resume: bool) -> None:
+    """Usage errors found from the command line alone, before anything is loaded."""
+    from ..errors import UsageError
 
     if dev == "-":
         raise UsageError("--dev -: the dev set must be a file", "only --train can come from stdin")
@@ -156,30 +269,52 @@ def train(
         if path is not None and path != "-" and not Path(path).expanduser().is_file():
             raise UsageError(f"{option} {path}: no such file")
     if save is SaveName.best and dev is None:
-        raise UsageError("--save best needs --dev (the best checkpoint is the one with the lowest dev loss)")
+        raise UsageError("--save best needs --dev (the best checkpoint is the one with the best dev metric)")
     if patience is not None and dev is None:
-        raise UsageError("--patience needs --dev (it stops when the dev loss stops improving)")
-    if eval_every is not None and dev is None:
-        console.warning("--eval-every without --dev: nothing to evaluate, ignored")
-    label_names = io.parse_field_list(labels) if labels is not None else None
-    resolved = resolve_model(model)
+        raise UsageError("--patience needs --dev (it stops when the dev metric stops improving)")
+    target = output.expanduser()
+    if target.is_symlink() or target.exists():
+        if not target.is_dir():
+            raise UsageError(f"--output {output} is a file: train writes a checkpoint directory",
+                             "name a directory that does not exist yet")
+        if not force:
+            finished = " (a finished run's output?)" if resume else ""
+            raise UsageError(f"--output {output} exists{finished}", "pass --force to replace it")
 
-    from xcli_models import training
-    from xcli_models.tasks.common import UnsupportedModel, set_threads
+
+def _check_state(state: Any, resume: bool, force: bool) -> None:
+    from ..errors import UsageError
+
+    if resume and not state.exists():
+        raise UsageError(f"--resume: no saved state in {state.path}",
+                         "a run saves one every --save-every N steps, and when stopped with Ctrl-C")
+    if not resume and state.exists() and not force:
+        raise UsageError(f"{state.path} holds the state of an unfinished run",
+                         "pass --resume to continue it, or --force to start afresh (the state is then replaced)")
+
+
+def _label_list(labels: str | None) -> list[str] | None:
+    from .. import io
+
+    return io.parse_field_list(labels) if labels is not None else None
+
+
+def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None, from_scratch: bool, seed: int,
+          device: DeviceName, max_length: int | None, lang: str | None, field: str) -> tuple[Any, Any]:
+    """The model, its tokenizer and task, or a usage error saying why they cannot train."""
+    import logging
+
+    from ..console import console
+    from ..errors import UsageError
+    from xcli_models.tasks.common import UnsupportedModel
     from xcli_models.tokenization import TokenizerError
 
-    try:
-        checkpoint = training.CheckpointDir(output.expanduser(), overwrite=force)
-    except FileExistsError as exc:
-        raise UsageError(f"--output {output}: {exc}", "pass --force to replace it") from None
-    set_threads(threads)
-    training.set_seed(seed)
     quiet_loader = logging.NullHandler()  # the load report is noted below, once
     logging.getLogger("xcli_models").addHandler(quiet_loader)
     try:
         loaded = training.load_for_training(
-            resolved.path, task=None if task is TaskName.auto else task.value, labels=label_names,
-            dtype="float32", device=device.value,
+            resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
+            dtype="float32", device=device.value, from_scratch=from_scratch, seed=seed,
         )
     except (training.TrainingError, UnsupportedModel) as exc:
         raise UsageError(str(exc)) from None
@@ -191,106 +326,61 @@ def train(
     except (training.TrainingError, TokenizerError) as exc:  # --lang the model does not know
         raise UsageError(str(exc)) from None
     class_name = type(loaded.model).__name__
-    if loaded.fresh:
+    if loaded.scratch:
+        why = "--from-scratch" if from_scratch else f"{resolved.path} has no weights"
+        console.note(f"{class_name}: every weight initialised here ({why}), seed {seed}")
+    elif loaded.fresh:
         console.note(f"new {loaded.task} head for {class_name}, initialised here: {', '.join(loaded.fresh)}")
-    if loaded.model.load_report.unexpected:
+    if not loaded.scratch and loaded.model.load_report.unexpected:
         console.note(f"checkpoint tensors left unused: {', '.join(loaded.model.load_report.unexpected)}")
+    return loaded, run_task
 
-    skipped = {"train": 0, "dev": 0}
 
-    def examples(path: str, which: str) -> list[Any]:
-        out = []
-        for record in io.read_records(None, [path], input_format=input_format, field=field):
-            error = record.error
-            if error is None:
-                try:
-                    example = run_task.encode(record.data)
-                except training.ExampleError as exc:
-                    error = RecordError(exc.type, exc.message)
-                else:
-                    if example.truncated:
-                        console.counted_warning(
-                            "truncated", f"{record.where}: truncated to {run_task.limit} tokens (--max-length)"
-                        )
-                    out.append(example)
-                    continue
-            skipped[which] += 1
-            console.error(f"{record.where}: {error.type}: {error.message}")
-            if on_error is OnErrorName.stop:
-                raise StoppedOnError(
-                    f"stopped at {record.where} (--on-error stop)", "fix the record, or use --on-error continue to "
-                    "skip bad records"
-                )
-        return out
+def _examples(run_task: Any, path: str, which: str, skipped: dict[str, int], input_format: Any, field: str,
+              on_error: OnErrorName) -> list[Any]:
+    """The records of ``path`` as examples; bad ones named on stderr and counted (or stop the run)."""
+    from .. import io
+    from ..console import console
+    from ..errors import RecordError, StoppedOnError
+    from xcli_models.training import ExampleError
 
-    train_examples = examples(train_path, "train")
-    dev_examples = examples(dev, "dev") if dev is not None else None
+    out = []
+    for record in io.read_records(None, [path], input_format=input_format, field=field):
+        error = record.error
+        if error is None:
+            try:
+                example = run_task.encode(record.data)
+            except ExampleError as exc:
+                error = RecordError(exc.type, exc.message)
+            else:
+                if example.truncated:
+                    console.counted_warning(
+                        "truncated", f"{record.where}: truncated to {run_task.limit} tokens (--max-length)"
+                    )
+                out.append(example)
+                continue
+        skipped[which] += 1
+        console.error(f"{record.where}: {error.type}: {error.message}")
+        if on_error is OnErrorName.stop:
+            raise StoppedOnError(
+                f"stopped at {record.where} (--on-error stop)", "fix the record, or use --on-error continue to "
+                "skip bad records"
+            )
+    return out
+
+
+def _check_examples(train_examples: list[Any], dev_examples: list[Any] | None, train_path: str, dev: str | None,
+                    skipped: dict[str, int], loaded: Any, run_task: Any) -> None:
+    from ..console import console
+    from ..errors import XcliError
+
     console.summarize_warnings({"truncated": "truncated to the length limit"})
     if not train_examples:
         raise XcliError(f"--train {train_path}: no usable training records ({skipped['train']} skipped)",
                         _label_hint(loaded, run_task))
     if dev is not None and not dev_examples:
-        raise XcliError(f"--dev {dev}: no usable dev records ({skipped['dev']} skipped)")
-
-    args = training.TrainArgs(
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
-        eval_every=eval_every if dev is not None else None,
-        save=(save.value if save is not None else ("best" if dev is not None else "last")),
-        patience=patience, log_every=log_every, precision=None if dtype is DtypeName.float32 else dtype.value,
-    )
-    try:
-        args.check()
-    except training.TrainingError as exc:
-        raise UsageError(str(exc)) from None
-    progress = _Reporter(console, args, run_task)
-    trainer = training.Trainer(loaded.model, run_task, args, callback=progress)
-    total = trainer.planned_steps(train_examples)
-    console.note(
-        f"training {class_name} ({loaded.task}) on {len(train_examples)} records"
-        + (f", {len(dev_examples)} dev records" if dev_examples else "")
-        + f": {total} steps of {batch_size} x {grad_accum} records"
-    )
-    try:
-        with console.progress(total=total, unit="steps") as bar:
-            progress.bar = bar
-            result = trainer.train(
-                train_examples, dev_examples, save=lambda step: checkpoint.save(loaded.model, loaded.tokenizer)
-            )
-        written = checkpoint.commit()
-    except training.TrainingError as exc:
-        checkpoint.discard(keep=False)
-        raise XcliError(str(exc)) from None
-    except BaseException:
-        kept = checkpoint.discard(keep=True)
-        if kept is not None:
-            console.warning(f"the run stopped: the checkpoint saved at step {progress.saved_step} is in {kept}")
-        raise
-
-    summary = {
-        "output": str(written),
-        "model": resolved.spec,
-        "model_class": class_name,
-        "task": loaded.task,
-        **({"labels": [loaded.model.config.id2label[i] for i in sorted(loaded.model.config.id2label)]}
-           if loaded.task in training.CLASSIFICATION else {}),
-        "train_records": len(train_examples),
-        "dev_records": len(dev_examples) if dev_examples is not None else None,
-        "skipped": skipped["train"] + skipped["dev"],
-        **{k: v for k, v in result.to_json().items() if k != "examples"},
-        "saved": args.save,
-    }
-    import json
-    import sys
-
-    sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-    failed = skipped["train"] + skipped["dev"]
-    if failed:
-        raise RecordsFailed(
-            f"{failed} record(s) were skipped ({skipped['train']} training, {skipped['dev']} dev)",
-            "stderr names their lines; the checkpoint was trained without them",
-        )
+        raise XcliError(f"--dev {dev}: no usable dev records ({skipped['dev']} skipped)",
+                        _label_hint(loaded, run_task))
 
 
 def _label_hint(loaded: Any, task: Any) -> str | None:
@@ -302,15 +392,169 @@ def _label_hint(loaded: Any, task: Any) -> str | None:
     return f"the model's labels are {names}; pass --labels a,b,c to define others"
 
 
-class _Reporter:
-    """Turns the trainer's events into a progress bar and note lines on stderr."""
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
-    def __init__(self, console: Any, args: Any, task: Any) -> None:
-        self.console, self.args, self.task = console, args, task
+
+def _plan(class_name: str, task: str, train_examples: list[Any], dev_examples: list[Any] | None, total: int,
+          args: Any, resumed_at: int | None) -> str:
+    per_step = args.batch_size * args.grad_accum
+    batch = _plural(per_step, "record") + (
+        f" ({args.batch_size} x {args.grad_accum} accumulated)" if args.grad_accum > 1 else ""
+    )
+    dev = f", {_plural(len(dev_examples), 'dev record')}" if dev_examples else ""
+    resumed = f", resuming after step {resumed_at}" if resumed_at is not None else ""
+    return (f"training {class_name} ({task}) on {_plural(len(train_examples), 'record')}{dev}: "
+            f"{_plural(total, 'step')} of {batch}{resumed}")
+
+
+# ------------------------------------------------------------------ the run
+def _resume(trainer: Any, state: Any, checkpoint: Any) -> int:
+    """Put the trainer (and the best checkpoint so far) where the saved state left them; its step."""
+    from ..errors import UsageError
+    from xcli_models.training import TrainingError
+
+    try:
+        snapshot, best = state.read(trainer.model.device)
+        trainer.restore(snapshot)
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:  # the weights do not fit the model
+        raise UsageError(f"{state.path}: the saved state does not fit this model ({str(exc).splitlines()[0]})",
+                         "resume with the same --model, --task and --labels") from None
+    if best is not None:
+        checkpoint.restore(best)
+    return trainer.progress.step
+
+
+def _run(trainer: Any, checkpoint: Any, state: Any, loaded: Any, train_examples: list[Any],
+         dev_examples: list[Any] | None, progress: "_Reporter", metrics_file: Path | None,
+         resumed_at: int | None) -> tuple[Any, Path]:
+    """Train, publish the checkpoint, remove the state; Ctrl-C saves the state and exits 130."""
+    from ..console import console
+    from ..errors import UsageError, XcliError
+    from xcli_models.training import TrainingError
+
+    checkpoint.begin()
+    metrics = _MetricsFile(metrics_file, resumed_at) if metrics_file is not None else None
+    progress.metrics = metrics
+
+    def save_state(snapshot: Any) -> None:
+        state.write(snapshot, checkpoint.path if checkpoint.saved else None)
+
+    previous = _on_interrupt(trainer)
+    try:
+        with console.progress(total=trainer.planned_steps(train_examples), unit="steps") as bar:
+            progress.bar = bar
+            result = trainer.train(train_examples, dev_examples,
+                                   save=lambda step: checkpoint.save(loaded.model, loaded.tokenizer),
+                                   save_state=save_state)
+        if result.interrupted:
+            checkpoint.discard(keep=False)
+            console.warning(f"stopped after step {result.steps}: the run's state is in {state.path}; "
+                            "the same command with --resume continues it")
+            raise KeyboardInterrupt
+        written = checkpoint.commit()
+    except TrainingError as exc:
+        checkpoint.discard(keep=False)
+        raise XcliError(str(exc)) from None
+    except FileExistsError:
+        kept = checkpoint.discard(keep=True)
+        raise UsageError(f"--output {checkpoint.target} was written by another run meanwhile",
+                         f"this run's checkpoint is in {kept}") from None
+    except BaseException:
+        kept = checkpoint.discard(keep=True)
+        if kept is not None:
+            console.warning(f"the run stopped: the checkpoint saved at step {progress.saved_step} is in {kept}")
+        raise
+    finally:
+        _restore_interrupt(previous)
+        if metrics is not None:
+            metrics.close()
+    state.remove()
+    return result, written
+
+
+def _on_interrupt(trainer: Any) -> Any:
+    """Ctrl-C asks the trainer to stop after its step (and save its state); a second one stops at once."""
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        from ..console import console
+
+        console.warning("stopping after this step to save the run's state (Ctrl-C again to stop at once)")
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        return None
+
+
+def _restore_interrupt(previous: Any) -> None:
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGINT, previous)
+        except ValueError:
+            pass
+
+
+class _MetricsFile:
+    """``--metrics FILE``: one JSON line per step, dev metrics on the lines of evaluated steps.
+
+    A resumed run keeps the lines up to the step it resumes after and appends; the lines a
+    killed run wrote past its saved state are dropped (the resumed run writes them again).
+    """
+
+    def __init__(self, path: Path, resumed_at: int | None) -> None:
+        kept: list[str] = []
+        if resumed_at is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= resumed_at:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue
+        self.handle = path.open("w", encoding="utf-8")
+        self.handle.writelines(kept)
+        self.pending: dict[str, Any] | None = None
+
+    def event(self, event: Any) -> None:
+        if event.kind == "step":
+            self.flush()
+            self.pending = {"step": event.step, "epoch": event.epoch, "lr": event.lr, "loss": event.loss}
+        elif event.kind == "eval" and event.metrics:
+            line = self.pending if self.pending is not None and self.pending["step"] == event.step else None
+            if line is None:  # evaluated before any step of this run (a resumed run's epoch end)
+                self.flush()
+                line = self.pending = {"step": event.step, "epoch": event.epoch}
+            line.update({f"dev_{k}": v for k, v in event.metrics.items()})
+        elif event.kind in ("state", "interrupt", "end", "stop"):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self.handle.write(json.dumps(self.pending) + "\n")
+            self.handle.flush()
+            self.pending = None
+
+    def close(self) -> None:
+        self.flush()
+        self.handle.close()
+
+
+class _Reporter:
+    """Turns the trainer's events into a progress bar, note lines on stderr and ``--metrics`` lines."""
+
+    def __init__(self, console: Any, args: Any) -> None:
+        self.console, self.args = console, args
         self.bar: Any = None
+        self.metrics: _MetricsFile | None = None
         self.saved_step: int | None = None
 
     def __call__(self, event: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.event(event)
         note = self.console.note
         if event.kind == "step" and self.bar is not None:
             self.bar.advance(1)
@@ -319,10 +563,10 @@ class _Reporter:
             note(f"step {event.step}/{event.total_steps} (epoch {event.epoch}): loss {event.loss:.4f}, "
                  f"lr {event.lr:.3g}{rate}")
         elif event.kind == "eval":
-            accuracy = f", accuracy {event.dev_accuracy:.4f}" if event.dev_accuracy is not None else ""
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in (event.metrics or {}).items() if k != "loss")
             best = " (best so far)" if event.best else ""
-            note(f"step {event.step}: dev loss {event.dev_loss:.4f}{accuracy}{best}")
+            note(f"step {event.step}: dev loss {event.dev_loss:.4f}{', ' + shown if shown else ''}{best}")
         elif event.kind == "save":
             self.saved_step = event.step
         elif event.kind == "stop":
-            note(f"stopping early at step {event.step}: no better dev loss in {self.args.patience} evaluations")
+            note(f"stopping early at step {event.step}: no better dev metric in {self.args.patience} evaluations")

@@ -1,0 +1,159 @@
+"""Loading a model for training: its class for the task, its labels, its tokenizer; or fresh weights."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..auto import AutoConfig, AutoModel, family_of, model_classes
+from ..loading import BIN_INDEX, BIN_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS
+from ..modeling import PreTrainedModel, resolve_dtype
+from ..tasks.common import pick_device
+from .common import CLASSIFICATION, TASKS, TrainingError
+from .tasks import task_of
+
+def _class_for_task(path: Path, task: str, config: Any) -> type[PreTrainedModel]:
+    family, data = family_of(path)
+    model_type = data.get("model_type")
+    classes = {
+        name: cls for name, cls in sorted(model_classes(family).items())
+        if cls.config_class.model_type == model_type
+    }
+    for name, cls in classes.items():
+        if task_of(name, config) == task:
+            return cls
+    has = sorted({t for name in classes if (t := task_of(name, config))})
+    extra = ""
+    if task == "causal-lm" and "masked-lm" in has or task == "masked-lm" and "causal-lm" in has:
+        extra = " (an XLM checkpoint is a causal LM when its config.json says \"causal\": true)"
+    raise TrainingError(
+        f"{family.name} has no {task} head{extra}; its checkpoints can learn: {', '.join(has) or 'nothing'}"
+    )
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_for_training` built."""
+
+    model: PreTrainedModel
+    tokenizer: Any
+    task: str
+    #: head weights initialised here (not taken from the checkpoint), by reference name
+    fresh: list[str] = field(default_factory=list)
+    #: every weight was initialised here (``from_scratch``, or a directory without weights)
+    scratch: bool = False
+
+
+def has_weights(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint directory holds weights (a config-only directory does not)."""
+    return any((Path(path) / name).exists() for name in (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX))
+
+
+def fresh_model(cls: type[PreTrainedModel], config: Any, *, seed: int | None = None,
+                dtype: str | torch.dtype | None = None, device: str | torch.device | None = "cpu") -> PreTrainedModel:
+    """A model of ``cls`` whose every weight is drawn as the reference initialises the family
+    (each family's constructor does; see its ``post_init``/``init_weights``), after
+    ``torch.manual_seed(seed)`` when a seed is given. In eval mode, like a loaded model."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return cls(config).to(device=device, dtype=resolve_dtype(dtype, config)).eval()
+
+
+def load_for_training(
+    path: str | os.PathLike,
+    *,
+    task: str | None = None,
+    labels: Sequence[str] | None = None,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = "auto",
+    from_scratch: bool = False,
+    seed: int | None = None,
+) -> Loaded:
+    """The checkpoint's model for ``task`` (None: its own head's), its tokenizer and labels.
+
+    ``labels`` (classification only) names the classes; when they differ from the checkpoint's
+    ``id2label`` the head is initialised afresh. A classification head the checkpoint lacks
+    needs ``labels``. With ``from_scratch``, or when the directory has a config.json and
+    tokenizer files but no weights, every weight is drawn afresh as the reference initialises
+    that family (after ``torch.manual_seed(seed)`` when a seed is given), so that a model of any
+    family can be trained from nothing. Raises :class:`TrainingError` when the checkpoint
+    cannot learn ``task``.
+    """
+    from ..tokenization import AutoTokenizer
+
+    directory = Path(path)
+    scratch = from_scratch or not has_weights(directory)
+    config = AutoConfig.from_pretrained(directory)
+    own = AutoModel.class_for(directory) if config.architectures else None
+    own_task = task_of(own.__name__, config) if own is not None else None
+    task = _pick_task(task, own, own_task, labels)
+    cls = own if own is not None and own_task == task else _class_for_task(directory, task, config)
+    relabel = _set_labels(config, task, own, own_task, labels)
+    target = pick_device(device)
+    if scratch:
+        model = fresh_model(cls, config, seed=seed, dtype=dtype, device=target)
+        model.name_or_path = str(directory)  # its generation_config.json travels with the result
+        fresh = [model.names.to_hf(name) for name, _ in model.named_parameters()]
+    else:
+        model = cls.from_pretrained(directory, config=config, dtype=dtype, device=target,
+                                    ignore_mismatched_sizes=relabel)
+        # new labels: the whole head starts afresh (not only the part whose shape changed)
+        fresh = _reset_head(model) if relabel else list(model.load_report.initialized)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return Loaded(model, tokenizer, task, fresh, scratch)
+
+
+def _pick_task(task: str | None, own: type | None, own_task: str | None, labels: Sequence[str] | None) -> str:
+    """The task asked for, else the checkpoint's head's (a classifier when labels are given)."""
+    if task is None:
+        if labels and own_task not in CLASSIFICATION:  # a base or LM checkpoint: grow a classifier
+            task = "sequence-classification"
+        elif own_task is None:
+            have = own.__name__ if own is not None else "no head (config.json lists no architectures)"
+            raise TrainingError(
+                f"the checkpoint holds {have}, which train cannot fine-tune; pick a task with --task "
+                f"({', '.join(TASKS)}), or pass --labels to grow a sequence classifier"
+            )
+        else:
+            task = own_task
+    if task not in TASKS:
+        raise TrainingError(f"unknown task {task!r} (use one of: {', '.join(TASKS)})")
+    return task
+
+
+def _set_labels(config: Any, task: str, own: type | None, own_task: str | None,
+                labels: Sequence[str] | None) -> bool:
+    """Put ``labels`` into the config; True when the classifier must start afresh."""
+    if task not in CLASSIFICATION:
+        if labels is not None:
+            raise TrainingError(f"labels apply to classification; a {task} model learns from text")
+        return False
+    if labels is None:
+        if own_task != task:
+            raise TrainingError(
+                f"the checkpoint holds {own.__name__ if own else 'no head'}, not a {task} head: "
+                "pass --labels a,b,c to grow one"
+            )
+        return False
+    current = [config.id2label[i] for i in sorted(config.id2label)]
+    labels = [str(label) for label in labels]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise TrainingError("labels must name at least two different classes")
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    return own_task != task or labels != current
+
+
+def _reset_head(model: PreTrainedModel) -> list[str]:
+    """Initialise the weights outside the base model (a classifier) afresh; their reference names."""
+    if not model.base_model_prefix:
+        raise TrainingError(f"{type(model).__name__} has no head apart from its base model")
+    prefix = model.base_model_prefix + "."
+    names = [name for name, _ in model.named_parameters() if not name.startswith(prefix)]
+    for name in names:
+        model._init_tensor(name, model.get_parameter(name).data)
+    return [model.names.to_hf(name) for name in names]
