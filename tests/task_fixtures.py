@@ -1,7 +1,9 @@
-"""Tiny random oracle checkpoints with the real tokenizers from ../shared/data.
+"""Tiny random checkpoints with real tokenizers.
 
-The builders (XLM en-fr BPE, XLNet spiece.model, the MVP/RoBERTa byte-level BPE, with vocab_size
-set to the tokenizer's size) and the comparison helpers shared by the task and CLI tests.
+The oracle builders (XLM en-fr BPE, XLNet spiece.model, the MVP/RoBERTa byte-level BPE, with
+vocab_size set to the tokenizer's size) and the comparison helpers shared by the task and CLI
+tests; and :func:`build_native`, the same kind of checkpoint for every family and head written by
+xcli's own classes (no oracle needed).
 """
 
 from __future__ import annotations
@@ -61,6 +63,77 @@ def build(directory: Path, family: str, class_name: str, seed: int = 0, **config
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return model, tokenizer, directory
+
+
+# ------------------------------------------------------------------ xcli's own builders
+#: tiny sizes per family, for :func:`build_native`
+NATIVE_SIZES = {
+    "xlm": dict(emb_dim=16, n_layers=1, n_heads=2, max_position_embeddings=128, n_langs=2, lang2id=LANGS,
+                id2lang={v: k for k, v in LANGS.items()}),
+    "xlnet": dict(d_model=16, n_layer=1, n_head=2, d_inner=24),
+    "mvp": dict(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                encoder_ffn_dim=24, decoder_ffn_dim=24, max_position_embeddings=128),
+    "xglm": dict(d_model=16, attention_heads=2, num_layers=1, ffn_dim=24, max_position_embeddings=128),
+    "prophetnet": dict(hidden_size=16, num_encoder_layers=1, num_decoder_layers=1, num_encoder_attention_heads=2,
+                       num_decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, ngram=2, num_buckets=8,
+                       relative_max_distance=16, max_position_embeddings=128),
+}
+NATIVE_SIZES["xlm-prophetnet"] = NATIVE_SIZES["prophetnet"]
+_NATIVE_CONFIGS = {"xlm": "XLMConfig", "xlnet": "XLNetConfig", "mvp": "MvpConfig", "xglm": "XGLMConfig",
+                   "prophetnet": "ProphetNetConfig", "xlm-prophetnet": "XLMProphetNetConfig"}
+
+
+def native_family(class_name: str) -> str:
+    """The family of an xcli model class name ("XLMProphetNetForCausalLM" -> "xlm-prophetnet")."""
+    for prefix, family in (("XLMProphetNet", "xlm-prophetnet"), ("ProphetNet", "prophetnet"), ("XLNet", "xlnet"),
+                           ("XLM", "xlm"), ("XGLM", "xglm"), ("Mvp", "mvp")):
+        if class_name.startswith(prefix):
+            return family
+    raise ValueError(f"no family for {class_name}")
+
+
+def native_tokenizer(family: str) -> Any:
+    """xcli's tokenizer of a family: the built-in demo files, else the real files in ../shared/data."""
+    import xcli_models
+    from xcli.models import builtin_root
+    from xcli_models.tokenization import AutoTokenizer
+
+    builtin = {"xlnet": ("xlnet", "xlnet-base-cased"), "mvp": ("RUCAIBox", "mvp"),
+               "prophetnet": ("microsoft", "prophetnet-large-uncased")}
+    if family in builtin:
+        return AutoTokenizer.from_pretrained(builtin_root().joinpath(*builtin[family]))
+    if family == "xlm":
+        return xcli_models.XLMTokenizer(
+            shared_path("tokenizers", "xlm", "enfr", "xlm-mlm-enfr-1024.vocab.json"),
+            shared_path("tokenizers", "xlm", "enfr", "codes_enfr"),
+            lang2id=LANGS, id2lang={v: k for k, v in LANGS.items()},
+        )
+    spm = shared_path("tokenizers", "hf_test_fixtures", "test_sentencepiece.model")
+    return (xcli_models.XGLMTokenizer if family == "xglm" else xcli_models.XLMProphetNetTokenizer)(spm)
+
+
+def build_native(directory: Path, class_name: str, seed: int = 0, **config: Any) -> Path:
+    """A random xcli model of ``class_name`` (tiny, :data:`NATIVE_SIZES`) with its family's real
+    tokenizer, written by xcli's own ``save_pretrained``; ``config`` overrides the sizes."""
+    import xcli_models
+
+    family = native_family(class_name)
+    tokenizer = native_tokenizer(family)
+    special = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+               "eos_token_id": tokenizer.eos_token_id}
+    if family in ("prophetnet", "xlm-prophetnet"):  # [SEP] starts and ends their sequences
+        sep = tokenizer.sep_token_id
+        special.update(bos_token_id=sep, eos_token_id=sep, decoder_start_token_id=sep)
+    elif family == "mvp":
+        special["decoder_start_token_id"] = tokenizer.eos_token_id
+    settings = {"vocab_size": len(tokenizer), **NATIVE_SIZES[family],
+                **{k: v for k, v in special.items() if v is not None}, **config}
+    model_config = getattr(xcli_models, _NATIVE_CONFIGS[family])(**settings)
+    torch.manual_seed(seed)
+    model = getattr(xcli_models, class_name)(model_config).eval()
+    tokenizer.save_pretrained(directory)
+    model.save_pretrained(directory)
+    return directory
 
 
 def oracle_pipeline(task: str, model: Any, tokenizer: Any) -> Any:

@@ -1,8 +1,9 @@
 """What the model commands (fill-mask, classify, qa, generate) share.
 
 Loading a task model with its tokenizer (a wrong head is a usage error before any weight is
-read), turning the model core's option errors into usage errors, the truncation warning, and
-how many records are read per round for length-sorted batching.
+read), turning the model core's option errors into usage errors, refusing a length option beyond
+the model's positions, the truncation warning, and how many records are read per round for
+length-sorted batching.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def load_task_model(
 
 @contextmanager
 def usage_errors() -> Iterator[None]:
-    """Options the model cannot honour (wrong head, unknown language or target) are usage errors."""
+    """Options the model cannot honour (wrong head, unknown language or target) are usage errors;
+    a checkpoint that cannot be loaded (a class xcli lacks, a bad config.json) stays a failure (exit 1)."""
+    from xcli_models.config import ConfigError
+    from xcli_models.loading import CheckpointError
     from xcli_models.tasks.common import UnsupportedModel
     from xcli_models.tokenization import TokenizerError
 
@@ -44,6 +48,8 @@ def usage_errors() -> Iterator[None]:
 
     try:
         yield
+    except (CheckpointError, ConfigError):
+        raise
     except (UnsupportedModel, TokenizerError) as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
@@ -52,12 +58,32 @@ def usage_errors() -> Iterator[None]:
         raise
 
 
-def warn_truncated(record: Any, item: Any, limit: int | None) -> None:
-    """A counted warning when a record's input was cut to the length limit."""
+def check_length(task: Any, value: int | None, option: str = "--max-length") -> None:
+    """A length option longer than the model's positions take is a usage error naming the option.
+
+    The limit is ``xcli_models.tasks.common.position_limit``'s; XLNet (relative positions) has
+    none, so any length may be asked of it.
+    """
+    from xcli_models.tasks.common import position_limit
+
+    from .errors import UsageError
+
+    limit = position_limit(task.config)
+    if value is not None and limit is not None and value > limit:
+        raise UsageError(
+            f"{option} {value} is more than {task.class_name} takes: at most {limit} tokens (its position embeddings)",
+            f"leave {option} out to use that limit",
+        )
+
+
+def warn_truncated(record: Any, item: Any, limit: int | None, given: bool = True) -> None:
+    """A counted warning when a record's input was cut to the length limit (``given``: by
+    --max-length, else by its default, the model's limit)."""
     if getattr(item, "truncated", False):
         from .console import console
 
-        console.counted_warning("truncated", f"{record.where}: truncated to {limit} tokens (--max-length)")
+        why = "--max-length" if given else "the default --max-length for this model"
+        console.counted_warning("truncated", f"{record.where}: truncated to {limit} tokens ({why})")
 
 
 def window(batch_size: int) -> int:

@@ -164,7 +164,9 @@ MaxLength = Annotated[
         "--max-length",
         min=1,
         metavar="N",
-        help="Truncate inputs to N tokens, special tokens included (a warning names truncated records).",
+        help="Truncate inputs to N tokens, special tokens included (a warning names truncated records). Model "
+        "commands: at most what the model's positions take (more is a usage error), by default that limit "
+        "(512 for XLNet).",
         show_default=False,
     ),
 ]

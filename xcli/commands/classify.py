@@ -89,7 +89,7 @@ def classify(
     from .. import io
     from ..console import console
     from ..errors import RecordError
-    from ..model_commands import load_task_model, usage_errors, warn_truncated, window
+    from ..model_commands import check_length, load_task_model, usage_errors, warn_truncated, window
 
     records = io.read_records(texts, input, input_format=input_format, field=field)
     with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_main_result) as writer:
@@ -100,6 +100,7 @@ def classify(
             model, device, dtype, threads, accept=heads,
             what="classify: it needs a sequence, token or multiple-choice classification head",
         )
+        check_length(task, max_length)
         with usage_errors():
             classifier = classifier_for(
                 task.model, task.tokenizer, top_k=top_k, function=function.value if function else None,
@@ -128,7 +129,7 @@ def classify(
                 item = classifier.prepare(text)
             else:
                 item = classifier.prepare(text, record.optional_text(pair_field))
-            warn_truncated(record, item, classifier.limit)
+            warn_truncated(record, item, classifier.limit, given=max_length is not None)
             return item
 
         summary = io.run_records(

@@ -59,7 +59,7 @@ def fill_mask(
     """
     from .. import io
     from ..console import console
-    from ..model_commands import load_task_model, usage_errors, warn_truncated, window
+    from ..model_commands import check_length, load_task_model, usage_errors, warn_truncated, window
 
     records = io.read_records(texts, input, input_format=input_format, field=field)
     with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_best_fills,
@@ -70,6 +70,7 @@ def fill_mask(
             model, device, dtype, threads, accept=FILL_MASK_CLASSES,
             what=f"fill-mask: it needs a masked-LM head ({', '.join(FILL_MASK_CLASSES)})",
         )
+        check_length(task, max_length)
         with usage_errors():
             target_list = io.parse_field_list(targets) if targets is not None else None
             filler = FillMask(
@@ -82,7 +83,7 @@ def fill_mask(
 
         def prepare(record: io.Record) -> Any:
             item = filler.prepare(record.text(field, hint))
-            warn_truncated(record, item, filler.limit)
+            warn_truncated(record, item, filler.limit, given=max_length is not None)
             return item
 
         def process(items: list[Any]) -> list[dict[str, Any]]:

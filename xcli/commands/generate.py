@@ -198,12 +198,13 @@ def generate(
     columns = ["generated_text", *(["score"] if scores else []), *(["sequences"] if several else [])]
     with io.open_writer(output, force=force, fmt=fmt, keep=keep, text_of=main_text, columns=columns) as writer:
         from xcli_models.tasks.generate import GENERATE_CLASSES, Generator
-        from ..model_commands import load_task_model, usage_errors, window
+        from ..model_commands import check_length, load_task_model, usage_errors, window
 
         loaded = load_task_model(
             model, device, dtype, threads, accept=GENERATE_CLASSES,
             what=f"generate: it needs a language-modelling head ({', '.join(GENERATE_CLASSES)})",
         )
+        check_length(loaded, max_input_length)
         settings = {
             "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "max_length": max_length,
             "do_sample": do_sample, "num_beams": num_beams, "num_return_sequences": num_return_sequences,

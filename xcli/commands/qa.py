@@ -42,7 +42,8 @@ def qa(
         Optional[int],
         typer.Option(
             "--max-seq-len", min=1, metavar="N",
-            help="Tokens per window, question and special tokens included. [default: min(model limit, 384)]",
+            help="Tokens per window, question and special tokens included. More than the model's positions "
+            "take is a usage error. [default: min(model limit, 384)]",
             show_default=False,
         ),
     ] = None,
@@ -103,7 +104,7 @@ def qa(
     """
     from .. import io
     from ..errors import RecordError, UsageError
-    from ..model_commands import load_task_model, usage_errors
+    from ..model_commands import check_length, load_task_model, usage_errors
 
     records = io.read_records(texts, input, input_format=input_format, field=field)
     with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_answer) as writer:
@@ -122,6 +123,7 @@ def qa(
             model, device, dtype, threads, accept=SPAN_HEADS + BEAM_HEADS,
             what="qa: it needs a question-answering head (span or beam search)",
         )
+        check_length(task, max_seq_len, "--max-seq-len")
         with usage_errors():
             answerer = QuestionAnswerer(task.model, task.tokenizer, options, lang=lang)
 

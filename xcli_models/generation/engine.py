@@ -28,6 +28,7 @@ from torch import nn
 
 from ..outputs import ModelOutput
 from .. import kernels
+from ..tasks.common import position_limit
 from . import search
 from .adapters import Adapter, adapter_for
 from .config import UNSUPPORTED, GenerationConfig, model_defaults
@@ -133,9 +134,8 @@ def generate(
         start_ids = _decoder_start(model, config, batch, decoder_input_ids, device)
     else:
         start_ids = input_ids
-    max_positions = getattr(model.config, "max_position_embeddings", None)
     config = config.resolve_lengths(
-        start_ids.shape[1], max_positions if isinstance(max_positions, int) else None,
+        start_ids.shape[1], position_limit(model.config),
         max_length_given="max_length" in options or _explicit_max_length(generation_config),
     )
     processors = build_processors(

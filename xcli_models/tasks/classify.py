@@ -25,6 +25,9 @@
   head, giving ``{"choice": best index, "scores": [softmax over the choices]}``. (There is no
   reference pipeline for this head.)
 
+Inputs longer than ``max_length`` (by default the model's own limit, ``common.input_limit``) are
+cut to it (in a pair, the longer text loses tokens first); ``truncated`` says so.
+
 Batches are grouped by length and padded where the head's pooling does not see the padding:
 XLNet's last-token summary on the left (as its tokenizer pads), a first-token summary on the
 right; a pooling that any padding would change (a mean, or XLM's absolute positions with a
@@ -41,7 +44,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .common import UnsupportedModel, collate, inference, length_limit, map_by_length
+from .common import UnsupportedModel, collate, inference, input_limit, map_by_length
 
 __all__ = [
     "AGGREGATIONS", "CHOICE_HEADS", "FUNCTIONS", "SEQUENCE_HEADS", "TOKEN_HEADS", "ChoiceClassifier",
@@ -149,7 +152,7 @@ class _Classifier:
         self.config = model.config
         self.name = type(model).__name__
         self.batch_size = batch_size
-        self.limit = length_limit(model, tokenizer, max_length)
+        self.limit = input_limit(model, tokenizer, max_length)
         self.id2label = {int(k): v for k, v in self.config.id2label.items()}
         self.side, self.exact = _padding(model, tokenizer)
         if self.exact:  # pooling that padding would change: only inputs of one length share a batch
@@ -163,9 +166,8 @@ class _Classifier:
                 self.lang_id = tokenizer.lang_id(lang)
 
     def _encode(self, text: str, pair: str | None = None, offsets: bool = False) -> _Encoded:
-        truncation = self.limit is not None
         encoding = self.tokenizer.encode_plus(
-            text, pair, truncation=truncation, max_length=self.limit, return_offsets=offsets
+            text, pair, truncation=True, max_length=self.limit, return_offsets=offsets
         )
         return _Encoded(
             encoding.input_ids, encoding.token_type_ids, truncated=bool(encoding.overflowing), text=text,

@@ -7,9 +7,15 @@ The pieces here keep that work fast and the same for every task:
   on a device and in a dtype; :func:`set_threads` sets torch's CPU threads.
 * :func:`require_head` turns "this checkpoint has no such head" into a one-line
   :class:`UnsupportedModel` naming what it has (the CLI makes that a usage error).
+* :func:`position_limit` is the most tokens a sequence may have in a model (what its position
+  embeddings can place), the one place that knows it per family; :func:`input_limit` is the
+  length inputs are cut to by default (that limit, or :data:`RELATIVE_DEFAULT_LIMIT` where
+  positions are relative) and refuses a longer one asked for.
 * :func:`length_batches` / :func:`map_by_length` group items of similar length into batches of
-  at most ``batch_size`` (longest first, so a batch that does not fit in memory fails at once),
-  run them, and hand the results back in input order: far less padding than input order.
+  at most ``batch_size`` (longest first, so a batch that does not fit in memory fails at once;
+  fewer than ``batch_size`` for inputs over :data:`FULL_BATCH_LENGTH` tokens, see
+  :func:`batch_capacity`), run them, and hand the results back in input order: far less padding
+  than input order.
 * :func:`pad` / :func:`collate` build padded tensors on the tokenizer's padding side (XLNet pads
   on the left, the others on the right), with the attention mask and token type ids.
 * :func:`inference` is ``torch.inference_mode`` (no autograd bookkeeping) with oneDNN matrix
@@ -33,9 +39,18 @@ import torch
 from .. import kernels
 
 __all__ = [
-    "TaskModel", "UnsupportedModel", "collate", "inference", "length_batches", "length_limit", "load", "map_by_length",
-    "pad", "pick_device", "prefetched", "require_head", "set_threads",
+    "FULL_BATCH_LENGTH", "RELATIVE_DEFAULT_LIMIT", "LengthLimitError", "TaskModel", "UnsupportedModel",
+    "batch_capacity", "collate", "inference", "input_limit", "length_batches", "length_limit", "load",
+    "map_by_length", "pad", "pick_device", "position_limit", "prefetched", "require_head", "set_threads",
 ]
+
+#: the tokens an input of a model without absolute positions (XLNet's relative attention) is cut
+#: to by default: not a limit of the model but a bound on memory, since attention grows with the
+#: square of the length (a longer ``max_length`` may be asked for)
+RELATIVE_DEFAULT_LIMIT = 512
+#: a batch of inputs up to this many tokens holds ``batch_size`` of them; longer ones share a batch
+#: with fewer (see :func:`batch_capacity`)
+FULL_BATCH_LENGTH = 512
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,6 +58,10 @@ R = TypeVar("R")
 
 class UnsupportedModel(ValueError):
     """The checkpoint cannot run this task (wrong family or head); the message names what it has."""
+
+
+class LengthLimitError(ValueError):
+    """A length asked for is more than the model's positions can place."""
 
 
 # --------------------------------------------------------------------------- set-up
@@ -115,18 +134,63 @@ def require_head(class_name: str, accept: Callable[[str], bool], what: str, fami
         raise UnsupportedModel(f"the checkpoint holds {class_name}{owner}, which cannot do {what}")
 
 
-def length_limit(model: Any, tokenizer: Any, max_length: int | None = None) -> int | None:
-    """The most tokens an input may have: ``max_length``, the tokenizer's and the model's limits.
+def position_limit(config: Any) -> int | None:
+    """The most tokens one sequence may have in the model: what its position embeddings can place.
 
-    The model's limit is ``max_position_embeddings`` where its config has one (learned absolute
-    positions: XLM, MVP); XLNet's relative positions have none. None: no limit.
+    * XLM, MVP: ``max_position_embeddings`` rows of learned (or XLM's fixed sinusoidal) positions
+      (MVP's table has 2 more, the BART offset, that no position reads);
+    * XGLM: ``max_position_embeddings``: its sinusoidal table would grow, but the model never saw
+      a longer input;
+    * ProphetNet, XLM-ProphetNet: ``max_position_embeddings - pad_token_id - 2``: position j
+      reads row ``pad_token_id + 1 + j``, and the decoder's n-gram stream reads one row further
+      (past the table: an IndexError; the encoder would repeat its last position instead);
+    * XLNet: None, relative positions have no limit (inputs get :data:`RELATIVE_DEFAULT_LIMIT`
+      by default, see :func:`input_limit`).
     """
+    positions = getattr(config, "max_position_embeddings", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type == "xlnet" or isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+        return None
+    if model_type in ("prophetnet", "xlm-prophetnet"):
+        pad = getattr(config, "pad_token_id", None)
+        return max(positions - (pad if isinstance(pad, int) and pad > 0 else 0) - 2, 1)
+    return positions
+
+
+def input_limit(model: Any, tokenizer: Any, max_length: int | None = None, *, option: str = "max_length") -> int:
+    """The most tokens an input may have: ``max_length`` when given, else the model's own limit.
+
+    The default is :func:`position_limit` (:data:`RELATIVE_DEFAULT_LIMIT` where the model has
+    none), lowered to the tokenizer's ``model_max_length`` when that is smaller. A ``max_length``
+    beyond the position limit raises :class:`LengthLimitError` naming ``option``; where positions
+    are relative (XLNet) any length may be asked for; so may it of a model without a config.
+    """
+    limit = position_limit(getattr(model, "config", None))
+    if max_length is not None:
+        if max_length < 1:
+            raise LengthLimitError(f"{option} must be at least 1 (got {max_length})")
+        if limit is not None and max_length > limit:
+            raise LengthLimitError(
+                f"{option} {max_length} is more than {type(model).__name__} takes: at most {limit} tokens "
+                "(its position embeddings)"
+            )
+        return max_length
+    default = RELATIVE_DEFAULT_LIMIT if limit is None else limit
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, (int, float)) and 0 < tokenizer_limit < default:
+        default = int(tokenizer_limit)
+    return default
+
+
+def length_limit(model: Any, tokenizer: Any, max_length: int | None = None) -> int | None:
+    """The most tokens a training input may have: ``max_length``, the tokenizer's and the model's
+    limits (:func:`position_limit`), whichever is smallest. None: no limit."""
     limits = [max_length] if max_length else []
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if tokenizer_limit and tokenizer_limit < 1e29:
         limits.append(int(tokenizer_limit))
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
+    positions = position_limit(model.config)
+    if positions is not None:
         limits.append(positions)
     return min(limits) if limits else None
 
@@ -140,25 +204,45 @@ def inference() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------ batching
+def batch_capacity(batch_size: int, length: int) -> int:
+    """How many inputs of ``length`` tokens share a batch: ``batch_size`` up to
+    :data:`FULL_BATCH_LENGTH` tokens; beyond, as many as keep the batch's attention (which grows
+    with the square of the length) within that of ``batch_size`` inputs of FULL_BATCH_LENGTH
+    tokens, and at least one."""
+    if length <= FULL_BATCH_LENGTH:
+        return batch_size
+    return max(1, batch_size * FULL_BATCH_LENGTH**2 // length**2)
+
+
 def length_batches(
     lengths: Sequence[int], batch_size: int, groups: Sequence[Any] | None = None
 ) -> list[list[int]]:
     """Indices grouped into batches of at most ``batch_size``, longest items first.
 
     Items of similar length share a batch, so little padding is computed; equal lengths keep
-    their input order (the sort is stable). With ``groups`` (one hashable key per item), only
-    items of the same key share a batch (e.g. MVP's classifier needs the same number of
-    ``</s>`` in every row).
+    their input order (the sort is stable). A batch whose longest item has more than
+    :data:`FULL_BATCH_LENGTH` tokens holds fewer (:func:`batch_capacity`), so that memory stays
+    bounded whatever the lengths. With ``groups`` (one hashable key per item), only items of the
+    same key share a batch (e.g. MVP's classifier needs the same number of ``</s>`` in every row).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def chunks(indices: list[int]) -> list[list[int]]:
+        out, at = [], 0
+        while at < len(indices):
+            size = batch_capacity(batch_size, lengths[indices[at]])
+            out.append(indices[at : at + size])
+            at += size
+        return out
+
     if groups is None:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return chunks(order)
     by_group: dict[Any, list[int]] = {}
     for i in order:
         by_group.setdefault(groups[i], []).append(i)
-    batches = [g[i : i + batch_size] for g in by_group.values() for i in range(0, len(g), batch_size)]
+    batches = [batch for g in by_group.values() for batch in chunks(g)]
     return sorted(batches, key=lambda b: -lengths[b[0]])
 
 

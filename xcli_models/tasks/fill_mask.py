@@ -31,6 +31,9 @@ How each family predicts:
 Targets follow the reference: a target that is a vocabulary entry is used as is; any other is
 tokenised and its first piece used instead, with a warning (collected in ``FillMask.warnings``);
 one that gives no piece is dropped with a warning.
+
+A text longer than ``max_length`` (by default the model's own limit, ``common.input_limit``) is
+cut to it; a blank beyond the cut is a :class:`MaskMissing` that says so.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .common import TaskModel, UnsupportedModel, collate, inference, length_limit, map_by_length
+from .common import TaskModel, UnsupportedModel, collate, inference, input_limit, map_by_length
 
 __all__ = ["FILL_MASK_CLASSES", "GENERIC_MASK", "FillMask", "MaskMissing", "TargetError"]
 
@@ -103,7 +106,7 @@ class FillMask:
         self.kind = name
         self.top_k = top_k
         self.batch_size = batch_size
-        self.limit = length_limit(model, tokenizer, max_length)
+        self.limit = input_limit(model, tokenizer, max_length)
         self.mask_id = tokenizer.mask_token_id
         self.warnings: list[str] = []
         self.lang_id = None
@@ -148,12 +151,12 @@ class FillMask:
         tok = self.tokenizer
         if tok.mask_token != GENERIC_MASK:
             text = text.replace(GENERIC_MASK, tok.mask_token)
-        encoding = tok.encode_plus(text, truncation=self.limit is not None, max_length=self.limit)
+        encoding = tok.encode_plus(text, truncation=True, max_length=self.limit)
         positions = [i for i, t in enumerate(encoding.input_ids) if t == self.mask_id]
         if not positions:
             marks = GENERIC_MASK if tok.mask_token == GENERIC_MASK else f"{GENERIC_MASK} or {tok.mask_token}"
-            cut = " (after truncation to max_length)" if encoding.overflowing else ""
-            raise MaskMissing(f"no blank to fill in the text{cut}: mark each with {marks}")
+            where = f"the text's first {self.limit} tokens (the length limit)" if encoding.overflowing else "the text"
+            raise MaskMissing(f"no blank to fill in {where}: mark each with {marks}")
         return _Blanks(encoding.input_ids, encoding.token_type_ids, positions, bool(encoding.overflowing))
 
     # -------------------------------------------------------------- model

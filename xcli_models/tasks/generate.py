@@ -34,9 +34,11 @@ On top of that:
 * **scores**: each sequence's score is what the engine reports (its length-penalised sum of token
   log-probabilities; for beam search, the beam score of the reference).
 
-Lengths: a prompt longer than the model allows (its positions, less room for the new tokens of
-a decoder-only model, or ``max_input_length``) is cut, keeping its end for a decoder-only model
-(the continuation follows it) and its start for an encoder; ``Prompt.truncated`` says so.
+Lengths: a prompt longer than the model allows is cut, keeping its end for a decoder-only model
+(the continuation follows it) and its start for an encoder; ``Prompt.truncated`` says so. The
+limit is ``max_input_length``, by default the model's own (``common.input_limit``: its positions,
+512 tokens for XLNet); a decoder-only model with positions (all but XLNet) also keeps room for the
+new tokens within them: prompt + ``max_new_tokens`` (at least one) fit its positions.
 
 Streaming (``stream``): the pieces handed out are the text that later tokens cannot change (see
 ``Generator.settled_text``), so what was shown is always a prefix of the final text.
@@ -57,7 +59,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .common import UnsupportedModel, inference, length_limit, map_by_length, pad
+from .common import UnsupportedModel, inference, input_limit, map_by_length, pad, position_limit
 
 __all__ = [
     "CAUSAL_CLASSES", "GENERATE_CLASSES", "MVP_TASKS", "SEQ2SEQ_CLASSES", "XLNET_PREFIX", "EmptyPrompt",
@@ -340,28 +342,30 @@ class Generator:
             config.validate()
         except ValueError as exc:
             raise GenerateOptionError(str(exc)) from None
-        positions = getattr(self.model.config, "max_position_embeddings", None)
-        if isinstance(positions, int) and positions > 0:
+        positions = position_limit(self.model.config)
+        if positions is not None:
             if config.max_new_tokens is not None and config.max_new_tokens >= positions:
-                raise GenerateOptionError(f"the model has {positions} positions: max_new_tokens must be below that")
+                raise GenerateOptionError(
+                    f"the model's positions take at most {positions} tokens: max_new_tokens must be below that"
+                )
             if "max_length" in settings and config.max_new_tokens is None and config.max_length > positions:
-                raise GenerateOptionError(f"the model has {positions} positions: max_length must not exceed that")
+                raise GenerateOptionError(
+                    f"the model's positions take at most {positions} tokens: max_length must not exceed that"
+                )
         return config
 
-    def _input_limit(self, max_input_length: int | None) -> int | None:
-        """The most tokens a prompt may have: the user's limit, the tokenizer's and the model's,
-        and, for a decoder-only model, room for at least one new token (all of max_new_tokens
-        when given) within its positions and within max_length."""
-        limit = length_limit(self.model, self.tokenizer, max_input_length)
+    def _input_limit(self, max_input_length: int | None) -> int:
+        """The most tokens a prompt may have: ``max_input_length``, else the model's limit
+        (``common.input_limit``), and, for a decoder-only model, room for at least one new token
+        (all of max_new_tokens when given) within its positions and within max_length."""
+        limit = input_limit(self.model, self.tokenizer, max_input_length, option="max_input_length")
         if self.causal:
-            positions = getattr(self.model.config, "max_position_embeddings", None)
-            limits = [] if limit is None else [limit]
-            if isinstance(positions, int) and positions > 0:
-                limits.append(positions - (self.config.max_new_tokens or 1))
+            positions = position_limit(self.model.config)
+            if positions is not None:
+                limit = min(limit, positions - (self.config.max_new_tokens or 1))
             if self.config.max_new_tokens is None and "max_length" in self.settings:
-                limits.append(self.config.max_length - 1)
-            limit = min(limits) if limits else None
-        if limit is not None and limit < self.tokenizer.num_special_tokens_to_add() + 1:
+                limit = min(limit, self.config.max_length - 1)
+        if limit < self.tokenizer.num_special_tokens_to_add() + 1:
             raise GenerateOptionError(f"no room for a prompt: at most {limit} input tokens fit with these lengths")
         return limit
 
@@ -380,7 +384,7 @@ class Generator:
         tok = self.tokenizer
         ids = tok.encode(self.prefix + text)
         truncated = False
-        if self.limit is not None and len(ids) > self.limit:
+        if len(ids) > self.limit:
             content = tok.encode(self.prefix + text, add_special_tokens=False)
             budget = self.limit - tok.num_special_tokens_to_add()
             # a continuation follows the end of the prompt: keep the end; an encoder keeps the start

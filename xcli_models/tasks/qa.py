@@ -12,6 +12,8 @@ context (``context[start:end] == answer``), plus the ``top_k`` best as ``"answer
    (``<s> Q </s></s> C </s>`` for MVP), context first where it pads on the left
    (``C <sep> Q <sep> <cls>`` for XLNet). A context longer than ``max_seq_len`` allows is cut
    into windows of as many tokens as fit, consecutive windows sharing ``doc_stride`` tokens.
+   ``max_seq_len`` is at most what the model's positions take (``common.input_limit``; by
+   default the smaller of that and 384), so a context of any length is answered.
 2. *Scores.* In each window the start and end logits of every token that is neither a
    context token nor the CLS token are set to -10000, each is turned into probabilities by
    a softmax, and the CLS token's ``p_start * p_end`` is the window's *null score*; then the
@@ -122,7 +124,8 @@ class QAOptions:
     #: tokens shared by consecutive windows (XLM: the step between windows); None: min(max_seq_len // 2, 128)
     doc_stride: int | None = None
     max_answer_len: int = 15
-    #: tokens per window, special tokens included; None: min(tokenizer.model_max_length, 384)
+    #: tokens per window, special tokens included (at most the model's limit, ``common.input_limit``);
+    #: None: min(that limit, 384)
     max_seq_len: int | None = None
     max_question_len: int = 64
     handle_impossible: bool = False
@@ -195,7 +198,10 @@ class QuestionAnswerer:
         class_name = type(model).__name__
         common.require_head(class_name, supports, "question answering")
         self.beam = class_name in BEAM_HEADS
-        self.max_seq_len = options.max_seq_len or min(int(tokenizer.model_max_length), 384)
+        if options.max_seq_len is not None:
+            self.max_seq_len = common.input_limit(model, tokenizer, options.max_seq_len, option="max_seq_len")
+        else:
+            self.max_seq_len = min(common.input_limit(model, tokenizer), 384)
         self.doc_stride = options.doc_stride if options.doc_stride is not None else min(self.max_seq_len // 2, 128)
         if self.doc_stride > self.max_seq_len:
             raise QAOptionError(f"doc_stride ({self.doc_stride}) is larger than max_seq_len ({self.max_seq_len})")
