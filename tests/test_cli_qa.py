@@ -171,3 +171,22 @@ def test_usage_errors(mvp, tmp_path) -> None:
     wrong = run("qa", "-m", str(tmp_path), "-c", "x", "q")
     assert wrong.exit_code == 2
     assert "MvpForConditionalGeneration" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_qa_reads_the_documented_window_of_records_per_round(tmp_path, monkeypatch) -> None:
+    from task_fixtures import build_native
+    from xcli import io
+    from xcli.model_commands import window
+
+    path = build_native(tmp_path / "qa", "MvpForQuestionAnswering")
+    seen: list[int] = []
+    real = io.run_records
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(io, "run_records", spy)
+    result = run("qa", "-m", str(path), "-b", "3", input=as_lines(records(2)))
+    assert result.exit_code == 0, result.stderr
+    assert seen == [window(3)] == [96]

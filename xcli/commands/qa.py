@@ -104,7 +104,7 @@ def qa(
     """
     from .. import io
     from ..errors import RecordError, UsageError
-    from ..model_commands import check_length, load_task_model, usage_errors
+    from ..model_commands import check_length, load_task_model, usage_errors, window
 
     records = io.read_records(texts, input, input_format=input_format, field=field)
     with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_answer) as writer:
@@ -145,11 +145,9 @@ def qa(
             except QAError as exc:
                 raise RecordError(exc.kind, str(exc)) from None
 
-        # records read per round (fewer when no more input is ready): 16 batches' worth, so that
-        # windows of similar lengths share a batch (at 32: ~6% padding on SQuAD paragraphs, 10% at 8)
         summary = io.run_records(
             records, lambda items: answerer.answer(items, batch_size), writer, prepare=prepare,
-            batch_size=batch_size * 16, on_error=on_error,
+            batch_size=window(batch_size), on_error=on_error,
         )
     io.finish(summary)
 
