@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +238,110 @@ def test_lang_picks_the_moses_rules_of_an_xlm_tokenizer(tmp_path: Path) -> None:
     assert french[0]["tokens"][1] == "c'</w>" and english[0]["tokens"][1:3] == ["c</w>", "'"]
     refused = run("tokenize", "-m", str(folder), "--lang", "de", "x")
     assert refused.exit_code == 2 and "not one of this model's languages" in refused.stderr
+
+
+# --------------------------------------------------- hostile records (issue 11)
+@needs_xlnet
+@pytest.mark.parametrize("model", ["xlnet-base-cased", "microsoft/prophetnet-large-uncased", "RUCAIBox/mvp"])
+def test_a_lone_surrogate_is_an_error_record_and_the_others_are_answered(model: str) -> None:
+    records = (
+        '{"id": "a", "text": "ok"}\n'
+        '{"id": "s", "text": "x\\ud800y"}\n'
+        '{"id": "p", "text": "ok", "text_pair": "\\udfff"}\n'
+        '{"id": "k", "text": "fine", "note": "\\udc80"}\n'
+    )
+    result = run("tokenize", "-m", model, "--fields", "ids", "--keep", "note", input=records)
+    assert result.exit_code == 4, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    out = [json.loads(line) for line in result.stdout_bytes.decode("utf-8").splitlines()]  # strict UTF-8
+    assert [o["id"] for o in out] == ["a", "s", "p", "k"]
+    assert "ids" in out[0] and "ids" in out[3] and out[3]["note"] == "\udc80"  # echoed, escaped
+    assert out[1]["error"] == {
+        "type": "tokenizer_error",
+        "message": "the text is not valid Unicode: a lone surrogate (U+D800) at character 1",
+        "line": 2,
+    }
+    assert out[2]["error"]["message"].startswith("the second text of the pair is not valid Unicode")
+    assert "line 2: tokenizer_error" in result.stderr and "line 3: tokenizer_error" in result.stderr
+
+
+@needs_xlnet
+def test_deep_nesting_and_non_standard_numbers_are_error_records() -> None:
+    records = "\n".join([
+        '{"id": "a", "text": "ok"}',
+        '{"id": "b", "text": ' + "[" * 100_000,
+        '{"id": "c", "text": "ok", "x": ' + "[" * 99 + "]" * 99 + "}",  # 100 levels with the record: allowed
+        '{"id": "d", "text": "ok", "x": ' + "[" * 100 + "]" * 100 + "}",
+        '{"id": 1e400, "text": "ok"}',
+        '{"id": "f", "text": "ok", "x": [NaN]}',
+        '{"id": "g", "text": "ok", "x": -Infinity}',
+        '{"id": "h", "text": "ok"}',
+    ]) + "\n"
+    result = run("tokenize", "-m", "xlnet-base-cased", "--fields", "ids", "--keep", "x", input=records)
+    assert result.exit_code == 4, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    out = [json.loads(line, parse_constant=_no_constants) for line in result.stdout.splitlines()]
+    assert [o.get("id") for o in out] == ["a", None, "c", None, None, None, None, "h"]
+    assert [o["error"]["type"] if "error" in o else None for o in out] == [
+        None, "too_deep", None, "too_deep", "invalid_number", "invalid_number", "invalid_number", None
+    ]
+    assert out[1]["error"]["message"] == "the JSON nests arrays and objects deeper than 100 levels"
+    assert out[4]["error"]["message"].startswith("the number 1e400 is out of range")
+    assert out[5]["error"]["message"] == "NaN is not a JSON number (JSON has no NaN or Infinity)"
+    assert len(json.dumps(out[2]["x"])) == 198  # echoed whole
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} in the output: not RFC 8259 JSON")
+
+
+XCLI_TOKENIZE = [sys.executable, "-m", "xcli", "tokenize", "-m", "xlnet-base-cased"]
+
+
+def _mid_run(target: Path, first_line: bytes) -> "subprocess.Popen[bytes]":
+    """An ``xcli tokenize -o target`` process that has written its answer to ``first_line`` and waits for more."""
+    temporaries = f".{target.name}.*"
+    others = set(target.parent.glob(temporaries))
+    run_ = subprocess.Popen([*XCLI_TOKENIZE, "-o", str(target)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        run_.stdin.write(first_line)  # and the pipe stays open: the run waits for more
+        run_.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size for p in set(target.parent.glob(temporaries)) - others):
+            assert time.monotonic() < deadline and run_.poll() is None, "the run never wrote its first line"
+            time.sleep(0.05)
+    except BaseException:
+        run_.kill()
+        run_.communicate()
+        raise
+    return run_
+
+
+@needs_xlnet
+def test_a_run_killed_with_sigkill_leaves_a_temporary_the_next_run_removes(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    killed = _mid_run(target, b"Hello world\n")
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(60) == -signal.SIGKILL
+    killed.stdin.close()
+    killed.stderr.close()
+    [left] = tmp_path.glob(".out.jsonl.*")
+    result = subprocess.run([*XCLI_TOKENIZE, "-o", str(target), "Goodbye"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"xcli: warning: removed {left}" in result.stderr and "killed" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    assert jsonl(target.read_text())[0]["tokens"] == ["▁", "Goodbye", "<sep>", "<cls>"]
+
+
+@needs_xlnet
+def test_two_runs_to_one_output_one_wins_the_other_keeps_a_partial(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    first = _mid_run(target, b'{"id": "first", "text": "a"}\n')
+    second = _mid_run(target, b'{"id": "second", "text": "b"}\n')  # both got past the check for PATH
+    _, first_err = first.communicate(timeout=60)
+    _, second_err = second.communicate(timeout=60)
+    assert first.returncode == 0 and jsonl(target.read_text())[0]["id"] == "first"
+    assert second.returncode == 2, second_err
+    assert b"another run wrote the file while this one ran" in second_err
+    assert jsonl((tmp_path / "out.jsonl.partial").read_text())[0]["id"] == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.partial"]

@@ -107,6 +107,51 @@ def test_invalid_utf8_is_a_record_error_not_a_replacement(tmp_path: Path) -> Non
     assert "0xff" in records[1].error.message
 
 
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        ("NaN", "NaN is not a JSON number (JSON has no NaN or Infinity)"),
+        ("[Infinity]", "Infinity is not a JSON number"),
+        ("{\"x\": -Infinity}", "-Infinity is not a JSON number"),
+        ("1e400", "the number 1e400 is out of range (a 64-bit float ends near 1.8e308)"),
+        ("-2e308", "the number -2e308 is out of range"),
+        ("1" + "0" * 400 + ".5", "the number 10000000000000000000... is out of range"),
+        ("1" * 5000, "a number has more than 4,300 digits"),
+    ],
+)
+def test_non_standard_numbers_are_record_errors(tmp_path: Path, literal: str, message: str) -> None:
+    data = f'{{"id": "a", "text": "x"}}\n{{"id": {literal}, "text": "y"}}\n{{"id": "c", "text": "z"}}\n'
+    records = records_from(tmp_path, data, fmt="jsonl")
+    assert [r.error.type if r.error else r.id for r in records] == ["a", "invalid_number", "c"]
+    assert records[1].error.message.startswith(message)
+
+
+def test_standard_numbers_at_the_edges_are_read(tmp_path: Path) -> None:
+    data = '{"a": 1.7976931348623157e308, "b": 1e-400, "c": -0.0, "d": ' + "9" * 4000 + ', "e": 5E+3}\n'
+    [record] = records_from(tmp_path, data, fmt="jsonl")
+    assert record.error is None
+    assert record.data == {"a": 1.7976931348623157e308, "b": 0.0, "c": -0.0, "d": int("9" * 4000), "e": 5000.0}
+
+
+def test_nesting_deeper_than_the_limit_is_a_record_error(tmp_path: Path) -> None:
+    deepest = io.MAX_DEPTH - 1  # inside the record, which counts as one level
+    lines = [
+        '{"id": "a", "x": ' + "[" * 100_000,  # past the parser's recursion limit
+        '{"id": "b", "x": ' + "[" * 2_000 + "]" * 2_000 + "}",
+        '{"id": "c", "x": ' + "[" * deepest + "]" * deepest + "}",
+        '{"id": "d", "x": ' + '{"k": ' * (deepest + 1) + "1" + "}" * (deepest + 1) + "}",
+        '{"id": "e", "x": "' + "[" * 5_000 + '"}',  # brackets in a string nest nothing
+    ]
+    records = records_from(tmp_path, "\n".join(lines) + "\n", fmt="jsonl")
+    assert [r.error.type if r.error else r.id for r in records] == ["too_deep", "too_deep", "c", "too_deep", "e"]
+    assert records[0].error.message == "the JSON nests arrays and objects deeper than 100 levels"
+    sink = stdio.BytesIO()  # the deepest record allowed is echoed whole
+    writer = io.RecordWriter(sink, keep="x")
+    writer.write(io.Record(0, records[2].data, "line 3", 3), {"ok": True})
+    writer.flush()
+    assert json.loads(sink.getvalue())["x"] == records[2].data["x"]
+
+
 def test_tsv_uses_the_header_row(tmp_path: Path) -> None:
     records = records_from(tmp_path, "sentence\tlabel\r\na b\t1\n\nonly one column\nc\t0\n", fmt="tsv")
     assert records[0].data == {"sentence": "a b", "label": "1"}
@@ -195,6 +240,28 @@ def test_writer_id_keep_and_errors() -> None:
     assert out[2]["echo"] == "\ud800"
 
 
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} in the output: not RFC 8259 JSON")
+
+
+def test_writer_writes_nan_and_infinity_in_a_result_as_null(capsys: pytest.CaptureFixture) -> None:
+    class Tensor:  # converted by tolist(), as a torch tensor is
+        def tolist(self) -> list[float]:
+            return [float("nan"), 1.5]
+
+    sink = stdio.BytesIO()
+    writer = io.RecordWriter(sink)
+    result = {"score": float("nan"), "scores": {"a": float("inf"), "b": 0.5}, "all": [[-float("inf")]], "t": Tensor()}
+    writer.write(rec(0, id="\ud800"), result)
+    writer.write(rec(1, id=2), {"score": 0.25})
+    writer.flush()
+    lines = sink.getvalue().decode("utf-8").splitlines()  # strict UTF-8
+    out = [json.loads(line, parse_constant=_no_constants) for line in lines]
+    assert out[0] == {"id": "\ud800", "score": None, "scores": {"a": None, "b": 0.5}, "all": [[None]], "t": [None, 1.5]}
+    assert out[1] == {"id": 2, "score": 0.25}
+    assert "line 1: NaN or Infinity in the result, written as null" in capsys.readouterr().err
+
+
 def test_writer_text_and_tsv_formats() -> None:
     text = stdio.BytesIO()
     writer = io.RecordWriter(text, fmt="text")
@@ -271,6 +338,51 @@ def test_a_failed_run_keeps_what_was_written_beside_the_target(tmp_path: Path) -
         with io.open_writer(tmp_path / "other.jsonl"):
             raise RuntimeError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.partial"]
+
+
+def test_two_runs_racing_for_one_output_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Another run publishes the same PATH at the worst moment: after our check, just before our rename."""
+    from xcli_models import atomic
+
+    target = tmp_path / "out.jsonl"
+
+    def other_run_first(rename):
+        def renamed(src, dst, *args):
+            if Path(dst) == target and not target.exists():
+                target.write_text('{"run": "other"}\n')
+            return rename(src, dst, *args)
+        return renamed
+
+    monkeypatch.setattr(os, "replace", other_run_first(os.replace))
+    monkeypatch.setattr(atomic, "rename_noreplace", other_run_first(atomic.rename_noreplace))
+    with pytest.raises(UsageError, match="another run wrote the file while this one ran") as lost:
+        with io.open_writer(target) as writer:
+            writer.write(rec(0), {"run": "this"})
+    assert lost.value.exit_code == 2 and "--force" in str(lost.value)
+    assert target.read_text() == '{"run": "other"}\n'
+    assert (tmp_path / "out.jsonl.partial").read_text() == '{"run": "this"}\n'
+    assert "1 record(s) it wrote are in" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.partial"]
+
+
+def test_force_replaces_a_file_that_appeared_during_the_run(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    with io.open_writer(target, force=True) as writer:
+        writer.write(rec(0), {"a": 1})
+        target.write_text("appeared\n")
+    assert target.read_text() == '{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_leftovers_of_a_killed_run_are_removed_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    left = tmp_path / ".out.jsonl.xcli-deadbeef.tmp"  # unlocked: its run is gone
+    left.write_text('{"a": 0}\n')
+    with io.open_writer(tmp_path / "out.jsonl") as writer:
+        writer.write(rec(0), {"a": 1})
+    err = capsys.readouterr().err
+    assert f"xcli: warning: removed {left} (9 bytes), left by a run that was killed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
 # --------------------------------------------------------------------- driver

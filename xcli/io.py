@@ -14,16 +14,36 @@ The flow of a command::
    :class:`RecordStream`: :class:`Record` objects, parsed lazily line by line. Each source's
    format is ``jsonl``, ``text`` or ``tsv`` (header row), or ``auto``: JSONL when its first
    non-blank line starts with ``{``. Blank lines are skipped, ``\\r\\n`` and a UTF-8 BOM are
-   accepted. A line that cannot become a record (invalid JSON, not an object, **invalid UTF-8**,
-   wrong TSV column count, longer than :data:`MAX_LINE_BYTES`) is not fatal: it becomes a
-   record that carries its :class:`~xcli.errors.RecordError`. Invalid UTF-8 is an error rather
-   than silently replaced, because a replaced character would change what the model sees.
+   accepted. A line that cannot become a record is not fatal: it becomes a record that
+   carries its :class:`~xcli.errors.RecordError`, whose type is one of
+
+   - ``invalid_utf8``: **invalid UTF-8** (an error rather than silently replaced, because a
+     replaced character would change what the model sees);
+   - ``invalid_json``, ``not_an_object``, ``tsv_columns``, ``line_too_long`` (longer than
+     :data:`MAX_LINE_BYTES`);
+   - ``invalid_number``: ``NaN``, ``Infinity``, ``-Infinity`` or a number beyond a 64-bit
+     float such as ``1e400``. Python's json module accepts them; RFC 8259 does not, and an
+     echoed ``"id": Infinity`` would make our own output invalid JSON;
+   - ``too_deep``: arrays and objects nested more than :data:`MAX_DEPTH` (100) levels, the
+     record itself counting as one. Past ~1,000 levels the parser (and the writer, echoing
+     ``id`` or ``--keep`` fields) would hit Python's recursion limit and stop the run.
+
+   A string may still hold a lone surrogate (from a ``"\\ud800"`` escape): it is read as is,
+   echoed escaped (below), and refused by the tokenizers (``tokenizer_error``) when it is a text.
 2. :func:`open_writer` writes one line per record, in input order, to stdout or to
-   ``--output PATH``. A file is written to a hidden temporary file beside PATH and renamed
-   over PATH only when the run succeeds or finishes with failed records; PATH is refused
-   if it exists unless ``force``. If the run stops (error, Ctrl-C), the lines written so far
-   are kept in ``PATH.partial`` (PATH itself is untouched), so nothing is lost and nothing
-   is half-written. A closed stdout pipe raises :class:`~xcli.errors.OutputClosed`.
+   ``--output PATH``. Every JSONL line is valid RFC 8259 JSON in valid UTF-8: a line holding
+   a lone surrogate is written with ``\\uXXXX`` escapes (ASCII), and a NaN or Infinity in a
+   result (a broken model's score) is written as ``null`` with a warning naming the record.
+   A file is written to a hidden temporary file beside PATH (:class:`xcli_models.atomic.Work`,
+   ``.PATH.xcli-XXXXXXXX.tmp``, locked while the run lives) and published as PATH only when
+   the run succeeds or finishes with failed records. PATH is refused up front if it exists
+   unless ``force``, and the final rename never replaces a file without ``force``: of two
+   runs racing for one PATH, the loser fails with a usage error (exit 2). If the run stops
+   (error, Ctrl-C, lost race), the lines written so far are kept in ``PATH.partial`` (PATH
+   itself is untouched; no line written, nothing kept), so nothing is lost and nothing is
+   half-written. Temporary files left by runs killed with SIGKILL are removed when the next
+   run to the same PATH starts, with a warning each. A closed stdout pipe raises
+   :class:`~xcli.errors.OutputClosed`.
 3. :func:`run_records` groups records into batches of ``batch_size``, or fewer when no more
    input is ready right now (so an interactive or slow producer gets each answer at once),
    calls ``prepare(record)`` per record and ``process_batch(items)`` per batch, turns
@@ -39,6 +59,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import select
 import stat
@@ -46,13 +67,19 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from .console import console
 from .errors import OutputClosed, RecordError, RecordsFailed, StoppedOnError, UsageError, XcliError
 
+if TYPE_CHECKING:
+    from xcli_models.atomic import Work
+
 #: the longest line read; a longer one becomes a ``line_too_long`` record error
 MAX_LINE_BYTES = 64 * 1024 * 1024
+#: the deepest nesting of arrays and objects in a JSONL record, the record itself counting as 1;
+#: a deeper one becomes a ``too_deep`` record error
+MAX_DEPTH = 100
 _CHUNK = 64 * 1024
 _WRITE_CHUNK = 1024 * 1024
 INPUT_FORMATS = ("auto", "jsonl", "text", "tsv")
@@ -317,11 +344,9 @@ class _Lines(_Source):
                 continue
             if fmt == "jsonl":
                 try:
-                    data = json.loads(text)
-                except ValueError as exc:
-                    reason = getattr(exc, "msg", str(exc))
-                    col = getattr(exc, "colno", None)
-                    yield failed("invalid_json", f"invalid JSON: {reason}" + (f" (column {col})" if col else ""))
+                    data = _parse_json(raw, text)
+                except RecordError as exc:
+                    yield failed(exc.type, exc.message)
                     continue
                 if not isinstance(data, dict):
                     yield failed("not_an_object", f"expected a JSON object, got {json_type(data)}")
@@ -338,6 +363,62 @@ class _Lines(_Source):
             else:
                 data = {self.field: text}
             yield Record(stream.next_index(), data, where, number)
+
+
+def _out_of_range(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        shown = literal if len(literal) <= 24 else literal[:20] + "..."
+        raise RecordError("invalid_number", f"the number {shown} is out of range (a 64-bit float ends near 1.8e308)")
+    return value
+
+
+def _not_a_number(name: str) -> Any:
+    raise RecordError("invalid_number", f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+#: RFC 8259 JSON only: Python's json module also takes NaN, Infinity and -Infinity, and turns a
+#: literal like 1e400 into inf; either would come back out, echoed in "id", as invalid JSON
+_DECODER = json.JSONDecoder(parse_float=_out_of_range, parse_constant=_not_a_number)
+
+
+def _parse_json(raw: bytes, text: str) -> Any:
+    """A JSONL line's value; a :class:`RecordError` when it is not standard JSON or nests too deep.
+
+    Depth is limited so that no record can exhaust the parser's (or the writer's) recursion:
+    past ~1,000 levels ``json`` raises RecursionError, which would stop the whole run.
+    """
+    try:
+        data = _DECODER.decode(text)
+    except RecursionError:
+        raise _too_deep() from None
+    except RecordError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise RecordError("invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError:  # the only other one: int() refusing more digits than Python converts (3.10.7+)
+        limit = sys.get_int_max_str_digits()  # type: ignore[attr-defined]
+        raise RecordError("invalid_number", f"a number has more than {limit:,} digits") from None
+    # fewer brackets than the limit (the usual case) cannot nest deeper than it: no walk needed
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):
+        raise _too_deep()
+    return data
+
+
+def _too_deep() -> RecordError:
+    return RecordError("too_deep", f"the JSON nests arrays and objects deeper than {MAX_DEPTH} levels")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when ``value`` nests lists and dicts more than ``limit`` deep (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (list, dict)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
 
 
 class RecordStream:
@@ -521,7 +602,14 @@ class RecordWriter:
 
     def _format(self, record: Record, result: dict[str, Any] | RecordError) -> bytes:
         if self.fmt == "jsonl":
-            return _json_line(self.compose(record, result))
+            out = self.compose(record, result)
+            try:
+                return _json_line(out)
+            except ValueError:  # NaN or Infinity in a result: JSON has no such numbers
+                nulled = _nulled(out)
+                message = f"{record.where}: NaN or Infinity in the result, written as null"
+                console.counted_warning("results held NaN or Infinity, written as null", message)
+                return _json_line(nulled)
         if self.fmt == "text":
             if isinstance(result, RecordError):
                 return b"\n"
@@ -561,10 +649,17 @@ def _json_default(value: Any) -> Any:
 
 
 def _json_line(obj: dict[str, Any]) -> bytes:
+    """One line of RFC 8259 JSON in UTF-8; ValueError for NaN or Infinity (see :func:`_nulled`)."""
     try:
-        return (json.dumps(obj, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: keep the JSON valid
-        return (json.dumps(obj, default=_json_default) + "\n").encode("ascii")
+        return (json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: escaped, the line stays valid UTF-8
+        return (json.dumps(obj, allow_nan=False, default=_json_default) + "\n").encode("ascii")
+
+
+def _nulled(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with each NaN, Infinity and -Infinity (anywhere inside it) replaced by None."""
+    text = json.dumps(obj, ensure_ascii=False, default=_json_default)  # writes them as NaN, Infinity ...
+    return json.loads(text, parse_constant=lambda name: None)  # ... which read back as null
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -624,10 +719,13 @@ def open_writer(
     """A :class:`RecordWriter` on stdout (``output`` None or ``-``) or on a file, atomically.
 
     A file is refused (usage error) if it exists and ``force`` is false, or if its folder
-    does not exist; both are checked on entry, before any work. The lines go to a temporary
-    file beside it, renamed over it when the block ends normally. When the block raises
-    (including Ctrl-C), the lines written so far are kept as ``PATH.partial`` and the
-    exception goes on.
+    does not exist; both are checked on entry, before any work. The lines go to a hidden
+    temporary file beside it (:class:`xcli_models.atomic.Work`), published as PATH when the
+    block ends normally: without ``force`` by a rename that never replaces, so of two runs
+    racing for one PATH the loser fails (usage error) and keeps its lines in ``PATH.partial``.
+    When the block raises (including Ctrl-C), the lines written so far are kept as
+    ``PATH.partial`` and the exception goes on; with no line written, nothing is kept.
+    What killed runs left beside PATH is removed first, with a warning for each.
     """
     if output is None or str(output) == "-":
         sink: Any = _StdoutSink()
@@ -651,28 +749,34 @@ def open_writer(
         raise UsageError(f"--output {output}: the folder {folder} does not exist")
     if target.exists() and not force:
         raise UsageError(f"--output {output}: the file exists", "pass --force to overwrite it")
-    import tempfile
+    from xcli_models.atomic import Work  # noqa: F811 - not at the top: only runs writing a file pay for it
 
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    temp = Path(temp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    handle = os.fdopen(fd, "wb")
+    work = Work(target)
+    try:
+        handle = open(work.begin(), "wb")
+    except BaseException:
+        work.discard()
+        raise
+    for sentence in work.swept:
+        console.warning(sentence)
     writer = RecordWriter(handle, fmt=fmt, keep=keep, text_of=text_of, columns=columns)
     try:
-        yield writer
-        writer.close()
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
-        if target.exists() and not force:  # appeared while we ran: never clobber it
-            raise UsageError(f"--output {output}: the file appeared during the run", "pass --force to overwrite it")
-        os.replace(temp, target)
+        try:
+            yield writer
+            writer.close()
+        finally:
+            _flush_quietly(writer)
+            handle.close()
+        try:
+            work.publish(replace=force)
+        except FileExistsError:  # without force: another run published PATH after our check on entry
+            raise UsageError(
+                f"--output {output}: another run wrote the file while this one ran", "pass --force to overwrite it"
+            ) from None
     except BaseException:
-        _flush_quietly(writer)
-        handle.close()
-        _keep_partial(temp, target, writer.written)
+        kept = _keep_partial(work, writer.written)
+        if kept:
+            console.warning(f"the run stopped: the {writer.written} record(s) it wrote are in {kept}")
         raise
 
 
@@ -683,17 +787,12 @@ def _flush_quietly(writer: RecordWriter) -> None:
         pass
 
 
-def _keep_partial(temp: Path, target: Path, written: int) -> None:
+def _keep_partial(work: Work, written: int) -> Path | None:
+    """Keep the lines written so far as ``PATH.partial`` (``.partial.1`` ... if taken); none written, nothing kept."""
     if written == 0:
-        temp.unlink(missing_ok=True)
-        return
-    kept = target.with_name(target.name + ".partial")
-    number = 1
-    while kept.exists():
-        kept = target.with_name(f"{target.name}.partial.{number}")
-        number += 1
-    os.replace(temp, kept)
-    console.warning(f"the run stopped: the {written} record(s) written before it are in {kept}")
+        work.discard()
+        return None
+    return work.keep_partial()
 
 
 # ------------------------------------------------------------------------ the loop

@@ -12,6 +12,10 @@ module owns everything around them, so that all five families agree on:
   padding (either side, to the longest or to ``max_length``), attention masks
   and token type ids;
 * decoding (special tokens skipped on request, added tokens kept whole);
+* text that is not valid Unicode (a lone surrogate, which a JSON ``"\\ud800"``
+  escape or an undecodable command-line byte puts in a Python string) is refused
+  with a :class:`TokenizerError` naming its position, before any backend sees it
+  (see :func:`check_text`);
 * ``from_pretrained`` / ``save_pretrained`` reading and writing
   ``tokenizer_config.json`` and ``special_tokens_map.json``.
 
@@ -20,6 +24,8 @@ Nothing here imports torch: ``xcli tokenize`` runs on this alone.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import re
@@ -40,6 +46,49 @@ SPECIAL_TOKEN_ATTRIBUTES = (
 
 class TokenizerError(ValueError):
     """A tokenizer could not be built or could not encode/decode its input."""
+
+
+def check_text(text: Any, what: str = "the text") -> None:
+    """Refuse a string that is not valid Unicode, naming where it goes wrong.
+
+    A Python string can hold lone surrogates (U+D800..U+DFFF): JSON's ``"\\ud800"``
+    escape makes one, so does an undecodable byte in a command-line argument. No
+    tokenizer can take them, and each fails its own way: sentencepiece with an
+    unreadable C++ cast error that would stop a whole run, the pure-Python ones by
+    silently dropping or mangling the character. A :class:`TokenizerError` (a
+    ``ValueError``) fails just the record that holds it.
+    """
+    if not isinstance(text, str) or text.isascii():  # isascii is O(1) on CPython strings
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        raise TokenizerError(
+            f"{what} is not valid Unicode: a lone surrogate (U+{code:04X}) at character {exc.start}"
+        ) from None
+
+
+#: the methods through which text comes in, checked by :func:`check_text` in every tokenizer
+TEXT_METHODS = ("tokenize", "tokenize_with_offsets", "encode_plus")
+_TEXT_ARGUMENTS = {"text": "the text", "text_pair": "the second text of the pair"}
+
+
+def _checks_text(method: Any) -> Any:
+    """``method`` with its ``text`` (and ``text_pair``) arguments passed through :func:`check_text` first."""
+    if getattr(method, "checks_text", False):
+        return method
+    names = list(inspect.signature(method).parameters)[1:]  # after self
+    slots = [(i, name) for i, name in enumerate(names) if name in _TEXT_ARGUMENTS]
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for i, name in slots:
+            check_text(args[i] if i < len(args) else kwargs.get(name), _TEXT_ARGUMENTS[name])
+        return method(self, *args, **kwargs)
+
+    checked.checks_text = True  # type: ignore[attr-defined]
+    return checked
 
 
 @dataclass(frozen=True)
@@ -127,6 +176,13 @@ class Tokenizer:
     default_special_tokens: dict[str, str] = {}
     #: special tokens that lstrip (e.g. "<mask>" in SentencePiece families) by default
     default_lstrip_tokens: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # a subclass that overrides a way in for text (MVP's tokenize, for one) still checks it
+        super().__init_subclass__(**kwargs)
+        for name in TEXT_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _checks_text(cls.__dict__[name]))
 
     def __init__(
         self,
@@ -323,6 +379,7 @@ class Tokenizer:
             if part
         ]
 
+    @_checks_text
     def tokenize(self, text: str, **options: Any) -> list[str]:
         """Split ``text`` into the tokenizer's pieces, added tokens kept whole.
 
@@ -389,6 +446,7 @@ class Tokenizer:
     def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
         return self.encode_plus(text, text_pair, **kwargs).input_ids
 
+    @_checks_text
     def encode_plus(
         self,
         text: str,
@@ -428,6 +486,7 @@ class Tokenizer:
             return self.convert_tokens_to_ids(pieces), offsets
         return self.convert_tokens_to_ids(self.tokenize(text)), None
 
+    @_checks_text
     def tokenize_with_offsets(self, text: str, **options: Any) -> tuple[list[str], list[tuple[int, int]]]:
         """Pieces with ``(start, end)`` character offsets into ``text``.
 

@@ -165,11 +165,7 @@ class MvpTokenizer(Tokenizer):
         backend, id_map = self._backend(prefix, with_added=not self.split_special_tokens)
         try:
             encoding = backend.encode(text, add_special_tokens=False)
-        except Exception as exc:  # the Rust side takes only valid Unicode (no lone surrogates)
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as bad:
-                raise TokenizerError(f"text is not valid Unicode: {bad.reason} at character {bad.start}") from None
+        except Exception as exc:  # text reaching here is valid Unicode (base.check_text)
             raise TokenizerError(f"cannot encode this text: {exc}") from exc
         ids = [id_map.get(i, i) for i in encoding.ids]
         offsets = [(max(start - shift, 0), max(end - shift, 0)) for start, end in encoding.offsets]
