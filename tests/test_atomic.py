@@ -115,3 +115,15 @@ def test_keep_partial_numbers_past_taken_names(tmp_path):
     work.begin().write_text("now")
     assert work.keep_partial() == tmp_path / "o.partial.1"
     assert (tmp_path / "o.partial").read_text() == "earlier"
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_published_entries_get_the_usual_permissions(tmp_path, directory):
+    umask = os.umask(0o022)
+    try:
+        work = Work(tmp_path / "out", directory=directory)
+        work.begin()
+        work.publish()
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == (0o755 if directory else 0o644)

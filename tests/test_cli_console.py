@@ -120,3 +120,33 @@ def test_record_errors_from_exceptions() -> None:
     assert snake_case("TokenizerError") == "tokenizer_error"
     error = RecordError.from_exception(KeyError("k"))
     assert error.to_json() == {"type": "key_error", "message": "'k'"}
+
+
+def test_model_core_warnings_are_xcli_warnings_and_quiet_silences_them(tmp_path) -> None:
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from task_fixtures import build_native
+    from xcli.app import app
+
+    path = build_native(tmp_path / "lm", "XLNetLMHeadModel")
+    config = _json.loads((path / "config.json").read_text())
+    config["architectures"] = ["XLNetForSequenceClassification"]  # its head is not in the weights
+    (path / "config.json").write_text(_json.dumps(config))
+    runner = CliRunner()
+    loud = runner.invoke(app, ["classify", "-m", str(path), "a text"])
+    assert loud.exit_code == 0, loud.stderr
+    warnings = [line for line in loud.stderr.splitlines() if "newly initialised" in line or "initiali" in line]
+    assert warnings and all(line.startswith("xcli: warning: ") for line in warnings), loud.stderr
+    quiet = runner.invoke(app, ["classify", "-m", str(path), "--quiet", "a text"])
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_a_failed_tensor_allocation_is_out_of_memory_not_an_internal_error() -> None:
+    exc = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"
+    )
+    code, message = describe(exc)
+    assert code == ExitCode.FAILURE and message.startswith("out of memory") and "internal error" not in message

@@ -12,7 +12,12 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +316,82 @@ def test_destination_inside_nothing_it_would_destroy(bins: dict[str, tuple[Any, 
     result = cli("convert", parent / "ckpt", parent, "--force")
     assert result.exit_code == 2 and "holds the source" in one_line_error(result)
     assert (parent / "ckpt" / "pytorch_model.bin").exists()
+
+
+def test_two_conversions_to_one_destination_one_wins(
+    bins: dict[str, tuple[Any, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second conversion finishes while the first is checking its work: the first must not replace it."""
+    first, second = bins["xlm"][1], bins["xglm"][1]
+    dst = tmp_path / "dst"
+    real = convert_module.verify_conversion
+    raced = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(second)
+            convert_checkpoint(second, dst, overwrite=True)  # the other run: it checks and publishes first
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(convert_module, "verify_conversion", racing)
+    result = cli("convert", first, dst)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "another run wrote it" in one_line_error(result)
+    assert json.loads((dst / "config.json").read_text())["model_type"] == "xglm"  # the winner's, untouched
+    assert leftovers(tmp_path, "dst") == []
+
+    # with --force the later one replaces it, as asked
+    raced.clear()
+    dst = tmp_path / "forced"
+    result = cli("convert", first, dst, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((dst / "config.json").read_text())["model_type"] == "xlm" and leftovers(tmp_path, "forced") == []
+
+
+def test_the_destination_is_as_readable_as_any_new_folder(bins: dict[str, tuple[Any, Path]], tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        convert_checkpoint(bins["xglm"][1], tmp_path / "dst", verify=False)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "dst").stat().st_mode & 0o777 == 0o755
+
+
+def _killed_during_conversion(src: Path, dst: Path) -> None:
+    """Run ``xcli convert SRC DST`` in a child that stalls in the check, and SIGKILL it there."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        import xcli_models.convert as convert
+        convert.verify_conversion = lambda *args, **kwargs: time.sleep(600)
+        from xcli.__main__ import main
+        main(["convert", *sys.argv[1:]])
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, str(src), str(dst)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".tmp") for p in dst.parent.iterdir() if p.name.startswith(f".{dst.name}.")):
+            assert child.poll() is None and time.monotonic() < deadline, "the conversion never started writing"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+
+
+def test_what_a_killed_conversion_left_is_removed_and_said(bins: dict[str, tuple[Any, Path]], tmp_path: Path) -> None:
+    src, dst = bins["xglm"][1], tmp_path / "dst"
+    _killed_during_conversion(src, dst)
+    [left] = leftovers(tmp_path, "dst")
+    assert left.startswith(".dst.xcli-") and left.endswith(".tmp") and not dst.exists()
+    assert any((tmp_path / left).iterdir())  # it had written weights
+
+    result = cli("convert", src, dst)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("xcli: warning:")]
+    assert len(warnings) == 1 and f"removed {tmp_path / left}" in warnings[0] and "killed" in warnings[0]
+    assert leftovers(tmp_path, "dst") == [] and (dst / "model.safetensors").exists()
 
 
 # ------------------------------------------------------------------------------- the check

@@ -18,8 +18,9 @@ from xcli_models.convert import convert_checkpoint, summarize
 BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
 FIELDS = {
     "model", "origin", "path", "family", "model_type", "architectures", "model_class", "commands", "parameters",
-    "dtypes", "config_dtype", "weights", "size_on_disk", "vocab_size", "tokenizer", "tokenizer_vocab_size",
-    "special_tokens", "labels", "languages", "max_positions", "hidden_size", "layers", "attention_heads",
+    "dtypes", "config_dtype", "has_weights", "weights", "size_on_disk", "vocab_size", "tokenizer",
+    "tokenizer_vocab_size", "special_tokens", "labels", "languages", "max_positions", "hidden_size", "layers",
+    "attention_heads",
 }
 FAMILY = {"xlm": "XLM", "xlnet": "XLNet", "xglm": "XGLM", "xlm-prophetnet": "XLM-ProphetNet",
           "prophetnet": "ProphetNet", "mvp": "MVP"}
@@ -47,6 +48,7 @@ def test_every_family(kind: str, tmp_path: Path) -> None:
     assert list(out["dtypes"]) == ["float32"] and out["dtypes"]["float32"] >= out["parameters"] - 64
     assert out["config_dtype"] == "float32"
     weights = out["weights"]
+    assert out["has_weights"] is True
     assert weights["format"] == "safetensors" and weights["files"] == ["model.safetensors"] and weights["shards"] == 1
     assert weights["bytes"] == (tmp_path / "model.safetensors").stat().st_size <= out["size_on_disk"]
     assert out["vocab_size"] == model.config.vocab_size
@@ -94,8 +96,9 @@ def test_converted_checkpoints(tmp_path: Path) -> None:
 def test_builtin_models_without_weights(name: str, arch: str, tokenizer: str) -> None:
     out = info(name)
     assert out["origin"] == "builtin" and out["weights"] is None and out["dtypes"] == {}
+    assert out["has_weights"] is False
     assert out["architectures"] == [arch] and out["tokenizer"] == tokenizer
-    assert out["commands"][0] == "tokenize" and "convert" not in out["commands"]
+    assert out["commands"] == ["tokenize"]  # the model commands need weights
     config = transformers.AutoConfig.from_pretrained(BUILTIN / name)
     with torch.device("meta"):
         reference = getattr(transformers, arch)(config)
@@ -146,3 +149,50 @@ def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"\x05")
     result = cli("info", tmp_path / "broken")
     assert result.exit_code == 1 and "truncated" in one_line_error(result)
+
+
+def test_a_directory_without_weights_says_so(tmp_path: Path) -> None:
+    """Exit 0 (documented: info is informational), with has_weights false, no model commands, a warning."""
+    model = oracle_model("xlnet")
+    model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    result = cli("info", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["has_weights"] is False and out["weights"] is None and out["dtypes"] == {}
+    assert out["commands"] == [] and out["parameters"] == model.num_parameters()
+    [line] = result.stderr.splitlines()
+    assert line.startswith("xcli: warning:") and "has no weights" in line
+    rows = dict(line.split("  ", 1) for line in cli("info", tmp_path, "-O", "text").stdout.splitlines())
+    assert rows["weights"].strip().startswith("none") and "from config.json" in rows["parameters"]
+
+
+def test_absurd_configs_are_refused_before_anything_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import xcli_models.config as config_module
+
+    oracle_model("xglm").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_layers": 1_000_000}))
+    started = time.monotonic()
+    result = cli("info", tmp_path)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "num_layers must be a whole number from 0 to 1024, not 1000000" in one_line_error(result)
+    assert time.monotonic() - started < 10
+    # a model that does not fit the memory left, in the smallest dtype: the field that makes it large is named
+    (tmp_path / "config.json").write_text(json.dumps({**config, "ffn_dim": 10**8}))
+    monkeypatch.setattr(config_module, "available_memory", lambda: 2**30)
+    result = cli("info", tmp_path)
+    message = one_line_error(result)
+    assert result.exit_code == 1 and "cannot load the checkpoint" in message and "ffn_dim 100000000:" in message
+    assert "bfloat16, more than the 1 GiB of memory available" in message
+
+
+def test_architectures_naming_a_class_xcli_lacks(tmp_path: Path) -> None:
+    oracle_model("mvp").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["MvpForTimeTravel"]}))
+    result = cli("info", tmp_path)
+    assert result.exit_code == 1
+    assert "architectures (MvpForTimeTravel) name no MVP class xcli has" in one_line_error(result)

@@ -482,3 +482,10 @@ def test_output_of_a_record_is_flushed_before_more_input_is_read() -> None:
     thread.join()
     assert flushed.is_set()
     assert sink.getvalue() == b'{"t": "first"}\n{"t": "second"}\n'
+
+
+def test_json_text_is_always_rfc_8259() -> None:
+    text = io.json_text({"loss": float("nan"), "best": [float("inf"), 1.5], "name": "x"})
+    assert text.endswith("\n") and "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {
+        "loss": None, "best": [None, 1.5], "name": "x"}

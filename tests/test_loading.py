@@ -293,7 +293,8 @@ def _write_raw_safetensors(file: Path, header: dict, data: bytes) -> None:
         ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, bytes(16), "lies about its size"),
         ({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
           "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, bytes(24), "overlap"),
-        ({"a": {"dtype": "F33", "shape": [4], "data_offsets": [0, 16]}}, bytes(16), "bad header entry"),
+        ({"a": {"dtype": "F33", "shape": [4], "data_offsets": [0, 16]}}, bytes(16),
+         "has dtype 'F33', not one xcli reads"),
     ],
     ids=["beyond-the-end", "wrong-size", "reversed", "overlap", "unknown-dtype"],
 )
@@ -402,3 +403,218 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     handle = torch.load(payload, weights_only=False)["model.extra"]
     handle.close()
     assert marker.exists()
+
+
+# ------------------------------------------------------------------ configs checked before anything is built
+def _family_classes():
+    from xcli_models.auto import model_classes
+    from xcli_models.registry import FAMILIES, load_object
+
+    for model_type, family in FAMILIES.items():
+        config_class = load_object(family.config)
+        yield model_type, config_class, [c for c in model_classes(family).values() if c.config_class is config_class]
+
+
+def test_published_configs_pass_the_checks():
+    """The reference's defaults (the published base models' shapes) and the built-in configs."""
+    from pathlib import Path as _Path
+
+    from xcli_models.auto import AutoConfig
+
+    for model_type, config_class, _ in _family_classes():
+        reference = transformers.AutoConfig.for_model(model_type)
+        config_class.from_dict(reference.to_dict())
+        config_class()
+    builtin = _Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
+    for config in builtin.glob("*/*/config.json"):
+        AutoConfig.from_pretrained(config.parent)
+
+
+SMALL = {
+    "xlm": dict(vocab_size=300, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64, n_langs=2),
+    "xlnet": dict(vocab_size=300, d_model=32, n_layer=2, n_head=4, d_inner=48),
+    "xglm": dict(vocab_size=300, d_model=32, attention_heads=4, num_layers=2, ffn_dim=48,
+                 max_position_embeddings=64),
+    "xlm-prophetnet": dict(vocab_size=300, hidden_size=32, encoder_ffn_dim=48, decoder_ffn_dim=40,
+                           num_encoder_layers=2, num_decoder_layers=1, num_encoder_attention_heads=4,
+                           num_decoder_attention_heads=2, max_position_embeddings=64),
+    "mvp": dict(vocab_size=300, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+                decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=40, max_position_embeddings=64,
+                use_prompt=True, prompt_length=3, prompt_mid_dim=10),
+}
+SMALL["prophetnet"] = SMALL["xlm-prophetnet"]
+
+
+def test_the_parameter_estimate_bounds_every_class():
+    """From above, and within about twice the real count (a decoder alone counts its encoder too)."""
+    from xcli_models.modeling import _NoInitOnMeta
+
+    for model_type, config_class, classes in _family_classes():
+        config = config_class(**SMALL[model_type])
+        for cls in classes:
+            with torch.device("meta"), _NoInitOnMeta():
+                model = cls(config)
+            real = model.num_parameters() + sum(b.numel() for b in model.buffers())
+            assert real <= config.parameter_estimate() <= 2.2 * real, cls.__name__
+
+
+BAD_VALUES = [
+    # (model_type, field, value, words)
+    ("xlnet", "d_model", "64", "d_model must be a whole number of at least 1, not '64'"),
+    ("xlnet", "d_model", 64.5, "d_model must be a whole number of at least 1, not 64.5"),
+    ("xlnet", "d_model", -64, "not -64"),
+    ("xlnet", "d_model", True, "not true"),
+    ("xlnet", "n_layer", 1_000_000, "n_layer must be a whole number from 0 to 1024"),
+    ("xlnet", "n_head", 5, "d_model (32) must be a multiple of n_head (5)"),
+    ("xlnet", "dropout", 2.0, "dropout must be a number from 0 to 1"),
+    ("xlnet", "dropout", float("nan"), "dropout must be a number from 0 to 1, not NaN"),
+    ("xlnet", "attn_type", ["bi"], "attn_type must be a string"),
+    ("xlnet", "mem_len", -5, "mem_len must be a whole number of at least 0, or null"),
+    ("xlm", "hidden_size", None, "hidden_size must be a whole number of at least 1, not null"),  # an alias
+    ("xlm", "pad_index", 300, "pad_index (300) must be below vocab_size (300)"),
+    ("xlm", "layer_norm_eps", float("inf"), "layer_norm_eps must be a finite number"),
+    ("xlm", "asm_cutoffs", [10, "x"], "asm_cutoffs must be a list of whole numbers"),
+    ("xglm", "max_position_embeddings", 0, "max_position_embeddings must be a whole number of at least 1"),
+    ("xglm", "use_cache", "yes", "use_cache must be true or false"),
+    ("xglm", "eos_token_id", [2, -1], "eos_token_id must be a token id"),
+    ("xglm", "architectures", "XGLMModel", "architectures must be a list of class names"),
+    ("xlm-prophetnet", "num_buckets", 1, "num_buckets (1) must be at least 2"),
+    ("xlm-prophetnet", "ngram", 0, "ngram must be a whole number of at least 1"),
+    ("prophetnet", "num_hidden_layers", 12, "num_hidden_layers cannot be set"),
+    ("mvp", "prompt_length", {"n": 3}, 'prompt_length must be a whole number of at least 1, not {"n": 3}'),
+    ("mvp", "decoder_attention_heads", 5, "d_model (32) must be a multiple of decoder_attention_heads (5)"),
+    ("mvp", "num_labels", 10**12, "num_labels must be a whole number from 0 to 1,000,000"),
+    ("mvp", "id2label", {"0": "a", "7": "b"}, "id2label must number its labels 0 to 1"),
+    ("mvp", "id2label", {"x": "a"}, "id2label keys must be label ids"),
+    ("mvp", "label2id", {"a": "zero"}, "label2id must be a JSON object (label name -> id)"),
+    ("mvp", "__class__", 5, "'__class__' cannot be a field of a MvpConfig"),
+    ("mvp", "to_dict", 5, "'to_dict' cannot be a field of a MvpConfig"),
+]
+
+
+@pytest.mark.parametrize(("model_type", "field", "value", "words"), BAD_VALUES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]!r}"[:60] for c in BAD_VALUES])
+def test_config_values_are_checked(model_type, field, value, words):
+    from xcli_models.config import ConfigError
+    from xcli_models.registry import FAMILIES, load_object
+
+    config_class = load_object(FAMILIES[model_type].config)
+    with pytest.raises(ConfigError) as excinfo:
+        config_class.from_dict({**SMALL[model_type], field: value})  # as config.json gives it
+    assert words in one_line_error(excinfo)
+
+
+def test_a_bad_config_value_is_a_checkpoint_error_naming_the_file(tmp_path):
+    _, directory = saved(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "d_model": "24"}))
+    for load in (XGLMForCausalLM.from_pretrained, AutoModel.from_pretrained, AutoConfig.from_pretrained):
+        with pytest.raises(CheckpointError) as excinfo:
+            load(directory)
+        message = one_line_error(excinfo)
+        assert message == f"{directory / 'config.json'}: d_model must be a whole number of at least 1, not '24'"
+
+
+def test_a_model_too_large_for_the_memory_left_is_refused_before_reading(tmp_path, monkeypatch):
+    import xcli_models.config as config_module
+    import xcli_models.modeling as modeling
+
+    _, directory = saved(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "vocab_size": 10**7}))
+    monkeypatch.setattr(modeling, "read_weights", lambda directory: pytest.fail("weights were read"))
+    monkeypatch.setattr(config_module, "available_memory", lambda: 100 * 2**20)
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    message = one_line_error(excinfo)
+    assert "vocab_size 10000000: the model would hold about 2.5e+08 parameters, 954 MiB in float32" in message
+    assert message.endswith("more than the 100 MiB of memory available")
+    with pytest.raises(CheckpointError, match="477 MiB in bfloat16"):
+        XGLMForCausalLM.from_pretrained(directory, dtype="bfloat16")
+
+
+def test_available_memory_is_known_here():
+    from xcli_models.config import available_memory
+
+    assert 0 < available_memory() < 2**50
+
+
+# ------------------------------------------------------------------ JSON files read with care
+def _special_json(tmp_path, kind):
+    import os
+
+    file = tmp_path / "config.json"
+    if kind == "device":
+        file.symlink_to("/dev/zero")
+    elif kind == "pipe":
+        os.mkfifo(file)
+    elif kind == "directory":
+        file.mkdir()
+    elif kind == "loop":
+        file.symlink_to(tmp_path / "other.json")
+        (tmp_path / "other.json").symlink_to(file)
+    elif kind == "dangling":
+        file.symlink_to(tmp_path / "nowhere.json")
+    elif kind == "huge":
+        with open(file, "wb") as handle:
+            handle.write(b"{" + b" " * (16 * 2**20) + b"}")
+    elif kind == "deep":
+        file.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "not utf-8":
+        file.write_bytes(b'{"model_type": "\xff"}')
+    return file
+
+
+JSON_CASES = {
+    "device": "is not a regular file but a character device",
+    "pipe": "is not a regular file but a pipe",
+    "directory": "is not a regular file but a directory",
+    "loop": "cannot be read: Too many levels of symbolic links",
+    "dangling": "cannot be read: No such file or directory",
+    "huge": "is larger than the 16 MiB a checkpoint's JSON file may have",
+    "deep": "is not valid JSON: nested too deeply",
+    "not utf-8": "is not valid JSON",
+}
+
+
+@pytest.mark.parametrize("kind", list(JSON_CASES))
+def test_json_files_are_read_with_care(tmp_path, kind):
+    from xcli_models.config import ConfigError, read_json
+
+    file = _special_json(tmp_path, kind)
+    with pytest.raises(ConfigError) as excinfo:
+        read_json(file)
+    assert one_line_error(excinfo).startswith(str(file)) and JSON_CASES[kind] in str(excinfo.value)
+
+
+def test_a_config_json_that_is_a_device(tmp_path):
+    _, directory = saved(tmp_path)
+    (directory / "config.json").unlink()
+    (directory / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "is not a regular file but a character device" in one_line_error(excinfo)
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..", "sub/model.safetensors"])
+def test_a_shard_index_naming_files_outside_the_directory(tmp_path, name):
+    _, directory = saved(tmp_path, save=dict(max_shard_size="20KB"))
+    index = directory / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"]["model.embed_tokens.weight"] = name
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError) as excinfo:
+        weight_files(directory)
+    message = one_line_error(excinfo)
+    assert "names files outside the checkpoint directory" in message and repr(name) in message
+
+
+def test_weight_files_must_be_regular_files(tmp_path):
+    import os
+
+    _, directory = saved(tmp_path)
+    (directory / "model.safetensors").unlink()
+    os.mkfifo(directory / "model.safetensors")  # reading it would wait forever
+    with pytest.raises(CheckpointError) as excinfo:
+        XGLMForCausalLM.from_pretrained(directory)
+    assert "model.safetensors is not a regular file but a pipe" in one_line_error(excinfo)

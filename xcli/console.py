@@ -15,6 +15,7 @@ The streams are looked up in :mod:`sys` at each use, so test runners that swap
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -30,6 +31,29 @@ class _NoProgress:
     def advance(self, n: int = 1) -> None:
         pass
 
+    def describe(self, text: str) -> None:
+        pass
+
+
+class _LibraryHandler(logging.Handler):
+    """Log records of ``xcli_models`` -> the console's warning and error lines."""
+
+    def __init__(self, console: "Console") -> None:
+        super().__init__(logging.WARNING)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._console._library_muted:
+            return
+        try:
+            message = " ".join(record.getMessage().split())
+        except Exception:  # noqa: BLE001 - a bad format string must not stop a run
+            message = str(record.msg)
+        if record.levelno >= logging.ERROR:
+            self._console.error(message)
+        else:
+            self._console.warning(message)
+
 
 class Console:
     def __init__(self) -> None:
@@ -41,6 +65,28 @@ class Console:
         self.debug = os.environ.get("XCLI_DEBUG", "") not in ("", "0")
         self._live = None  # the rich Progress while a bar is shown
         self._counted: dict[str, int] = {}
+        self._library_muted = 0
+
+    # ----------------------------------------------------- the model core
+    def hear_library(self) -> None:
+        """Show the model core's log warnings as ``xcli: warning:`` lines (once per process).
+
+        ``xcli_models`` never prints: it logs to the ``xcli_models`` logger, as a library should.
+        In the command line those records are warnings like any other: prefixed, silenced by
+        ``--quiet``, printed above a progress bar rather than through it.
+        """
+        logger = logging.getLogger("xcli_models")
+        if not any(isinstance(h, _LibraryHandler) for h in logger.handlers):
+            logger.addHandler(_LibraryHandler(self))  # found, so logging's last resort stays silent
+
+    @contextmanager
+    def library_muted(self) -> Iterator[None]:
+        """Drop the model core's warnings inside the block (the caller reports the matter itself)."""
+        self._library_muted += 1
+        try:
+            yield
+        finally:
+            self._library_muted -= 1
 
     # ------------------------------------------------------------ streams
     @property
@@ -107,8 +153,12 @@ class Console:
 
     # ----------------------------------------------------------- progress
     @contextmanager
-    def progress(self, total: int | None = None, unit: str = "records", enabled: bool = True) -> Iterator[object]:
-        """A bar with a count and a rate on a terminal; a no-op anywhere else (or when not ``enabled``)."""
+    def progress(self, total: int | None = None, unit: str = "records", enabled: bool = True,
+                 detail: bool = False) -> Iterator[object]:
+        """A bar with a count and a rate on a terminal; a no-op anywhere else (or when not ``enabled``).
+
+        ``detail``: a text after the bar that ``bar.describe(text)`` sets (train: epoch, loss,
+        learning rate, time left)."""
         if not enabled or self.quiet or not self.is_terminal() or self._live is not None:
             yield _NoProgress()
             return
@@ -121,19 +171,24 @@ class Console:
         else:
             columns += [TextColumn("{task.completed:,}")]
         columns += [TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
+        if detail:
+            columns.append(TextColumn("{task.fields[detail]}"))
         rich_console = RichConsole(file=self.stream, no_color="NO_COLOR" in os.environ)
         # records go to stdout's bytes directly: rich must not wrap sys.stdout/sys.stderr
         bar = Progress(*columns, console=rich_console, transient=False, redirect_stdout=False, redirect_stderr=False)
 
         class _Task:
             def __init__(self) -> None:
-                self.id = bar.add_task(unit, total=total, rate="")
+                self.id = bar.add_task(unit, total=total, rate="", detail="")
 
             def advance(self, n: int = 1) -> None:
                 bar.advance(self.id, n)
                 speed = bar.tasks[0].speed
                 if speed:
                     bar.update(self.id, rate=f"{speed:,.1f}/s")
+
+            def describe(self, text: str) -> None:
+                bar.update(self.id, detail=text)
 
         self._live = bar
         try:

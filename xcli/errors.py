@@ -107,12 +107,16 @@ _TABLE: dict[str, tuple[ExitCode, str]] = {
     "KeyboardInterrupt": (ExitCode.INTERRUPTED, "interrupted"),
     "TokenizerError": (ExitCode.FAILURE, "cannot load the tokenizer: {}"),
     "CheckpointError": (ExitCode.FAILURE, "cannot load the checkpoint: {}"),
+    "ConfigError": (ExitCode.FAILURE, "cannot load the checkpoint: {}"),
     "OutOfMemoryError": (ExitCode.FAILURE, "out of memory: {} (try a smaller --batch-size or --max-length)"),
     "MemoryError": (ExitCode.FAILURE, "out of memory (try a smaller --batch-size or --max-length)"),
     "FileNotFoundError": (ExitCode.FAILURE, "{}"),
     "PermissionError": (ExitCode.FAILURE, "{}"),
     "OSError": (ExitCode.FAILURE, "I/O error: {}"),
 }
+
+
+_ALLOCATION_FAILED = re.compile(r"can't allocate memory|DefaultCPUAllocator: not enough memory")
 
 
 def describe(exc: BaseException) -> tuple[ExitCode, str]:
@@ -125,6 +129,8 @@ def describe(exc: BaseException) -> tuple[ExitCode, str]:
             code, template = entry
             return code, template.format(_one_line(_os_message(exc)))
     detail = _one_line(str(exc))
+    if _ALLOCATION_FAILED.search(detail):  # torch's CPU allocator says so in a RuntimeError
+        return ExitCode.FAILURE, _TABLE["MemoryError"][1]
     what = type(exc).__name__ + (f": {detail}" if detail else "")
     return ExitCode.FAILURE, f"internal error: {what} (run again with --debug for the traceback)"
 

@@ -656,6 +656,15 @@ def _json_line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj, allow_nan=False, default=_json_default) + "\n").encode("ascii")
 
 
+def json_text(obj: dict[str, Any]) -> str:
+    """``obj`` as one line of RFC 8259 JSON (with its newline), NaN and Infinity as null: for the
+    one-object summaries of ``info``, ``convert`` and ``train``, which no record writer formats."""
+    try:
+        return _json_line(obj).decode("utf-8")
+    except ValueError:
+        return _json_line(_nulled(obj)).decode("utf-8")
+
+
 def _nulled(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` with each NaN, Infinity and -Infinity (anywhere inside it) replaced by None."""
     text = json.dumps(obj, ensure_ascii=False, default=_json_default)  # writes them as NaN, Infinity ...

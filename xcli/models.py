@@ -15,7 +15,6 @@ from a name. Nothing is downloaded.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,16 +144,16 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:
-    file = path / "config.json"
-    if not file.is_file():
+    """config.json as a dict; None when there is none. Read with the model core's careful reader
+    (no device, pipe or huge file is read); an unreadable one stops the run."""
+    from xcli_models.config import ConfigError, read_config_json
+
+    if not os.path.lexists(path / "config.json"):
         return None
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise XcliError(f"cannot read {file}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise XcliError(f"{file} must hold a JSON object")
-    return data
+        return read_config_json(path)
+    except ConfigError as exc:
+        raise XcliError(f"cannot load the checkpoint: {exc}") from None
 
 
 def _model_type(path: Path) -> str | None:
@@ -164,9 +163,11 @@ def _model_type(path: Path) -> str | None:
     model_type = config.get("model_type")
     from xcli_models.registry import FAMILIES
 
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
+        from xcli_models.config import show_value
+
         raise UsageError(
-            f"{path / 'config.json'}: model_type {model_type!r} is not one xcli runs",
+            f"{path / 'config.json'}: model_type {show_value(model_type)} is not one xcli runs",
             "supported: " + ", ".join(sorted(FAMILIES)),
         )
     return model_type

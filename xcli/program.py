@@ -36,6 +36,7 @@ class Program(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         console.reset()
+        console.hear_library()
         sys.exit(self._run(args, prog_name or "xcli", complete_var, extra))
 
     def _run(self, args: Any, prog_name: str, complete_var: str | None, extra: dict[str, Any]) -> int:

@@ -161,16 +161,21 @@ def fsync_tree(path: Path) -> None:
     """Flush a file, or a directory's files and the directory itself, to disk."""
     paths = [p for p in sorted(path.rglob("*")) if p.is_file()] if path.is_dir() else [path]
     for item in [*paths, *([path] if path.is_dir() else [])]:
-        try:
-            fd = os.open(item, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        _fsync(item)
+
+
+def _fsync(path: Path) -> None:
+    """Flush one file or directory (its entries) to disk; a failure is not worth stopping for."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class Work:
@@ -199,9 +204,10 @@ class Work:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=".new", dir=folder)
             os.close(fd)
             fresh = Path(name)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(fresh, 0o666 & ~umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        # mkstemp/mkdtemp make private entries; the result gets what any new file or folder gets
+        os.chmod(fresh, (0o777 if self.directory else 0o666) & ~umask)
         self._fd = _lock(fresh, wait=True)
         self.path = fresh.with_suffix(".tmp")
         os.rename(fresh, self.path)
@@ -224,7 +230,7 @@ class Work:
             if self.target.is_dir() and not self.target.is_symlink():
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(self.target))
             os.replace(self.path, self.target)
-        _fsync_folder(self.target.parent)
+        _fsync(self.target.parent)  # the rename itself
         self.path = None
         self._release()
         return self.target
@@ -271,16 +277,3 @@ class Work:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,21 +10,43 @@ import importlib
 import os
 from typing import Any
 
-from .config import Config
+from .config import Config, ConfigError, config_file, show_value
 from .loading import CheckpointError
 from .modeling import PreTrainedModel, config_dict
 from .registry import FAMILIES, Family, load_object
 
-__all__ = ["AutoConfig", "AutoModel", "CheckpointError", "family_of", "model_classes"]
+__all__ = ["AutoConfig", "AutoModel", "CheckpointError", "architectures", "config_of", "family_of", "model_classes"]
 
 
 def family_of(path: str | os.PathLike) -> tuple[Family, dict[str, Any]]:
     data = config_dict(path)
     model_type = data.get("model_type")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         known = ", ".join(sorted(FAMILIES))
-        raise CheckpointError(f"{path}: model_type {model_type!r} is not one xcli runs ({known})")
+        raise CheckpointError(f"{path}: model_type {show_value(model_type)} is not one xcli runs ({known})")
     return FAMILIES[model_type], data
+
+
+def architectures(path: str | os.PathLike, data: dict[str, Any]) -> list[str]:
+    """config.json's ``architectures``: class names (none when absent)."""
+    names = data.get("architectures")
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(
+            f"{config_file(path)}: architectures must be a list of class names, not {show_value(names)}"
+        )
+    return names
+
+
+def config_of(path: str | os.PathLike, cls: type[Config] | None = None) -> Config:
+    """The checkpoint's config (of class ``cls``, else its family's), checked; a ``CheckpointError``
+    naming config.json and the field when a value is wrong."""
+    family, data = family_of(path)
+    try:
+        return (cls or load_object(family.config)).from_dict(data)
+    except ConfigError as exc:
+        raise CheckpointError(f"{config_file(path)}: {exc}") from None
 
 
 def model_classes(family: Family) -> dict[str, type[PreTrainedModel]]:
@@ -41,7 +63,10 @@ class AutoConfig:
     @staticmethod
     def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Config:
         family, data = family_of(path)
-        return load_object(family.config).from_dict(data, **overrides)
+        try:
+            return load_object(family.config).from_dict(data, **overrides)
+        except ConfigError as exc:
+            raise CheckpointError(f"{config_file(path)}: {exc}") from None
 
 
 class AutoModel:
@@ -50,7 +75,7 @@ class AutoModel:
         """The class named by ``class_name``, else by config.json's ``architectures``."""
         family, data = family_of(path)
         classes = model_classes(family)
-        wanted = [class_name] if class_name else list(data.get("architectures") or [])
+        wanted = [class_name] if class_name else architectures(path, data)
         for name in wanted:
             if name in classes:
                 return classes[name]

@@ -8,10 +8,14 @@ unchanged); a weight tied to another (an LM head tied to the embeddings) is
 stored once, as the reference stores it. Tokenizer files and configs come
 along; other frameworks' weights (``tf_model.h5`` ...) stay behind.
 
-Everything is written into a hidden directory beside ``dst``, checked, and
-renamed into place only when complete, so a failed or interrupted conversion
-leaves nothing at ``dst`` (and an existing ``dst`` replaced with
-``overwrite=True`` survives a failure).
+Everything is written into a hidden directory beside ``dst`` (an
+``atomic.Work``), checked, and renamed into place only when complete, so a
+failed or interrupted conversion leaves nothing at ``dst`` (and an existing
+``dst`` replaced with ``overwrite=True`` survives a failure). The rename never
+replaces a ``dst`` that appeared meanwhile unless ``overwrite``: of two
+conversions racing for one ``dst`` exactly one wins, and the other fails and
+leaves nothing. What a killed conversion left beside ``dst`` is removed by
+the next one, which says so through ``warn``.
 
 The check (:func:`verify_conversion`) reads the converted weights back from
 disk and compares them, tensor by tensor, with the values the conversion
@@ -30,21 +34,20 @@ import inspect
 import json
 import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
-from .auto import family_of, model_classes
-from .config import Config
+from .atomic import Work
+from .auto import AutoModel, architectures, config_of, family_of, model_classes
+from .config import Config, read_json
 from .loading import (
-    BIN_INDEX, BIN_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, CheckpointError, parse_size, read_weights, weight_files,
-    write_weights,
+    BIN_INDEX, SAFE_INDEX, CheckpointError, has_weight_files, parse_size, read_weights, weight_files, write_weights,
 )
-from .modeling import PreTrainedModel, _NoInitOnMeta, config_dict, resolve_dtype
-from .registry import Family, load_object
+from .modeling import PreTrainedModel, build_on_meta, check_memory, resolve_dtype
+from .registry import Family
 
 #: relative tolerance of the output check after a narrowing cast, by target dtype: the largest absolute
 #: output difference may be this times max(1, the largest absolute output of the source)
@@ -151,23 +154,25 @@ def base_class(family: Family, model_type: str) -> type[PreTrainedModel]:
 
 
 def model_class(path: str | os.PathLike) -> type[PreTrainedModel]:
-    """The class config.json's ``architectures`` names, else the family's base model."""
+    """The class config.json's ``architectures`` names, else (none named) the family's base model."""
     family, data = family_of(path)
-    classes = model_classes(family)
-    for name in data.get("architectures") or []:
-        if name in classes:
-            return classes[name]
-    return base_class(family, data["model_type"])
+    names = architectures(path, data)
+    if not names:
+        return base_class(family, data["model_type"])
+    return AutoModel.class_for(path)
 
 
-def _config(cls: type[PreTrainedModel], path: Path) -> Config:
-    return cls.config_class.from_dict(config_dict(path))
+def _config(cls: type[PreTrainedModel], path: Path, dtype: torch.dtype | None = None) -> Config:
+    """The checkpoint's config, checked, and refused when its model would not fit in memory in ``dtype``."""
+    config = config_of(path, cls.config_class)
+    if dtype is not None:
+        check_memory(config, dtype, path)
+    return config
 
 
-def meta_model(cls: type[PreTrainedModel], config: Config) -> PreTrainedModel:
+def meta_model(cls: type[PreTrainedModel], config: Config, path: str | os.PathLike = "") -> PreTrainedModel:
     """The model built on the meta device: its structure without memory or initialisation."""
-    with torch.device("meta"), _NoInitOnMeta():
-        return cls(config)
+    return build_on_meta(cls, config, path)
 
 
 def tied_in_checkpoint(model: PreTrainedModel, names: set[str]) -> dict[str, str]:
@@ -376,8 +381,9 @@ def verify_conversion(
     src, dst = Path(source), Path(destination)
     target = resolve_dtype(dtype) if dtype is not None else None
     cls = model_class(src)
+    config = _config(cls, src, torch.float32)  # the check runs both checkpoints in float32
     src_state = read_weights(src)
-    tied = tied_in_checkpoint(meta_model(cls, _config(cls, src)), set(src_state))
+    tied = tied_in_checkpoint(meta_model(cls, config, src), set(src_state))
     dst_state = read_weights(dst)
     check = Check(model_class=cls.__name__, exact=is_lossless(src_state, target))
     wanted = [n for n in src_state if n not in tied]
@@ -420,7 +426,7 @@ def carried_files(directory: Path) -> tuple[list[Path], list[str]]:
 
 
 def _set_config_dtype(file: Path, dtype: torch.dtype) -> None:
-    data = json.loads(file.read_text(encoding="utf-8"))
+    data = read_json(file)
     name = str(dtype).removeprefix("torch.")
     keys = [k for k in ("torch_dtype", "dtype") if k in data] or ["torch_dtype"]
     for key in keys:
@@ -457,10 +463,12 @@ def convert_checkpoint(
     ``safe``: safetensors (else ``pytorch_model.bin``); ``dtype``: cast floating-point weights
     (float32, bfloat16, float16); ``max_shard_size``: shard with an index (``"500MB"``), else
     one file; ``verify``: run :func:`verify_conversion` before ``destination`` appears.
-    ``notify`` is told each stage in a few words, ``warn`` each tensor whose values overflow the cast.
+    ``notify`` is told each stage in a few words, ``warn`` each tensor whose values overflow the cast
+    and each leftover of a killed run that was removed (a sentence starting "removed" or "restored").
 
-    Raises ``CheckpointError`` (source unreadable, not of a family xcli runs), ``FileExistsError``
-    (``destination`` exists and ``overwrite`` is false), ``ValueError`` (bad dtype or size) and
+    Raises ``CheckpointError`` (source unreadable, not of a family xcli runs, a model too large
+    for the memory available), ``FileExistsError`` (``destination`` exists, or appeared during
+    the conversion, and ``overwrite`` is false), ``ValueError`` (bad dtype or size) and
     :class:`VerificationError` (the check failed; nothing is written).
     """
     say = notify or (lambda message: None)
@@ -474,12 +482,12 @@ def convert_checkpoint(
         raise ValueError("max_shard_size must be positive")
     _check_destination(src, dst, overwrite)
     cls = model_class(src)
-    config = _config(cls, src)
+    config = _config(cls, src, torch.float32 if verify else target)
 
     say(f"reading {src}")
     state = read_weights(src)
     source_dtypes = _float_dtypes(state)
-    tied = tied_in_checkpoint(meta_model(cls, config), set(state))
+    tied = tied_in_checkpoint(meta_model(cls, config, src), set(state))
     if target is not None:
         say(f"casting to {str(target).removeprefix('torch.')}")
     prepared, overflow = _prepare(state, tied, target)
@@ -487,39 +495,34 @@ def convert_checkpoint(
     for name, count in overflow.items():
         (warn or say)(f"{name}: {count} value(s) too large for {str(target).removeprefix('torch.')} became infinite")
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = dst.parent / f".{dst.name}.xcli-{uuid.uuid4().hex[:8]}.tmp"
-    backup: Path | None = None
+    work = Work(dst, directory=True)
+    folder = work.begin()
+    for sentence in work.swept:  # what runs killed earlier left beside dst
+        (warn or say)(sentence)
     try:
-        work.mkdir()
         say(f"writing {'safetensors' if safe else 'pytorch_model.bin'} into {dst}")
-        written = write_weights(prepared, work, safe=safe, max_shard_size=max_shard_size)
+        written = write_weights(prepared, folder, safe=safe, max_shard_size=max_shard_size)
         n_tensors = len(prepared)
         n_bytes = sum(t.numel() * t.element_size() for t in prepared.values())
         del prepared
         carried, left_behind = carried_files(src)
         for file in carried:
-            shutil.copyfile(file, work / file.name)
-        if target is not None and (work / "config.json").exists():
-            _set_config_dtype(work / "config.json", target)
+            shutil.copyfile(file, folder / file.name)
+        if target is not None and (folder / "config.json").exists():
+            _set_config_dtype(folder / "config.json", target)
         check = None
         if verify:
             say("checking the converted checkpoint against the source")
-            check = verify_conversion(src, work, dtype=target, tolerance=tolerance)
+            check = verify_conversion(src, folder, dtype=target, tolerance=tolerance)
             if not check.passed:
                 raise VerificationError(f"the converted checkpoint does not match {src}: {check.summary()}", check)
-        _fsync_dir(work)
-        if dst.exists():
-            backup = dst.parent / f".{dst.name}.xcli-{uuid.uuid4().hex[:8]}.old"
-            os.replace(dst, backup)
-        os.replace(work, dst)
+        try:
+            work.publish(replace=overwrite)
+        except FileExistsError:
+            raise FileExistsError(f"{dst} exists: another run wrote it while this one was converting") from None
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        if backup is not None and not dst.exists():
-            os.replace(backup, dst)
+        work.discard()
         raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
     shards = sum(1 for f in written if not f.name.endswith(".json"))
     return Conversion(
         source=str(src),
@@ -537,16 +540,6 @@ def convert_checkpoint(
         left_behind=left_behind,
         check=check,
     )
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Flush the written files to disk before the rename makes them visible."""
-    for entry in directory.iterdir():
-        try:
-            with open(entry, "rb") as handle:
-                os.fsync(handle.fileno())
-        except OSError:
-            pass
 
 
 # ------------------------------------------------------------------------ summary
@@ -601,25 +594,26 @@ def _special_tokens(directory: Path, config: Config) -> tuple[dict[str, Any], st
 
 
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint directory at a glance (the fields of ``xcli info``); raises ``CheckpointError``
-    when config.json is missing or names another model type, or when a weight file is unreadable."""
+    """A checkpoint directory at a glance (the fields of ``xcli info``).
+
+    A directory without weight files (a config and tokenizer, as the built-in demo models) is
+    described too: ``has_weights`` is false, ``weights`` None, ``parameters`` what config.json
+    describes, and ``commands`` only ``tokenize``. Raises ``CheckpointError`` when config.json is
+    missing, names another model type or a class xcli lacks, holds a bad value or a model too large
+    for this machine's memory even in bfloat16, or when a weight file is unreadable.
+    """
     directory = Path(path)
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a checkpoint directory")
     family, data = family_of(directory)
     cls = model_class(directory)
-    config = load_object(family.config).from_dict(data)
-    architectures = list(data.get("architectures") or [])
+    config = _config(cls, directory, torch.bfloat16)  # the least memory any command loads it in
+    names = architectures(directory, data)
 
-    try:
-        files = weight_files(directory)
-    except CheckpointError:
-        if any((directory / n).exists() for n in (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX)):
-            raise
-        files = []  # a config and tokenizer only (as the built-in demo models): no weights to describe
+    files = weight_files(directory) if has_weight_files(directory) else []
     weights: dict[str, Any] | None = None
     dtypes: dict[str, int] = {}
-    model = meta_model(cls, config)
+    model = meta_model(cls, config, directory)
     parameters = model.num_parameters()
     if files:
         state = read_weights(directory)
@@ -638,24 +632,25 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         del state
 
     special, tokenizer_class, tokenizer_size = _special_tokens(directory, config)
-    labelled = any(a.endswith(_LABELLED) for a in architectures)
+    labelled = any(a.endswith(_LABELLED) for a in names)
     default_labels = [f"LABEL_{i}" for i in range(config.num_labels)]
     labels = [config.id2label[i] for i in sorted(config.id2label)]
-    commands = (["tokenize"] if tokenizer_class else []) + commands_for(architectures)
-    if files:
-        commands += ["convert", "train"]
+    commands = ["tokenize"] if tokenizer_class else []
+    if files:  # the model commands need weights
+        commands += [*commands_for(names), "convert", "train"]
     lang2id = getattr(config, "lang2id", None)
     max_positions = getattr(config, "max_position_embeddings", None)
     return {
         "path": str(directory),
         "family": family.name,
         "model_type": data.get("model_type"),
-        "architectures": architectures,
+        "architectures": names,
         "model_class": cls.__name__,
         "commands": commands,
         "parameters": parameters,
         "dtypes": dtypes,
         "config_dtype": data.get("dtype") or data.get("torch_dtype"),
+        "has_weights": bool(files),
         "weights": weights,
         "size_on_disk": _directory_size(directory),
         "vocab_size": getattr(config, "vocab_size", None),

@@ -5,7 +5,9 @@ and each tensor is a view into the map (its header is checked against the
 file first, so a file that lies about sizes or offsets is refused, not read
 past its end); a ``.bin`` is opened with ``torch.load(weights_only=True,
 mmap=True)``, so nothing in it is executed. Sharded checkpoints are read
-through their index file.
+through their index file, which may only name shard files beside it. Every
+weight file must be a regular file: a device, a pipe or a directory in its
+place is refused before it is opened.
 
 ``NameTable`` maps a family's Hugging Face parameter names to ours and back;
 the same table serves loading, saving and conversion.
@@ -18,6 +20,7 @@ import math
 import mmap
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,8 @@ from functools import lru_cache
 from typing import Mapping
 
 import torch
+
+from .config import ConfigError, file_kind, read_json, show_value
 
 
 class CheckpointError(ValueError):
@@ -53,10 +58,42 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 # ------------------------------------------------------------------- reading
+def _check_regular(path: Path) -> int:
+    """The size of ``path``, which must be a regular file (a link to one is followed): a device,
+    a pipe or a directory in a checkpoint is refused before it is opened."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path} is not a regular file but {file_kind(info.st_mode)}")
+    return info.st_size
+
+
+def _header_entry(path: Path, name: str, info: object) -> tuple[torch.dtype, list[int], list[int]]:
+    """dtype, shape and data offsets of one safetensors header entry, each checked."""
+    what = f"{path}: tensor {show_value(name)}"
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{what} has a header entry that is not a JSON object: {show_value(info)}")
+    dtype = info.get("dtype")
+    if not isinstance(dtype, str) or dtype not in _SAFE_DTYPES:
+        raise CheckpointError(f"{what} has dtype {show_value(dtype)}, not one xcli reads ({', '.join(_SAFE_DTYPES)})")
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not _whole_numbers(shape) or min(shape, default=0) < 0:
+        raise CheckpointError(f"{what} has shape {show_value(shape)}, not a list of sizes (whole numbers, 0 or more)")
+    if not _whole_numbers(offsets) or len(offsets) != 2:
+        raise CheckpointError(f"{what} has data_offsets {show_value(offsets)}, not two whole numbers")
+    return _SAFE_DTYPES[dtype], shape, offsets
+
+
+def _whole_numbers(values: object) -> bool:
+    return isinstance(values, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
 def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file as views into a private memory map."""
     path = Path(file)
-    size = path.stat().st_size
+    size = _check_regular(path)
     with open(path, "rb") as handle:
         if size < 8:
             raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
@@ -65,6 +102,8 @@ def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path}: safetensors header length {header_len} does not fit the file")
         try:
             header = json.loads(handle.read(header_len))
+        except RecursionError:
+            raise CheckpointError(f"{path}: safetensors header is not valid JSON (nested too deeply)") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise CheckpointError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
         if not isinstance(header, dict):
@@ -73,16 +112,11 @@ def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
         data_len = size - 8 - header_len
         spans = []
         for name, info in header.items():
-            try:
-                dtype = _SAFE_DTYPES[info["dtype"]]
-                shape = [int(d) for d in info["shape"]]
-                start, end = (int(o) for o in info["data_offsets"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise CheckpointError(f"{path}: bad header entry for {name!r}") from exc
+            dtype, shape, (start, end) = _header_entry(path, name, info)
             expected = math.prod(shape) * dtype.itemsize
-            if min(shape, default=0) < 0 or not 0 <= start <= end or end - start != expected:
+            if not 0 <= start <= end or end - start != expected:
                 raise CheckpointError(
-                    f"{path}: header of {name!r} lies about its size or offsets "
+                    f"{path}: header of {show_value(name)} lies about its size or offsets "
                     f"(shape {shape} {info['dtype']} needs {expected} bytes, offsets {start}..{end} "
                     f"in a data section of {data_len} bytes)"
                 )
@@ -96,7 +130,7 @@ def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
             )
         for (s0, e0, n0, *_), (s1, _, n1, *_) in zip(spans, spans[1:]):
             if s1 < e0:
-                raise CheckpointError(f"{path}: tensors {n0!r} and {n1!r} overlap")
+                raise CheckpointError(f"{path}: tensors {show_value(n0)} and {show_value(n1)} overlap")
         if data_len == 0 or not spans:
             return {name: torch.empty(shape, dtype=dtype) for _, _, name, dtype, shape in spans}
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
@@ -114,6 +148,7 @@ def read_safetensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
 def read_bin(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A pytorch_model.bin, loaded with ``weights_only=True`` (nothing in it runs)."""
     path = Path(file)
+    _check_regular(path)
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -136,7 +171,7 @@ def _load_failure(exc: BaseException) -> str:
     torch's own first line for a refused pickle advises ``weights_only=False``; the
     useful part (which global the pickle asked for) is further down.
     """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [_first_sentence(line.strip()) for line in str(exc).splitlines() if line.strip()]
     if lines and lines[0].startswith("Weights only load failed"):
         detail = next((line for line in lines[1:] if "GLOBAL" in line or "Unsupported" in line), None)
         return "it pickles objects other than tensors, and nothing in it was run" + (f": {detail}" if detail else "")
@@ -144,27 +179,70 @@ def _load_failure(exc: BaseException) -> str:
         return "the file is truncated or corrupt" + (f": {lines[0]}" if lines else "")
     return lines[0] if lines else type(exc).__name__
 
+
+def _first_sentence(line: str) -> str:
+    """torch's messages go on with advice for its own users ("This is an internal miniz error ...")."""
+    head, dot, _ = line.partition(". ")
+    return head + dot.strip()
+
+
 def weight_files(directory: str | os.PathLike) -> list[Path]:
     """The weight files of a checkpoint directory, in the reference's order of preference:
-    model.safetensors, its shard index, pytorch_model.bin, its shard index."""
+    model.safetensors, its shard index, pytorch_model.bin, its shard index.
+
+    Every one must be a regular file in the directory: a shard index naming a file elsewhere
+    (``../../etc/passwd``), a missing shard or a device is a ``CheckpointError``.
+    """
     root = Path(directory)
     for single, index_name in ((SAFE_WEIGHTS, SAFE_INDEX), (BIN_WEIGHTS, BIN_INDEX)):
-        if (root / single).exists():
+        if os.path.lexists(root / single):
+            _check_regular(root / single)
             return [root / single]
         index = root / index_name
-        if index.exists():
-            try:
-                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-                names = sorted(set(weight_map.values()))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise CheckpointError(f"{index}: not a valid shard index ({exc})") from exc
-            missing = [n for n in names if not (root / n).exists()]
+        if os.path.lexists(index):
+            names = _shard_names(index)
+            missing = [n for n in names if not os.path.lexists(root / n)]
             if missing:
-                raise CheckpointError(f"{index}: shard file(s) missing: {', '.join(missing)}")
+                raise CheckpointError(f"{index}: shard file(s) missing: {_listed(missing)}")
+            for name in names:
+                _check_regular(root / name)
             return [root / n for n in names]
     raise CheckpointError(
         f"{root} has no weights ({SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} or {BIN_INDEX})"
     )
+
+
+def has_weight_files(directory: str | os.PathLike) -> bool:
+    """Whether the directory holds any of the weight files or shard indexes (good or not)."""
+    root = Path(directory)
+    return any(os.path.lexists(root / name) for name in (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX))
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard files a shard index names: plain file names beside it, each once."""
+    try:
+        data = read_json(index)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+        raise CheckpointError(f"{index}: not a valid shard index (its weight_map must map tensor names to file names)")
+    names = sorted(set(weight_map.values()))
+    outside = [n for n in names if n in ("", ".", "..") or Path(n).name != n or "\\" in n]
+    if outside:
+        raise CheckpointError(f"{index}: names files outside the checkpoint directory: {_listed(outside)}")
+    if not names:
+        raise CheckpointError(f"{index}: names no shard files")
+    suffix = index.name.removesuffix(".index.json").rpartition(".")[2]  # safetensors or bin
+    foreign = [n for n in names if not n.endswith("." + suffix)]
+    if foreign:
+        raise CheckpointError(f"{index}: names files that are not .{suffix} shards: {_listed(foreign)}")
+    return names
+
+
+def _listed(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(repr(n[:80]) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:

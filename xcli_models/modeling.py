@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .config import Config, ConfigError, read_config_json
+from .config import Config, ConfigError, config_file, read_config_json
 from .loading import CheckpointError, NameTable, legacy_renames, read_weights, write_weights
 
 logger = logging.getLogger("xcli_models")
@@ -203,13 +203,13 @@ class PreTrainedModel(nn.Module):
         if config is None:
             try:
                 config = cls.config_class.from_pretrained(directory, **config_overrides)
-            except ConfigError as exc:  # no config.json, bad JSON, another model_type
+            except ConfigError as exc:  # no config.json, bad JSON, another model_type, a bad value
                 raise CheckpointError(str(exc)) from exc
         target_dtype = resolve_dtype(dtype, config)
         target_device = torch.device(device) if device is not None else torch.device("cpu")
+        check_memory(config, target_dtype, directory)  # and the config's rules, if it was given
         state = read_weights(directory)
-        with torch.device("meta"), _NoInitOnMeta():
-            model = cls(config)
+        model = build_on_meta(cls, config, directory)
         model._assign_checkpoint(state, target_dtype, target_device, str(directory), ignore_mismatched_sizes)
         model.eval()
         model.name_or_path = str(directory)
@@ -350,6 +350,29 @@ class PreTrainedModel(nn.Module):
         from .generation.adapters import adapter_for
 
         return adapter_for(self, **options)
+
+
+def check_memory(config: Config, dtype: torch.dtype, directory: str | os.PathLike) -> None:
+    """A ``CheckpointError`` when ``config`` breaks its family's rules, or its model would not fit
+    in memory in ``dtype``."""
+    try:
+        config.check_fields()
+        config.check_memory(dtype.itemsize, str(dtype).removeprefix("torch."))
+    except ConfigError as exc:
+        raise CheckpointError(f"{config_file(directory)}: {exc}") from None
+
+
+def build_on_meta(cls: type[PreTrainedModel], config: Config, directory: str | os.PathLike) -> PreTrainedModel:
+    """``cls(config)`` on the meta device: the structure without memory or initialisation.
+
+    A config the class refuses while building (an unknown activation, an option it does not
+    implement) is a ``CheckpointError`` naming config.json.
+    """
+    try:
+        with torch.device("meta"), _NoInitOnMeta():
+            return cls(config)
+    except (ValueError, NotImplementedError) as exc:
+        raise CheckpointError(f"{config_file(directory)}: {cls.__name__} cannot be built from it: {exc}") from exc
 
 
 def config_dict(path: str | os.PathLike) -> dict[str, Any]:

@@ -85,7 +85,9 @@ def convert(
     A cache entry (org/name) becomes a standalone directory; tokenizer files and configs come
     along; a weight tied to another is stored once. DST is written beside itself and renamed
     into place only when complete and checked, so a failure leaves no DST (and an existing
-    one, with --force, untouched). Prints one JSON object describing the result.
+    one, with --force, untouched); a DST that another run created meanwhile is not replaced
+    (exit 2) unless --force. What a killed run left beside DST is removed, with a warning.
+    Prints one JSON object describing the result.
 
     Examples:
 
@@ -128,7 +130,7 @@ def convert(
             tolerance=tolerance,
             overwrite=force,
             notify=console.note,
-            warn=lambda message: console.counted_warning("overflow", message),
+            warn=_warn,
         )
     except VerificationError as exc:
         console.summarize_warnings(_WARNINGS)
@@ -144,12 +146,24 @@ def convert(
     _emit(summary, output_format)
 
 
+def _warn(message: str) -> None:
+    """The conversion's warnings: leftovers of killed runs it removed, each shown; overflowing
+    tensors, counted (the first few shown)."""
+    from ..console import console
+
+    if message.startswith(("removed ", "restored ")):
+        console.warning(message)
+    else:
+        console.counted_warning("overflow", message)
+
+
 def _emit(summary: dict[str, Any], fmt: OutputFormatName) -> None:
-    import json
     import sys
 
+    from ..io import json_text
+
     if fmt is OutputFormatName.jsonl:
-        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(summary))
     else:
         check = summary["check"]
         if check is None:

@@ -38,7 +38,10 @@ def info(
     """Describe a checkpoint: family, architectures, the commands it serves, parameters, dtypes,
     size on disk, vocabulary, special tokens, labels, languages (XLM) and max positions.
 
-    Prints one JSON object; -O text prints a table.
+    Prints one JSON object; -O text prints a table. A directory without weights (a config and
+    tokenizer, as the built-in models) is described too, with exit status 0: "has_weights" is
+    false, "weights" null, "parameters" what config.json describes, "commands" only tokenize,
+    and a warning on stderr says so. A checkpoint that cannot be read exits with 1.
 
     Examples:
 
@@ -48,9 +51,9 @@ def info(
 
       xcli info -m RUCAIBox/mvp
     """
-    import json
     import sys
 
+    from ..io import json_text
     from ..models import resolve_model
 
     if model and model_option and model != model_option:
@@ -59,8 +62,12 @@ def info(
     from xcli_models.convert import summarize
 
     summary = {"model": resolved.spec, "origin": resolved.origin, **summarize(resolved.path)}
+    if not summary["has_weights"]:
+        from ..console import console
+
+        console.warning(f"{resolved.spec} has no weights (config and tokenizer only): only tokenize can use it")
     if output_format is OutputFormatName.jsonl:
-        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(summary))
     else:
         rows = table(summary)
         if output_format is OutputFormatName.tsv:
@@ -79,7 +86,7 @@ def table(s: dict[str, Any]) -> list[tuple[str, str]]:
             f"{weights['format']}, {weights['shards']} file(s), {weights['tensors']} tensors, {_size(weights['bytes'])}"
         )
     else:
-        stored = "none (config and tokenizer only)"
+        stored = "none (config and tokenizer only: only tokenize can use it)"
     special = s["special_tokens"] or {}
     tokens = []
     for name, entry in special.items():
@@ -95,7 +102,7 @@ def table(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("family", f"{s['family']} ({s['model_type']})"),
         ("architectures", ", ".join(s["architectures"]) or "-"),
         ("commands", ", ".join(s["commands"]) or "-"),
-        ("parameters", f"{s['parameters']:,} ({_count(s['parameters'])})"),
+        ("parameters", f"{s['parameters']:,} ({_count(s['parameters'])}{'' if weights else ', from config.json'})"),
         ("dtypes", ", ".join(f"{k}: {v:,}" for k, v in s["dtypes"].items()) or "-"),
         ("weights", stored),
         ("size on disk", _size(s["size_on_disk"])),

@@ -19,9 +19,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..config import read_json
 
 logger = logging.getLogger("xcli_models")
 
@@ -147,11 +150,8 @@ class GenerationConfig:
         file = Path(path)
         if file.is_dir():
             file = file / GENERATION_CONFIG_NAME
-        if file.is_file():
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                raise ValueError(f"{file} is not valid JSON: {exc}") from exc
+        if os.path.lexists(file):
+            data = read_json(file)  # a ConfigError (a ValueError) for a device, a huge file, bad JSON
             if not isinstance(data, dict):
                 raise ValueError(f"{file} must hold a JSON object")
             return cls.from_dict({k: v for k, v in data.items() if k not in _METADATA})

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .common import UnsupportedModel, collate, inference, input_limit, map_by_length
+from .common import UnsupportedModel, collate, inference, input_limit, language, map_by_length
 
 __all__ = [
     "AGGREGATIONS", "CHOICE_HEADS", "FUNCTIONS", "SEQUENCE_HEADS", "TOKEN_HEADS", "ChoiceClassifier",
@@ -157,13 +157,7 @@ class _Classifier:
         self.side, self.exact = _padding(model, tokenizer)
         if self.exact:  # pooling that padding would change: only inputs of one length share a batch
             self._group = len  # type: ignore[assignment]
-        self.lang_id = None
-        if lang is not None:
-            if not hasattr(tokenizer, "lang_id"):
-                raise UnsupportedModel(f"lang applies to XLM models; this is a {self.name}")
-            tokenizer.lang = lang
-            if getattr(self.config, "use_lang_emb", False) and getattr(self.config, "n_langs", 1) > 1:
-                self.lang_id = tokenizer.lang_id(lang)
+        self.lang_id = language(model, tokenizer, lang)
 
     def _encode(self, text: str, pair: str | None = None, offsets: bool = False) -> _Encoded:
         encoding = self.tokenizer.encode_plus(

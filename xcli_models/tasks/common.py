@@ -28,6 +28,7 @@ Nothing here prints.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from .. import kernels
 
 __all__ = [
     "FULL_BATCH_LENGTH", "RELATIVE_DEFAULT_LIMIT", "LengthLimitError", "TaskModel", "UnsupportedModel",
-    "batch_capacity", "collate", "inference", "input_limit", "length_batches", "length_limit", "load",
+    "batch_capacity", "collate", "inference", "input_limit", "language", "length_batches", "length_limit", "load",
     "map_by_length", "pad", "pick_device", "position_limit", "prefetched", "require_head", "set_threads",
 ]
 
@@ -54,6 +55,7 @@ FULL_BATCH_LENGTH = 512
 
 T = TypeVar("T")
 R = TypeVar("R")
+logger = logging.getLogger("xcli_models")
 
 
 class UnsupportedModel(ValueError):
@@ -132,6 +134,29 @@ def require_head(class_name: str, accept: Callable[[str], bool], what: str, fami
     if not accept(class_name):
         owner = f" ({family})" if family else ""
         raise UnsupportedModel(f"the checkpoint holds {class_name}{owner}, which cannot do {what}")
+
+
+def language(model: Any, tokenizer: Any, lang: str | None) -> int | None:
+    """Apply ``lang`` (XLM) to ``tokenizer``; the id to pass as ``langs``, or None.
+
+    One rule for every task: a tokenizer without languages refuses it (:class:`UnsupportedModel`),
+    a language the tokenizer does not list is a ``TokenizerError`` naming those it has, and a model
+    without language embeddings gets a warning (the language then only picks the tokenizer's rules,
+    e.g. Moses for that language or Chinese word splitting).
+    """
+    if lang is None:
+        return None
+    name = type(model).__name__
+    if not hasattr(tokenizer, "lang_id"):
+        raise UnsupportedModel(f"lang applies to XLM models; {name} has no languages")
+    if getattr(tokenizer, "lang2id", None) and lang not in tokenizer.lang2id:
+        tokenizer.lang_id(lang)  # raises, naming the languages it has
+    tokenizer.lang = lang
+    config = model.config
+    if getattr(config, "use_lang_emb", False) and getattr(config, "n_langs", 1) > 1:
+        return tokenizer.lang_id(lang)
+    logger.warning("%s has no language embeddings: lang %r only picks the tokenizer's rules for it", name, lang)
+    return None
 
 
 def position_limit(config: Any) -> int | None:

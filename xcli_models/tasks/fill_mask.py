@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .common import TaskModel, UnsupportedModel, collate, inference, input_limit, map_by_length
+from .common import TaskModel, UnsupportedModel, collate, inference, input_limit, language, map_by_length
 
 __all__ = ["FILL_MASK_CLASSES", "GENERIC_MASK", "FillMask", "MaskMissing", "TargetError"]
 
@@ -109,13 +109,7 @@ class FillMask:
         self.limit = input_limit(model, tokenizer, max_length)
         self.mask_id = tokenizer.mask_token_id
         self.warnings: list[str] = []
-        self.lang_id = None
-        if lang is not None:  # before the targets: XLM tokenises by language
-            if not hasattr(tokenizer, "lang_id"):
-                raise UnsupportedModel(f"lang applies to XLM models; this is a {name}")
-            tokenizer.lang = lang
-            if getattr(model.config, "use_lang_emb", False) and getattr(model.config, "n_langs", 1) > 1:
-                self.lang_id = tokenizer.lang_id(lang)
+        self.lang_id = language(model, tokenizer, lang)  # before the targets: XLM tokenises by language
         self.target_ids = None if targets is None else self._target_ids(targets)
 
     @classmethod

@@ -59,7 +59,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .common import UnsupportedModel, inference, input_limit, map_by_length, pad, position_limit
+from .common import UnsupportedModel, inference, input_limit, language, map_by_length, pad, position_limit
 
 __all__ = [
     "CAUSAL_CLASSES", "GENERATE_CLASSES", "MVP_TASKS", "SEQ2SEQ_CLASSES", "XLNET_PREFIX", "EmptyPrompt",
@@ -285,14 +285,9 @@ class Generator:
                 raise UnsupportedModel(f"task templates are MVP's; this is a {name}")
             self.task = mvp_task_name(task)
         self.adapter_options: dict[str, Any] = {}
-        if lang is not None:
-            if not hasattr(tokenizer, "lang_id"):
-                raise UnsupportedModel(f"lang applies to XLM models; this is a {name}")
-            lang_id = tokenizer.lang_id(lang)  # refuses a language the model does not list
-            tokenizer.lang = lang
-            config = model.config
-            if getattr(config, "use_lang_emb", False) and getattr(config, "n_langs", 1) > 1:
-                self.adapter_options["lang_id"] = lang_id
+        lang_id = language(model, tokenizer, lang)
+        if lang_id is not None:
+            self.adapter_options["lang_id"] = lang_id
         self.prefix = self._prefix(xlnet_prefix)
         self.settings = self._settings(settings or {})
         self.config = self._check(self.settings)

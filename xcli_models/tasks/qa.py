@@ -210,12 +210,7 @@ class QuestionAnswerer:
         if self.by_words and self.doc_stride < 1:
             raise QAOptionError("doc_stride must be at least 1 for this tokenizer (it is the step between windows)")
         self.token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-        self.lang_id = None
-        if lang is not None:
-            if not hasattr(tokenizer, "lang_id"):
-                raise QAOptionError(f"a language applies to XLM models; {type(tokenizer).__name__} has none")
-            self.lang_id = tokenizer.lang_id(lang)  # raises for a language the model does not list
-            tokenizer.lang = lang
+        self.lang_id = common.language(model, tokenizer, lang)
         self._word_splitter = _word_splitter(tokenizer, self.by_words)
 
     # ------------------------------------------------------------------ preparation

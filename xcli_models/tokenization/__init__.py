@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import FAMILIES, load_object
+from ..config import read_json
 from .base import AddedToken, Encoding, Tokenizer, TokenizerError
 
 __all__ = ["AddedToken", "AutoTokenizer", "Encoding", "Tokenizer", "TokenizerError", "tokenizer_class_for"]
@@ -14,9 +15,9 @@ __all__ = ["AddedToken", "AutoTokenizer", "Encoding", "Tokenizer", "TokenizerErr
 
 def _read_json(file: Path) -> dict[str, Any]:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TokenizerError(f"cannot read {file}: {exc}") from exc
+        data = read_json(file)
+    except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
+        raise TokenizerError(str(exc)) from None
     if not isinstance(data, dict):
         raise TokenizerError(f"{file} must hold a JSON object")
     return data

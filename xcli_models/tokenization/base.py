@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..config import read_json
+
 SPECIAL_TOKEN_ATTRIBUTES = (
     "bos_token",
     "eos_token",
@@ -741,12 +743,12 @@ def read_tokenizer_config(directory: Path) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         file = directory / name
-        if not file.exists():
+        if not (file.exists() or file.is_symlink()):  # a dangling link or a loop is refused below
             continue
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise TokenizerError(f"{file} is not valid JSON: {exc}") from exc
+            data = read_json(file)
+        except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
+            raise TokenizerError(str(exc)) from None
         if not isinstance(data, dict):
             raise TokenizerError(f"{file} must hold a JSON object")
         kwargs.update(data)

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import MAX_VOCAB_BYTES, read_bytes, read_json
 from .base import Tokenizer, TokenizerError
 
 __all__ = ["MvpTokenizer", "MvpTokenizerFast", "byte_alphabet"]
@@ -51,7 +52,7 @@ def byte_alphabet() -> dict[int, str]:
 
 def _read_merges(path: str | os.PathLike) -> list[tuple[str, ...]]:
     """Merges of a ``merges.txt``: the ``#version`` header line and the text after the last newline are not merges."""
-    lines = Path(path).read_text(encoding="utf-8").split("\n")[1:-1]
+    lines = read_bytes(path, limit=MAX_VOCAB_BYTES, kind="vocabulary file").decode("utf-8").split("\n")[1:-1]
     return [tuple(line.split()) for line in lines]
 
 
@@ -85,7 +86,7 @@ class MvpTokenizer(Tokenizer):
     ) -> None:
         super().__init__(**kwargs)
         try:
-            self.encoder: dict[str, int] = json.loads(Path(vocab_file).read_text(encoding="utf-8"))
+            self.encoder: dict[str, int] = read_json(vocab_file, limit=MAX_VOCAB_BYTES, kind="vocabulary file")
             self.merges = _read_merges(merges_file)
         except (OSError, ValueError) as exc:
             raise TokenizerError(f"cannot read MVP vocabulary files: {exc}") from exc

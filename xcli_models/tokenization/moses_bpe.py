@@ -31,6 +31,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import MAX_VOCAB_BYTES, read_bytes, read_json
 from .base import Tokenizer, TokenizerError
 
 __all__ = ["XLMTokenizer"]
@@ -91,7 +92,7 @@ def _read_merges(path: str | os.PathLike) -> dict[tuple[str, ...], int]:
     Like the reference, the text after the last newline is not read (files end
     with a newline), and a pair listed twice keeps its later rank.
     """
-    lines = Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+    lines = read_bytes(path, limit=MAX_VOCAB_BYTES, kind="vocabulary file").decode("utf-8").split("\n")[:-1]
     return {tuple(line.split()[:2]): rank for rank, line in enumerate(lines)}
 
 
@@ -133,7 +134,7 @@ class XLMTokenizer(Tokenizer):
             additional_special_tokens = list(RESERVED_SPECIALS)
         super().__init__(additional_special_tokens=additional_special_tokens, **kwargs)
         try:
-            self.encoder: dict[str, int] = json.loads(Path(vocab_file).read_text(encoding="utf-8"))
+            self.encoder: dict[str, int] = read_json(vocab_file, limit=MAX_VOCAB_BYTES, kind="vocabulary file")
             self.bpe_ranks = _read_merges(merges_file)
         except (OSError, ValueError) as exc:
             raise TokenizerError(f"cannot read XLM vocabulary files: {exc}") from exc
@@ -171,9 +172,9 @@ class XLMTokenizer(Tokenizer):
             tok_config = read_tokenizer_config(directory) if directory.is_dir() else {}
             if tok_config.get("lang2id") is None and tok_config.get("id2lang") is None:
                 try:
-                    model_config = json.loads(config.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
-                    raise TokenizerError(f"cannot read {config}: {exc}") from exc
+                    model_config = read_json(config)
+                except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
+                    raise TokenizerError(str(exc)) from None
                 for name in ("lang2id", "id2lang"):
                     if isinstance(model_config.get(name), dict):
                         overrides[name] = model_config[name]

@@ -49,6 +49,32 @@ class MvpConfig(Config):
         "prompt_mid_dim": 800,
     }
     aliases: ClassVar[dict[str, str]] = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
+    kinds: ClassVar[dict[str, str]] = {
+        "vocab_size": "size",
+        "max_position_embeddings": "size",
+        "encoder_layers": "layers",
+        "encoder_ffn_dim": "size",
+        "encoder_attention_heads": "size",
+        "decoder_layers": "layers",
+        "decoder_ffn_dim": "size",
+        "decoder_attention_heads": "size",
+        "num_hidden_layers": "layers",
+        "encoder_layerdrop": "rate",
+        "decoder_layerdrop": "rate",
+        "activation_function": "text",
+        "d_model": "size",
+        "dropout": "rate",
+        "attention_dropout": "rate",
+        "activation_dropout": "rate",
+        "init_std": "scale",
+        "classifier_dropout": "rate",
+        "scale_embedding": "flag",
+        "forced_bos_token_id": "token",
+        "forced_eos_token_id": "tokens",
+        "use_prompt": "flag",
+        "prompt_length": "size",
+        "prompt_mid_dim": "size",
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -57,3 +83,26 @@ class MvpConfig(Config):
         # an old config field: generation must start with <s>
         if self.forced_bos_token_id is None and kwargs.get("force_bos_token_to_be_generated", False):
             self.forced_bos_token_id = self.bos_token_id
+
+    def check_fields(self) -> None:
+        self._divisible("d_model", "encoder_attention_heads")
+        self._divisible("d_model", "decoder_attention_heads")
+        self._below("pad_token_id", "vocab_size")
+
+    def parameter_estimate(self) -> int:
+        d = self.d_model
+        attention = 4 * (d * d + d) + 2 * d
+        encoder = attention + 2 * d * self.encoder_ffn_dim + d + self.encoder_ffn_dim + 2 * d
+        decoder = 2 * attention + 2 * d * self.decoder_ffn_dim + d + self.decoder_ffn_dim + 2 * d
+        # shared token embeddings, learned positions (2 rows more) and norms of both stacks
+        embeddings = self.vocab_size * d + 2 * (self.max_position_embeddings + 2) * d + 4 * d
+        prompts = 0
+        if self.use_prompt:  # one prompt for the encoder, two (self and cross) for the decoder
+            mid = self.prompt_mid_dim
+
+            def prompt(layers: int) -> int:
+                return self.prompt_length * d + d * mid + mid + mid * layers * 2 * d + layers * 2 * d
+
+            prompts = prompt(self.encoder_layers) + 2 * prompt(self.decoder_layers)
+        return (embeddings + self.encoder_layers * encoder + self.decoder_layers * decoder + prompts
+                + self._head_estimate(d, self.vocab_size))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ...config import Config
+from ...config import Config, ConfigError
 
 
 class ProphetNetConfig(Config):
@@ -54,6 +54,55 @@ class ProphetNetConfig(Config):
         "decoder_start_token_id": 0,
     }
     aliases: ClassVar[dict[str, str]] = {"num_attention_heads": "num_encoder_attention_heads"}
+    kinds: ClassVar[dict[str, str]] = {
+        "vocab_size": "size",
+        "hidden_size": "size",
+        "encoder_ffn_dim": "size",
+        "num_encoder_layers": "layers",
+        "num_encoder_attention_heads": "size",
+        "decoder_ffn_dim": "size",
+        "num_decoder_layers": "layers",
+        "num_decoder_attention_heads": "size",
+        "activation_function": "text",
+        "dropout": "rate",
+        "attention_dropout": "rate",
+        "activation_dropout": "rate",
+        "max_position_embeddings": "size",
+        "init_std": "scale",
+        "ngram": "size",
+        "num_buckets": "size",
+        "relative_max_distance": "size",
+        "disable_ngram_loss": "flag",
+        "eps": "rate",
+    }
+
+    def check_fields(self) -> None:
+        self._divisible("hidden_size", "num_encoder_attention_heads")
+        self._divisible("hidden_size", "num_decoder_attention_heads")
+        self._below("pad_token_id", "vocab_size")
+        pad = self.pad_token_id or 0
+        if self.max_position_embeddings <= pad + 1:
+            raise ConfigError(
+                f"max_position_embeddings ({self.max_position_embeddings}) must be above pad_token_id + 1 ({pad + 1})"
+            )
+        exact = self.num_buckets // 2  # the buckets of exact distances; wider ones reach relative_max_distance
+        if exact < 1 or self.relative_max_distance <= exact:
+            raise ConfigError(
+                f"num_buckets ({self.num_buckets}) must be at least 2 and relative_max_distance "
+                f"({self.relative_max_distance}) above num_buckets // 2"
+            )
+
+    def parameter_estimate(self) -> int:
+        d, heads = self.hidden_size, self.num_decoder_attention_heads
+        attention = 4 * (d * d + d) + 2 * d
+        encoder = attention + 2 * d * self.encoder_ffn_dim + d + self.encoder_ffn_dim + 2 * d
+        relative = d * self.num_buckets * heads + self.num_buckets * heads
+        decoder = (attention + relative + (attention if self.add_cross_attention else 0)
+                   + 2 * d * self.decoder_ffn_dim + d + self.decoder_ffn_dim + 2 * d)
+        # shared token embeddings, positions of both stacks, their norms, the ngram embeddings
+        embeddings = self.vocab_size * d + 2 * self.max_position_embeddings * d + 4 * d + self.ngram * d
+        return (embeddings + self.num_encoder_layers * encoder + self.num_decoder_layers * decoder
+                + self._head_estimate(d, self.vocab_size))
 
     @property
     def num_hidden_layers(self) -> int:

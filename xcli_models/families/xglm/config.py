@@ -41,3 +41,31 @@ class XGLMConfig(Config):
         "hidden_size": "d_model",
         "num_hidden_layers": "num_layers",
     }
+    kinds: ClassVar[dict[str, str]] = {
+        "vocab_size": "size",
+        "max_position_embeddings": "size",
+        "d_model": "size",
+        "ffn_dim": "size",
+        "num_layers": "layers",
+        "attention_heads": "size",
+        "activation_function": "text",
+        "dropout": "rate",
+        "attention_dropout": "rate",
+        "activation_dropout": "rate",
+        "layerdrop": "rate",
+        "init_std": "scale",
+        "scale_embedding": "flag",
+    }
+
+    def check_fields(self) -> None:
+        self._divisible("d_model", "attention_heads")
+        self._below("pad_token_id", "vocab_size")
+        self._below("pad_token_id", "max_position_embeddings", slack=2)  # it also blanks a row of the positions
+
+    def parameter_estimate(self) -> int:
+        d, ffn = self.d_model, self.ffn_dim
+        attention = 4 * (d * d + d) + 2 * d
+        layer = attention * (2 if self.add_cross_attention else 1) + 2 * d * ffn + d + ffn + 2 * d
+        # token embeddings, the final norm, and the table of sinusoidal positions (a buffer)
+        embeddings = self.vocab_size * d + 2 * d + (self.max_position_embeddings + 2) * d
+        return embeddings + self.num_layers * layer + self._head_estimate(d, self.vocab_size)

@@ -61,3 +61,52 @@ class XLMConfig(Config):
         "num_hidden_layers": "n_layers",
         "n_words": "vocab_size",
     }
+    kinds: ClassVar[dict[str, str]] = {
+        "vocab_size": "size",
+        "emb_dim": "size",
+        "n_layers": "layers",
+        "n_heads": "size",
+        "dropout": "rate",
+        "attention_dropout": "rate",
+        "gelu_activation": "flag",
+        "sinusoidal_embeddings": "flag",
+        "causal": "flag",
+        "asm": "flag",
+        "asm_cutoffs": "ints?",
+        "asm_div_value": "scale?",
+        "n_langs": "size",
+        "use_lang_emb": "flag",
+        "max_position_embeddings": "size",
+        "embed_init_std": "scale",
+        "layer_norm_eps": "scale",
+        "init_std": "scale",
+        "bos_index": "token",
+        "eos_index": "token",
+        "pad_index": "token",
+        "unk_index": "token",
+        "mask_index": "token",
+        "is_encoder": "flag",
+        "summary_type": "text",
+        "summary_use_proj": "flag",
+        "summary_activation": "text?",
+        "summary_proj_to_labels": "flag",
+        "summary_first_dropout": "rate",
+        "start_n_top": "size",
+        "end_n_top": "size",
+        "mask_token_id": "token",
+        "lang_id": "count",
+        "lang2id": "object?",
+        "id2lang": "object?",
+        "pruned_heads": "object?",
+    }
+
+    def check_fields(self) -> None:
+        self._divisible("emb_dim", "n_heads")
+        self._below("pad_index", "vocab_size")
+
+    def parameter_estimate(self) -> int:
+        d, layers = self.emb_dim, self.n_layers
+        layer = 4 * (d * d + d) + 2 * (4 * d * d) + 4 * d + d + 4 * d  # attention, feed-forward, 2 norms
+        langs = self.n_langs * d if self.n_langs > 1 and self.use_lang_emb else 0
+        embeddings = (self.vocab_size + self.max_position_embeddings) * d + langs + 2 * d
+        return embeddings + layers * layer + self._head_estimate(d, self.vocab_size, tied=not self.asm)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ...config import Config
+from ...config import Config, ConfigError, show_value
 
 
 class XLNetConfig(Config):
@@ -54,15 +54,57 @@ class XLNetConfig(Config):
         "use_cache": "use_mems_eval",
     }
 
+    kinds: ClassVar[dict[str, str]] = {
+        "vocab_size": "size",
+        "d_model": "size",
+        "n_layer": "layers",
+        "n_head": "size",
+        "d_inner": "size",
+        "ff_activation": "text",
+        "untie_r": "flag",
+        "attn_type": "text",
+        "initializer_range": "scale",
+        "layer_norm_eps": "scale",
+        "dropout": "rate",
+        "mem_len": "count?",
+        "reuse_len": "count?",
+        "use_mems_eval": "flag",
+        "use_mems_train": "flag",
+        "bi_data": "flag",
+        "clamp_len": "int",
+        "same_length": "flag",
+        "summary_type": "text",
+        "summary_use_proj": "flag",
+        "summary_activation": "text?",
+        "summary_proj_to_labels": "flag",
+        "summary_last_dropout": "rate",
+        "start_n_top": "size",
+        "end_n_top": "size",
+    }
+
     def __init__(self, **kwargs: Any) -> None:
         d_head = kwargs.pop("d_head", None)
         super().__init__(**kwargs)
         # the common default ``use_cache`` would be read back by the reference as use_mems_eval
         vars(self).pop("use_cache", None)
-        if self.d_model % self.n_head != 0:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
+        self.check_fields()  # as the reference's constructor does
         if d_head is not None and d_head != self.d_model // self.n_head:
-            raise ValueError(f"d_head ({d_head}) must equal d_model // n_head ({self.d_model // self.n_head})")
+            raise ConfigError(
+                f"d_head ({show_value(d_head)}) must equal d_model // n_head ({self.d_model // self.n_head})"
+            )
         self.d_head = self.d_model // self.n_head
+
+    def check_fields(self) -> None:
+        self._divisible("d_model", "n_head")
         if self.attn_type not in ("bi", "uni"):
-            raise ValueError(f"attn_type must be 'bi' (XLNet) or 'uni' (Transformer-XL), not {self.attn_type!r}")
+            raise ConfigError(
+                f"attn_type must be 'bi' (XLNet) or 'uni' (Transformer-XL), not {show_value(self.attn_type)}"
+            )
+
+    def parameter_estimate(self) -> int:
+        d, inner = self.d_model, self.d_inner
+        # query, key, value, output and position projections, 3 biases and the segment embedding
+        # (5 vectors of d), the feed-forward and 2 norms
+        layer = 5 * d * d + 5 * d + 2 * d * inner + d + inner + 4 * d
+        embeddings = self.vocab_size * d + d
+        return embeddings + self.n_layer * layer + self._head_estimate(d, self.vocab_size)
