@@ -177,7 +177,7 @@ _xcli() {
                 -o|--output) COMPREPLY=(); return ;;  # file names
                 -m|--model) COMPREPLY=(); return ;;  # file names
                 --dev) COMPREPLY=(); return ;;  # file names
-                --task) COMPREPLY=($(compgen -W "auto sequence-classification token-classification causal-lm masked-lm seq2seq" -- "$cur")); return ;;
+                --task) COMPREPLY=($(compgen -W "auto sequence-classification token-classification question-answering multiple-choice causal-lm masked-lm plm seq2seq" -- "$cur")); return ;;
                 --labels) COMPREPLY=(); return ;;
                 --epochs) COMPREPLY=(); return ;;
                 --max-steps) COMPREPLY=(); return ;;
@@ -191,8 +191,16 @@ _xcli() {
                 --seed) COMPREPLY=(); return ;;
                 --eval-every) COMPREPLY=(); return ;;
                 --save) COMPREPLY=($(compgen -W "best last" -- "$cur")); return ;;
+                --metric-for-best) COMPREPLY=(); return ;;
                 --patience) COMPREPLY=(); return ;;
                 --log-every) COMPREPLY=(); return ;;
+                --metrics) COMPREPLY=(); return ;;  # file names
+                --save-every) COMPREPLY=(); return ;;
+                --mixed-precision) COMPREPLY=($(compgen -W "no bf16 fp16" -- "$cur")); return ;;
+                --pack) COMPREPLY=(); return ;;
+                --doc-stride) COMPREPLY=(); return ;;
+                --plm-predict-ratio) COMPREPLY=(); return ;;
+                --tune) COMPREPLY=($(compgen -W "all prompts" -- "$cur")); return ;;
                 --lang) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
@@ -202,7 +210,7 @@ _xcli() {
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--train -o --output -m --model --dev --task --labels --epochs --max-steps --lr -b --batch-size --grad-accum --warmup-ratio --weight-decay --max-grad-norm --max-length --seed --eval-every --save --patience --log-every --lang --field --input-format --device --dtype --threads --on-error -f --force -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--train -o --output -m --model --dev --task --labels --from-scratch --epochs --max-steps --lr -b --batch-size --grad-accum --warmup-ratio --weight-decay --max-grad-norm --max-length --seed --eval-every --save --metric-for-best --patience --log-every --metrics --save-every --group-by-length --no-group-by-length --mixed-precision --resume --pack --doc-stride --plm-predict-ratio --tune --freeze-base --lang --field --input-format --device --dtype --threads --on-error -f --force -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
     esac

@@ -87,7 +87,8 @@ class FakeTokenizer(Tokenizer):
 
 
 def install() -> None:
-    """Register the fake family (idempotent)."""
+    """Register the fake family (idempotent), for good: only for the subprocesses :data:`BOOT` starts
+    (a test in this process uses the ``fake_model`` fixture, which undoes it)."""
     FAMILIES[MODEL_TYPE] = FAKE_FAMILY
 
 
@@ -124,8 +125,8 @@ def xcli_process(*args: str, **popen: Any) -> subprocess.Popen:
 
 
 # ---------------------------------------------------------------- the fake's own checks
-def test_fake_tokenizer_round_trip(tmp_path: Path) -> None:
-    install()
+def test_fake_tokenizer_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(FAMILIES, MODEL_TYPE, FAKE_FAMILY)  # for this test only: never left registered
     from xcli_models.tokenization import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(make_fake_model(tmp_path))

@@ -14,6 +14,8 @@ script prints percentages: multiply by 100 to compare).
   after ``E``/``S``, before ``B``/``S``/``O``, or where the type changes.
   :func:`entity_scores` gives micro-averaged precision, recall and F1 over exact (type, start,
   end) matches.
+* Regression: :func:`mse`, :func:`pearson` (linear correlation), :func:`spearman` (Pearson
+  of the ranks, ties given their mean rank, as SciPy's ``spearmanr``).
 * Language models: :func:`perplexity` is ``exp`` of the mean per-token loss.
 * Extractive QA: :func:`squad_scores`, exact match and token F1 after SQuAD v1.1's answer
   normalisation (lower case, no punctuation, no articles a/an/the, single spaces), each
@@ -30,7 +32,7 @@ from typing import Any, Hashable, Iterable, Sequence
 
 __all__ = [
     "accuracy", "binary_f1", "entities", "entity_scores", "is_entity_scheme", "macro_f1", "normalize_answer", "perplexity",
-    "squad_exact_match", "squad_f1", "squad_scores", "LOWER_IS_BETTER",
+    "squad_exact_match", "squad_f1", "squad_scores", "LOWER_IS_BETTER", "mse", "pearson", "spearman",
 ]
 
 #: metrics where a smaller value is better (for picking the best checkpoint)
@@ -205,3 +207,43 @@ def squad_scores(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> 
         "exact_match": _ratio(sum(squad_exact_match(p, g) for p, g in zip(predictions, golds)), n),
         "f1": _ratio(sum(squad_f1(p, g) for p, g in zip(predictions, golds)), n),
     }
+
+
+# ------------------------------------------------------------------------ regression
+def mse(golds: Sequence[float], predictions: Sequence[float]) -> float:
+    """The mean squared difference."""
+    _same_length(golds, predictions)
+    return _ratio(sum((p - g) ** 2 for g, p in zip(golds, predictions)), len(golds))
+
+
+def pearson(golds: Sequence[float], predictions: Sequence[float]) -> float:
+    """Pearson's correlation coefficient; NaN when either side is constant (or has < 2 values)."""
+    _same_length(golds, predictions)
+    n = len(golds)
+    if n < 2:
+        return math.nan
+    mean_g, mean_p = sum(golds) / n, sum(predictions) / n
+    dg = [g - mean_g for g in golds]
+    dp = [p - mean_p for p in predictions]
+    spread = math.sqrt(sum(x * x for x in dg) * sum(y * y for y in dp))
+    return sum(x * y for x, y in zip(dg, dp)) / spread if spread > 0 else math.nan
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):  # ties share their mean rank
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(golds: Sequence[float], predictions: Sequence[float]) -> float:
+    """Spearman's rank correlation: Pearson's of the ranks."""
+    _same_length(golds, predictions)
+    return pearson(_ranks(golds), _ranks(predictions))

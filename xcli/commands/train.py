@@ -28,14 +28,28 @@ class TaskName(str, Enum):
     auto = "auto"
     sequence_classification = "sequence-classification"
     token_classification = "token-classification"
+    question_answering = "question-answering"
+    multiple_choice = "multiple-choice"
     causal_lm = "causal-lm"
     masked_lm = "masked-lm"
+    plm = "plm"
     seq2seq = "seq2seq"
+
+
+class TuneName(str, Enum):
+    all = "all"
+    prompts = "prompts"
 
 
 class SaveName(str, Enum):
     best = "best"
     last = "last"
+
+
+class MixedPrecision(str, Enum):
+    no = "no"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 def _positive(name: str, metavar: str, help: str, *, floor: float = 1) -> Any:
@@ -83,7 +97,8 @@ def train(
     batch_size: BatchSize = 8,
     grad_accum: Annotated[
         int, typer.Option("--grad-accum", min=1, metavar="N", help="Batches per optimizer step (gradient "
-                          "accumulation): an effective batch of N x --batch-size.")
+                          "accumulation): an effective batch of N x --batch-size (x the processes under "
+                          "torchrun).")
     ] = 1,
     warmup_ratio: Annotated[
         float, typer.Option("--warmup-ratio", min=0.0, max=1.0, metavar="R", help="Share of the steps over which "
@@ -112,8 +127,9 @@ def train(
     metric_for_best: Annotated[
         Optional[str],
         typer.Option("--metric-for-best", metavar="NAME", help="What 'best' means: loss, perplexity, accuracy, "
-                     "macro_f1, precision, recall or f1, as the task has them (default: accuracy for a classifier, "
-                     "f1 for IOB/BIOES tags, macro_f1 for multi-label, else the dev loss).", show_default=False),
+                     "macro_f1, precision, recall, f1, exact_match, mse, pearson or spearman, as the task has them "
+                     "(default: accuracy for a classifier, f1 for IOB/BIOES tags and QA, macro_f1 for multi-label, "
+                     "else the dev loss).", show_default=False),
     ] = None,
     patience: Annotated[
         Optional[int], _positive("--patience", "N", "Stop early after N evaluations without a better dev metric.")
@@ -130,9 +146,40 @@ def train(
     save_every: Annotated[
         Optional[int], _positive("--save-every", "N", "Save a resumable state (DIR.xcli-state) every N steps.")
     ] = None,
+    group_by_length: Annotated[
+        bool, typer.Option("--group-by-length/--no-group-by-length", help="Batch records of similar length "
+                           "together (less padding); the batches still come in a shuffled order (--seed).")
+    ] = True,
+    mixed_precision: Annotated[
+        MixedPrecision, typer.Option("--mixed-precision", case_sensitive=False, help="Compute in bf16 (bfloat16 "
+                                     "autocast over float32 weights: CPUs with AVX-512 BF16 or AMX, GPUs that have "
+                                     "it) or fp16 (CUDA, loss scaled); the checkpoint stays float32.")
+    ] = MixedPrecision.no,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run whose state is in DIR.xcli-state (same command "
                            "line otherwise).")
+    ] = False,
+    pack: Annotated[
+        Optional[int], _positive("--pack", "N", "Causal LM: train on blocks of N tokens cut from the texts put one "
+                                 "after the other (end-of-sequence between them); the rest after the last full "
+                                 "block is dropped.", floor=2)
+    ] = None,
+    doc_stride: Annotated[
+        Optional[int], typer.Option("--doc-stride", min=0, metavar="N", help="Question answering: tokens shared by "
+                                    "consecutive windows of a long context, as in xcli qa (default: as xcli qa).",
+                                    show_default=False)
+    ] = None,
+    plm_predict_ratio: Annotated[
+        Optional[float], typer.Option("--plm-predict-ratio", min=0.0, max=1.0, metavar="R", help="--task plm: "
+                                      "the share of each text's tokens predicted (default 1/6, as XLNet).",
+                                      show_default=False)
+    ] = None,
+    tune: Annotated[
+        TuneName, typer.Option("--tune", case_sensitive=False, help="Which weights learn: all, or prompts (MVP "
+                               "lightweight prompt tuning: use_prompt on, every other weight frozen).")
+    ] = TuneName.all,
+    freeze_base: Annotated[
+        bool, typer.Option("--freeze-base", help="Freeze the base model: only the head learns.")
     ] = False,
     lang: Lang = None,
     field: Field = "text",
@@ -163,20 +210,37 @@ def train(
       sequence-classification  {"text", "text_pair" (optional), "label": name or index}
                                (a number for a regression head, a list for a multi-label one)
       token-classification     {"tokens": [words], "labels": [one per word]}
+      question-answering       {"question", "context", "answers": {"text": [...], "answer_start": [...]}}
+                               (SQuAD layout; empty lists: no answer): span and beam-search heads;
+                               long contexts cut into windows as xcli qa cuts them (--doc-stride)
+      multiple-choice          {"text" or "question", "choices": [...], "label": index or choice}
       causal-lm                {"text"}: XGLM, *ForCausalLM, XLM with causal, XLNetLMHeadModel
-      masked-lm                {"text"}: XLM without causal (15% of the tokens hidden)
+                               (--pack N: blocks of N tokens cut from the texts put together)
+      masked-lm                {"text"}: XLM without causal (15% of the tokens hidden; --lang)
+      plm                      {"text"}: XLNetLMHeadModel, XLNet's permutation objective
+                               (random factorisation orders; --plm-predict-ratio, default 1/6)
       seq2seq                  {"text", "target"}: MVP, (XLM-)ProphetNet ForConditionalGeneration
 
-    Dev metrics: accuracy and macro_f1 (classification), entity precision/recall/f1 as
-    conlleval counts them (token labels in IOB1/IOB2/BIOES), perplexity (language models).
+    --freeze-base trains the head only; --tune prompts trains MVP's prompts only (the result
+    keeps use_prompt, so it loads with its prompts active).
+
+    Dev metrics: accuracy and macro_f1 (classification), mse, pearson and spearman
+    (regression), entity precision/recall/f1 as conlleval counts them (token labels in
+    IOB1/IOB2/BIOES), exact_match and f1 as SQuAD v1.1 counts them (question answering, through
+    the xcli qa path), perplexity (language models).
 
     A bad record (invalid JSON, a missing field, a wrong label type, an unknown label, a
-    token/label count mismatch, an empty text) is skipped and named on stderr with its line; the
-    run goes on and exits 4 at the end (--on-error stop: exit 1 before training). Progress goes to
-    stderr; stdout gets one JSON summary line.
+    token/label count mismatch, an empty text, an answer not at its answer_start) is skipped
+    and named on stderr with its line; the run goes on and exits 4 at the end (--on-error
+    stop: exit 1 before training). Progress goes to stderr; stdout gets one JSON summary line.
 
     Ctrl-C stops after the current step, saves the run's state in DIR.xcli-state and exits 130;
     --resume continues it, ending with the same weights as an uninterrupted run.
+
+    Under torchrun (torchrun --nproc-per-node N -m xcli train ...) the processes train one model,
+    data-parallel: --batch-size is per process, so one optimizer step sees --batch-size x
+    --grad-accum x N records (2 processes at -b 8 train as 1 at -b 16). Only process 0 writes
+    the checkpoint, the state, --metrics and the summary; --resume needs the same N.
 
     Examples:
 
@@ -199,17 +263,25 @@ def train(
     from xcli_models import training
     from xcli_models.tasks.common import set_threads
 
+    world = _join(device)
+
     state = training.StateDir(training.state_path(output.expanduser()), warn=console.warning)
     _check_state(state, resume, force)
     checkpoint = training.CheckpointDir(output.expanduser(), overwrite=force, source=resolved.path,
                                         warn=console.warning)
     set_threads(threads)
     training.set_seed(seed)
+    if freeze_base and tune is not TuneName.all:
+        raise UsageError("--freeze-base and --tune prompts pick different weights to train: pass one")
+    task_options = {"pack": pack, "doc_stride": doc_stride, "plm_predict_ratio": plm_predict_ratio,
+                    "tune": "head" if freeze_base else tune.value}
     loaded, run_task = _load(training, resolved, task, label_names, from_scratch, seed, device, max_length, lang,
-                             field)
+                             field, task_options)
     skipped = {"train": 0, "dev": 0}
     train_examples = _examples(run_task, train_path, "train", skipped, input_format, field, on_error)
     dev_examples = _examples(run_task, dev, "dev", skipped, input_format, field, on_error) if dev is not None else None
+    train_examples = run_task.finish(train_examples)  # --pack: blocks cut from the texts
+    dev_examples = run_task.finish(dev_examples) if dev_examples is not None else None
     _check_examples(train_examples, dev_examples, train_path, dev, skipped, loaded, run_task)
 
     args = training.TrainArgs(
@@ -217,19 +289,19 @@ def train(
         warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
         eval_every=eval_every if dev is not None else None,
         save=(save.value if save is not None else ("best" if dev is not None else "last")),
-        patience=patience, log_every=log_every, precision=None if dtype is DtypeName.float32 else dtype.value,
-        metric_for_best=metric_for_best, save_every=save_every,
+        patience=patience, log_every=log_every, precision=_precision(dtype, mixed_precision, loaded.model.device),
+        metric_for_best=metric_for_best, save_every=save_every, group_by_length=group_by_length,
     )
     progress = _Reporter(console, args)
     try:
         args.check()
-        trainer = training.Trainer(loaded.model, run_task, args, callback=progress)
+        trainer = training.Trainer(loaded.model, run_task, args, callback=progress, world=world)
     except training.TrainingError as exc:
         raise UsageError(str(exc)) from None
     resumed_at = _resume(trainer, state, checkpoint) if resume else None
     total = trainer.planned_steps(train_examples)
     console.note(_plan(type(loaded.model).__name__, loaded.task, train_examples, dev_examples, total, args,
-                       resumed_at))
+                       resumed_at, world.size))
     result, written = _run(trainer, checkpoint, state, loaded, train_examples, dev_examples, progress, metrics_file,
                            resumed_at)
     summary = {
@@ -247,6 +319,10 @@ def train(
         **{k: v for k, v in result.to_json().items() if k not in ("examples", "interrupted")},
         "saved": args.save,
     }
+    if world.size > 1:
+        summary["processes"] = world.size
+    if not world.main:  # process 0 speaks for the job
+        return
     sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     sys.stdout.flush()
     failed = skipped["train"] + skipped["dev"]
@@ -300,29 +376,27 @@ def _label_list(labels: str | None) -> list[str] | None:
 
 
 def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None, from_scratch: bool, seed: int,
-          device: DeviceName, max_length: int | None, lang: str | None, field: str) -> tuple[Any, Any]:
+          device: DeviceName, max_length: int | None, lang: str | None, field: str,
+          options: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """The model, its tokenizer and task, or a usage error saying why they cannot train."""
-    import logging
-
     from ..console import console
     from ..errors import UsageError
     from xcli_models.tasks.common import UnsupportedModel
     from xcli_models.tokenization import TokenizerError
 
-    quiet_loader = logging.NullHandler()  # the load report is noted below, once
-    logging.getLogger("xcli_models").addHandler(quiet_loader)
     try:
-        loaded = training.load_for_training(
-            resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
-            dtype="float32", device=device.value, from_scratch=from_scratch, seed=seed,
-        )
+        with console.library_muted():  # the load report is noted below, once
+            loaded = training.load_for_training(
+                resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
+                dtype="float32", device=device.value, from_scratch=from_scratch, seed=seed,
+                tune=(options or {}).get("tune", "all"),
+            )
     except (training.TrainingError, UnsupportedModel) as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        logging.getLogger("xcli_models").removeHandler(quiet_loader)
     try:
         run_task = training.task_for(loaded.model, loaded.tokenizer, max_length=max_length, lang=lang,
-                                     text_field=field)
+                                     text_field=field, task=loaded.task,
+                                     **{k: v for k, v in (options or {}).items() if k != "tune"})
     except (training.TrainingError, TokenizerError) as exc:  # --lang the model does not know
         raise UsageError(str(exc)) from None
     class_name = type(loaded.model).__name__
@@ -360,7 +434,8 @@ def _examples(run_task: Any, path: str, which: str, skipped: dict[str, int], inp
                 out.append(example)
                 continue
         skipped[which] += 1
-        console.error(f"{record.where}: {error.type}: {error.message}")
+        if _MAIN[0]:  # every process reads every record: process 0 names the bad ones
+            console.error(f"{record.where}: {error.type}: {error.message}")
         if on_error is OnErrorName.stop:
             raise StoppedOnError(
                 f"stopped at {record.where} (--on-error stop)", "fix the record, or use --on-error continue to "
@@ -397,15 +472,59 @@ def _plural(n: int, word: str) -> str:
 
 
 def _plan(class_name: str, task: str, train_examples: list[Any], dev_examples: list[Any] | None, total: int,
-          args: Any, resumed_at: int | None) -> str:
-    per_step = args.batch_size * args.grad_accum
-    batch = _plural(per_step, "record") + (
-        f" ({args.batch_size} x {args.grad_accum} accumulated)" if args.grad_accum > 1 else ""
-    )
+          args: Any, resumed_at: int | None, processes: int = 1) -> str:
+    per_step = args.batch_size * args.grad_accum * processes
+    parts = [str(args.batch_size)]
+    if args.grad_accum > 1:
+        parts.append(f"{args.grad_accum} accumulated")
+    if processes > 1:
+        parts.append(f"{processes} processes")
+    batch = _plural(per_step, "record") + (f" ({' x '.join(parts)})" if len(parts) > 1 else "")
     dev = f", {_plural(len(dev_examples), 'dev record')}" if dev_examples else ""
     resumed = f", resuming after step {resumed_at}" if resumed_at is not None else ""
     return (f"training {class_name} ({task}) on {_plural(len(train_examples), 'record')}{dev}: "
             f"{_plural(total, 'step')} of {batch}{resumed}")
+
+
+#: whether this process speaks for the job (process 0 of a torchrun job, or alone)
+_MAIN = [True]
+
+
+def _join(device: DeviceName) -> Any:
+    """This process's place in a torchrun job (alone without one); the others keep quiet."""
+    import atexit
+
+    from ..console import console
+    from ..errors import UsageError
+    from xcli_models.training import distributed
+
+    try:
+        world = distributed.from_env(device.value)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot join the torchrun job: {str(exc).splitlines()[0]}") from None
+    _MAIN[0] = world.main
+    if world.active:
+        atexit.register(world.close)
+        if not world.main:
+            console.quiet = True
+    return world
+
+
+def _precision(dtype: DtypeName, mixed: MixedPrecision, device: Any) -> str | None:
+    """The autocast dtype asked for by --mixed-precision (or --dtype), or a usage error where it cannot run."""
+    from ..errors import UsageError
+    from xcli_models.training import supports_precision
+
+    wanted = {"bf16": "bfloat16", "fp16": "float16"}.get(mixed.value)
+    given = None if dtype is DtypeName.float32 else dtype.value
+    if wanted is not None and given is not None and wanted != given:
+        raise UsageError(f"--mixed-precision {mixed.value} and --dtype {given} ask for different precisions: pass one")
+    precision = wanted or given
+    if wanted is not None:
+        why = supports_precision(precision, device)
+        if why is not None:
+            raise UsageError(f"--mixed-precision {mixed.value}: {why}", "leave --mixed-precision out (float32)")
+    return precision
 
 
 # ------------------------------------------------------------------ the run
@@ -419,10 +538,10 @@ def _resume(trainer: Any, state: Any, checkpoint: Any) -> int:
         trainer.restore(snapshot)
     except TrainingError as exc:
         raise UsageError(str(exc)) from None
-    except RuntimeError as exc:  # the weights do not fit the model
+    except (RuntimeError, ValueError) as exc:  # weights or optimizer groups do not fit
         raise UsageError(f"{state.path}: the saved state does not fit this model ({str(exc).splitlines()[0]})",
-                         "resume with the same --model, --task and --labels") from None
-    if best is not None:
+                         "resume with the same --model, --task, --labels, --tune and --freeze-base") from None
+    if best is not None and trainer.world.main:
         checkpoint.restore(best)
     return trainer.progress.step
 
@@ -435,8 +554,10 @@ def _run(trainer: Any, checkpoint: Any, state: Any, loaded: Any, train_examples:
     from ..errors import UsageError, XcliError
     from xcli_models.training import TrainingError
 
-    checkpoint.begin()
-    metrics = _MetricsFile(metrics_file, resumed_at) if metrics_file is not None else None
+    main = trainer.world.main  # only process 0 writes: the checkpoint, the state, --metrics
+    if main:
+        checkpoint.begin()
+    metrics = _MetricsFile(metrics_file, resumed_at) if metrics_file is not None and main else None
     progress.metrics = metrics
 
     def save_state(snapshot: Any) -> None:
@@ -444,17 +565,18 @@ def _run(trainer: Any, checkpoint: Any, state: Any, loaded: Any, train_examples:
 
     previous = _on_interrupt(trainer)
     try:
-        with console.progress(total=trainer.planned_steps(train_examples), unit="steps") as bar:
+        with console.progress(total=trainer.planned_steps(train_examples), unit="steps", detail=True) as bar:
             progress.bar = bar
             result = trainer.train(train_examples, dev_examples,
                                    save=lambda step: checkpoint.save(loaded.model, loaded.tokenizer),
                                    save_state=save_state)
         if result.interrupted:
             checkpoint.discard(keep=False)
+            trainer.world.barrier()  # torchrun stops the job when one process exits non-zero
             console.warning(f"stopped after step {result.steps}: the run's state is in {state.path}; "
                             "the same command with --resume continues it")
             raise KeyboardInterrupt
-        written = checkpoint.commit()
+        written = checkpoint.commit() if main else checkpoint.target
     except TrainingError as exc:
         checkpoint.discard(keep=False)
         raise XcliError(str(exc)) from None
@@ -471,7 +593,8 @@ def _run(trainer: Any, checkpoint: Any, state: Any, loaded: Any, train_examples:
         _restore_interrupt(previous)
         if metrics is not None:
             metrics.close()
-    state.remove()
+    if main:
+        state.remove()
     return result, written
 
 
@@ -558,10 +681,13 @@ class _Reporter:
         note = self.console.note
         if event.kind == "step" and self.bar is not None:
             self.bar.advance(1)
+            self.bar.describe(f"epoch {event.epoch}  loss {event.loss:.4f}  lr {event.lr:.3g}  "
+                              f"ETA {_duration(event.eta)}")
         elif event.kind == "log":
             rate = f", {event.rate:,.1f} records/s" if event.rate else ""
+            eta = f", ETA {_duration(event.eta)}" if event.eta is not None and event.step < event.total_steps else ""
             note(f"step {event.step}/{event.total_steps} (epoch {event.epoch}): loss {event.loss:.4f}, "
-                 f"lr {event.lr:.3g}{rate}")
+                 f"lr {event.lr:.3g}{rate}{eta}")
         elif event.kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in (event.metrics or {}).items() if k != "loss")
             best = " (best so far)" if event.best else ""
@@ -570,3 +696,13 @@ class _Reporter:
             self.saved_step = event.step
         elif event.kind == "stop":
             note(f"stopping early at step {event.step}: no better dev metric in {self.args.patience} evaluations")
+
+
+def _duration(seconds: float | None) -> str:
+    """``1:02:03`` / ``2:03``; ``?`` when unknown."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -15,9 +15,19 @@ The pieces, in the order a run uses them (one module each):
 
   - ``sequence-classification``: ``*ForSequenceClassification``; ``text`` (``text_pair``) ``label``
   - ``token-classification``: ``*ForTokenClassification``; ``tokens`` and ``labels``, one per word
+  - ``question-answering``: the span heads (``*ForQuestionAnsweringSimple``,
+    ``MvpForQuestionAnswering``) and the beam-search heads (``XLMForQuestionAnswering``,
+    ``XLNetForQuestionAnswering``); ``question``, ``context``, ``answers`` (SQuAD layout), the
+    context cut into windows as ``xcli qa`` cuts it (``doc_stride``)
+  - ``multiple-choice``: ``*ForMultipleChoice``; ``text`` (or ``question``), ``choices``, ``label``
   - ``causal-lm``: ``*ForCausalLM``, XLM with ``causal``, ``XLNetLMHeadModel``; ``text``
   - ``masked-lm``: XLM without ``causal``; ``text``
+  - ``plm``: ``XLNetLMHeadModel`` with XLNet's permutation LM objective; ``text``
   - ``seq2seq``: ``*ForConditionalGeneration`` (MVP, ProphetNet); ``text`` and ``target``
+
+  ``pack=N`` (causal LM) trains on blocks of N tokens cut from the concatenated texts
+  (``task.finish(examples)`` makes them). ``load_for_training(tune=...)`` freezes all but the
+  head (``"head"``) or all but MVP's prompts (``"prompts"``).
 
   A classification label is a name from ``id2label`` or its index (a number for a one-label
   regression head, a list for a multi-label head). Word labels go to each word's first piece;
@@ -42,6 +52,9 @@ The pieces, in the order a run uses them (one module each):
 * ``output``: :class:`CheckpointDir` writes the result beside its target and renames it into
   place at the end, so that a failed or interrupted run leaves no half-written checkpoint;
   :class:`StateDir` keeps the resumable state in ``OUT.xcli-state/``.
+* ``distributed``: :class:`World`, a process's place in a data-parallel (torchrun) job:
+  ``Trainer(..., world=distributed.from_env())`` in every process trains one model on global
+  batches of ``batch_size`` x the processes, each process on its slice, the gradients summed.
 
 The losses are the models' own (the reference's definitions); dropout is active while training.
 """
@@ -49,11 +62,15 @@ The losses are the models' own (the reference's definitions); dropout is active 
 from __future__ import annotations
 
 from .common import CLASSIFICATION, IGNORE, TASKS, ExampleError, TrainingError, set_seed
-from .load import Loaded, fresh_model, has_weights, load_for_training
+from .load import TUNE, Loaded, freeze, fresh_model, has_weights, load_for_training
 from .loop import EvalResult, Event, Progress, Snapshot, TrainArgs, Trainer, TrainResult
 from .output import CheckpointDir, StateDir, copy_tokenizer_files, state_path
+from . import distributed
+from .distributed import World
+from .loop import supports_precision
 from .tasks import (
-    Batch, CausalLM, Example, MaskedLM, PermutationLM, Seq2Seq, SequenceClassification, Task, TokenClassification,
+    Batch, CausalLM, ChoiceExample, Example, MaskedLM, MultipleChoice, PermutationLM, QuestionAnswering,
+    RandomPermutationLM, Seq2Seq, SequenceClassification, SpanExample, Task, TokenClassification, answer_tokens,
     task_for, task_of,
 )
 
@@ -61,5 +78,6 @@ __all__ = [
     "CLASSIFICATION", "IGNORE", "TASKS", "Batch", "CausalLM", "CheckpointDir", "EvalResult", "Event", "Example",
     "ExampleError", "Loaded", "MaskedLM", "PermutationLM", "Progress", "Seq2Seq", "SequenceClassification",
     "Snapshot", "StateDir", "Task", "TokenClassification", "TrainArgs", "TrainResult", "Trainer", "TrainingError",
-    "copy_tokenizer_files", "fresh_model", "has_weights", "load_for_training", "set_seed", "state_path", "task_for", "task_of",
+    "TUNE", "ChoiceExample", "MultipleChoice", "QuestionAnswering", "RandomPermutationLM", "SpanExample",
+    "World", "distributed", "supports_precision", "answer_tokens", "freeze", "copy_tokenizer_files", "fresh_model", "has_weights", "load_for_training", "set_seed", "state_path", "task_for", "task_of",
 ]

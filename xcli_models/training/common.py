@@ -6,7 +6,8 @@ import random
 
 import torch
 
-TASKS = ("sequence-classification", "token-classification", "causal-lm", "masked-lm", "seq2seq")
+TASKS = ("sequence-classification", "token-classification", "question-answering", "multiple-choice", "causal-lm",
+         "masked-lm", "plm", "seq2seq")
 CLASSIFICATION = ("sequence-classification", "token-classification")
 #: the label value a loss does not count
 IGNORE = -100

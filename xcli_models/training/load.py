@@ -23,8 +23,9 @@ def _class_for_task(path: Path, task: str, config: Any) -> type[PreTrainedModel]
         name: cls for name, cls in sorted(model_classes(family).items())
         if cls.config_class.model_type == model_type
     }
-    for name, cls in classes.items():
-        if task_of(name, config) == task:
+    # question answering: the span head first, as the reference's AutoModelForQuestionAnswering picks it
+    for name, cls in sorted(classes.items(), key=lambda item: not item[0].endswith("Simple")):
+        if _learns(name, config, task):
             return cls
     has = sorted({t for name in classes if (t := task_of(name, config))})
     extra = ""
@@ -33,6 +34,15 @@ def _class_for_task(path: Path, task: str, config: Any) -> type[PreTrainedModel]
     raise TrainingError(
         f"{family.name} has no {task} head{extra}; its checkpoints can learn: {', '.join(has) or 'nothing'}"
     )
+
+
+def _learns(class_name: str, config: Any, task: str) -> bool:
+    """Whether a model class learns ``task`` (XLNet's LM head learns plm too)."""
+    return task_of(class_name, config) == task or (task == "plm" and class_name == "XLNetLMHeadModel")
+
+
+#: what ``tune`` may name: every weight, the head only (the base model frozen), MVP's prompts only
+TUNE = ("all", "head", "prompts")
 
 
 @dataclass
@@ -46,6 +56,8 @@ class Loaded:
     fresh: list[str] = field(default_factory=list)
     #: every weight was initialised here (``from_scratch``, or a directory without weights)
     scratch: bool = False
+    #: the weights that learn (requires_grad), by reference name; the others are frozen
+    trainable: list[str] = field(default_factory=list)
 
 
 def has_weights(path: str | os.PathLike) -> bool:
@@ -72,6 +84,7 @@ def load_for_training(
     device: str | torch.device | None = "auto",
     from_scratch: bool = False,
     seed: int | None = None,
+    tune: str = "all",
 ) -> Loaded:
     """The checkpoint's model for ``task`` (None: its own head's), its tokenizer and labels.
 
@@ -82,12 +95,24 @@ def load_for_training(
     that family (after ``torch.manual_seed(seed)`` when a seed is given), so that a model of any
     family can be trained from nothing. Raises :class:`TrainingError` when the checkpoint
     cannot learn ``task``.
+
+    ``tune`` says which weights learn (see :func:`freeze`): ``"all"``, ``"head"`` (the base model
+    frozen) or ``"prompts"`` (MVP lightweight prompt tuning: ``use_prompt`` is switched on, the
+    prompts a checkpoint lacks start afresh, and only they learn; the saved config keeps
+    ``use_prompt``, so the reference loads the result with its prompts active).
     """
     from ..tokenization import AutoTokenizer
 
     directory = Path(path)
     scratch = from_scratch or not has_weights(directory)
     config = AutoConfig.from_pretrained(directory)
+    if tune not in TUNE:
+        raise TrainingError(f"tune must be one of {', '.join(TUNE)}, not {tune!r}")
+    had_prompts = bool(getattr(config, "use_prompt", False))
+    if tune == "prompts":
+        if getattr(config, "model_type", None) != "mvp":
+            raise TrainingError(f"prompt tuning is MVP's (use_prompt); this is a {config.model_type} model")
+        config.use_prompt = True
     own = AutoModel.class_for(directory) if config.architectures else None
     own_task = task_of(own.__name__, config) if own is not None else None
     task = _pick_task(task, own, own_task, labels)
@@ -104,7 +129,36 @@ def load_for_training(
         # new labels: the whole head starts afresh (not only the part whose shape changed)
         fresh = _reset_head(model) if relabel else list(model.load_report.initialized)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    return Loaded(model, tokenizer, task, fresh, scratch)
+    trainable = freeze(model, tune)
+    if tune == "prompts" and not had_prompts and not scratch:  # the checkpoint had none: they start afresh
+        fresh = [*fresh, *(name for name in trainable if name not in fresh)]
+    return Loaded(model, tokenizer, task, fresh, scratch, trainable)
+
+
+def freeze(model: PreTrainedModel, tune: str) -> list[str]:
+    """Let only part of the model learn; the reference names of the weights that do.
+
+    ``"all"``: every weight. ``"head"``: the weights outside the base model (those under
+    ``base_model_prefix`` are frozen; a head tied to the input embeddings keeps them frozen).
+    ``"prompts"``: only MVP's prompt modules (``self_attn_prompt``, ``cross_attn_prompt``), as the
+    reference's ``set_lightweight_tuning`` leaves them (its heads frozen too).
+    """
+    if tune == "head":
+        if not model.base_model_prefix:
+            raise TrainingError(f"{type(model).__name__} has no head apart from its base model")
+        prefix = model.base_model_prefix + "."
+        learns = lambda name: not name.startswith(prefix)  # noqa: E731
+    elif tune == "prompts":
+        learns = lambda name: "_attn_prompt." in name  # noqa: E731
+    else:
+        learns = lambda name: True  # noqa: E731
+    for name, param in model.named_parameters():
+        param.requires_grad_(learns(name))
+    trainable = [model.names.to_hf(name) for name, param in model.named_parameters() if param.requires_grad]
+    if not trainable:
+        where = {"head": " outside its base model", "prompts": " in prompts"}.get(tune, "")
+        raise TrainingError(f"{type(model).__name__} has no weights{where} to train")
+    return trainable
 
 
 def _pick_task(task: str | None, own: type | None, own_task: str | None, labels: Sequence[str] | None) -> str:

@@ -23,7 +23,9 @@ from torch import nn
 
 from ..metrics import LOWER_IS_BETTER
 from ..modeling import PreTrainedModel
+from ..tasks.common import inference
 from .common import TrainingError
+from .distributed import World
 from .tasks import Batch, Example, Task
 
 #: options that do not change the weights a run ends with; a resumed run may change them
@@ -63,6 +65,9 @@ class TrainArgs:
     metric_for_best: str | None = None
     #: hand a resumable state to ``save_state`` every N steps (None: only when stopped)
     save_every: int | None = None
+    #: batch examples of similar length together (less padding), the batches in shuffled order
+    #: (``xcli train`` does by default)
+    group_by_length: bool = False
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum"):
@@ -90,7 +95,8 @@ class Event:
 
     ``kind``: ``"start"`` (``total_steps`` known), ``"step"`` (after each optimizer step: its
     ``loss`` and learning rate), ``"log"`` (every ``log_every`` steps: the mean ``loss`` since the
-    last one, the learning rate, training examples per second), ``"eval"`` (``dev_loss``,
+    last one, the learning rate, training examples per second over all processes, ``eta``: the
+    seconds the remaining steps should take at this run's pace so far), ``"eval"`` (``dev_loss``,
     ``dev_accuracy``, every dev ``metrics``, ``best``), ``"save"`` (the model was handed to
     ``save``), ``"state"`` (a resumable state was handed to ``save_state``), ``"stop"`` (early
     stopping), ``"interrupt"`` (stopped on request, state saved), ``"end"``.
@@ -107,6 +113,7 @@ class Event:
     dev_accuracy: float | None = None
     metrics: dict[str, float] | None = None
     best: bool = False
+    eta: float | None = None
 
 
 @dataclass
@@ -178,12 +185,17 @@ def _no_decay(model: nn.Module) -> set[int]:
 
 
 class Trainer:
-    """The training loop (see the package docstring)."""
+    """The training loop (see the package docstring).
+
+    ``world``: this process's place in a data-parallel job (see :mod:`.distributed`); each
+    process then builds the same ``Trainer`` and calls :meth:`train` with the same examples.
+    """
 
     def __init__(self, model: PreTrainedModel, task: Task, args: TrainArgs,
-                 callback: Callable[[Event], None] | None = None) -> None:
+                 callback: Callable[[Event], None] | None = None, world: World | None = None) -> None:
         args.check()
         self.model, self.task, self.args = model, task, args
+        self.world = world or World()
         self.callback = callback or (lambda event: None)
         self.rng = random.Random(args.seed)
         self.mask_rng = torch.Generator().manual_seed(args.seed)
@@ -193,9 +205,7 @@ class Trainer:
             {"params": [p for p in params if id(p) not in skip], "weight_decay": args.weight_decay},
             {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0},
         ]
-        self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=args.lr, betas=args.adam_betas, eps=args.adam_eps
-        )
+        self.optimizer = _adamw([g for g in groups if g["params"]], args)
         self.params = params
         device = model.device.type
         self.autocast = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.precision or "")
@@ -214,6 +224,7 @@ class Trainer:
         self.progress = Progress()
         self._resumed = False
         self._stop_requested = False
+        self._stop_agreed = False
 
     def request_stop(self) -> None:
         """Ask the run to stop after the current step, saving a resumable state (safe to call
@@ -224,22 +235,53 @@ class Trainer:
     def stop_requested(self) -> bool:
         return self._stop_requested
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the run stops after this step: a stop was requested (of any process, as they
+        agreed at the last step)."""
+        return self._stop_agreed if self.world.active else self._stop_requested
+
     # -------------------------------------------------------------- batches
     def batches(self, examples: Sequence[Example], shuffle: bool = True) -> list[list[Example]]:
-        """Batches of ``batch_size`` (shuffled by the run's generator); a task's ``group`` keeps
-        examples of different keys apart."""
-        size = self.args.batch_size
+        """The global batches of an epoch: ``batch_size`` x the processes' count examples each
+        (each process trains on its slice), shuffled by the run's generator; a task's ``group``
+        keeps examples of different keys apart.
+
+        With ``group_by_length``, the shuffled examples are taken :data:`LENGTH_WINDOW` batches
+        at a time, sorted by length within that window and cut into batches, and the order of
+        the batches is shuffled: a batch holds examples of similar length (little padding) while
+        the epoch stays random. The same seed gives the same batches, whatever the processes.
+        """
+        size = self.args.batch_size * self.world.size
         order = list(range(len(examples)))
         if shuffle:
             self.rng.shuffle(order)
-        if self.task.group is None:
+        by_length = shuffle and self.args.group_by_length
+        if self.task.group is None and not by_length:
             return [[examples[i] for i in order[k : k + size]] for k in range(0, len(order), size)]
         groups: dict[Any, list[int]] = {}
         for i in order:
-            groups.setdefault(self.task.group(examples[i]), []).append(i)
-        out = [[examples[i] for i in g[k : k + size]] for g in groups.values() for k in range(0, len(g), size)]
+            groups.setdefault(self.task.group(examples[i]) if self.task.group is not None else None, []).append(i)
+        out = []
+        for indices in groups.values():
+            if by_length:
+                indices = _by_length(indices, examples, size * LENGTH_WINDOW)
+            out.extend([examples[i] for i in indices[k : k + size]] for k in range(0, len(indices), size))
         if shuffle:
             self.rng.shuffle(out)
+        return out
+
+    def eval_batches(self, examples: Sequence[Example]) -> list[list[Example]]:
+        """Dev batches of ``batch_size``, longest first (a task's ``group`` kept apart): the
+        least padding; the metrics do not depend on the order."""
+        size = self.args.batch_size
+        groups: dict[Any, list[int]] = {}
+        for i in range(len(examples)):
+            groups.setdefault(self.task.group(examples[i]) if self.task.group is not None else None, []).append(i)
+        out = []
+        for indices in groups.values():
+            indices = sorted(indices, key=lambda i: -len(examples[i]))
+            out.extend([examples[i] for i in indices[k : k + size]] for k in range(0, len(indices), size))
         return out
 
     def steps_per_epoch(self, examples: Sequence[Example]) -> int:
@@ -258,11 +300,21 @@ class Trainer:
 
         Each batch's mean loss is weighted by its share of the items counted, so the sum is
         the mean over the whole set. Returns that loss.
+
+        In a data-parallel job the ``micro_batches`` are global batches: this process takes its
+        slice of each, the item counts are summed over the processes before the losses are
+        weighted, and the gradients and the loss are summed after (see :mod:`.distributed`).
         """
         self.model.train()
-        collated = [self.task.collate(b, self.mask_rng) for b in micro_batches]
+        world = self.world
+        if world.active:
+            size = self.args.batch_size
+            micro_batches = [b[world.rank * size : (world.rank + 1) * size] for b in micro_batches]
+        collated = [self.task.collate(b, self.mask_rng) for b in micro_batches if len(b)]
         items = [self.task.loss_items(b) for b in collated]
         total = sum(items)
+        if world.active:
+            total = int(world.sum_(torch.tensor([float(total)], dtype=torch.float64, device=self.model.device)).item())
         loss_sum = 0.0
         for batch, n in zip(collated, items):
             if n == 0:
@@ -270,6 +322,28 @@ class Trainer:
             loss = self._forward(batch).loss.float() * (n / total)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_sum += float(loss.detach())
+        if world.active:
+            loss_sum = self._share_gradients(loss_sum)
+        return loss_sum
+
+    def _share_gradients(self, loss_sum: float) -> float:
+        """Sum the gradients and the loss over the processes; agree on a requested stop.
+
+        A parameter no process has a gradient for keeps none (AdamW then leaves it alone, as one
+        process would); one that only some have gets zeros on the others before the sum.
+        """
+        params = self.params
+        head = torch.tensor([loss_sum, float(self._stop_requested)] + [float(p.grad is not None) for p in params],
+                            dtype=torch.float64, device=self.model.device)
+        self.world.sum_(head)
+        loss_sum, self._stop_agreed = float(head[0]), bool(head[1] > 0)
+        shared = []
+        for param, has in zip(params, head[2:].tolist()):
+            if has > 0:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                shared.append(param.grad)
+        self.world.sum_tensors(shared)
         return loss_sum
 
     def _forward(self, batch: Batch) -> Any:
@@ -303,26 +377,40 @@ class Trainer:
 
 
     # ------------------------------------------------------------ evaluate
-    @torch.no_grad()
     def evaluate(self, examples: Sequence[Example]) -> EvalResult:
-        """Dev loss (mean over the items the loss counts) and the task's metrics."""
+        """Dev loss (mean over the items the loss counts) and the task's metrics.
+
+        Inference mode, through the task commands' fast path (oneDNN matrix products on CPU),
+        batches longest first. In a data-parallel job each process evaluates every n-th batch
+        and the sums and predictions are shared: every process gets the same result.
+        """
         was_training = self.model.training
         self.model.eval()
-        rng = torch.Generator().manual_seed(self.args.seed)  # the same hidden tokens at every evaluation
+        world = self.world
         loss_sum, items = 0.0, 0
         pairs: list[Any] = []
         try:
-            for chunk in self.batches(examples, shuffle=False):
-                batch = self.task.collate(chunk, rng)
-                n = self.task.loss_items(batch)
-                if n == 0:
-                    continue
-                out = self._forward(batch)
-                loss_sum += float(out.loss) * n
-                items += n
-                pairs.extend(self.task.gather(out.logits.float(), batch))
+            with inference():
+                for k, chunk in enumerate(self.eval_batches(examples)):
+                    if k % world.size != world.rank:
+                        continue
+                    # hidden tokens drawn per batch: the same at every evaluation, whatever the processes
+                    rng = torch.Generator().manual_seed(self.args.seed + k)
+                    batch = self.task.collate(chunk, rng)
+                    n = self.task.loss_items(batch)
+                    if n == 0:
+                        continue
+                    out = self._forward(batch)
+                    loss_sum += float(out.loss) * n
+                    items += n
+                    logits = getattr(out, "logits", None)  # QA heads have none: their task answers the records itself
+                    pairs.extend(self.task.gather(logits.float() if logits is not None else None, batch))
         finally:
             self.model.train(was_training)
+        if world.active:
+            sums = world.sum_(torch.tensor([loss_sum, float(items)], dtype=torch.float64, device=self.model.device))
+            loss_sum, items = float(sums[0]), int(sums[1])
+            pairs = [pair for part in world.gather(pairs) for pair in part]
         loss = loss_sum / items if items else float("nan")
         metrics = {"loss": loss, **self.task.scores(pairs, loss)}
         return EvalResult(loss=loss, accuracy=metrics.get("accuracy"), examples=len(examples), metrics=metrics)
@@ -353,20 +441,23 @@ class Trainer:
         if not self._resumed:
             torch.manual_seed(args.seed)
             self._schedule(total)
+        self.world.share_weights(self.model)
         return run.loop()
 
     # ---------------------------------------------------------- resumable state
     def snapshot(self) -> "Snapshot":
         """The run as it stands between two steps: tensors (weights, optimizer, random states) and
-        JSON (position, schedule, the shuffling generator, the options and data it trains on)."""
+        JSON (position, schedule, the shuffling generator, the options and data it trains on).
+
+        In a data-parallel job every process must call it (it gathers their random generators,
+        under ``ranks``); the weights and the rest are the same on all of them."""
         tensors = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "mask_rng": self.mask_rng.get_state(),
+            **self._generators(),
         }
-        if torch.cuda.is_available() and self.model.device.type == "cuda":
-            tensors["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.world.active:
+            tensors["ranks"] = self.world.gather(self._generators())
         meta = {
             "format": 1,
             "progress": asdict(self.progress),
@@ -378,14 +469,30 @@ class Trainer:
             "options": _options(self.args),
             "data": getattr(self, "_data", None),
             "model_class": type(self.model).__name__,
+            "world_size": self.world.size,
         }
         return Snapshot(tensors, meta)
+
+    def _generators(self) -> dict[str, Any]:
+        """This process's torch generators (dropout, hidden tokens)."""
+        out = {"torch_rng": torch.get_rng_state(), "mask_rng": self.mask_rng.get_state()}
+        if torch.cuda.is_available() and self.model.device.type == "cuda":
+            out["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return out
 
     def restore(self, snapshot: "Snapshot") -> None:
         """Put the run where ``snapshot`` was taken (before calling :meth:`train` again)."""
         meta, tensors = snapshot.meta, snapshot.tensors
         if meta.get("model_class") != type(self.model).__name__:
             raise TrainingError(f"the saved state is of a {meta.get('model_class')}, not a {type(self.model).__name__}")
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != self.world.size:
+            raise TrainingError(
+                f"the saved run ran as {_processes(saved_world)}, this one as {_processes(self.world.size)}: "
+                f"resume with {saved_world} (torchrun --nproc-per-node, --nnodes)"
+            )
+        if self.world.active:
+            tensors = {**tensors, **tensors["ranks"][self.world.rank]}
         self._saved_options, self._saved_data = meta["options"], meta["data"]
         self.model.load_state_dict(tensors["model"])
         self._schedule(int(meta["total_steps"]))
@@ -438,6 +545,8 @@ class _Run:
         self.log_every = self.args.log_every or max(1, min(50, total // 10))
         self.window_losses: list[float] = []
         self.window_examples, self.window_start, self.paused = 0, time.perf_counter(), 0.0
+        #: seconds spent training (evaluation left out) and steps made by this call, for the ETA
+        self.train_seconds, self.steps_made = 0.0, 0
 
     def event(self, kind: str, **values: Any) -> None:
         self.callback(Event(kind, self.p.step, self.total, self.p.epoch, **values))
@@ -463,7 +572,7 @@ class _Run:
                     self.evaluate()  # before the state is saved: a resumed run never evaluates a step again
                 if args.save_every is not None and p.step % args.save_every == 0:
                     self.checkpoint()
-                if trainer.stop_requested:
+                if trainer.stopping:
                     return self.interrupt()
                 if p.step >= self.total or p.stopped:
                     break
@@ -472,6 +581,7 @@ class _Run:
 
     def step(self, chunk: Sequence[Sequence[Example]]) -> None:
         p, trainer = self.p, self.trainer
+        began = time.perf_counter()
         loss = trainer.accumulate(chunk)
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {p.step + 1} (try a lower learning rate)")
@@ -481,11 +591,14 @@ class _Run:
         self.window_losses.append(loss)
         p.epoch_losses.append(loss)
         self.window_examples += sum(len(b) for b in chunk)
-        self.event("step", loss=loss, lr=lr)
+        self.train_seconds += time.perf_counter() - began
+        self.steps_made += 1
+        eta = self.train_seconds / self.steps_made * (self.total - p.step)
+        self.event("step", loss=loss, lr=lr, eta=eta)
         if p.step % self.log_every == 0 or p.step == self.total:
             elapsed = time.perf_counter() - self.window_start - self.paused
             self.event("log", loss=sum(self.window_losses) / len(self.window_losses), lr=lr,
-                       rate=self.window_examples / elapsed if elapsed > 0 else None)
+                       rate=self.window_examples / elapsed if elapsed > 0 else None, eta=eta)
             self.window_losses, self.window_examples = [], 0
             self.window_start, self.paused = time.perf_counter(), 0.0
 
@@ -512,17 +625,27 @@ class _Run:
             p.without_gain += 1
         self.event("eval", dev_loss=result.loss, dev_accuracy=result.accuracy, metrics=result.metrics, best=improved)
         if improved and self.args.save == "best" and self.save is not None:
-            self.save(p.step)
-            p.saved_step = p.step
-            self.event("save")
+            self._save()
         self.paused += time.perf_counter() - began  # the training rate leaves evaluation out
         if self.args.patience is not None and p.without_gain >= self.args.patience:
             p.stopped = True
 
+    def _save(self) -> None:
+        """Hand the model to ``save`` (process 0 only: the others' weights are the same)."""
+        if self.trainer.world.main and self.save is not None:
+            self.save(self.p.step)
+        self.p.saved_step = self.p.step
+        self.event("save")
+
     def checkpoint(self) -> None:
-        if self.save_state is not None:
-            self.save_state(self.trainer.snapshot())
-            self.event("state")
+        world = self.trainer.world
+        if self.save_state is None and not world.active:
+            return
+        snapshot = self.trainer.snapshot()  # every process: it gathers their generators
+        if self.save_state is not None and world.main:
+            self.save_state(snapshot)
+        world.barrier()  # the others wait until it is written: none leaves (or is stopped) before
+        self.event("state")
 
     def interrupt(self) -> TrainResult:
         self.checkpoint()
@@ -536,9 +659,7 @@ class _Run:
         if p.stopped:
             self.event("stop")
         if self.args.save == "last" and self.save is not None:
-            self.save(p.step)
-            p.saved_step = p.step
-            self.event("save")
+            self._save()
         self.trainer.model.eval()
         self.event("end")
         return self.result()
@@ -553,6 +674,53 @@ class _Run:
             metric_for_best=self.trainer.metric if self.dev else None, best_metric=p.best, best_step=p.best_step,
             best_dev_loss=p.best_dev_loss, saved_step=p.saved_step, stopped_early=p.stopped, interrupted=interrupted,
         )
+
+
+def _adamw(groups: list[dict[str, Any]], args: TrainArgs) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel for all parameters: several times faster on CPU) where this
+    torch has it for the parameters' device and dtype, else torch's default implementation."""
+    options = dict(lr=args.lr, betas=args.adam_betas, eps=args.adam_eps)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, **options)
+
+
+#: length grouping sorts the examples of this many batches at a time
+LENGTH_WINDOW = 50
+
+
+def _by_length(indices: list[int], examples: Sequence[Example], window: int) -> list[int]:
+    """``indices`` sorted by their example's length, longest first, ``window`` at a time."""
+    out: list[int] = []
+    for k in range(0, len(indices), window):
+        out.extend(sorted(indices[k : k + window], key=lambda i: -len(examples[i])))
+    return out
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
+
+
+def supports_precision(precision: str | None, device: torch.device | str) -> str | None:
+    """Why mixed ``precision`` ("bfloat16", "float16") cannot run on ``device``; None when it can.
+
+    bfloat16 needs a GPU that computes in it, or a CPU with bfloat16 instructions (oneDNN's
+    check: AVX-512 BF16 or AMX); float16 needs CUDA.
+    """
+    kind = torch.device(device).type
+    if precision in (None, "float32"):
+        return None
+    if kind == "cuda":
+        if precision == "bfloat16" and not torch.cuda.is_bf16_supported():
+            return "this GPU does not compute in bfloat16"
+        return None
+    if precision == "float16":
+        return "float16 mixed precision needs a CUDA device (use bf16 on a CPU)"
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if not torch.backends.mkldnn.is_available() or check is None or not check():
+        return "this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX): bf16 would be slower, not faster"
+    return None
 
 
 def _options(args: TrainArgs) -> dict[str, Any]:

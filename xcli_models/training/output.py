@@ -96,11 +96,22 @@ class CheckpointDir:
         return self.work.path
 
     def save(self, model: Any, tokenizer: Any) -> Path:
-        directory = self.begin()
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-        copy_tokenizer_files(self.source, directory, tokenizer)
-        self.saved = True
+        """Write the model and tokenizer. Each save goes to a directory of its own, which replaces
+        the last one only once complete: a save that fails (a full disk) leaves the last one
+        whole, for :meth:`discard` to keep."""
+        self.begin()
+        fresh = Work(self.target, directory=True)
+        directory = fresh.begin()
+        try:
+            model.save_pretrained(directory)
+            tokenizer.save_pretrained(directory)
+            copy_tokenizer_files(self.source, directory, tokenizer)
+        except BaseException:
+            fresh.discard()
+            raise
+        assert self.work is not None
+        self.work.discard()
+        self.work, self.saved = fresh, True
         return directory
 
     def restore(self, saved: Path) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from .. import metrics
 from ..modeling import PreTrainedModel
-from ..tasks.common import length_limit, pad
+from ..tasks.common import UnsupportedModel, language, length_limit, pad
 from .common import IGNORE, ExampleError, TrainingError
 
 def task_of(class_name: str, config: Any) -> str | None:
@@ -19,6 +20,10 @@ def task_of(class_name: str, config: Any) -> str | None:
         return "sequence-classification"
     if class_name.endswith("ForTokenClassification"):
         return "token-classification"
+    if class_name.endswith(("ForQuestionAnswering", "ForQuestionAnsweringSimple")):
+        return "question-answering"
+    if class_name.endswith("ForMultipleChoice"):
+        return "multiple-choice"
     if class_name.endswith("ForConditionalGeneration"):
         return "seq2seq"
     if class_name.endswith("ForCausalLM") or class_name == "XLNetLMHeadModel":
@@ -65,13 +70,10 @@ class Task:
         self.group: Callable[[Example], Any] | None = None
         self.text_field = text_field
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.lang_id = None
-        if lang is not None:
-            if not hasattr(tokenizer, "lang_id"):
-                raise TrainingError(f"lang applies to XLM models; this is a {type(model).__name__}")
-            tokenizer.lang = lang
-            if getattr(self.config, "use_lang_emb", False) and getattr(self.config, "n_langs", 1) > 1:
-                self.lang_id = tokenizer.lang_id(lang)
+        try:
+            self.lang_id = language(model, tokenizer, lang)
+        except UnsupportedModel as exc:
+            raise TrainingError(str(exc)) from None
         accepted = inspect.signature(model.forward).parameters
         #: switches for training: no key/value cache, no XLNet memory
         self.flags = {name: False for name in ("use_cache", "use_mems") if name in accepted}
@@ -87,6 +89,10 @@ class Task:
     def loss_items(self, batch: Batch) -> int:
         """How many items the batch's (mean) loss averages over."""
         return int((batch["labels"] != IGNORE).sum())
+
+    def finish(self, examples: list[Example]) -> list[Example]:
+        """The examples of a whole file, once encoded (causal LM ``pack``: cut into blocks)."""
+        return examples
 
     # dev metrics (see xcli_models.metrics)
     #: the metric that picks the best checkpoint when none is asked for (None: the dev loss)
@@ -203,6 +209,15 @@ class SequenceClassification(Task):
 
     def _label(self, value: Any) -> Any:
         if self.kind == "regression":
+            if self.n_labels > 1:  # one value per output
+                if not isinstance(value, list) or len(value) != self.n_labels or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+                ):
+                    raise ExampleError(
+                        "wrong_type", f'"label" must be an array of {self.n_labels} numbers (a regression head '
+                        f"with {self.n_labels} outputs), not {_json_type(value)}"
+                    )
+                return [float(v) for v in value]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ExampleError(
                     "wrong_type", f'"label" must be a number (a regression head), not {_json_type(value)}'
@@ -226,7 +241,7 @@ class SequenceClassification(Task):
         return int(batch["labels"].shape[0])
 
     def metric_names(self) -> list[str]:
-        return ["loss"] if self.kind == "regression" else ["loss", "accuracy", "macro_f1"]
+        return ["loss", "mse", "pearson", "spearman"] if self.kind == "regression" else ["loss", "accuracy", "macro_f1"]
 
     @property
     def main_metric(self) -> str | None:  # type: ignore[override]
@@ -237,12 +252,15 @@ class SequenceClassification(Task):
             return list(zip(batch["labels"].tolist(), logits.argmax(-1).tolist()))
         if self.kind == "multi_label_classification":  # a label is predicted where its logit is positive
             return list(zip((batch["labels"] > 0.5).tolist(), (logits > 0).tolist()))
+        if self.kind == "regression":  # every output value
+            return list(zip(batch["labels"].flatten().tolist(), logits.flatten().tolist()))
         return []
 
     def scores(self, pairs: Sequence[Any], loss: float) -> dict[str, float]:
         """Single label: accuracy and macro-F1 over the classes. Multi-label: the share of
         examples whose set of labels is exactly right, and the mean over labels of each label's
-        F1 as a yes/no decision."""
+        F1 as a yes/no decision. Regression: the mean squared error, Pearson's and Spearman's
+        correlations of the predicted and gold values."""
         if not pairs:
             return {}
         golds, predictions = [g for g, _ in pairs], [p for _, p in pairs]
@@ -254,6 +272,9 @@ class SequenceClassification(Task):
                 metrics.binary_f1([g[k] for g in golds], [p[k] for p in predictions]) for k in range(self.n_labels)
             ]
             return {"accuracy": exact, "macro_f1": sum(per_label) / len(per_label)}
+        if self.kind == "regression":
+            return {"mse": metrics.mse(golds, predictions), "pearson": metrics.pearson(golds, predictions),
+                    "spearman": metrics.spearman(golds, predictions)}
         return {}
 
 
@@ -357,11 +378,44 @@ class CausalLM(Task):
     name = "causal-lm"
     perplexity = True
 
-    def __init__(self, model: PreTrainedModel, tokenizer: Any, **options: Any) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, pack: int | None = None, **options: Any) -> None:
         super().__init__(model, tokenizer, **options)
         self.shifts = type(model).__name__.startswith("XGLM")
         self.eos = tokenizer.eos_token_id
         self.ends = {tokenizer.eos_token_id, tokenizer.sep_token_id} - {None}
+        #: blocks of this many tokens, cut from the concatenated texts (None: one example per text)
+        self.pack = pack
+        if pack is not None:
+            if pack < 2:
+                raise TrainingError("pack must be at least 2 tokens")
+            if self.limit is not None and pack > self.limit:
+                raise TrainingError(f"pack {pack} is longer than the model takes ({self.limit} tokens)")
+            separator = self.eos if self.eos is not None else tokenizer.sep_token_id
+            if separator is None:
+                raise TrainingError("the tokenizer has no end-of-sequence token to put between packed texts")
+            self.separator = separator
+
+    def _piece(self, record: Mapping[str, Any]) -> Example:
+        """``pack``: the text's tokens (no special tokens, not cut) and the separator after them."""
+        text = self._text(record, self.text_field)
+        try:
+            ids = list(self.tokenizer.encode_plus(text, add_special_tokens=False).input_ids)
+        except ValueError as exc:
+            raise ExampleError("tokenizer_error", str(exc)) from None
+        if not ids:
+            raise ExampleError("empty_text", "the text gives no token")
+        return Example(ids + [self.separator])
+
+    def finish(self, examples: list[Example]) -> list[Example]:
+        """``pack N``: the texts one after the other (each followed by the end-of-sequence
+        token), cut into blocks of N tokens, as the reference LM scripts group texts: what is left
+        after the last full block is dropped (kept as one block when there is no full block)."""
+        if self.pack is None or not examples:
+            return examples
+        stream = [t for e in examples for t in e.input_ids]
+        n = self.pack
+        blocks = [stream[k : k + n] for k in range(0, len(stream) - n + 1, n)] or [stream]
+        return [Example(block) for block in blocks if len(block) >= 2]
 
     def _ids(self, record: Mapping[str, Any], special: bool = True) -> tuple[list[int], bool]:
         encoding = self._encode_text(self._text(record, self.text_field), add_special_tokens=special)
@@ -373,6 +427,8 @@ class CausalLM(Task):
         return ids, bool(encoding.overflowing)
 
     def encode(self, record: Mapping[str, Any]) -> Example:
+        if self.pack is not None:
+            return self._piece(record)
         ids, truncated = self._ids(record)
         if len(ids) < 2:
             raise ExampleError("too_short", "the text gives fewer than two tokens: nothing to predict")
@@ -401,6 +457,8 @@ class PermutationLM(CausalLM):
     """
 
     def encode(self, record: Mapping[str, Any]) -> Example:
+        if self.pack is not None:
+            return self._piece(record)
         ids, truncated = self._ids(record, special=False)
         if len(ids) < 2:
             raise ExampleError("too_short", "the text gives fewer than two tokens: nothing to predict")
@@ -484,22 +542,352 @@ class Seq2Seq(Task):
         return batch
 
 
+# ------------------------------------------------------------ question answering
+@dataclass
+class SpanExample(Example):
+    """A question and its context: one model input per window of the context (``rows``: input
+    ids, token types, the labelled start and end, the CLS position, where the context sits).
+    ``input_ids`` is every window's ids one after the other (what the record costs); ``labels``
+    the ``[start, end]`` of each window; ``prepared`` the inference path's windows, kept for the
+    dev metrics; ``answers`` the gold texts (empty: no answer)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    prepared: Any = None
+    answers: list[str] = field(default_factory=list)
+
+
+class QuestionAnswering(Task):
+    """``question``, ``context``, ``answers`` (SQuAD layout) -> the answer's start and end token.
+
+    The context is cut into windows by the inference path (:class:`~xcli_models.tasks.qa.QuestionAnswerer`,
+    with ``doc_stride`` and ``max_length`` as its ``max_seq_len``), so that training sees the
+    windows ``xcli qa`` answers from. The window that holds the whole (first) answer is labelled
+    with its first and last token; every other window, and every window of a question without an
+    answer, points start and end at the CLS token. Beam-search heads also get ``is_impossible``
+    (1 where the labels point at CLS), ``cls_index`` and ``p_mask`` (1 on tokens that cannot be
+    part of an answer: all but the context and CLS), as inference gives them. A record's windows
+    travel together (``batch_size`` counts records); the loss is the mean over windows.
+    Dev metrics: SQuAD exact match and F1 of the inference path's answers (a question without an
+    answer scores 1 when the answer is empty, with ``handle_impossible``).
+    """
+
+    name = "question-answering"
+    main_metric = "f1"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, doc_stride: int | None = None,
+                 **options: Any) -> None:
+        super().__init__(model, tokenizer, **options)
+        from ..tasks.qa import BEAM_HEADS, QAOptionError, QAOptions, QuestionAnswerer
+
+        self.beam = type(model).__name__ in BEAM_HEADS
+        self.side = tokenizer.padding_side
+        max_length = options.get("max_length")
+        self._qa_options = QAOptions(doc_stride=doc_stride, max_seq_len=max_length)
+        try:
+            self.qa = QuestionAnswerer(model, tokenizer, self._qa_options, lang=options.get("lang"))
+        except QAOptionError as exc:
+            raise TrainingError(str(exc)) from None
+        self._scorer: Any = None
+        self._records: list[SpanExample] = []
+
+    def encode(self, record: Mapping[str, Any]) -> Example:
+        from ..tasks.qa import QAError
+
+        question = self._text(record, "question")
+        context = self._text(record, "context")
+        golds = _squad_answers(record, context)
+        try:
+            prepared = self.qa.prepare(question, context)
+        except QAError as exc:
+            raise ExampleError(exc.kind, str(exc)) from None
+        span = None
+        if golds:
+            text, start = golds[0]
+            span = answer_tokens(prepared.spans, start, start + len(text))
+            if span is None:
+                raise ExampleError("answer_not_in_tokens", f"the answer {text!r} covers no token of the context")
+        rows = []
+        for window in prepared.windows:
+            first, last = window.first, window.first + window.length - 1
+            if span is not None and first <= span[0] and span[1] <= last:
+                start_at, end_at = window.context_start + span[0] - first, window.context_start + span[1] - first
+            else:
+                start_at = end_at = window.cls
+            rows.append({"input_ids": window.input_ids, "token_type_ids": window.token_type_ids, "start": start_at,
+                         "end": end_at, "cls": window.cls, "context_start": window.context_start,
+                         "length": window.length})
+        flat = [t for row in rows for t in row["input_ids"]]
+        labels = [[row["start"], row["end"]] for row in rows]
+        return SpanExample(flat, labels, rows=rows, prepared=prepared, answers=[text for text, _ in golds])
+
+    def collate(self, examples: Sequence[Example], rng: torch.Generator | None = None) -> Batch:
+        self._records = list(examples)  # type: ignore[arg-type]  # for gather, which follows in evaluate
+        rows = [row for e in examples for row in e.rows]  # type: ignore[attr-defined]
+        batch = self._inputs([Example(r["input_ids"], None, r["token_type_ids"]) for r in rows])
+        width = batch["input_ids"].shape[1]
+        shift = [width - len(r["input_ids"]) if self.side == "left" else 0 for r in rows]
+        device = self.model.device
+        batch["start_positions"] = torch.tensor([r["start"] + s for r, s in zip(rows, shift)], device=device)
+        batch["end_positions"] = torch.tensor([r["end"] + s for r, s in zip(rows, shift)], device=device)
+        if self.beam:
+            batch["cls_index"] = torch.tensor([r["cls"] + s for r, s in zip(rows, shift)], device=device)
+            batch["is_impossible"] = torch.tensor(
+                [float(r["start"] == r["cls"]) for r in rows], dtype=torch.float, device=device
+            )
+            p_mask = torch.ones(len(rows), width)
+            for i, (r, s) in enumerate(zip(rows, shift)):
+                p_mask[i, s + r["context_start"] : s + r["context_start"] + r["length"]] = 0.0
+                p_mask[i, s + r["cls"]] = 0.0
+            batch["p_mask"] = p_mask.to(device=device, dtype=self.model.dtype)
+        return batch
+
+    def loss_items(self, batch: Batch) -> int:
+        return int(batch["start_positions"].shape[0])
+
+    def metric_names(self) -> list[str]:
+        return ["loss", "exact_match", "f1"]
+
+    def gather(self, logits: torch.Tensor | None, batch: Batch) -> list[Any]:
+        """The records of the batch (the metrics answer them through the inference path)."""
+        return list(self._records)
+
+    def scores(self, pairs: Sequence[Any], loss: float) -> dict[str, float]:
+        if not pairs:
+            return {}
+        from ..tasks.qa import QAOptions, QuestionAnswerer
+
+        if any(not e.answers for e in pairs):  # questions without an answer: the empty answer competes
+            if self._scorer is None:
+                options = QAOptions(doc_stride=self._qa_options.doc_stride, max_seq_len=self._qa_options.max_seq_len,
+                                    handle_impossible=True)
+                self._scorer = QuestionAnswerer(self.model, self.tokenizer, options)
+                self._scorer.lang_id = self.qa.lang_id
+            answerer = self._scorer
+        else:
+            answerer = self.qa
+        results = answerer.answer([e.prepared for e in pairs])
+        em = f1 = 0.0
+        for example, result in zip(pairs, results):
+            guess = result["answer"]
+            if not example.answers:
+                em += float(guess == "")
+                f1 += float(guess == "")
+            else:
+                em += metrics.squad_exact_match(guess, example.answers)
+                f1 += metrics.squad_f1(guess, example.answers)
+        return {"exact_match": em / len(pairs), "f1": f1 / len(pairs)}
+
+
+def _squad_answers(record: Mapping[str, Any], context: str) -> list[tuple[str, int]]:
+    """``answers`` as ``(text, answer_start)`` pairs, each checked against the context."""
+    answers = record.get("answers")
+    if answers is None:
+        raise ExampleError("missing_field", 'no "answers" field in the record ({"text": [...], "answer_start": [...]})')
+    if not isinstance(answers, Mapping):
+        raise ExampleError("wrong_type", f'"answers" must be an object, not {_json_type(answers)}')
+    texts, starts = answers.get("text"), answers.get("answer_start")
+    if not isinstance(texts, list) or not isinstance(starts, list):
+        raise ExampleError("wrong_type", '"answers" must hold the arrays "text" and "answer_start"')
+    if len(texts) != len(starts):
+        raise ExampleError("length_mismatch", f'{len(texts)} answer "text" but {len(starts)} "answer_start"')
+    out = []
+    for text, start in zip(texts, starts):
+        if not isinstance(text, str) or not text.strip():
+            raise ExampleError("wrong_type", 'an answer "text" must be a non-empty string')
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise ExampleError("wrong_type", f'"answer_start" must hold numbers, not {_json_type(start)}')
+        if start < 0 or context[start : start + len(text)] != text:
+            found = context[start : start + len(text)] if 0 <= start < len(context) else ""
+            raise ExampleError(
+                "answer_mismatch",
+                f"the answer {text!r} is not at answer_start {start} of the context (there: {found!r})",
+            )
+        out.append((text, start))
+    return out
+
+
+def answer_tokens(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """The first and last context token whose characters overlap ``[start, end)``; None: none does."""
+    hits = [t for t, (a, b) in enumerate(spans) if a < end and b > start]
+    return (hits[0], hits[-1]) if hits else None
+
+
+# ------------------------------------------------------------------ multiple choice
+@dataclass
+class ChoiceExample(Example):
+    """A question with its choices: one encoded pair per choice (``choices``, ``choice_types``);
+    ``input_ids`` is all of them one after the other (what the record costs)."""
+
+    choices: list[list[int]] = field(default_factory=list)
+    choice_types: list[list[int]] | None = None
+
+
+class MultipleChoice(Task):
+    """``text`` (or ``question``) and ``choices`` -> ``label`` (the right choice's index, or its text).
+
+    Each choice is encoded as a pair with the text, as ``xcli classify`` does; records with as many
+    choices share a batch. Shape: input_ids (B, C, T); labels (B,). Dev metric: accuracy.
+    """
+
+    name = "multiple-choice"
+    main_metric = "accuracy"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, **options: Any) -> None:
+        super().__init__(model, tokenizer, **options)
+        self.side = tokenizer.padding_side  # XLNet pools its last token: padded on the left, as it pads
+        self.group = lambda example: len(example.choices)
+
+    def encode(self, record: Mapping[str, Any]) -> Example:
+        field_name = "question" if record.get("question") is not None and self.text_field == "text" else self.text_field
+        text = self._text(record, field_name)
+        choices = record.get("choices")
+        if choices is None:
+            raise ExampleError("missing_field", 'no "choices" field in the record')
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise ExampleError("wrong_type", '"choices" must be an array of at least two strings')
+        if not all(isinstance(c, str) and c.strip() for c in choices):
+            raise ExampleError("wrong_type", '"choices" must hold non-empty strings')
+        if "label" not in record:
+            raise ExampleError("missing_field", 'no "label" field in the record')
+        value = record["label"]
+        label = _label_index(value, {c: i for i, c in reversed(list(enumerate(choices)))}, len(choices))
+        ids, types, truncated = [], [], False
+        for choice in choices:
+            encoding = self._encode_text(text, choice)
+            ids.append(list(encoding.input_ids))
+            types.append(encoding.token_type_ids)
+            truncated = truncated or bool(encoding.overflowing)
+        has_types = all(t is not None for t in types)
+        return ChoiceExample([t for row in ids for t in row], label, truncated=truncated, choices=ids,
+                             choice_types=types if has_types else None)
+
+    def collate(self, examples: Sequence[Example], rng: torch.Generator | None = None) -> Batch:
+        n = len(examples[0].choices)  # type: ignore[attr-defined]
+        rows = [
+            Example(ids, None, e.choice_types[i] if e.choice_types is not None else None)  # type: ignore[attr-defined]
+            for e in examples for i, ids in enumerate(e.choices)  # type: ignore[attr-defined]
+        ]
+        batch = self._inputs(rows)
+        for key, value in list(batch.items()):
+            if isinstance(value, torch.Tensor):
+                batch[key] = value.view(len(examples), n, -1)
+        batch["labels"] = torch.tensor([e.labels for e in examples], device=self.model.device)
+        return batch
+
+    def loss_items(self, batch: Batch) -> int:
+        return int(batch["labels"].shape[0])
+
+    def metric_names(self) -> list[str]:
+        return ["loss", "accuracy"]
+
+    def gather(self, logits: torch.Tensor | None, batch: Batch) -> list[Any]:
+        return list(zip(batch["labels"].tolist(), logits.argmax(-1).tolist())) if logits is not None else []
+
+    def scores(self, pairs: Sequence[Any], loss: float) -> dict[str, float]:
+        if not pairs:
+            return {}
+        return {"accuracy": metrics.accuracy([g for g, _ in pairs], [p for _, p in pairs])}
+
+
+# ------------------------------------------------------------ permutation language model
+class RandomPermutationLM(Task):
+    """XLNet's permutation LM objective (``--task plm``), on ``text``.
+
+    For each text a share ``predict_ratio`` of its tokens (special tokens never; at least one)
+    is drawn uniformly at random to be predicted (at least one, and at least one token stays
+    unpredicted), and a random factorisation order is drawn over
+    them: the other tokens come first in the order (each sees every other token that is not
+    predicted), then the predicted ones in random order, each seeing the context and the
+    predicted tokens before it, never itself or those after it. This is the XLNet paper's
+    partial prediction (predict the last 1/K of a random permutation, K = 6 for its pretraining:
+    the default ratio 1/6) with single tokens rather than the span-based choice of the XLNet
+    code. ``perm_mask[b, i, j] = 1``: position i may not see position j; ``target_mapping``
+    (B, K, T) picks the K predicted positions; labels (B, K), -100 where a row predicts fewer.
+    Drawn afresh every epoch from the run's seeded generator; the same at every evaluation.
+    """
+
+    name = "plm"
+    perplexity = True
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, plm_predict_ratio: float | None = None,
+                 **options: Any) -> None:
+        super().__init__(model, tokenizer, **options)
+        self.ratio = 1 / 6 if plm_predict_ratio is None else plm_predict_ratio
+        if not 0 < self.ratio <= 1:
+            raise TrainingError(f"plm_predict_ratio must be in (0, 1], not {self.ratio}")
+        self.side = tokenizer.padding_side
+
+    def encode(self, record: Mapping[str, Any]) -> Example:
+        encoding = self._encode_text(self._text(record, self.text_field))
+        special = list(encoding.special_tokens_mask or [0] * len(encoding.input_ids))
+        if sum(1 for s in special if not s) < 2:
+            raise ExampleError("too_short", "the text gives fewer than two tokens: nothing to predict from")
+        return Example(encoding.input_ids, None, encoding.token_type_ids, special, bool(encoding.overflowing))
+
+    def collate(self, examples: Sequence[Example], rng: torch.Generator | None = None) -> Batch:
+        batch = self._inputs(examples)
+        ids = batch["input_ids"].cpu()
+        b, t = ids.shape
+        special = pad([e.special or [] for e in examples], 1, side=self.side).bool()
+        candidates = ~special & (batch["attention_mask"].cpu() == 1)
+        perm_mask = torch.zeros(b, t, t)
+        chosen: list[torch.Tensor] = []
+        for row in range(b):
+            places = candidates[row].nonzero().flatten()
+            k = min(len(places) - 1, max(1, round(self.ratio * len(places)))) if len(places) > 1 else len(places)
+            targets = places[torch.randperm(len(places), generator=rng)[:k]]  # in their factorisation order
+            perm_mask[row][:, targets] = 1.0  # nobody sees a predicted token ...
+            for r, i in enumerate(targets.tolist()):
+                perm_mask[row, i, targets[:r]] = 0.0  # ... but those after it in the order
+            chosen.append(targets)
+        k_max = max(len(c) for c in chosen)
+        target_mapping = torch.zeros(b, k_max, t)
+        labels = torch.full((b, k_max), IGNORE, dtype=torch.long)
+        for row, targets in enumerate(chosen):
+            target_mapping[row, torch.arange(len(targets)), targets] = 1.0
+            labels[row, : len(targets)] = ids[row, targets]
+        device = self.model.device
+        batch["perm_mask"] = perm_mask.to(device)
+        batch["target_mapping"] = target_mapping.to(device)
+        batch["labels"] = labels.to(device)
+        return batch
+
+
 _TASK_CLASSES: dict[str, type[Task]] = {
     "sequence-classification": SequenceClassification,
     "token-classification": TokenClassification,
+    "question-answering": QuestionAnswering,
+    "multiple-choice": MultipleChoice,
     "causal-lm": CausalLM,
     "masked-lm": MaskedLM,
+    "plm": RandomPermutationLM,
     "seq2seq": Seq2Seq,
 }
 
+#: task options and the tasks they apply to
+_TASK_OPTIONS = {"pack": ("causal-lm",), "doc_stride": ("question-answering",), "plm_predict_ratio": ("plm",)}
 
-def task_for(model: PreTrainedModel, tokenizer: Any, **options: Any) -> Task:
-    """The :class:`Task` of the model's head. Options: ``max_length``, ``lang``, ``text_field``."""
+
+def task_for(model: PreTrainedModel, tokenizer: Any, *, task: str | None = None, **options: Any) -> Task:
+    """The :class:`Task` of the model's head (``task``: ``"plm"`` for XLNet's permutation LM
+    objective; None: the head's own). Options: ``max_length``, ``lang``, ``text_field``; ``pack``
+    (causal LM), ``doc_stride`` (question answering), ``plm_predict_ratio`` (plm); an option
+    left None is not used."""
     name = type(model).__name__
     kind = task_of(name, model.config)
     if kind is None:
         raise TrainingError(f"train cannot fine-tune a {name}")
-    if name == "XLNetLMHeadModel":
+    if task == "plm":
+        if name != "XLNetLMHeadModel":
+            raise TrainingError(f"the permutation LM objective (plm) is XLNet's; this is a {name}")
+        kind = "plm"
+    elif task is not None and task != kind:
+        raise TrainingError(f"a {name} learns {kind}, not {task}")
+    for option, tasks in _TASK_OPTIONS.items():
+        if options.get(option) is None:
+            options.pop(option, None)
+        elif kind not in tasks:
+            raise TrainingError(f"{option.replace('_', '-')} applies to {' and '.join(tasks)}, not {kind}")
+    if kind == "causal-lm" and name == "XLNetLMHeadModel":
         return PermutationLM(model, tokenizer, **options)
     return _TASK_CLASSES[kind](model, tokenizer, **options)
-
