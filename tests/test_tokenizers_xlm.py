@@ -350,3 +350,48 @@ def test_no_torch_or_transformers_at_import():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _plain_bpe(symbols: list[str], ranks: dict) -> list[str]:
+    """The textbook loop: merge every occurrence of the best-ranked pair, left to right, again."""
+    while len(symbols) > 1:
+        best = min(zip(symbols, symbols[1:]), key=lambda pair: ranks.get(pair, float("inf")))
+        if best not in ranks:
+            break
+        out, i = [], 0
+        while i < len(symbols):
+            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                out.append(symbols[i] + symbols[i + 1])
+                i += 2
+            else:
+                out.append(symbols[i])
+                i += 1
+        symbols = out
+    return symbols
+
+
+def test_long_words_merge_as_the_plain_loop_does() -> None:
+    """Words past LONG_WORD symbols take the heap path: the same pieces, real en-fr merges."""
+    import random
+
+    from xcli_models.tokenization.moses_bpe import LONG_WORD, merge_by_rounds
+
+    vocab, codes = _files("enfr")
+    ranks = XLMTokenizer(vocab, codes).bpe_ranks
+    rng = random.Random(0)
+    words = ["the", "nation", "al", "ism", "trans", "port", "ation", "ing", "re", "con", "struct", "ed", "a", "é"]
+    samples = ["a" * 300, "ab" * 150, "aab" * 90, "x" * 65, "zzzzzzzzzz" * 20]
+    samples += ["".join(rng.choice(words) for _ in range(rng.randint(15, 60))) for _ in range(60)]
+    samples += ["".join(rng.choice("aeiounrstl") for _ in range(rng.randint(LONG_WORD + 1, 400))) for _ in range(60)]
+    for word in samples:
+        symbols = [*word[:-1], word[-1] + "</w>"]
+        assert merge_by_rounds(symbols, ranks) == _plain_bpe(symbols, ranks), word
+
+
+def test_a_very_long_word_is_tokenized_quickly_enough_to_finish() -> None:
+    """100,000 letters without a space: the plain loop needed hours; the pieces cover the word."""
+    vocab, codes = _files("enfr")
+    tokenizer = XLMTokenizer(vocab, codes)
+    word = "antidisestablishmentarianism" * 3600
+    pieces = tokenizer.bpe(word)
+    assert "".join(p.replace("</w>", "") for p in pieces) == word

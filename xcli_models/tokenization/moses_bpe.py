@@ -24,6 +24,7 @@ when first needed.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
@@ -84,6 +85,49 @@ def lowercase_and_remove_accent(words: Sequence[str]) -> list[str]:
     text = unicodedata.normalize("NFD", " ".join(words).lower())
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
     return text.lower().split(" ")
+
+
+#: words of more symbols than this are merged by :func:`merge_by_rounds` (same pieces, n log n)
+LONG_WORD = 64
+
+
+def merge_by_rounds(symbols: list[str], ranks: dict[tuple[str, ...], int]) -> list[str]:
+    """BPE merges of one word, as the plain loop in ``bpe`` makes them, in O(n log n).
+
+    The plain loop finds the best-ranked adjacent pair and merges every occurrence of it left to
+    right, then looks again: quadratic in the word's length, so a 64 KB word without spaces took
+    minutes. Here the pairs wait in a heap keyed by (rank, position) over a linked list of
+    symbols; each round pops every entry of the best rank (all occurrences of one pair, left to
+    right), merges those still current, and only then adds the pairs the merges made, exactly as
+    the plain loop's next pass would see them. A merged symbol is longer than both its parts, so
+    an entry whose symbols changed is recognised as stale and skipped.
+    """
+    n = len(symbols)
+    sym = list(symbols)
+    nxt = list(range(1, n + 1))
+    prv = list(range(-1, n - 1))
+    alive = [True] * n
+    heap = [(ranks[pair], i, *pair) for i, pair in enumerate(zip(sym, sym[1:])) if pair in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank = heap[0][0]
+        merged: list[int] = []
+        while heap and heap[0][0] == rank:
+            _, i, first, second = heapq.heappop(heap)
+            j = nxt[i]
+            if not alive[i] or j >= n or sym[i] != first or sym[j] != second:
+                continue  # stale: a neighbour was merged since this entry was made
+            sym[i] = first + second
+            alive[j] = False
+            nxt[i] = nxt[j]
+            if nxt[j] < n:
+                prv[nxt[j]] = i
+            merged.append(i)
+        for i in merged:
+            for left, right in ((prv[i], i), (i, nxt[i])):
+                if left >= 0 and right < n and (sym[left], sym[right]) in ranks:
+                    heapq.heappush(heap, (ranks[sym[left], sym[right]], left, sym[left], sym[right]))
+    return [s for s, keep in zip(sym, alive) if keep]
 
 
 def _read_merges(path: str | os.PathLike) -> dict[tuple[str, ...], int]:
@@ -310,6 +354,8 @@ class XLMTokenizer(Tokenizer):
             return cached
         symbols = [*word[:-1], word[-1] + "</w>"]
         ranks = self.bpe_ranks
+        if len(symbols) > LONG_WORD:
+            symbols = merge_by_rounds(symbols, ranks)
         while len(symbols) > 1:
             # the adjacent pair with the best (lowest) rank is merged everywhere, left to right
             best = min(zip(symbols, symbols[1:]), key=lambda pair: ranks.get(pair, float("inf")))
