@@ -13,7 +13,7 @@ _xcli() {
     done
     case "$cmd" in
         "")
-            COMPREPLY=($(compgen -W "-V --version -h --help classify convert fill-mask generate info qa tokenize train" -- "$cur"))
+            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info models qa tokenize train" -- "$cur"))
             ;;
         classify)
             case "$prev" in
@@ -51,6 +51,27 @@ _xcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--format --dtype --max-shard-size --verify --no-verify --tolerance -f --force -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        evaluate)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --task) COMPREPLY=($(compgen -W "auto sequence-classification token-classification question-answering multiple-choice causal-lm masked-lm plm seq2seq" -- "$cur")); return ;;
+                --predictions) COMPREPLY=(); return ;;  # file names
+                --lang) COMPREPLY=(); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --doc-stride) COMPREPLY=(); return ;;
+                --seed) COMPREPLY=(); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --threads --field --input-format --on-error -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         fill-mask)
@@ -121,6 +142,15 @@ _xcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "-m --model -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        models)
+            case "$prev" in
+                --source) COMPREPLY=($(compgen -W "builtin cache all" -- "$cur")); return ;;
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--source -O --output-format -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         qa)

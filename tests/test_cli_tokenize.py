@@ -298,16 +298,24 @@ def _no_constants(name: str) -> None:
 XCLI_TOKENIZE = [sys.executable, "-m", "xcli", "tokenize", "-m", "xlnet-base-cased"]
 
 
+def _size(path: Path) -> int:
+    """0 for a file that went away between the listing and the look (published or removed)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _mid_run(target: Path, first_line: bytes) -> "subprocess.Popen[bytes]":
     """An ``xcli tokenize -o target`` process that has written its answer to ``first_line`` and waits for more."""
-    temporaries = f".{target.name}.*"
+    temporaries = f".{target.name}.*.tmp"  # (a run's fresh ``.new`` entry becomes its ``.tmp`` at once)
     others = set(target.parent.glob(temporaries))
     run_ = subprocess.Popen([*XCLI_TOKENIZE, "-o", str(target)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         run_.stdin.write(first_line)  # and the pipe stays open: the run waits for more
         run_.stdin.flush()
         deadline = time.monotonic() + 60
-        while not any(p.stat().st_size for p in set(target.parent.glob(temporaries)) - others):
+        while not any(_size(p) for p in set(target.parent.glob(temporaries)) - others):
             assert time.monotonic() < deadline and run_.poll() is None, "the run never wrote its first line"
             time.sleep(0.05)
     except BaseException:

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import classify, convert, fill_mask, generate, info, qa, tokenize, train
+from .commands import classify, convert, evaluate, fill_mask, generate, info, qa, tokenize, train
+from .commands import models as models_command
 from .program import Program
 
 app = typer.Typer(
@@ -30,11 +31,13 @@ app = typer.Typer(
 app.command("tokenize")(tokenize.tokenize)
 app.command("convert")(convert.convert)
 app.command("info")(info.info)
+app.command("models")(models_command.models)
 app.command("fill-mask")(fill_mask.fill_mask)
 app.command("classify")(classify.classify)
 app.command("qa")(qa.qa)
 app.command("generate")(generate.generate)
 app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
 
 
 def _version(value: bool) -> None:

@@ -81,6 +81,16 @@ def builtin_models() -> list[str]:
     )
 
 
+def cached_models(cache: Path | None = None) -> list[str]:
+    """The model ids the hub cache holds (its ``models--ORG--NAME`` folders), sorted."""
+    cache = cache or hub_cache()
+    try:
+        names = [p.name for p in cache.iterdir() if p.name.startswith("models--") and p.is_dir()]
+    except OSError:
+        return []
+    return sorted("/".join(name.split("--")[1:]) for name in names if name != "models--")
+
+
 def find_in_cache(model_id: str, cache: Path | None = None) -> Path | None:
     """The snapshot folder of ``model_id`` in the hub cache, or None."""
     cache = cache or hub_cache()

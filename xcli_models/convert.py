@@ -42,12 +42,14 @@ import torch
 
 from .atomic import Work
 from .auto import AutoModel, architectures, config_of, family_of, model_classes
+from .catalog import directory_size as _directory_size
 from .config import Config, read_json
 from .loading import (
     BIN_INDEX, SAFE_INDEX, CheckpointError, has_weight_files, parse_size, read_weights, weight_files, write_weights,
 )
 from .modeling import PreTrainedModel, build_on_meta, check_memory, resolve_dtype
 from .registry import Family
+from .tasks import checkpoint_commands
 
 #: relative tolerance of the output check after a narrowing cast, by target dtype: the largest absolute
 #: output difference may be this times max(1, the largest absolute output of the source)
@@ -546,24 +548,6 @@ def convert_checkpoint(
 _LABELLED = ("ForSequenceClassification", "ForTokenClassification")
 
 
-def commands_for(architectures: list[str]) -> list[str]:
-    """The head commands (fill-mask, classify, qa, generate) the named classes serve."""
-    from .tasks import heads_by_command
-
-    return [command for command, heads in heads_by_command().items() if any(a in heads for a in architectures)]
-
-
-def _directory_size(directory: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(directory):
-        for name in files:
-            try:
-                total += (Path(root) / name).stat().st_size  # follows the hub cache's links to blobs
-            except OSError:
-                pass
-    return total
-
-
 def _special_tokens(directory: Path, config: Config) -> tuple[dict[str, Any], str | None, int | None]:
     """Special tokens with their ids, the tokenizer class and its vocabulary size (None without one)."""
     from .tokenization import AutoTokenizer, TokenizerError
@@ -635,9 +619,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     labelled = any(a.endswith(_LABELLED) for a in names)
     default_labels = [f"LABEL_{i}" for i in range(config.num_labels)]
     labels = [config.id2label[i] for i in sorted(config.id2label)]
-    commands = ["tokenize"] if tokenizer_class else []
-    if files:  # the model commands need weights
-        commands += [*commands_for(names), "convert", "train"]
+    commands = checkpoint_commands(names, tokenizer=tokenizer_class is not None, weights=bool(files))
     lang2id = getattr(config, "lang2id", None)
     max_positions = getattr(config, "max_position_embeddings", None)
     return {

@@ -29,17 +29,13 @@ from typing import Mapping
 
 import torch
 
+from .catalog import BIN_INDEX, BIN_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, has_weight_files  # noqa: F401
 from .config import ConfigError, file_kind, read_json, show_value
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read, or does not fit the model built from its config."""
 
-
-SAFE_WEIGHTS = "model.safetensors"
-SAFE_INDEX = "model.safetensors.index.json"
-BIN_WEIGHTS = "pytorch_model.bin"
-BIN_INDEX = "pytorch_model.bin.index.json"
 
 _SAFE_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -210,12 +206,6 @@ def weight_files(directory: str | os.PathLike) -> list[Path]:
     raise CheckpointError(
         f"{root} has no weights ({SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} or {BIN_INDEX})"
     )
-
-
-def has_weight_files(directory: str | os.PathLike) -> bool:
-    """Whether the directory holds any of the weight files or shard indexes (good or not)."""
-    root = Path(directory)
-    return any(os.path.lexists(root / name) for name in (SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX))
 
 
 def _shard_names(index: Path) -> list[str]:

@@ -7,11 +7,11 @@ loading helpers they share.
 
 
 def heads_by_command() -> dict[str, tuple[str, ...]]:
-    """The model classes each head command serves, from the task modules' own tables."""
-    from .classify import CHOICE_HEADS, SEQUENCE_HEADS, TOKEN_HEADS
-    from .fill_mask import FILL_MASK_CLASSES
-    from .generate import GENERATE_CLASSES
-    from .qa import BEAM_HEADS, SPAN_HEADS
+    """The model classes each head command serves, from the task modules' tables (in :mod:`.classes`,
+    which imports no torch: ``xcli models`` uses them)."""
+    from .classes import (
+        BEAM_HEADS, CHOICE_HEADS, FILL_MASK_CLASSES, GENERATE_CLASSES, SEQUENCE_HEADS, SPAN_HEADS, TOKEN_HEADS,
+    )
 
     return {
         "fill-mask": FILL_MASK_CLASSES,
@@ -19,3 +19,17 @@ def heads_by_command() -> dict[str, tuple[str, ...]]:
         "qa": SPAN_HEADS + BEAM_HEADS,
         "generate": GENERATE_CLASSES,
     }
+
+
+def commands_for(architectures: list[str]) -> list[str]:
+    """The head commands (fill-mask, classify, qa, generate) the named classes serve."""
+    return [command for command, heads in heads_by_command().items() if any(a in heads for a in architectures)]
+
+
+def checkpoint_commands(architectures: list[str], *, tokenizer: bool, weights: bool) -> list[str]:
+    """The xcli commands a checkpoint serves: ``tokenize`` with a tokenizer; with weights, the head
+    commands its classes serve, ``convert`` and ``train`` (``xcli info`` and ``xcli models``)."""
+    commands = ["tokenize"] if tokenizer else []
+    if weights:  # the model commands need weights
+        commands += [*commands_for(architectures), "convert", "train"]
+    return commands

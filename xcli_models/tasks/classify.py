@@ -51,9 +51,7 @@ __all__ = [
     "ChoicesMissing", "SequenceClassifier", "TokenClassifier", "classifier_for", "default_function",
 ]
 
-SEQUENCE_HEADS = ("XLMForSequenceClassification", "XLNetForSequenceClassification", "MvpForSequenceClassification")
-TOKEN_HEADS = ("XLMForTokenClassification", "XLNetForTokenClassification")
-CHOICE_HEADS = ("XLMForMultipleChoice", "XLNetForMultipleChoice")
+from .classes import CHOICE_HEADS, SEQUENCE_HEADS, TOKEN_HEADS  # noqa: E402 (torch-free tables)
 FUNCTIONS = ("softmax", "sigmoid", "none")
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 

@@ -67,16 +67,8 @@ __all__ = [
     "show_separators",
 ]
 
-#: decoder-only heads (continue the prompt)
-CAUSAL_CLASSES = (
-    "XGLMForCausalLM", "XLMWithLMHeadModel", "XLNetLMHeadModel", "MvpForCausalLM", "ProphetNetForCausalLM",
-    "XLMProphetNetForCausalLM",
-)
-#: encoder-decoder heads (write a new text from the input)
-SEQ2SEQ_CLASSES = (
-    "MvpForConditionalGeneration", "ProphetNetForConditionalGeneration", "XLMProphetNetForConditionalGeneration",
-)
-GENERATE_CLASSES = CAUSAL_CLASSES + SEQ2SEQ_CLASSES
+#: decoder-only heads (continue the prompt), encoder-decoder heads (write a new text from the input)
+from .classes import CAUSAL_CLASSES, GENERATE_CLASSES, SEQ2SEQ_CLASSES  # noqa: E402 (torch-free tables)
 
 #: decoder-only classes whose reference generation places tokens by index, padding included (or
 #: does not mask padding at all): a padded batch would change their outputs, so they are batched

@@ -49,6 +49,8 @@ The pieces, in the order a run uses them (one module each):
   ``save_every`` steps and when :meth:`Trainer.request_stop` was called, which
   :meth:`Trainer.restore` continues bit for bit. Progress goes to a callback as :class:`Event`
   objects: nothing here prints.
+* ``evaluation``: :func:`evaluate`, the loss and the task's metrics on encoded examples (and,
+  on request, each example's prediction): the Trainer's dev evaluation and ``xcli evaluate``.
 * ``output``: :class:`CheckpointDir` writes the result beside its target and renames it into
   place at the end, so that a failed or interrupted run leaves no half-written checkpoint;
   :class:`StateDir` keeps the resumable state in ``OUT.xcli-state/``.
@@ -63,7 +65,8 @@ from __future__ import annotations
 
 from .common import CLASSIFICATION, IGNORE, TASKS, ExampleError, TrainingError, set_seed
 from .load import TUNE, Loaded, freeze, fresh_model, has_weights, load_for_training
-from .loop import EvalResult, Event, Progress, Snapshot, TrainArgs, Trainer, TrainResult
+from .evaluation import EvalResult, evaluate
+from .loop import Event, Progress, Snapshot, TrainArgs, Trainer, TrainResult
 from .output import CheckpointDir, StateDir, copy_tokenizer_files, state_path
 from . import distributed
 from .distributed import World
@@ -79,5 +82,5 @@ __all__ = [
     "ExampleError", "Loaded", "MaskedLM", "PermutationLM", "Progress", "Seq2Seq", "SequenceClassification",
     "Snapshot", "StateDir", "Task", "TokenClassification", "TrainArgs", "TrainResult", "Trainer", "TrainingError",
     "TUNE", "ChoiceExample", "MultipleChoice", "QuestionAnswering", "RandomPermutationLM", "SpanExample",
-    "World", "distributed", "supports_precision", "answer_tokens", "freeze", "copy_tokenizer_files", "fresh_model", "has_weights", "load_for_training", "set_seed", "state_path", "task_for", "task_of",
+    "World", "distributed", "evaluate", "supports_precision", "answer_tokens", "freeze", "copy_tokenizer_files", "fresh_model", "has_weights", "load_for_training", "set_seed", "state_path", "task_for", "task_of",
 ]

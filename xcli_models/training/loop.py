@@ -23,9 +23,9 @@ from torch import nn
 
 from ..metrics import LOWER_IS_BETTER
 from ..modeling import PreTrainedModel
-from ..tasks.common import inference
 from .common import TrainingError
 from .distributed import World
+from .evaluation import EvalResult, eval_batches, evaluate
 from .tasks import Batch, Example, Task
 
 #: options that do not change the weights a run ends with; a resumed run may change them
@@ -114,15 +114,6 @@ class Event:
     metrics: dict[str, float] | None = None
     best: bool = False
     eta: float | None = None
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    accuracy: float | None
-    examples: int
-    #: ``loss`` and the task's metrics (accuracy, macro_f1, precision/recall/f1, perplexity ...)
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -273,16 +264,8 @@ class Trainer:
 
     def eval_batches(self, examples: Sequence[Example]) -> list[list[Example]]:
         """Dev batches of ``batch_size``, longest first (a task's ``group`` kept apart): the
-        least padding; the metrics do not depend on the order."""
-        size = self.args.batch_size
-        groups: dict[Any, list[int]] = {}
-        for i in range(len(examples)):
-            groups.setdefault(self.task.group(examples[i]) if self.task.group is not None else None, []).append(i)
-        out = []
-        for indices in groups.values():
-            indices = sorted(indices, key=lambda i: -len(examples[i]))
-            out.extend([examples[i] for i in indices[k : k + size]] for k in range(0, len(indices), size))
-        return out
+        least padding; the metrics do not depend on the order (see :func:`.evaluation.eval_batches`)."""
+        return [[examples[i] for i in indices] for indices in eval_batches(self.task, examples, self.args.batch_size)]
 
     def steps_per_epoch(self, examples: Sequence[Example]) -> int:
         n_batches = len(self.batches(examples, shuffle=False))
@@ -378,42 +361,13 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluate
     def evaluate(self, examples: Sequence[Example]) -> EvalResult:
-        """Dev loss (mean over the items the loss counts) and the task's metrics.
-
-        Inference mode, through the task commands' fast path (oneDNN matrix products on CPU),
-        batches longest first. In a data-parallel job each process evaluates every n-th batch
-        and the sums and predictions are shared: every process gets the same result.
+        """Dev loss (mean over the items the loss counts) and the task's metrics, by
+        :func:`.evaluation.evaluate` (what ``xcli evaluate`` runs too): inference mode, batches
+        longest first; in a data-parallel job each process evaluates every n-th batch and the
+        sums and predictions are shared, so every process gets the same result.
         """
-        was_training = self.model.training
-        self.model.eval()
-        world = self.world
-        loss_sum, items = 0.0, 0
-        pairs: list[Any] = []
-        try:
-            with inference():
-                for k, chunk in enumerate(self.eval_batches(examples)):
-                    if k % world.size != world.rank:
-                        continue
-                    # hidden tokens drawn per batch: the same at every evaluation, whatever the processes
-                    rng = torch.Generator().manual_seed(self.args.seed + k)
-                    batch = self.task.collate(chunk, rng)
-                    n = self.task.loss_items(batch)
-                    if n == 0:
-                        continue
-                    out = self._forward(batch)
-                    loss_sum += float(out.loss) * n
-                    items += n
-                    logits = getattr(out, "logits", None)  # QA heads have none: their task answers the records itself
-                    pairs.extend(self.task.gather(logits.float() if logits is not None else None, batch))
-        finally:
-            self.model.train(was_training)
-        if world.active:
-            sums = world.sum_(torch.tensor([loss_sum, float(items)], dtype=torch.float64, device=self.model.device))
-            loss_sum, items = float(sums[0]), int(sums[1])
-            pairs = [pair for part in world.gather(pairs) for pair in part]
-        loss = loss_sum / items if items else float("nan")
-        metrics = {"loss": loss, **self.task.scores(pairs, loss)}
-        return EvalResult(loss=loss, accuracy=metrics.get("accuracy"), examples=len(examples), metrics=metrics)
+        return evaluate(self.model, self.task, examples, batch_size=self.args.batch_size, seed=self.args.seed,
+                        autocast=self.autocast, world=self.world)
 
     # --------------------------------------------------------------- train
     def train(

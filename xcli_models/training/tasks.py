@@ -589,6 +589,7 @@ class QuestionAnswering(Task):
             raise TrainingError(str(exc)) from None
         self._scorer: Any = None
         self._records: list[SpanExample] = []
+        self.last_answers: list[str] | None = None
 
     def encode(self, record: Mapping[str, Any]) -> Example:
         from ..tasks.qa import QAError
@@ -666,6 +667,8 @@ class QuestionAnswering(Task):
         else:
             answerer = self.qa
         results = answerer.answer([e.prepared for e in pairs])
+        #: the answers given, in the order of ``pairs`` (``xcli evaluate --predictions``)
+        self.last_answers = [result["answer"] for result in results]
         em = f1 = 0.0
         for example, result in zip(pairs, results):
             guess = result["answer"]

@@ -1,0 +1,184 @@
+"""``xcli evaluate``: a model's metrics on records that carry gold answers (``xcli train``'s layouts).
+
+The metrics are ``xcli train``'s dev metrics, computed by the same function
+(:func:`xcli_models.training.evaluate`) on examples encoded by the same tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..options import (
+    BatchSize, Debug, Device, DeviceName, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength, Model,
+    OnError, OnErrorName, Quiet, Threads,
+)
+from .train import TaskName
+
+#: tasks whose evaluation predicts nothing per record (only their loss counts)
+_LOSS_ONLY = ("causal-lm", "masked-lm", "plm", "seq2seq")
+
+
+def evaluate(
+    model: Model = None,
+    input: Input = None,
+    task: Annotated[
+        TaskName,
+        typer.Option("--task", case_sensitive=False, help="Which evaluation; auto: what the checkpoint's head does "
+                     "(plm: XLNet's permutation objective instead of left-to-right causal-lm)."),
+    ] = TaskName.auto,
+    predictions: Annotated[
+        Optional[Path],
+        typer.Option("--predictions", metavar="PATH", help="Also write each record's prediction (and gold answer) "
+                     "as JSONL, in input order (bad records: their error).", show_default=False),
+    ] = None,
+    force: Force = False,
+    lang: Lang = None,
+    max_length: MaxLength = None,
+    batch_size: BatchSize = 8,
+    doc_stride: Annotated[
+        Optional[int],
+        typer.Option("--doc-stride", min=1, metavar="N", help="Question answering: tokens shared by two windows of "
+                     "a long context (as xcli qa and train).", show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Masked LM: seed of the hidden tokens (as "
+                                      "train's --seed).")] = 42,
+    device: Device = DeviceName.auto,
+    threads: Threads = None,
+    field: Field = "text",
+    input_format: InputFormat = InputFormatName.auto,
+    on_error: OnError = OnErrorName.continue_,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Evaluate a model on records with gold answers; print one JSON object of metrics.
+
+    The records are xcli train's (see xcli train --help): {"text", "text_pair"?, "label"}
+    (classification, multi-label, regression), {"tokens", "labels"} (token classification),
+    SQuAD {"question", "context", "answers"}, {"question"/"text", "choices", "label"} (multiple
+    choice), {"text"} (language models), {"text", "target"} (seq2seq). The metrics are train's
+    dev metrics, by the same code: accuracy and macro_f1; mse, pearson, spearman (regression);
+    entity precision/recall/f1 as seqeval counts them; SQuAD exact_match and f1; perplexity;
+    and the loss.
+
+    A bad record is skipped and named on stderr with its line; the metrics are printed and the
+    exit status is 4 (--on-error stop: exit 1 at the first one).
+
+    Examples:
+
+      xcli evaluate -m ./xlnet-sst2 -i sst2-dev.jsonl
+
+      xcli evaluate -m ./xlm-ner -i eng.testb.jsonl --predictions ner-predictions.jsonl
+    """
+    from .. import io
+    from ..console import console
+    from ..errors import RecordError, RecordsFailed, StoppedOnError, UsageError, XcliError
+    from ..models import resolve_model
+
+    if not input:
+        raise UsageError("evaluate needs records with gold answers: --input/-i PATH ('-' for stdin)")
+    records = io.read_records(None, input, input_format=input_format, field=field)
+    resolved = resolve_model(model)
+    writer_context = (io.open_writer(predictions, force=force) if predictions is not None
+                      else contextlib.nullcontext(None))
+    with writer_context as writer:
+        from xcli_models import training
+        from xcli_models.tasks.common import set_threads
+
+        from .train import _load
+
+        set_threads(threads)
+        try:
+            loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
+                                     {"doc_stride": doc_stride})
+        except UsageError as exc:  # train's advice to grow a head (--labels) does not apply here
+            message = str(exc.args[0]) if exc.args else str(exc)
+            if ": pass --labels" not in message:
+                raise
+            raise UsageError(message.split(": pass --labels")[0], "evaluate needs a checkpoint trained for the task")
+        if loaded.scratch:
+            raise UsageError(f"{resolved.path} has no weights: nothing to evaluate")
+        name = loaded.task
+        if writer is not None and loaded.task in _LOSS_ONLY:
+            raise UsageError(f"--predictions: a {loaded.task} evaluation predicts nothing per record (only the loss "
+                             "and perplexity count)")
+        seen: list[tuple[Any, int | RecordError]] = []  # each record and its example's index, or its error
+        examples: list[Any] = []
+        skipped = 0
+        for record in records:
+            error = record.error
+            if error is None:
+                try:
+                    example = run_task.encode(record.data)
+                except training.ExampleError as exc:
+                    error = RecordError(exc.type, exc.message)
+                else:
+                    if example.truncated:
+                        console.counted_warning(
+                            "truncated", f"{record.where}: truncated to {run_task.limit} tokens (--max-length)"
+                        )
+                    if writer is not None:
+                        seen.append((record, len(examples)))
+                    examples.append(example)
+                    continue
+            skipped += 1
+            console.error(f"{record.where}: {error.type}: {error.message}")
+            if writer is not None:
+                seen.append((record, error))
+            if on_error is OnErrorName.stop:
+                raise StoppedOnError(f"stopped at {record.where} (--on-error stop)",
+                                     "fix the record, or use --on-error continue to skip bad records")
+        console.summarize_warnings({"truncated": "truncated to the length limit"})
+        if not examples:
+            raise XcliError(f"no usable records to evaluate ({skipped} skipped)",
+                            "the records need the gold answers of the model's task (see xcli evaluate --help)")
+        with console.progress(total=len(examples), unit="records") as bar:
+            result = training.evaluate(loaded.model, run_task, examples, batch_size=batch_size, seed=seed,
+                                       predictions=writer is not None, on_batch=bar.advance)
+        if writer is not None:
+            for record, where in seen:
+                writer.write(record, where if isinstance(where, RecordError)
+                             else _prediction(loaded.task, run_task, result.predictions[where]))
+    metrics = {k: v for k, v in result.metrics.items() if k != "loss"}
+    summary = {"model": resolved.spec, "task": name, "records": len(examples), "skipped": skipped, **metrics,
+               "loss": result.loss}
+    sys.stdout.write(io.json_text(summary))
+    sys.stdout.flush()
+    if skipped:
+        raise RecordsFailed(f"{skipped} record(s) were skipped", "stderr names their lines; the metrics leave them out")
+
+
+def _prediction(task: str, run_task: Any, gathered: Any) -> dict[str, Any]:
+    """One record's prediction and gold answer, as JSON."""
+    if gathered is None:
+        return {"prediction": None}
+    names = run_task.config.id2label
+
+    def name(i: Any) -> Any:
+        return str(names[int(i)]) if names and int(i) in names else int(i)
+
+    if task == "question-answering":
+        gold, answer = gathered
+        return {"answer": answer, "gold": gold}
+    if task == "token-classification":
+        gold, guess = gathered
+        return {"labels": guess, "gold": gold}
+    if task == "multiple-choice":
+        gold, guess = gathered
+        return {"choice": int(guess), "gold": int(gold)}
+    kind = getattr(run_task, "kind", None)
+    if kind == "multi_label_classification":
+        gold, guess = gathered
+        return {"labels": [name(k) for k, on in enumerate(guess) if on],
+                "gold": [name(k) for k, on in enumerate(gold) if on]}
+    if kind == "regression":
+        if isinstance(gathered, list):
+            return {"value": [p for _, p in gathered], "gold": [g for g, _ in gathered]}
+        gold, guess = gathered
+        return {"value": guess, "gold": gold}
+    gold, guess = gathered
+    return {"label": name(guess), "gold": name(gold)}
