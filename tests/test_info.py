@@ -43,7 +43,8 @@ def test_every_family(kind: str, tmp_path: Path) -> None:
     assert set(out) == FIELDS
     assert out["family"] == FAMILY[kind] and out["model_type"] == kind
     assert out["architectures"] == [KINDS[kind][0]] and out["model_class"] == KINDS[kind][0]
-    assert out["commands"] == [*COMMANDS[kind], "convert", "train"]  # no tokenizer files: no tokenize
+    evaluate = ["evaluate"] if COMMANDS[kind] else []
+    assert out["commands"] == [*COMMANDS[kind], *evaluate, "convert", "train"]  # no tokenizer files: no tokenize
     assert out["parameters"] == model.num_parameters()
     assert list(out["dtypes"]) == ["float32"] and out["dtypes"]["float32"] >= out["parameters"] - 64
     assert out["config_dtype"] == "float32"
@@ -65,7 +66,7 @@ def test_xlm_languages_labels_and_a_tied_bin(tmp_path: Path) -> None:
     model.save_pretrained(tmp_path, safe_serialization=False)
     out = info(tmp_path)
     assert out["languages"] == {"de": 0, "en": 1, "fr": 2}
-    assert out["labels"] == ["neg", "pos", "mixed"] and out["commands"] == ["classify", "convert", "train"]
+    assert out["labels"] == ["neg", "pos", "mixed"] and out["commands"] == ["classify", "evaluate", "convert", "train"]
     assert out["weights"]["format"] == "bin" and out["parameters"] == model.num_parameters()
 
 
@@ -119,7 +120,7 @@ def test_text_and_tsv_tables(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     rows = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in result.stdout.splitlines()}
     assert rows["family"] == "XLM (xlm)" and rows["languages"] == "en=0, fr=1"
-    assert rows["commands"] == "fill-mask, generate, convert, train" and rows["max positions"] == "24"
+    assert rows["commands"] == "fill-mask, generate, evaluate, convert, train" and rows["max positions"] == "24"
     assert rows["parameters"].startswith(f"{oracle_model('xlm', n_langs=2).num_parameters():,} (")
     tsv = cli("info", tmp_path, "--output-format", "tsv")
     assert tsv.exit_code == 0 and all(line.count("\t") == 1 for line in tsv.stdout.splitlines())

@@ -28,8 +28,10 @@ def commands_for(architectures: list[str]) -> list[str]:
 
 def checkpoint_commands(architectures: list[str], *, tokenizer: bool, weights: bool) -> list[str]:
     """The xcli commands a checkpoint serves: ``tokenize`` with a tokenizer; with weights, the head
-    commands its classes serve, ``convert`` and ``train`` (``xcli info`` and ``xcli models``)."""
+    commands its classes serve, ``evaluate`` when it has such a head (it scores what the head
+    predicts), ``convert`` and ``train`` (``xcli info`` and ``xcli models``)."""
     commands = ["tokenize"] if tokenizer else []
     if weights:  # the model commands need weights
-        commands += [*commands_for(architectures), "convert", "train"]
+        heads = commands_for(architectures)
+        commands += [*heads, *(["evaluate"] if heads else []), "convert", "train"]
     return commands
