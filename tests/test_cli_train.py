@@ -250,3 +250,16 @@ def test_of_two_runs_for_one_output_the_later_keeps_its_result_as_partial(
     assert [p.name for p in out.iterdir()] == ["theirs"]
     assert (tmp_path / "out.partial" / "model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.partial"]
+
+
+def test_a_diverged_loss_is_written_as_null_not_nan(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from xcli.commands.train import _MetricsFile
+
+    metrics = _MetricsFile(tmp_path / "metrics.jsonl", None)
+    metrics.event(SimpleNamespace(kind="step", step=1, epoch=1, lr=1e-3, loss=float("nan")))
+    metrics.flush()
+    metrics.handle.close()
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert "NaN" not in line and json.loads(line)["loss"] is None

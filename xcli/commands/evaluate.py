@@ -76,7 +76,7 @@ def evaluate(
     """
     from .. import io
     from ..console import console
-    from ..errors import RecordError, RecordsFailed, StoppedOnError, UsageError, XcliError
+    from ..errors import RecordError, RecordsFailed, UsageError, XcliError
     from ..models import resolve_model
 
     if not input:
@@ -89,7 +89,7 @@ def evaluate(
         from xcli_models import training
         from xcli_models.tasks.common import set_threads
 
-        from .train import _load
+        from .train import _load, encoded
 
         set_threads(threads)
         try:
@@ -109,29 +109,15 @@ def evaluate(
         seen: list[tuple[Any, int | RecordError]] = []  # each record and its example's index, or its error
         examples: list[Any] = []
         skipped = 0
-        for record in records:
-            error = record.error
-            if error is None:
-                try:
-                    example = run_task.encode(record.data)
-                except training.ExampleError as exc:
-                    error = RecordError(exc.type, exc.message)
-                else:
-                    if example.truncated:
-                        console.counted_warning(
-                            "truncated", f"{record.where}: truncated to {run_task.limit} tokens (--max-length)"
-                        )
-                    if writer is not None:
-                        seen.append((record, len(examples)))
-                    examples.append(example)
-                    continue
-            skipped += 1
-            console.error(f"{record.where}: {error.type}: {error.message}")
+        for record, item in encoded(run_task, records, on_error):
+            if isinstance(item, RecordError):
+                skipped += 1
+                entry: int | RecordError = item
+            else:
+                entry = len(examples)
+                examples.append(item)
             if writer is not None:
-                seen.append((record, error))
-            if on_error is OnErrorName.stop:
-                raise StoppedOnError(f"stopped at {record.where} (--on-error stop)",
-                                     "fix the record, or use --on-error continue to skip bad records")
+                seen.append((record, entry))
         console.summarize_warnings({"truncated": "truncated to the length limit"})
         if not examples:
             raise XcliError(f"no usable records to evaluate ({skipped} skipped)",

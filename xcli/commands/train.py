@@ -14,7 +14,7 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
@@ -304,26 +304,12 @@ def train(
                        resumed_at, world.size))
     result, written = _run(trainer, checkpoint, state, loaded, train_examples, dev_examples, progress, metrics_file,
                            resumed_at)
-    summary = {
-        "output": str(written),
-        "model": resolved.spec,
-        "model_class": type(loaded.model).__name__,
-        "task": loaded.task,
-        **({"labels": [loaded.model.config.id2label[i] for i in sorted(loaded.model.config.id2label)]}
-           if loaded.task in training.CLASSIFICATION else {}),
-        "from_scratch": loaded.scratch,
-        "resumed_at": resumed_at,
-        "train_records": len(train_examples),
-        "dev_records": len(dev_examples) if dev_examples is not None else None,
-        "skipped": skipped["train"] + skipped["dev"],
-        **{k: v for k, v in result.to_json().items() if k not in ("examples", "interrupted")},
-        "saved": args.save,
-    }
-    if world.size > 1:
-        summary["processes"] = world.size
     if not world.main:  # process 0 speaks for the job
         return
-    sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    from ..io import json_text
+
+    sys.stdout.write(json_text(_summary(training, written, resolved, loaded, resumed_at, train_examples,
+                                        dev_examples, skipped, result, args, world.size)))
     sys.stdout.flush()
     failed = skipped["train"] + skipped["dev"]
     if failed:
@@ -410,16 +396,55 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
     return loaded, run_task
 
 
+def _summary(training: Any, written: Any, resolved: Any, loaded: Any, resumed_at: int | None, train_examples: list,
+             dev_examples: list | None, skipped: dict[str, int], result: Any, args: Any,
+             processes: int) -> dict[str, Any]:
+    """The one JSON object train prints: what was trained on what, and how it went."""
+    config = loaded.model.config
+    summary = {
+        "output": str(written),
+        "model": resolved.spec,
+        "model_class": type(loaded.model).__name__,
+        "task": loaded.task,
+        **({"labels": [config.id2label[i] for i in sorted(config.id2label)]}
+           if loaded.task in training.CLASSIFICATION else {}),
+        "from_scratch": loaded.scratch,
+        "resumed_at": resumed_at,
+        "train_records": len(train_examples),
+        "dev_records": len(dev_examples) if dev_examples is not None else None,
+        "skipped": skipped["train"] + skipped["dev"],
+        **{k: v for k, v in result.to_json().items() if k not in ("examples", "interrupted")},
+        "saved": args.save,
+    }
+    if processes > 1:
+        summary["processes"] = processes
+    return summary
+
+
 def _examples(run_task: Any, path: str, which: str, skipped: dict[str, int], input_format: Any, field: str,
               on_error: OnErrorName) -> list[Any]:
     """The records of ``path`` as examples; bad ones named on stderr and counted (or stop the run)."""
     from .. import io
+    from ..errors import RecordError
+
+    out = []
+    records = io.read_records(None, [path], input_format=input_format, field=field)
+    for _, item in encoded(run_task, records, on_error):
+        if isinstance(item, RecordError):
+            skipped[which] += 1
+        else:
+            out.append(item)
+    return out
+
+
+def encoded(run_task: Any, records: Any, on_error: OnErrorName) -> Iterator[tuple[Any, Any]]:
+    """Each record with its training example, or its ``RecordError`` (named on stderr by process 0;
+    ``--on-error stop`` stops at the first). ``xcli evaluate`` reads its records through this too."""
     from ..console import console
     from ..errors import RecordError, StoppedOnError
     from xcli_models.training import ExampleError
 
-    out = []
-    for record in io.read_records(None, [path], input_format=input_format, field=field):
+    for record in records:
         error = record.error
         if error is None:
             try:
@@ -431,9 +456,8 @@ def _examples(run_task: Any, path: str, which: str, skipped: dict[str, int], inp
                     console.counted_warning(
                         "truncated", f"{record.where}: truncated to {run_task.limit} tokens (--max-length)"
                     )
-                out.append(example)
+                yield record, example
                 continue
-        skipped[which] += 1
         if _MAIN[0]:  # every process reads every record: process 0 names the bad ones
             console.error(f"{record.where}: {error.type}: {error.message}")
         if on_error is OnErrorName.stop:
@@ -441,7 +465,7 @@ def _examples(run_task: Any, path: str, which: str, skipped: dict[str, int], inp
                 f"stopped at {record.where} (--on-error stop)", "fix the record, or use --on-error continue to "
                 "skip bad records"
             )
-    return out
+        yield record, error
 
 
 def _check_examples(train_examples: list[Any], dev_examples: list[Any] | None, train_path: str, dev: str | None,
@@ -657,7 +681,9 @@ class _MetricsFile:
 
     def flush(self) -> None:
         if self.pending is not None:
-            self.handle.write(json.dumps(self.pending) + "\n")
+            from ..io import json_text
+
+            self.handle.write(json_text(self.pending))
             self.handle.flush()
             self.pending = None
 
