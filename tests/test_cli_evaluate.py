@@ -237,3 +237,15 @@ def test_on_error_stop_stops_at_the_first_bad_record(tmp_path: Path, classifier:
     data = write_jsonl(tmp_path / "d.jsonl", [SENTIMENT[0], {"text": "no label"}, SENTIMENT[1]])
     out = evaluate("-m", str(classifier), "-i", str(data), "--on-error", "stop")
     assert out.exit_code == 1 and "line 2" in out.stderr and out.stdout == ""
+
+
+def test_a_checkpoint_without_the_tasks_head_gets_evaluates_own_advice(tmp_path) -> None:
+    from task_fixtures import build_native
+
+    path = build_native(tmp_path / "lm", "XLNetLMHeadModel")
+    data = tmp_path / "dev.jsonl"
+    data.write_text('{"text": "a b", "label": 0}\n')
+    result = CliRunner().invoke(app, ["evaluate", "-m", str(path), "-i", str(data), "--task", "sequence-classification"])
+    assert result.exit_code == 2, result.stderr
+    assert "not a sequence-classification head" in result.stderr
+    assert "evaluate needs a checkpoint trained for the task" in result.stderr and "--labels" not in result.stderr

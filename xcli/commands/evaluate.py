@@ -92,14 +92,9 @@ def evaluate(
         from .train import _load, encoded
 
         set_threads(threads)
-        try:
-            loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
-                                     {"doc_stride": doc_stride})
-        except UsageError as exc:  # train's advice to grow a head (--labels) does not apply here
-            message = str(exc.args[0]) if exc.args else str(exc)
-            if ": pass --labels" not in message:
-                raise
-            raise UsageError(message.split(": pass --labels")[0], "evaluate needs a checkpoint trained for the task")
+        loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
+                                 {"doc_stride": doc_stride},
+                                 other_hint="evaluate needs a checkpoint trained for the task")
         if loaded.scratch:
             raise UsageError(f"{resolved.path} has no weights: nothing to evaluate")
         name = loaded.task

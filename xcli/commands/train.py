@@ -363,8 +363,9 @@ def _label_list(labels: str | None) -> list[str] | None:
 
 def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None, from_scratch: bool, seed: int,
           device: DeviceName, max_length: int | None, lang: str | None, field: str,
-          options: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """The model, its tokenizer and task, or a usage error saying why they cannot train."""
+          options: dict[str, Any] | None = None, *, other_hint: str | None = None) -> tuple[Any, Any]:
+    """The model, its tokenizer and task, or a usage error saying why they cannot train
+    (``other_hint``: the caller's advice in place of train's, e.g. to grow a head)."""
     from ..console import console
     from ..errors import UsageError
     from xcli_models.tasks.common import UnsupportedModel
@@ -378,6 +379,8 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
                 tune=(options or {}).get("tune", "all"),
             )
     except (training.TrainingError, UnsupportedModel) as exc:
+        if other_hint and getattr(exc, "hint", None):  # train's way out does not apply to the caller
+            raise UsageError(exc.message, other_hint) from None
         raise UsageError(str(exc)) from None
     try:
         run_task = training.task_for(loaded.model, loaded.tokenizer, max_length=max_length, lang=lang,

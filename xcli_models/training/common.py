@@ -14,7 +14,15 @@ IGNORE = -100
 
 
 class TrainingError(ValueError):
-    """The run cannot be set up as asked (no head for the task, labels missing, bad options)."""
+    """The run cannot be set up as asked (no head for the task, labels missing, bad options).
+
+    ``hint`` is the train-specific way out (grow a head with --labels), kept apart so that a
+    command for which it does not apply (evaluate) can say its own.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{message}: {hint}" if hint else message)
+        self.message, self.hint = message, hint
 
 
 class ExampleError(ValueError):

@@ -189,8 +189,8 @@ def _set_labels(config: Any, task: str, own: type | None, own_task: str | None,
     if labels is None:
         if own_task != task:
             raise TrainingError(
-                f"the checkpoint holds {own.__name__ if own else 'no head'}, not a {task} head: "
-                "pass --labels a,b,c to grow one"
+                f"the checkpoint holds {own.__name__ if own else 'no head'}, not a {task} head",
+                hint="pass --labels a,b,c to grow one",
             )
         return False
     current = [config.id2label[i] for i in sorted(config.id2label)]
