@@ -15,6 +15,7 @@ import typer
 from . import __version__
 from .commands import classify, convert, evaluate, fill_mask, generate, info, qa, tokenize, train
 from .commands import models as models_command
+from .commands import vocab as vocab_command
 from .program import Program
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.command("qa")(qa.qa)
 app.command("generate")(generate.generate)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
+app.command("vocab")(vocab_command.vocab)
 
 
 def _version(value: bool) -> None:

@@ -289,18 +289,18 @@ class XLMTokenizer(Tokenizer):
         self._keep_case_pattern = None
 
     def _tokenize(self, text: str, lang: str | None = None, bypass_tokenizer: bool = False) -> list[str]:
-        lang = self.lang if lang is None else lang
-        if bypass_tokenizer:
-            words = text.split()
-        else:
-            words = self._segment(text, lang)
-            if self.do_lowercase_and_remove_accent:
-                words = lowercase_and_remove_accent(words)
+        words = text.split() if bypass_tokenizer else self.words(text, lang)
         pieces: list[str] = []
         for word in words:
             if word:
                 pieces.extend(self.bpe(word))
         return pieces
+
+    def words(self, text: str, lang: str | None = None) -> list[str]:
+        """The words BPE is applied to: the language's segmenter, then lower case without accents
+        when the tokenizer does that."""
+        words = self._segment(text, self.lang if lang is None else lang)
+        return lowercase_and_remove_accent(words) if self.do_lowercase_and_remove_accent else words
 
     def _segment(self, text: str, lang: str) -> list[str]:
         """Words of ``text`` by the language's own segmenter."""
