@@ -355,6 +355,9 @@ def test_the_destination_is_as_readable_as_any_new_folder(bins: dict[str, tuple[
     finally:
         os.umask(umask)
     assert (tmp_path / "dst").stat().st_mode & 0o777 == 0o755
+    # the weights too (safetensors makes private files)
+    assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "dst").iterdir()} == {
+        f.name: 0o644 for f in (tmp_path / "dst").iterdir()}
 
 
 def _killed_during_conversion(src: Path, dst: Path) -> None:

@@ -322,6 +322,9 @@ def _write_atomically(target: Path, write) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors makes private files; weights get what any new file gets
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
