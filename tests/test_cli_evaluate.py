@@ -179,6 +179,31 @@ def test_language_models_report_perplexity(tmp_path: Path, class_name: str, reco
     assert refused.exit_code == 2 and "predicts nothing per record" in refused.stderr
 
 
+def test_masked_lm_accuracy_counts_the_first_guesses_at_the_hidden_tokens(tmp_path: Path) -> None:
+    path = build_native(tmp_path / "mlm", "XLMWithLMHeadModel", seed=4)
+    records = [{"text": t} for t in ("the cat sat on the mat", "a dog ran in the big park", "birds sing", "hello")]
+    data = write_jsonl(tmp_path / "mlm.jsonl", records)
+    out = evaluate("-m", str(path), "-i", str(data), "--seed", "5", "--batch-size", "2")
+    assert out.exit_code == 0, out.stderr
+    summary = json.loads(out.stdout)
+    # by hand: the same hidden tokens (seed + batch number), the model's argmax there
+    from xcli_models.training.evaluation import eval_batches
+
+    loaded = load_for_training(path, device="cpu")
+    task = task_for(loaded.model, loaded.tokenizer)
+    examples = [task.encode(r) for r in records]
+    right = hidden = 0
+    with torch.no_grad():
+        for k, indices in enumerate(eval_batches(task, examples, 2)):
+            batch = task.collate([examples[i] for i in indices], torch.Generator().manual_seed(5 + k))
+            logits = loaded.model.eval()(**{n: v for n, v in batch.items() if n != "labels"}).logits
+            where = batch["labels"] != -100
+            right += int((logits.argmax(-1)[where] == batch["labels"][where]).sum())
+            hidden += int(where.sum())
+    assert hidden >= len(records) and summary["accuracy"] == pytest.approx(right / hidden)
+    assert summary["perplexity"] == pytest.approx(math.exp(summary["loss"]))
+
+
 def test_bad_records_are_named_skipped_and_exit_4(tmp_path: Path, classifier: Path) -> None:
     records = [SENTIMENT[0], {"id": "bad", "text": "no label"}, "{not json", SENTIMENT[6]]
     data = write_jsonl(tmp_path / "dev.jsonl", records)

@@ -522,6 +522,21 @@ class MaskedLM(Task):
         batch["labels"] = ids.masked_fill(~hidden, IGNORE).to(device)
         return batch
 
+    def metric_names(self) -> list[str]:
+        return [*super().metric_names(), "accuracy"]
+
+    def gather(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        """Per text: how many of its hidden tokens the model's first guess gets right, of how many."""
+        labels = batch["labels"]
+        hidden = labels != IGNORE
+        right = (logits.argmax(-1) == labels) & hidden
+        return list(zip(right.sum(-1).tolist(), hidden.sum(-1).tolist()))
+
+    def scores(self, pairs: Sequence[Any], loss: float) -> dict[str, float]:
+        """Perplexity, and the top-1 accuracy over every hidden token (the masked, the swapped and the kept)."""
+        hidden = sum(n for _, n in pairs)
+        return {**super().scores(pairs, loss), "accuracy": sum(r for r, _ in pairs) / hidden if hidden else float("nan")}
+
 
 class Seq2Seq(Task):
     """``text`` -> ``target``; the model makes its decoder inputs from the labels."""
