@@ -1,4 +1,5 @@
-"""Task heads and their losses, shared by the families.
+"""Task heads and their losses, shared by the families, and ``TaskModel``: the base model,
+then a head, so a family's task classes declare only what their head adds.
 
 The losses follow the reference's definitions exactly: a sequence classifier
 picks regression (one label), single-label (integer labels) or multi-label
@@ -8,7 +9,9 @@ start and end cross-entropies, with positions outside the sequence ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, fields, make_dataclass
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +20,134 @@ from torch.nn import functional as F
 from .config import Config
 from .layers.activations import activation
 from .loading import NameTable
+from .modeling import PreTrainedModel
 from .outputs import ModelOutput
+
+
+# ------------------------------------------------------------ task models: base, then head
+_ARGUMENT = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+def head_arguments(
+    base: Callable[..., Any],
+    after: Mapping[str, Sequence[str]],
+    drop: Sequence[str] = (),
+) -> tuple[inspect.Parameter, ...]:
+    """A task model's forward arguments: those the base model's ``forward`` takes by position,
+    with the head's own inserted after the argument each key of ``after`` names, less ``drop``."""
+    out: list[inspect.Parameter] = []
+    for param in list(inspect.signature(base).parameters.values())[1:]:  # self left out
+        if param.kind != _ARGUMENT:
+            continue
+        if param.name not in drop:
+            out.append(param)
+        out.extend(inspect.Parameter(name, _ARGUMENT, default=None) for name in after.get(param.name, ()))
+    return tuple(out)
+
+
+def head_output(
+    name: str,
+    head_fields: Sequence[str],
+    base: type[ModelOutput],
+    *,
+    leave_out: Sequence[str] = ("last_hidden_state",),
+    doc: str = "",
+    module: str = __name__,
+) -> type[ModelOutput]:
+    """A task model's output class: the head's fields first (each None by default), then the base
+    output's fields less ``leave_out`` (hidden states, attentions, caches), in order.
+
+    Example: ``head_output("XLNetLMHeadModelOutput", ("loss", "logits"), XLNetModelOutput)`` has
+    loss, logits, mems, hidden_states, attentions.
+    """
+    own = [(field_name, Any, None) for field_name in head_fields]
+    carried = [(f.name, f.type, None) for f in fields(base) if f.name not in leave_out]
+    return make_dataclass(
+        name, own + carried, bases=(ModelOutput,), namespace={"__doc__": doc or None, "__module__": module}
+    )
+
+
+class TaskModel(PreTrainedModel):
+    """A task model: the base model, then a head. Subclasses declare only what they add.
+
+    * ``base_class``: built from the config as ``self.<base_model_prefix>``; then ``add_head``
+      builds the head's modules and ``post_init`` initialises and ties;
+    * ``arguments``: the forward's arguments in positional order (the base model's with the
+      head's own among them, see ``head_arguments``; names or ``inspect.Parameter``\\ s);
+      ``extra_kwargs`` also accepts other keyword arguments and hands them to the base model;
+    * ``head_inputs``: the arguments that are the head's own, handed to ``head``, not to the base;
+    * ``head``: the head's output fields from the base model's output;
+    * ``output``: the output class, built from ``head``'s fields and, for every other field, the
+      base output's field of the same name (hidden states, attentions, caches ...);
+    * ``base_path``: the submodule run as the base model, when not ``base_model_prefix``;
+    * ``base_inputs``: a hook to adjust the base model's inputs (labels -> decoder inputs ...).
+
+    ``forward`` binds a call to ``arguments`` as a plain Python signature would (an unknown or
+    doubled argument is a TypeError), and ``inspect.signature(model.forward)`` shows them.
+    """
+
+    base_class: ClassVar[Callable[..., nn.Module]]
+    arguments: ClassVar[tuple[str | inspect.Parameter, ...]] = ()
+    extra_kwargs: ClassVar[bool] = False
+    head_inputs: ClassVar[tuple[str, ...]] = ()
+    output: ClassVar[type[ModelOutput]] = ModelOutput
+    base_path: ClassVar[str] = ""
+    _signature: ClassVar[inspect.Signature]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.arguments or "forward" in cls.__dict__:
+            return
+        params = [
+            a if isinstance(a, inspect.Parameter) else inspect.Parameter(a, _ARGUMENT, default=None)
+            for a in cls.arguments
+        ]
+        if cls.extra_kwargs:
+            params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+        cls._signature = inspect.Signature(params)
+
+        def forward(self: TaskModel, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
+            return self._forward(*args, **kwargs)
+
+        forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("self", _ARGUMENT), *params], return_annotation=f"{cls.output.__name__} | tuple"
+        )
+        forward.__qualname__ = f"{cls.__qualname__}.forward"
+        forward.__doc__ = cls.__doc__
+        cls.forward = forward  # type: ignore[method-assign]
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.base_class(config))
+        self.add_head(config)
+        self.post_init()
+
+    def add_head(self, config: Config) -> None:
+        """Build the head's modules."""
+        raise NotImplementedError
+
+    def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+        """The base model's keyword arguments, from the call's (``own``: the head's, may be added to)."""
+        return inputs
+
+    def head(self, base: Any, **own: Any) -> dict[str, Any]:
+        """The head's output fields, from the base model's output and the head's own arguments."""
+        raise NotImplementedError
+
+    def _forward(self, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
+        inputs = dict(self._signature.bind(*args, **kwargs).arguments)
+        extra = inputs.pop("kwargs", {}) if self.extra_kwargs else {}
+        return_dict = inputs.pop("return_dict", None)
+        own = {name: inputs.pop(name, None) for name in self.head_inputs}
+        inputs = self.base_inputs(inputs, own)
+        base = self.get_submodule(self.base_path or self.base_model_prefix)(**inputs, **extra, return_dict=True)
+        result = self.head(base, **own)
+        carried = {
+            f.name: getattr(base, f.name) for f in fields(self.output) if f.name not in result and hasattr(base, f.name)
+        }
+        out = self.output(**result, **carried)
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        return out if return_dict else out.to_tuple()
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config) -> torch.Tensor:
@@ -72,6 +202,18 @@ class SpanHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.proj(hidden).split(1, dim=-1)
         return start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
+
+    def predict(
+        self, hidden: torch.Tensor, start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | None]:
+        """A span QA output's fields: start and end logits, and their ``span_loss`` when both
+        positions are given."""
+        start_logits, end_logits = self(hidden)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        return {"loss": loss, "start_logits": start_logits, "end_logits": end_logits}
 
 
 # ------------------------------------------------------ sequence summary (XLM, XLNet)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 
 from .config import Config, ConfigError, config_file, read_config_json
 from .loading import CheckpointError, NameTable, legacy_renames, read_weights, write_weights
+from .outputs import BaseModelOutput, ModelOutput
 
 logger = logging.getLogger("xcli_models")
 
@@ -94,6 +95,49 @@ class _NoInitOnMeta(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def resolve_flags(
+    config: Config, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+) -> tuple[bool, bool, bool]:
+    """A forward's output switches, each None replaced by the config's default
+    (``return_dict`` by ``use_return_dict``)."""
+    return (
+        config.output_attentions if output_attentions is None else output_attentions,
+        config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        config.use_return_dict if return_dict is None else return_dict,
+    )
+
+
+def as_encoder_output(value: Any) -> BaseModelOutput:
+    """``encoder_outputs`` as a caller passed them: our output, the reference's, a tuple or a tensor."""
+    if isinstance(value, BaseModelOutput):
+        return value
+    if isinstance(value, torch.Tensor):
+        return BaseModelOutput(last_hidden_state=value)
+    if hasattr(value, "last_hidden_state"):
+        return BaseModelOutput(
+            last_hidden_state=value.last_hidden_state,
+            hidden_states=getattr(value, "hidden_states", None),
+            attentions=getattr(value, "attentions", None),
+        )
+    value = tuple(value)
+    return BaseModelOutput(
+        last_hidden_state=value[0],
+        hidden_states=value[1] if len(value) > 1 else None,
+        attentions=value[2] if len(value) > 2 else None,
+    )
+
+
+def _in_nested_model(model: nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` of ``model`` belongs to a ``PreTrainedModel`` nested in it."""
+    parts = name.split(".")[:-1]
+    module = model
+    for part in parts:
+        module = getattr(module, part)
+        if isinstance(module, PreTrainedModel):
+            return True
+    return False
+
+
 def _short_list(names: list[str], limit: int = 5) -> str:
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
@@ -107,8 +151,11 @@ class PreTrainedModel(nn.Module):
     base_model_prefix: ClassVar[str] = ""
     #: Hugging Face name <-> our name rules of the family
     names: ClassVar[NameTable] = NameTable()
-    #: our parameter name -> the parameter it shares storage with, when embeddings are tied
-    tied_weights: ClassVar[dict[str, str]] = {}
+    #: our parameter name -> the parameter it is by construction, whatever the config says
+    #: (encoder and decoder reading one embedding module)
+    shared_weights: ClassVar[dict[str, str]] = {}
+    #: our parameter name -> the input embedding it is tied to when ``ties_output()`` (the LM head)
+    output_ties: ClassVar[dict[str, str]] = {}
     #: regexes over Hugging Face names: checkpoint tensors accepted silently when unused
     ignore_unexpected: ClassVar[tuple[str, ...]] = (r"(^|\.)position_ids$",)
     #: regexes over our names: weights that may be absent from a checkpoint without a report
@@ -143,15 +190,40 @@ class PreTrainedModel(nn.Module):
         return total
 
     def post_init(self) -> None:
-        """Finish construction: tie embeddings where the config asks for it."""
+        """Finish construction: initialise this model's own weights, then tie."""
+        self.init_weights()
         self.tie_weights()
 
-    def ties_active(self) -> bool:
+    # ------------------------------------------------------ init and ties
+    def init_weights(self) -> None:
+        """Draw this model's own weights as the reference does (``_init_tensor`` each, in order).
+
+        Weights inside a nested model (a task model's base) are left alone: that model drew
+        them when it was built. Nothing is drawn on the meta device.
+        """
+        own = [(name, p) for name, p in self.named_parameters() if not _in_nested_model(self, name)]
+        if not own or own[0][1].is_meta:
+            return
+        for name, param in own:
+            self._init_tensor(name, param.data)
+
+    def ties_output(self) -> bool:
+        """Whether the output embedding is tied to the input embedding (``output_ties``)."""
         return bool(getattr(self.config, "tie_word_embeddings", True))
 
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        """Every tie that holds for this model and config: our name -> the parameter it is."""
+        ties = dict(self.shared_weights)
+        if self.ties_output():
+            ties.update(self.output_ties)
+        return ties
+
+    def ties_active(self) -> bool:
+        """Whether any weight of this model is tied to another."""
+        return bool(self.tied_weights)
+
     def tie_weights(self) -> None:
-        if not self.ties_active():
-            return
         for target, source in self.tied_weights.items():
             owner_name, _, attr = target.rpartition(".")
             owner = self.get_submodule(owner_name) if owner_name else self
@@ -221,7 +293,7 @@ class PreTrainedModel(nn.Module):
     ) -> None:
         expected = self.state_dict(keep_vars=True)
         hf_state = self._align_prefix({legacy_renames(k): v for k, v in state.items()}, expected)
-        ties = self.tied_weights if self.ties_active() else {}
+        ties = self.tied_weights
         report = LoadReport()
         assigned: dict[str, torch.Tensor] = {}
         mismatched: list[str] = []
@@ -316,7 +388,7 @@ class PreTrainedModel(nn.Module):
     # --------------------------------------------------------------- saving
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters under their Hugging Face names, tied copies left out."""
-        ties = self.tied_weights if self.ties_active() else {}
+        ties = self.tied_weights
         return {self.names.to_hf(k): v for k, v in self.state_dict().items() if k not in ties}
 
     def save_pretrained(
@@ -360,6 +432,80 @@ def check_memory(config: Config, dtype: torch.dtype, directory: str | os.PathLik
         config.check_memory(dtype.itemsize, str(dtype).removeprefix("torch."))
     except ConfigError as exc:
         raise CheckpointError(f"{config_file(directory)}: {exc}") from None
+
+
+class EncoderDecoderModel(PreTrainedModel):
+    """An encoder and a decoder that reads its states (MVP, ProphetNet).
+
+    ``forward`` runs ``self.encoder`` (unless ``encoder_outputs`` are given: ours, the
+    reference's, a tuple or a tensor), then ``self.decoder`` over its last hidden state, and
+    returns ``seq2seq_output``: each ``encoder_*`` field from the encoder's output, every other
+    field from the decoder's field of the same name less a ``decoder_`` prefix (or as
+    ``decoder_fields`` renames it). ``decoder_inputs`` is the hook for decoder inputs the
+    caller left out.
+
+    Shape: input_ids (B, S), decoder_input_ids (B, T) -> last_hidden_state (B, T, D).
+    """
+
+    seq2seq_output: ClassVar[type[ModelOutput]]
+    #: output field -> the decoder output's field, where dropping ``decoder_`` does not name it
+    decoder_fields: ClassVar[dict[str, str]] = {}
+
+    def decoder_inputs(
+        self, input_ids: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+        decoder_inputs_embeds: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        return decoder_input_ids
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        decoder_head_mask: torch.Tensor | None = None,
+        cross_attn_head_mask: torch.Tensor | None = None,
+        encoder_outputs: Any = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        cache_position: torch.Tensor | None = None,  # accepted for compatibility; the Cache knows its length
+    ) -> ModelOutput | tuple:
+        decoder_input_ids = self.decoder_inputs(input_ids, decoder_input_ids, decoder_inputs_embeds)
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask,
+                inputs_embeds=inputs_embeds, return_dict=True, **flags,
+            )
+        encoded = as_encoder_output(encoder_outputs)
+        decoded = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoded.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            return_dict=True,
+            **flags,
+        )
+        values = {}
+        for f in fields(self.seq2seq_output):
+            if f.name.startswith("encoder_"):
+                values[f.name] = getattr(encoded, f.name.removeprefix("encoder_"))
+            else:
+                values[f.name] = getattr(decoded, self.decoder_fields.get(f.name, f.name.removeprefix("decoder_")))
+        out = self.seq2seq_output(**values)
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        return out if return_dict else out.to_tuple()
 
 
 def build_on_meta(cls: type[PreTrainedModel], config: Config, directory: str | os.PathLike) -> PreTrainedModel:

@@ -1,4 +1,4 @@
-"""Building blocks shared by the families: attention, caches, masks, positions, layers."""
+"""Building blocks shared by the families: attention, caches, masks, positions, layers, the layer loop."""
 
 from .activations import activation
 from .attention import Attention, attend, merge_heads, projections, split_heads
@@ -6,10 +6,12 @@ from .cache import Cache, KVCache, LayerCache
 from .embeddings import LearnedPositions, SinusoidalPositions, positions_from_mask, sinusoidal_table
 from .feedforward import FeedForward
 from .masks import additive, causal_allowed, decoder_mask, encoder_mask, padding_allowed
+from .stack import run_layers
 from .transformer import TransformerLayer
 
 __all__ = [
     "Attention", "Cache", "FeedForward", "KVCache", "LayerCache", "LearnedPositions", "SinusoidalPositions",
     "TransformerLayer", "activation", "additive", "attend", "causal_allowed", "decoder_mask", "encoder_mask",
-    "merge_heads", "padding_allowed", "positions_from_mask", "projections", "sinusoidal_table", "split_heads",
+    "merge_heads", "padding_allowed", "positions_from_mask", "projections", "run_layers", "sinusoidal_table",
+    "split_heads",
 ]

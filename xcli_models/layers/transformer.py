@@ -62,6 +62,17 @@ class TransformerLayer(nn.Module):
         self.ffn_post_norm = _slot(ffn_post_norm)
         self.dropout = dropout
 
+    @classmethod
+    def with_norms(
+        cls, where: str, self_attn: nn.Module, ffn: nn.Module, dim: int, *, cross_attn: nn.Module | None = None,
+        eps: float = 1e-5, dropout: float = 0.0,
+    ) -> "TransformerLayer":
+        """A layer with a ``LayerNorm(dim, eps)`` in every sublayer's ``where`` slot: ``"pre"``
+        (XGLM) or ``"post"`` (XLM, XLNet, MVP, ProphetNet); the other slots stay empty."""
+        parts = {} if cross_attn is None else {"cross_attn": cross_attn}
+        norms = {f"{name}_{where}_norm": nn.LayerNorm(dim, eps=eps) for name in ("self_attn", *parts, "ffn")}
+        return cls(self_attn, ffn, dropout=dropout, **parts, **norms)
+
     def _residual(self, x: torch.Tensor, update: torch.Tensor, post_norm: nn.Module) -> torch.Tensor:
         return post_norm(x + F.dropout(update, p=self.dropout, training=self.training))
 

@@ -1,18 +1,10 @@
 """ProphetNet and XLM-ProphetNet: a post-LN encoder and an n-stream decoder.
 
-Assembled from the shared blocks: every layer is a ``TransformerLayer`` with
-its post-norm slots filled. The encoder's layers use the shared ``Attention``;
-the decoder's self-attention is the family's ``NgramSelfAttention`` (see
-``ngram.py``: a main stream plus ``ngram`` predicting streams, relative
-position buckets; each layer is handed the call's ``StreamMasks`` as its
-``self_mask``), and its cross-attention is the shared ``Attention`` again,
-run over all streams at once. The LM head reads the predicting streams:
-``logits`` come from the first (next token), ``logits_ngram`` from the others.
-
-Positions are learned and ProphetNet-style: the j-th token (0-based, counting
-cached ones) reads row ``pad_token_id + 1 + j``; predicting streams read the
-next row. As in the reference, positions do not skip padding (the reference
-never hands its position embedding the attention mask).
+Where things are: ``ngram.py`` (the n-stream self-attention: a main stream plus ``ngram``
+predicting streams, relative position buckets), ``blocks.py`` (the layers, positions, and
+the split of the decoder's states into streams), ``outputs.py`` (the output objects), this
+file (the encoder, the decoder, the models, the LM head and its loss). The LM head reads the
+predicting streams: ``logits`` come from the first (next token), ``logits_ngram`` from the others.
 
 Prefill and each decode step run the same ``forward``; the ``Cache`` handed in
 as ``past_key_values`` (main-stream keys and values per layer, plus the
@@ -24,20 +16,28 @@ The XLM-ProphetNet classes are these classes with the XLM config class.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ... import layers
-from ...layers import Attention, Cache, FeedForward, LearnedPositions, TransformerLayer
-from ...modeling import PreTrainedModel
-from ...outputs import BaseModelOutput, ModelOutput
+from ...heads import TaskModel, head_arguments
+from ...layers.stack import check_head_mask, open_cache, run_layers
+from ...modeling import EncoderDecoderModel, PreTrainedModel, resolve_flags
+from ...outputs import BaseModelOutput
+from .blocks import (
+    decoder_layer, encoder_layer, learned_positions, new_position_ids, padding_bias, split_streams,
+)
 from .config import ProphetNetConfig, XLMProphetNetConfig
 from .names import PROPHETNET_NAMES
-from .ngram import NgramSelfAttention, StreamMasks
+from .ngram import StreamMasks
+from .outputs import (
+    ProphetNetDecoderLMOutput,
+    ProphetNetDecoderModelOutput,
+    ProphetNetSeq2SeqLMOutput,
+    ProphetNetSeq2SeqModelOutput,
+)
 
 __all__ = [
     "ProphetNetDecoder", "ProphetNetEncoder", "ProphetNetForCausalLM", "ProphetNetForConditionalGeneration",
@@ -47,66 +47,6 @@ __all__ = [
     "ProphetNetSeq2SeqLMOutput", "ProphetNetSeq2SeqModelOutput", "ProphetNetDecoderModelOutput",
     "ProphetNetDecoderLMOutput", "ngram_loss",
 ]
-
-Tensors = tuple[torch.Tensor, ...]
-
-
-# ------------------------------------------------------------------ outputs
-@dataclass
-class ProphetNetSeq2SeqModelOutput(ModelOutput):
-    last_hidden_state: torch.Tensor | None = None
-    last_hidden_state_ngram: torch.Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tensors | None = None
-    decoder_ngram_hidden_states: Tensors | None = None
-    decoder_attentions: Tensors | None = None
-    decoder_ngram_attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
-    encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_hidden_states: Tensors | None = None
-    encoder_attentions: Tensors | None = None
-
-
-@dataclass
-class ProphetNetSeq2SeqLMOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    logits_ngram: torch.Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tensors | None = None
-    decoder_ngram_hidden_states: Tensors | None = None
-    decoder_attentions: Tensors | None = None
-    decoder_ngram_attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
-    encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_hidden_states: Tensors | None = None
-    encoder_attentions: Tensors | None = None
-
-
-@dataclass
-class ProphetNetDecoderModelOutput(ModelOutput):
-    last_hidden_state: torch.Tensor | None = None
-    last_hidden_state_ngram: torch.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: Tensors | None = None
-    hidden_states_ngram: Tensors | None = None
-    attentions: Tensors | None = None
-    ngram_attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
-
-
-@dataclass
-class ProphetNetDecoderLMOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    logits_ngram: torch.Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: Tensors | None = None
-    hidden_states_ngram: Tensors | None = None
-    attentions: Tensors | None = None
-    ngram_attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
-
 
 # ------------------------------------------------------------------ helpers
 def ngram_loss(
@@ -141,106 +81,18 @@ def shift_right(labels: torch.Tensor, start_token_id: int | None, pad_token_id: 
     return shifted
 
 
-def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, S) 1/0 mask -> additive (B, 1, 1, S): 0 to attend, the dtype's minimum not to."""
-    return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).to(dtype)
-
-
-def _pad_id(config: ProphetNetConfig) -> int:
-    return config.pad_token_id if config.pad_token_id is not None else 0
-
-
-def _positions(config: ProphetNetConfig) -> LearnedPositions:
-    """Row ``pad_token_id + 1 + j`` for position j: the first rows are never read."""
-    offset = _pad_id(config) + 1
-    return LearnedPositions(config.max_position_embeddings - offset, config.hidden_size, offset=offset)
-
-
-def _position_ids(positions: LearnedPositions, past: int, length: int, device: torch.device) -> torch.Tensor:
-    """(1, T) ids of the new tokens, clamped to the last row as the reference does."""
-    ids = torch.arange(past, past + length, device=device)[None]
-    return ids.clamp(max=positions.num_embeddings - positions.offset - 1)
-
-
-def _check_heads(head_mask: torch.Tensor | None, n_layers: int, name: str) -> None:
-    if head_mask is not None and head_mask.shape[0] != n_layers:
-        raise ValueError(f"{name} must have one row per layer ({n_layers}), not {head_mask.shape[0]}")
-
-
-def _projections(dim: int, heads: int) -> dict[str, nn.Linear]:
-    if dim % heads:
-        raise ValueError(f"hidden_size ({dim}) must be divisible by the number of attention heads ({heads})")
-    return layers.projections(dim)
-
-
-def _attention(config: ProphetNetConfig, heads: int) -> Attention:
-    # the reference reports pre-softmax scores as its encoder and cross "attentions"
-    return Attention(
-        heads, **_projections(config.hidden_size, heads), dropout=config.attention_dropout, report="scores"
-    )
-
-
-def _feed_forward(config: ProphetNetConfig, ffn_dim: int) -> FeedForward:
-    return FeedForward(config.hidden_size, ffn_dim, config.activation_function, dropout=config.activation_dropout)
-
-
-def _encoder_layer(config: ProphetNetConfig) -> TransformerLayer:
-    dim = config.hidden_size
-    return TransformerLayer(
-        _attention(config, config.num_encoder_attention_heads),
-        _feed_forward(config, config.encoder_ffn_dim),
-        self_attn_post_norm=nn.LayerNorm(dim),
-        ffn_post_norm=nn.LayerNorm(dim),
-        dropout=config.dropout,
-    )
-
-
-def _decoder_layer(config: ProphetNetConfig) -> TransformerLayer:
-    dim, heads = config.hidden_size, config.num_decoder_attention_heads
-    self_attn = NgramSelfAttention(
-        heads, config.ngram, config.num_buckets,
-        **_projections(dim, heads),
-        relative_bias=nn.Linear(dim, config.num_buckets * heads),
-        dropout=config.attention_dropout,
-    )
-    cross = _attention(config, heads) if config.add_cross_attention else None
-    return TransformerLayer(
-        self_attn,
-        _feed_forward(config, config.decoder_ffn_dim),
-        cross_attn=cross,
-        self_attn_post_norm=nn.LayerNorm(dim),
-        cross_attn_post_norm=nn.LayerNorm(dim) if cross is not None else None,
-        ffn_post_norm=nn.LayerNorm(dim),
-        dropout=config.dropout,
-    )
-
-
-# ------------------------------------------------------------------- models
 class ProphetNetPreTrainedModel(PreTrainedModel):
     config_class = ProphetNetConfig
     base_model_prefix = "prophetnet"
     names = PROPHETNET_NAMES
 
-    def _set_ties(self, shared: dict[str, str], head: dict[str, str] | None = None) -> None:
-        """Encoder and decoder always share the word embeddings (one module); the LM head
-        shares them only when ``tie_word_embeddings`` (the reference's rules)."""
-        ties = dict(shared)
-        if head and self.config.tie_word_embeddings:
-            ties.update(head)
-        self.tied_weights = ties
-
-    def ties_active(self) -> bool:
-        return True  # which ties apply is decided per instance (_set_ties)
-
-    def init_weights(self, prefix: str = "") -> None:
-        """The reference's initialisation: normal(0, init_std) weights, zero biases, unit norms,
-        zero padding rows (free on the meta device)."""
-        for name, param in self.named_parameters():
-            if name.startswith(prefix):
-                self._init_tensor(name, param.data)
-
-    def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_right(labels, self.config.decoder_start_token_id, self.config.pad_token_id)
+    def _token_embeddings(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, which: str = ""
+    ) -> torch.Tensor:
+        """``inputs_embeds``, or ``input_ids`` looked up in ``word_embeddings``: exactly one of them."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError(f"pass exactly one of {which}input_ids and inputs_embeds")
+        return self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
 
 
 class ProphetNetEncoder(ProphetNetPreTrainedModel):
@@ -255,11 +107,9 @@ class ProphetNetEncoder(ProphetNetPreTrainedModel):
             word_embeddings if word_embeddings is not None
             else nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         )
-        self.position_embeddings = _positions(config)
+        self.position_embeddings = learned_positions(config)
         self.embeddings_layer_norm = nn.LayerNorm(config.hidden_size)
-        self.layers = nn.ModuleList(_encoder_layer(config) for _ in range(config.num_encoder_layers))
-        self.init_weights()
-        self._set_ties({})
+        self.layers = nn.ModuleList(encoder_layer(config) for _ in range(config.num_encoder_layers))
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -279,37 +129,25 @@ class ProphetNetEncoder(ProphetNetPreTrainedModel):
         return_dict: bool | None = None,
     ) -> BaseModelOutput | tuple:
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.use_return_dict if return_dict is None else return_dict
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
-        _check_heads(head_mask, len(self.layers), "head_mask")
+        output_attentions, output_hidden_states, return_dict = resolve_flags(
+            config, output_attentions, output_hidden_states, return_dict
+        )
+        inputs_embeds = self._token_embeddings(input_ids, inputs_embeds)
+        check_head_mask(head_mask, len(self.layers))
         length, device, dtype = inputs_embeds.shape[1], inputs_embeds.device, inputs_embeds.dtype
 
         mask = None if attention_mask is None else padding_bias(attention_mask.to(device), dtype)
-        positions = self.position_embeddings(_position_ids(self.position_embeddings, 0, length, device))
+        positions = self.position_embeddings(new_position_ids(self.position_embeddings, 0, length, device))
         hidden = self.embeddings_layer_norm(inputs_embeds + positions)
         hidden = F.dropout(hidden, p=config.dropout, training=self.training)
 
-        all_hidden: Tensors | None = () if output_hidden_states else None
-        all_attentions: Tensors | None = () if output_attentions else None
-        for i, layer in enumerate(self.layers):
-            if all_hidden is not None:
-                all_hidden += (hidden,)
-            hidden, weights, _ = layer(
-                hidden,
-                self_mask=mask,
-                head_mask=None if head_mask is None else head_mask[i],
-                output_attentions=output_attentions,
-            )
-            if all_attentions is not None:
-                all_attentions += (weights,)
-        if all_hidden is not None:
-            all_hidden += (hidden,)
-        out = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_attentions)
+        out = run_layers(
+            self.layers, hidden,
+            shared={"self_mask": mask},
+            per_layer={"head_mask": head_mask},
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
         return out if return_dict else out.to_tuple()
 
 
@@ -327,12 +165,10 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
             word_embeddings if word_embeddings is not None
             else nn.Embedding(config.vocab_size, dim, padding_idx=config.pad_token_id)
         )
-        self.position_embeddings = _positions(config)
+        self.position_embeddings = learned_positions(config)
         self.ngram_embeddings = nn.Embedding(config.ngram, dim)
-        self.layers = nn.ModuleList(_decoder_layer(config) for _ in range(config.num_decoder_layers))
+        self.layers = nn.ModuleList(decoder_layer(config) for _ in range(config.num_decoder_layers))
         self.embeddings_layer_norm = nn.LayerNorm(dim)
-        self.init_weights()
-        self._set_ties({})
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -346,7 +182,7 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
         stream's embedding + the next position. Shape: (B, T, D) -> (B, (1 + streams) * T, D),
         layer-normed."""
         batch, length, dim = inputs_embeds.shape
-        ids = _position_ids(self.position_embeddings, past, length, inputs_embeds.device)
+        ids = new_position_ids(self.position_embeddings, past, length, inputs_embeds.device)
         main = inputs_embeds + self.position_embeddings(ids)
         # the reference gives the first predicting stream the last ngram embedding, stream s row s - 1
         ngram = self.config.ngram
@@ -382,25 +218,18 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
         if not 0 < streams <= config.ngram:
             raise ValueError(f"predict_streams must be 1 .. ngram ({config.ngram}), not {predict_streams}")
         use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.use_return_dict if return_dict is None else return_dict
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of decoder input_ids and inputs_embeds")
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
-        _check_heads(head_mask, len(self.layers), "head_mask")
-        _check_heads(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
+        output_attentions, output_hidden_states, return_dict = resolve_flags(
+            config, output_attentions, output_hidden_states, return_dict
+        )
+        inputs_embeds = self._token_embeddings(input_ids, inputs_embeds, "decoder ")
+        check_head_mask(head_mask, len(self.layers))
+        check_head_mask(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
         length, device, dtype = inputs_embeds.shape[1], inputs_embeds.device, inputs_embeds.dtype
         if streams < config.ngram and length > 1:
             raise ValueError(f"predict_streams is for one-token calls, not {length} tokens")
         cross = encoder_hidden_states is not None
 
-        cache = (
-            Cache.coerce(past_key_values, len(self.layers), cross=cross)
-            if use_cache or past_key_values is not None else None
-        )
-        past = cache.get_seq_length() if cache is not None else 0
+        cache, past = open_cache(past_key_values, use_cache, len(self.layers), cross=cross)
         masks = StreamMasks.build(
             attention_mask, past, length, streams,
             num_buckets=config.num_buckets, max_distance=config.relative_max_distance, dtype=dtype, device=device,
@@ -410,79 +239,38 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
             else None
         )
         hidden = F.dropout(self._embed(inputs_embeds, past, streams), p=config.dropout, training=self.training)
-
-        all_hidden: Tensors | None = () if output_hidden_states else None
-        all_hidden_ngram: Tensors | None = () if output_hidden_states and config.ngram > 0 else None
-        all_self: Tensors | None = () if output_attentions else None
-        all_ngram: Tensors | None = () if output_attentions else None
-        all_cross: tuple | None = () if output_attentions and config.add_cross_attention else None
-        for i, layer in enumerate(self.layers):
-            if all_hidden is not None:
-                all_hidden += (hidden[:, :length],)
-                if all_hidden_ngram is not None:
-                    all_hidden_ngram += (hidden[:, length:],)
-            hidden, self_weights, cross_weights = layer(
-                hidden,
-                self_mask=masks,
-                memory=encoder_hidden_states,
-                cross_mask=cross_mask,
-                cache=None if cache is None else cache[i],
-                head_mask=None if head_mask is None else head_mask[i],
-                cross_head_mask=None if cross_attn_head_mask is None else cross_attn_head_mask[i],
-                output_attentions=output_attentions,
-            )
-            if all_self is not None and all_ngram is not None:
-                all_self += (self_weights[0],)
-                all_ngram += (self_weights[1],)
-            if all_cross is not None:
-                all_cross += (cross_weights,)
-        if all_hidden is not None:
-            all_hidden += (hidden[:, :length],)
-            if all_hidden_ngram is not None:
-                all_hidden_ngram += (hidden[:, length:],)
-
-        out = ProphetNetDecoderModelOutput(
-            last_hidden_state=hidden[:, :length],
-            last_hidden_state_ngram=hidden[:, length:] if config.ngram > 0 else None,
-            past_key_values=cache,
-            hidden_states=all_hidden,
-            hidden_states_ngram=all_hidden_ngram,
-            attentions=all_self,
-            ngram_attentions=all_ngram,
-            cross_attentions=all_cross,
+        run = run_layers(
+            self.layers, hidden,
+            shared={"self_mask": masks, "memory": encoder_hidden_states, "cross_mask": cross_mask},
+            per_layer={"head_mask": head_mask, "cross_head_mask": cross_attn_head_mask},
+            cache=cache,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            cross_attentions=config.add_cross_attention,
         )
+        out = split_streams(run, length, config.ngram > 0)
         return out if return_dict else out.to_tuple()
 
 
-def _as_encoder_output(value: Any) -> BaseModelOutput:
-    if isinstance(value, BaseModelOutput):
-        return value
-    if isinstance(value, torch.Tensor):
-        return BaseModelOutput(last_hidden_state=value)
-    parts = list(value) if not isinstance(value, ModelOutput) else [value[k] for k in value.keys()]
-    return BaseModelOutput(
-        last_hidden_state=parts[0],
-        hidden_states=parts[1] if len(parts) > 1 else None,
-        attentions=parts[2] if len(parts) > 2 else None,
-    )
-
-
-class ProphetNetModel(ProphetNetPreTrainedModel):
+class ProphetNetModel(EncoderDecoderModel, ProphetNetPreTrainedModel):
     """Encoder and decoder sharing one word embedding.
 
     Shape: input_ids (B, S), decoder_input_ids (B, T) -> last_hidden_state (B, T, D),
     last_hidden_state_ngram (B, ngram * T, D).
     """
 
+    seq2seq_output = ProphetNetSeq2SeqModelOutput
+    decoder_fields = {"decoder_ngram_hidden_states": "hidden_states_ngram"}
+    shared_weights = {
+        "encoder.word_embeddings.weight": "word_embeddings.weight",
+        "decoder.word_embeddings.weight": "word_embeddings.weight",
+    }
+
     def __init__(self, config: ProphetNetConfig) -> None:
         super().__init__(config)
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.encoder = ProphetNetEncoder(config, self.word_embeddings)
         self.decoder = ProphetNetDecoder(config, self.word_embeddings)
-        self._set_ties({
-            "encoder.word_embeddings.weight": "word_embeddings.weight",
-            "decoder.word_embeddings.weight": "word_embeddings.weight",
-        })
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -497,67 +285,6 @@ class ProphetNetModel(ProphetNetPreTrainedModel):
     def get_decoder(self) -> ProphetNetDecoder:
         return self.decoder
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.Tensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        decoder_head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        encoder_outputs: Any = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,
-    ) -> ProphetNetSeq2SeqModelOutput | tuple:
-        config = self.config
-        return_dict = config.use_return_dict if return_dict is None else return_dict
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                head_mask=head_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-            )
-        encoder_outputs = _as_encoder_output(encoder_outputs)
-        decoder_outputs = self.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
-            head_mask=decoder_head_mask,
-            cross_attn_head_mask=cross_attn_head_mask,
-            past_key_values=past_key_values,
-            inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        out = ProphetNetSeq2SeqModelOutput(
-            last_hidden_state=decoder_outputs.last_hidden_state,
-            last_hidden_state_ngram=decoder_outputs.last_hidden_state_ngram,
-            past_key_values=decoder_outputs.past_key_values,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_ngram_hidden_states=decoder_outputs.hidden_states_ngram,
-            decoder_attentions=decoder_outputs.attentions,
-            decoder_ngram_attentions=decoder_outputs.ngram_attentions,
-            cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
-        )
-        return out if return_dict else out.to_tuple()
-
 
 def _stream_logits(
     lm_head: nn.Module, hidden_ngram: torch.Tensor, ngram: int
@@ -570,33 +297,51 @@ def _stream_logits(
     return logits, (all_logits[:, 1:] if ngram > 1 else None), all_logits
 
 
-class ProphetNetForConditionalGeneration(ProphetNetPreTrainedModel):
+class _StreamLMHead:
+    """The LM head over the predicting streams (tied to the word embeddings) and its n-gram
+    loss, as ProphetNet's two task models share it (a mixin beside ``TaskModel``)."""
+
+    head_inputs = ("labels",)
+    config: ProphetNetConfig
+    lm_head: nn.Linear
+
+    def add_head(self, config: ProphetNetConfig) -> None:
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.disable_ngram_loss = config.disable_ngram_loss
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.get_decoder().word_embeddings  # type: ignore[attr-defined]
+
+    def head(self, base: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        logits, logits_ngram, all_logits = _stream_logits(self.lm_head, base.last_hidden_state_ngram, self.config.ngram)
+        loss = None
+        if labels is not None:
+            loss = ngram_loss(
+                all_logits, labels.to(all_logits.device),
+                eps=self.config.eps, disable_ngram_loss=self.disable_ngram_loss,
+            )
+        return {"loss": loss, "logits": logits, "logits_ngram": logits_ngram}
+
+
+class ProphetNetForConditionalGeneration(_StreamLMHead, ProphetNetPreTrainedModel, TaskModel):
     """``ProphetNetModel`` with the LM head (tied to the word embeddings) over the predicting streams.
+    With ``labels`` and no decoder inputs, the decoder reads the labels shifted right.
 
     Shape: input_ids (B, S), decoder_input_ids (B, T) -> logits (B, T, V), logits_ngram
     (B, ngram - 1, T, V).
     """
 
-    def __init__(self, config: ProphetNetConfig) -> None:
-        super().__init__(config)
-        self.prophetnet = ProphetNetModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.disable_ngram_loss = config.disable_ngram_loss
-        self.init_weights(prefix="lm_head.")
-        self._set_ties(
-            {
-                "prophetnet.encoder.word_embeddings.weight": "prophetnet.word_embeddings.weight",
-                "prophetnet.decoder.word_embeddings.weight": "prophetnet.word_embeddings.weight",
-            },
-            head={"lm_head.weight": "prophetnet.word_embeddings.weight"},
-        )
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.prophetnet.word_embeddings
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    base_class = ProphetNetModel
+    shared_weights = {
+        "prophetnet.encoder.word_embeddings.weight": "prophetnet.word_embeddings.weight",
+        "prophetnet.decoder.word_embeddings.weight": "prophetnet.word_embeddings.weight",
+    }
+    output_ties = {"lm_head.weight": "prophetnet.word_embeddings.weight"}
+    arguments = head_arguments(ProphetNetModel.forward, {"decoder_inputs_embeds": ("labels",)})
+    output = ProphetNetSeq2SeqLMOutput
 
     def get_encoder(self) -> ProphetNetEncoder:
         return self.prophetnet.encoder
@@ -605,72 +350,13 @@ class ProphetNetForConditionalGeneration(ProphetNetPreTrainedModel):
         return self.prophetnet.decoder
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return self._shift_right(labels)
+        return shift_right(labels, self.config.decoder_start_token_id, self.config.pad_token_id)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.Tensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        decoder_head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        encoder_outputs: Any = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,
-    ) -> ProphetNetSeq2SeqLMOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self._shift_right(labels)
-        outputs = self.prophetnet(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask,
-            decoder_head_mask=decoder_head_mask,
-            cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits, logits_ngram, all_logits = _stream_logits(
-            self.lm_head, outputs.last_hidden_state_ngram, self.config.ngram
-        )
-        loss = None
-        if labels is not None:
-            loss = ngram_loss(
-                all_logits, labels.to(all_logits.device),
-                eps=self.config.eps, disable_ngram_loss=self.disable_ngram_loss,
-            )
-        out = ProphetNetSeq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            logits_ngram=logits_ngram,
-            past_key_values=outputs.past_key_values,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_ngram_hidden_states=outputs.decoder_ngram_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            decoder_ngram_attentions=outputs.decoder_ngram_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
-        )
-        return out if return_dict else out.to_tuple()
+    def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+        if own["labels"] is not None and inputs.get("decoder_input_ids") is None \
+                and inputs.get("decoder_inputs_embeds") is None:
+            inputs["decoder_input_ids"] = self.prepare_decoder_input_ids_from_labels(own["labels"])
+        return inputs
 
 
 class ProphetNetDecoderWrapper(nn.Module):
@@ -686,90 +372,28 @@ class ProphetNetDecoderWrapper(nn.Module):
         return self.decoder(*args, **kwargs)
 
 
-class ProphetNetForCausalLM(ProphetNetPreTrainedModel):
+class ProphetNetForCausalLM(_StreamLMHead, ProphetNetPreTrainedModel, TaskModel):
     """The decoder alone with the LM head over its predicting streams (labels are not shifted:
     label t is what position t should predict).
 
     Shape: input_ids (B, T) -> logits (B, T, V), logits_ngram (B, ngram - 1, T, V).
     """
 
+    base_class = ProphetNetDecoderWrapper
+    shared_weights = {"prophetnet.decoder.word_embeddings.weight": "prophetnet.word_embeddings.weight"}
+    output_ties = {"lm_head.weight": "prophetnet.word_embeddings.weight"}
+    arguments = head_arguments(ProphetNetDecoder.forward, {"inputs_embeds": ("labels",)})
+    output = ProphetNetDecoderLMOutput
+    base_path = "prophetnet.decoder"
+
     def __init__(self, config: ProphetNetConfig) -> None:
         config = copy.deepcopy(config)
         config.is_decoder = True
         config.is_encoder_decoder = False
         super().__init__(config)
-        self.prophetnet = ProphetNetDecoderWrapper(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.disable_ngram_loss = config.disable_ngram_loss
-        self.init_weights(prefix="lm_head.")
-        self._set_ties(
-            {"prophetnet.decoder.word_embeddings.weight": "prophetnet.word_embeddings.weight"},
-            head={"lm_head.weight": "prophetnet.word_embeddings.weight"},
-        )
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.prophetnet.decoder.word_embeddings
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
 
     def get_decoder(self) -> ProphetNetDecoder:
         return self.prophetnet.decoder
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,
-    ) -> ProphetNetDecoderLMOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.prophetnet.decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            head_mask=head_mask,
-            cross_attn_head_mask=cross_attn_head_mask,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits, logits_ngram, all_logits = _stream_logits(
-            self.lm_head, outputs.last_hidden_state_ngram, self.config.ngram
-        )
-        loss = None
-        if labels is not None:
-            loss = ngram_loss(
-                all_logits, labels.to(all_logits.device),
-                eps=self.config.eps, disable_ngram_loss=self.disable_ngram_loss,
-            )
-        out = ProphetNetDecoderLMOutput(
-            loss=loss,
-            logits=logits,
-            logits_ngram=logits_ngram,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            hidden_states_ngram=outputs.hidden_states_ngram,
-            attentions=outputs.attentions,
-            ngram_attentions=outputs.ngram_attentions,
-            cross_attentions=outputs.cross_attentions,
-        )
-        return out if return_dict else out.to_tuple()
 
 
 # ----------------------------------------------------- XLM-ProphetNet names

@@ -24,8 +24,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ... import layers
-from ...layers import Attention, Cache, FeedForward, SinusoidalPositions, TransformerLayer
-from ...modeling import PreTrainedModel
+from ...heads import TaskModel, head_arguments
+from ...layers import Attention, FeedForward, SinusoidalPositions, TransformerLayer
+from ...layers.stack import check_head_mask, open_cache, run_layers
+from ...modeling import PreTrainedModel, resolve_flags
 from ...outputs import BaseModelOutput, LMOutput
 from .config import XGLMConfig
 from .names import XGLM_NAMES
@@ -88,13 +90,12 @@ def _attention(config: XGLMConfig) -> Attention:
 def _decoder_layer(config: XGLMConfig) -> TransformerLayer:
     dim = config.d_model
     cross = _attention(config) if config.add_cross_attention else None
-    return TransformerLayer(
+    return TransformerLayer.with_norms(
+        "pre",
         _attention(config),
         FeedForward(dim, config.ffn_dim, config.activation_function, dropout=config.activation_dropout),
+        dim,
         cross_attn=cross,
-        self_attn_pre_norm=nn.LayerNorm(dim),
-        cross_attn_pre_norm=nn.LayerNorm(dim) if cross is not None else None,
-        ffn_pre_norm=nn.LayerNorm(dim),
         dropout=config.dropout,
     )
 
@@ -116,13 +117,6 @@ class XGLMPreTrainedModel(PreTrainedModel):
     # older checkpoints stored the sinusoidal table, which is rebuilt, never loaded
     ignore_unexpected = (*PreTrainedModel.ignore_unexpected, r"(^|\.)embed_positions\.weights$")
 
-    def init_weights(self, prefix: str = "") -> None:
-        """The reference's initialisation: normal(0, init_std) weights, zero biases, unit norms,
-        zero padding row (free on the meta device)."""
-        for name, param in self.named_parameters():
-            if name.startswith(prefix):
-                self._init_tensor(name, param.data)
-
 
 class XGLMModel(XGLMPreTrainedModel):
     """Embeddings, the decoder layers and the final layer norm.
@@ -143,7 +137,6 @@ class XGLMModel(XGLMPreTrainedModel):
         )
         self.layers = nn.ModuleList(_decoder_layer(config) for _ in range(config.num_layers))
         self.layer_norm = nn.LayerNorm(dim)
-        self.init_weights()
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -170,10 +163,10 @@ class XGLMModel(XGLMPreTrainedModel):
         cache_position: torch.Tensor | None = None,  # accepted for API compatibility; the Cache knows its length
     ) -> BaseModelOutput | tuple:
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         use_cache = config.use_cache if use_cache is None else use_cache
-        return_dict = config.use_return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = resolve_flags(
+            config, output_attentions, output_hidden_states, return_dict
+        )
 
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -184,73 +177,48 @@ class XGLMModel(XGLMPreTrainedModel):
         cross = encoder_hidden_states is not None
         if cross and not config.add_cross_attention:
             raise ValueError("encoder_hidden_states given, but this XGLM has no cross-attention (add_cross_attention)")
-        for mask, name in ((head_mask, "head_mask"), (cross_attn_head_mask, "cross_attn_head_mask")):
-            if mask is not None and mask.shape[0] != len(self.layers):
-                raise ValueError(f"{name} must have one row per layer ({len(self.layers)}), not {mask.shape[0]}")
+        check_head_mask(head_mask, len(self.layers))
+        check_head_mask(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
 
-        cache = (
-            Cache.coerce(past_key_values, len(self.layers), cross=cross)
-            if use_cache or past_key_values is not None else None
-        )
-        past = cache.get_seq_length() if cache is not None else 0
+        cache, past = open_cache(past_key_values, use_cache, len(self.layers), cross=cross)
         if position_ids is None:
             position_ids = torch.arange(past, past + length, device=device)[None]
-        self_mask = _self_attention_mask(attention_mask, length, past + length, dtype, device)
-        cross_mask = layers.encoder_mask(encoder_attention_mask, dtype) if cross else None
-
         hidden = inputs_embeds + self.embed_positions(position_ids.to(device)).to(dtype)
-        hidden = F.dropout(hidden, p=config.dropout, training=self.training)
-
-        all_hidden: tuple[torch.Tensor, ...] | None = () if output_hidden_states else None
-        all_self: tuple[torch.Tensor, ...] | None = () if output_attentions else None
-        all_cross: tuple[torch.Tensor, ...] | None = () if output_attentions and cross else None
-        for i, layer in enumerate(self.layers):
-            if all_hidden is not None:
-                all_hidden += (hidden,)
-            if self.training and torch.rand([]) < config.layerdrop:  # LayerDrop
-                continue
-            hidden, self_weights, cross_weights = layer(
-                hidden,
-                self_mask=self_mask,
-                memory=encoder_hidden_states,
-                cross_mask=cross_mask,
-                cache=None if cache is None else cache[i],
-                head_mask=None if head_mask is None else head_mask[i],
-                cross_head_mask=None if cross_attn_head_mask is None else cross_attn_head_mask[i],
-                output_attentions=output_attentions,
-            )
-            if all_self is not None:
-                all_self += (self_weights,)
-            if all_cross is not None:
-                all_cross += (cross_weights,)
-        hidden = self.layer_norm(hidden)
-        if all_hidden is not None:
-            all_hidden += (hidden,)
-
-        out = BaseModelOutput(
-            last_hidden_state=hidden,
-            past_key_values=cache,
-            hidden_states=all_hidden,
-            attentions=all_self,
-            cross_attentions=all_cross,
+        out = run_layers(
+            self.layers,
+            F.dropout(hidden, p=config.dropout, training=self.training),
+            shared={
+                "self_mask": _self_attention_mask(attention_mask, length, past + length, dtype, device),
+                "memory": encoder_hidden_states,
+                "cross_mask": layers.encoder_mask(encoder_attention_mask, dtype) if cross else None,
+            },
+            per_layer={"head_mask": head_mask, "cross_head_mask": cross_attn_head_mask},
+            cache=cache,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            cross_attentions=cross,
+            layerdrop=config.layerdrop,
+            training=self.training,
+            final=self.layer_norm,
         )
         return out if return_dict else out.to_tuple()
 
 
-class XGLMForCausalLM(XGLMPreTrainedModel):
-    """XGLM with its LM head, tied to the token embeddings.
-
-    Shape: input_ids (B, T) -> logits (B, T, vocab_size).
+class XGLMForCausalLM(XGLMPreTrainedModel, TaskModel):
+    """XGLM with its LM head, tied to the token embeddings; ``labels`` are shifted inside
+    (``causal_lm_loss``). Shape: input_ids (B, T) -> logits (B, T, vocab_size).
     """
 
-    tied_weights = {"lm_head.weight": "model.embed_tokens.weight"}
+    base_class = XGLMModel
+    output_ties = {"lm_head.weight": "model.embed_tokens.weight"}
+    arguments = head_arguments(
+        XGLMModel.forward, {"inputs_embeds": ("labels",), "cache_position": ("num_items_in_batch",)}
+    )
+    head_inputs = ("labels", "num_items_in_batch")
+    output = LMOutput
 
-    def __init__(self, config: XGLMConfig) -> None:
-        super().__init__(config)
-        self.model = XGLMModel(config)
+    def add_head(self, config: XGLMConfig) -> None:
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.init_weights(prefix="lm_head.")
-        self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
@@ -261,49 +229,10 @@ class XGLMForCausalLM(XGLMPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,
+    def head(
+        self, base: BaseModelOutput, labels: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-    ) -> LMOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        base = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            head_mask=head_mask,
-            cross_attn_head_mask=cross_attn_head_mask,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+    ) -> dict[str, Any]:
         logits = self.lm_head(base.last_hidden_state)
         loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
-        out = LMOutput(
-            loss=loss,
-            logits=logits,
-            past_key_values=base.past_key_values,
-            hidden_states=base.hidden_states,
-            attentions=base.attentions,
-            cross_attentions=base.cross_attentions,
-        )
-        return out if return_dict else out.to_tuple()
+        return {"loss": loss, "logits": logits}

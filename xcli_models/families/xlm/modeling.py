@@ -27,8 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ... import heads
+from ...heads import TaskModel, head_arguments
 from ...layers import Attention, Cache, FeedForward, TransformerLayer, additive, causal_allowed, projections
-from ...modeling import PreTrainedModel
+from ...layers.stack import run_layers
+from ...modeling import PreTrainedModel, resolve_flags
 from ...outputs import BaseModelOutput, BeamQAOutput, ClassifierOutput, LMOutput, SpanQAOutput
 from . import names
 from .config import XLMConfig
@@ -60,30 +62,20 @@ class XLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "transformer"
     names = names.LAYERS
 
-    def post_init(self) -> None:
-        """Initialise as the reference does (skipped on the meta device), then tie."""
-        if not any(p.is_meta for p in self.parameters()):
-            with torch.no_grad():
-                self.apply(self._init_module)
-        super().post_init()
-
-    def _init_module(self, module: nn.Module) -> None:
-        config = self.config
-        if isinstance(module, nn.Embedding):
-            if config.embed_init_std is not None:
-                nn.init.normal_(module.weight, mean=0.0, std=config.embed_init_std)
-            if module.padding_idx is not None:
-                module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.Linear):
-            if config.init_std is not None:
-                nn.init.normal_(module.weight, mean=0.0, std=config.init_std)
-                if module.bias is not None:
-                    module.bias.zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
-        if isinstance(module, XLMModel) and config.sinusoidal_embeddings:
-            module.position_embeddings.weight.copy_(xlm_sinusoidal_table(*module.position_embeddings.weight.shape))
+    def _init_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        """XLM's rule: embeddings drawn with ``embed_init_std``, a sinusoidal position table
+        computed; everything else as every family draws it (``init_std``)."""
+        owner_name = name.rpartition(".")[0]
+        owner = self.get_submodule(owner_name) if owner_name else self
+        if not isinstance(owner, nn.Embedding) or self.config.embed_init_std is None:
+            return super()._init_tensor(name, tensor)
+        with torch.no_grad():
+            if self.config.sinusoidal_embeddings and owner_name.endswith("position_embeddings"):
+                tensor.copy_(xlm_sinusoidal_table(*tensor.shape))
+                return
+            tensor.normal_(0.0, self.config.embed_init_std)
+            if owner.padding_idx is not None:
+                tensor[owner.padding_idx].zero_()
 
 
 def _pruned(config: XLMConfig, layer: int) -> int:
@@ -96,6 +88,20 @@ def _refuse_unknown(name: str, kwargs: dict[str, Any]) -> None:
     """A misspelt argument is an error, not silently ignored."""
     if kwargs:
         raise TypeError(f"{name}.forward got unexpected arguments: {', '.join(sorted(kwargs))}")
+
+
+def _layer(config: XLMConfig, index: int) -> TransformerLayer:
+    dim = config.emb_dim
+    n_heads = config.n_heads - _pruned(config, index)
+    head_dim = dim // config.n_heads
+    return TransformerLayer.with_norms(
+        "post",
+        Attention(n_heads, **projections(dim, n_heads * head_dim), dropout=config.attention_dropout),
+        FeedForward(dim, 4 * dim, "gelu" if config.gelu_activation else "relu"),
+        dim,
+        eps=config.layer_norm_eps,
+        dropout=config.dropout,
+    )
 
 
 class XLMModel(XLMPreTrainedModel):
@@ -119,18 +125,7 @@ class XLMModel(XLMPreTrainedModel):
             self.lang_embeddings = nn.Embedding(config.n_langs, dim)
         self.embeddings = nn.Embedding(config.vocab_size, dim, padding_idx=config.pad_index)
         self.layer_norm_emb = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        head_dim = dim // n_heads
-        layers = []
-        for i in range(config.n_layers):
-            heads_i = n_heads - _pruned(config, i)
-            layers.append(TransformerLayer(
-                Attention(heads_i, **projections(dim, heads_i * head_dim), dropout=config.attention_dropout),
-                FeedForward(dim, 4 * dim, "gelu" if config.gelu_activation else "relu"),
-                self_attn_post_norm=nn.LayerNorm(dim, eps=config.layer_norm_eps),
-                ffn_post_norm=nn.LayerNorm(dim, eps=config.layer_norm_eps),
-                dropout=config.dropout,
-            ))
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList(_layer(config, i) for i in range(config.n_layers))
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -157,32 +152,70 @@ class XLMModel(XLMPreTrainedModel):
     ) -> BaseModelOutput | tuple:
         _refuse_unknown("XLMModel", kwargs)
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.use_return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = resolve_flags(
+            config, output_attentions, output_hidden_states, return_dict
+        )
         if input_ids is None and inputs_embeds is None:
             raise ValueError("XLMModel needs input_ids or inputs_embeds")
         if cache is not None and past_key_values is not None:
             raise ValueError("pass either cache (the whole sequence so far) or past_key_values (new tokens only)")
-        bs, t_in = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
-        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        store, past, total = self._open_cache(cache, past_key_values, use_cache, input_ids, inputs_embeds)
+        new = total - past
+        whole = cache is not None  # the reference's cache: the input is the whole sequence so far
+        mask = self._padding_mask(attention_mask, lengths, input_ids, inputs_embeds, past, total, whole=whole)
+        keep = mask[:, -new:, None]  # (B, new, 1): multiplied into the hidden states
 
-        # the cache, and how many positions it already holds
+        # only the positions the cache has not seen
+        def tail(x: torch.Tensor | None) -> torch.Tensor | None:
+            return x[:, -new:] if x is not None and x.shape[1] > new else x
+
+        if position_ids is None:
+            device = (input_ids if input_ids is not None else inputs_embeds).device
+            position_ids = torch.arange(past, total, device=device)[None, :]
+        x = self._embed(tail(input_ids), tail(inputs_embeds), tail(langs), tail(token_type_ids), tail(position_ids))
+        x = x * keep.to(x.dtype)
+
+        if self.causal:  # a plain triangle: the reference ignores padding here
+            allowed = causal_allowed(new, total, x.device)  # (1, 1, new, total)
+        else:
+            allowed = (mask != 0)[:, None, None, :]  # (B, 1, 1, total)
+        out = run_layers(
+            self.layers, x,
+            shared={"self_mask": additive(allowed, x.dtype)},
+            per_layer={"head_mask": _per_layer(head_mask, len(self.layers), x.dtype)},
+            cache=store,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            after=lambda h: h * keep.to(h.dtype),
+        )
+        return out if return_dict else out.to_tuple()
+
+    def _open_cache(
+        self, cache: Any, past_key_values: Any, use_cache: bool | None,
+        input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+    ) -> tuple[Cache | None, int, int]:
+        """The cache to write to, the positions it holds, and the positions after this call."""
+        t_in = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         given = cache if cache is not None else past_key_values
-        keep_cache = given is not None or bool(use_cache)
         store = None
-        if keep_cache:
+        if given is not None or bool(use_cache):
             store = Cache.coerce(given, len(self.layers))
             if len(store) == 0:
                 store = Cache(len(self.layers))
         past = store.get_seq_length() if store is not None else 0
-        whole = cache is not None  # the reference's cache: the input is the whole sequence so far
-        total = t_in if whole else past + t_in
-        new = total - past
-        if new <= 0:
+        total = t_in if cache is not None else past + t_in  # the reference's cache: the whole sequence so far
+        if total - past <= 0:
             raise ValueError(f"the input ({t_in} positions) adds nothing to the {past} the cache holds")
+        return store, past, total
 
-        # the padding mask over all `total` positions: attention_mask, else lengths, else non-pad tokens
+    def _padding_mask(
+        self, attention_mask: torch.Tensor | None, lengths: torch.Tensor | None,
+        input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, past: int, total: int, *, whole: bool,
+    ) -> torch.Tensor:
+        """(B, total), nonzero = a real token: attention_mask, else lengths, else the non-pad tokens."""
+        source = input_ids if input_ids is not None else inputs_embeds
+        bs, device = source.shape[0], source.device
+        new = total - past
         if lengths is None:
             if input_ids is not None:
                 lengths = (input_ids != self.pad_index).sum(dim=1) + (0 if whole else past)
@@ -190,66 +223,24 @@ class XLMModel(XLMPreTrainedModel):
                 lengths = torch.full((bs,), total, device=device)
         if lengths.shape[0] != bs or int(lengths.max()) > total:
             raise ValueError(f"lengths must be (batch,) with values at most the sequence length {total}")
-        if attention_mask is not None:
-            mask = attention_mask
-            if mask.shape[1] == new and new != total:  # new tokens only: the cached ones were real
-                mask = torch.cat([mask.new_ones(bs, past), mask], dim=1)
-        else:
-            mask = torch.arange(total, device=device)[None, :] < lengths[:, None]
-        keep = mask[:, -new:, None]  # (B, new, 1): multiplied into the hidden states
+        if attention_mask is None:
+            return torch.arange(total, device=device)[None, :] < lengths[:, None]
+        if attention_mask.shape[1] == new and new != total:  # new tokens only: the cached ones were real
+            return torch.cat([attention_mask.new_ones(bs, past), attention_mask], dim=1)
+        return attention_mask
 
-        # only the positions the cache has not seen
-        def tail(x: torch.Tensor | None) -> torch.Tensor | None:
-            return x[:, -new:] if x is not None and x.shape[1] > new else x
-
-        input_ids, langs, token_type_ids = tail(input_ids), tail(langs), tail(token_type_ids)
-        inputs_embeds = tail(inputs_embeds)
-        if position_ids is None:
-            position_ids = torch.arange(past, total, device=device)[None, :]
-        else:
-            position_ids = tail(position_ids)
-
+    def _embed(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, langs: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None, position_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Words + positions (+ languages) (+ token types as words), layer-normed. Shape: (B, T, D)."""
         x = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         x = x + self.position_embeddings(position_ids).expand_as(x)
         if langs is not None and self.use_lang_emb:
             x = x + self.lang_embeddings(langs)
         if token_type_ids is not None:
             x = x + self.embeddings(token_type_ids)
-        x = F.dropout(self.layer_norm_emb(x), p=self.dropout, training=self.training)
-        x = x * keep.to(x.dtype)
-
-        if self.causal:  # a plain triangle: the reference ignores padding here
-            allowed = causal_allowed(new, total, device)  # (1, 1, new, total)
-        else:
-            allowed = (mask != 0)[:, None, None, :]  # (B, 1, 1, total)
-        self_mask = additive(allowed, x.dtype)
-        layer_heads = _per_layer(head_mask, len(self.layers), x.dtype)
-
-        hidden_states: tuple[torch.Tensor, ...] = ()
-        attentions: tuple[torch.Tensor, ...] = ()
-        for i, layer in enumerate(self.layers):
-            if output_hidden_states:
-                hidden_states += (x,)
-            x, weights, _ = layer(
-                x,
-                self_mask=self_mask,
-                cache=None if store is None else store[i],
-                head_mask=layer_heads[i],
-                output_attentions=output_attentions,
-            )
-            if output_attentions:
-                attentions += (weights,)
-            x = x * keep.to(x.dtype)
-        if output_hidden_states:
-            hidden_states += (x,)
-
-        out = BaseModelOutput(
-            last_hidden_state=x,
-            past_key_values=store,
-            hidden_states=hidden_states if output_hidden_states else None,
-            attentions=attentions if output_attentions else None,
-        )
-        return out if return_dict else out.to_tuple()
+        return F.dropout(self.layer_norm_emb(x), p=self.dropout, training=self.training)
 
 
 def _per_layer(head_mask: torch.Tensor | None, n_layers: int, dtype: torch.dtype) -> list[torch.Tensor | None]:
@@ -301,281 +292,136 @@ class XLMPredLayer(nn.Module):
         return logits, loss
 
 
-class XLMWithLMHeadModel(XLMPreTrainedModel):
+#: a head's own arguments come after the base model's ``inputs_embeds``; the classifiers and span
+#: heads take none of the base model's cache arguments (as in the reference)
+_NO_CACHE = ("past_key_values", "use_cache", "cache_position")
+
+
+class XLMWithLMHeadModel(XLMPreTrainedModel, TaskModel):
     """XLM with its LM head (linear tied to the word embeddings, or adaptive softmax)."""
 
-    tied_weights = {"pred_layer.proj.weight": "transformer.embeddings.weight"}
+    base_class = XLMModel
+    output_ties = {"pred_layer.proj.weight": "transformer.embeddings.weight"}
+    arguments = head_arguments(XLMModel.forward, {"inputs_embeds": ("labels",)})
+    head_inputs = ("labels",)
+    output = LMOutput
 
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLMModel(config)
+    def add_head(self, config: XLMConfig) -> None:
         self.pred_layer = XLMPredLayer(config)
-        self.post_init()
 
-    def ties_active(self) -> bool:
-        return not self.config.asm and super().ties_active()
+    def ties_output(self) -> bool:
+        return not self.config.asm and super().ties_output()
 
     def get_output_embeddings(self) -> nn.Module:
         return self.pred_layer.proj
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        past_key_values: Any = None,
-        use_cache: bool | None = None,
-        cache_position: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> LMOutput | tuple:
-        _refuse_unknown("XLMWithLMHeadModel", kwargs)
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        base = self.transformer(
-            input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
-            position_ids=position_ids, lengths=lengths, cache=cache, head_mask=head_mask,
-            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, past_key_values=past_key_values, use_cache=use_cache,
-        )
+    def head(self, base: BaseModelOutput, labels: torch.Tensor | None = None) -> dict[str, Any]:
         logits, loss = self.pred_layer(base.last_hidden_state, labels)
-        out = LMOutput(
-            loss=loss, logits=logits, past_key_values=base.past_key_values,
-            hidden_states=base.hidden_states, attentions=base.attentions,
-        )
-        return out if return_dict else out.to_tuple()
+        return {"loss": loss, "logits": logits}
 
 
-class XLMForSequenceClassification(XLMPreTrainedModel):
+class XLMForSequenceClassification(XLMPreTrainedModel, TaskModel):
     """Sequence summary (``config.summary_*``) of the last hidden states as the logits."""
 
+    base_class = XLMModel
     names = names.SUMMARY
+    arguments = head_arguments(XLMModel.forward, {"inputs_embeds": ("labels",)}, drop=_NO_CACHE)
+    head_inputs = ("labels",)
+    output = ClassifierOutput
 
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLMModel(config)
+    def add_head(self, config: XLMConfig) -> None:
         self.sequence_summary = heads.SequenceSummary.from_config(config, config.emb_dim)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        base = self.transformer(
-            input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
-            position_ids=position_ids, lengths=lengths, cache=cache, head_mask=head_mask,
-            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+    def head(self, base: BaseModelOutput, labels: torch.Tensor | None = None) -> dict[str, Any]:
         logits = self.sequence_summary(base.last_hidden_state)
         loss = None if labels is None else heads.sequence_classification_loss(logits, labels, self.config)
-        out = ClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states, attentions=base.attentions)
-        return out if return_dict else out.to_tuple()
+        return {"loss": loss, "logits": logits}
 
 
-class XLMForMultipleChoice(XLMPreTrainedModel):
-    """Each choice through the encoder, summarised, then one score. Shape: (B, C, T) -> logits (B, C)."""
+class XLMForMultipleChoice(XLMPreTrainedModel, TaskModel):
+    """Each choice through the encoder, summarised, then one score. Shape: (B, C, T) -> logits (B, C).
 
+    ``lengths`` is not used (pass ``attention_mask``), as in the reference.
+    """
+
+    base_class = XLMModel
     names = names.SUMMARY
+    arguments = XLMForSequenceClassification.arguments
+    head_inputs = ("labels",)
+    output = ClassifierOutput
 
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLMModel(config)
+    def add_head(self, config: XLMConfig) -> None:
         self.sequence_summary = heads.SequenceSummary.from_config(config, config.emb_dim)
         self.logits_proj = nn.Linear(config.num_labels, 1)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        n_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def rows(x: torch.Tensor | None, trailing: int = 1) -> torch.Tensor | None:
-            return None if x is None else x.reshape(-1, *x.shape[x.dim() - trailing:])  # (B * C, T[, D])
-
-        if lengths is not None:
+    def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+        given = inputs.get("input_ids")
+        own["n_choices"] = (given if given is not None else inputs.get("inputs_embeds")).shape[1]
+        if inputs.pop("lengths", None) is not None:
             logger.warning("XLMForMultipleChoice ignores `lengths`; pass attention_mask instead")
-        base = self.transformer(
-            rows(input_ids), attention_mask=rows(attention_mask), langs=rows(langs),
-            token_type_ids=rows(token_type_ids), position_ids=rows(position_ids), cache=cache,
-            head_mask=head_mask, inputs_embeds=rows(inputs_embeds, 2), output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+        for name in ("input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "inputs_embeds"):
+            value = inputs.get(name)
+            if value is not None:
+                trailing = 2 if name == "inputs_embeds" else 1
+                inputs[name] = value.reshape(-1, *value.shape[value.dim() - trailing:])  # (B * C, T[, D])
+        return inputs
+
+    def head(
+        self, base: BaseModelOutput, labels: torch.Tensor | None = None, n_choices: int = 1
+    ) -> dict[str, Any]:
         logits = self.logits_proj(self.sequence_summary(base.last_hidden_state)).view(-1, n_choices)
-        loss = None if labels is None else F.cross_entropy(logits, labels)
-        out = ClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states, attentions=base.attentions)
-        return out if return_dict else out.to_tuple()
+        return {"loss": None if labels is None else F.cross_entropy(logits, labels), "logits": logits}
 
 
-class XLMForTokenClassification(XLMPreTrainedModel):
+class XLMForTokenClassification(XLMPreTrainedModel, TaskModel):
     """A linear classifier over every token (after dropout)."""
 
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLMModel(config)
-        self.classifier = nn.Linear(config.emb_dim, config.num_labels)
-        self.post_init()
+    base_class = XLMModel
+    arguments = XLMForSequenceClassification.arguments
+    head_inputs = ("labels",)
+    output = ClassifierOutput
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ClassifierOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        base = self.transformer(
-            input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
-            position_ids=position_ids, lengths=lengths, cache=cache, head_mask=head_mask,
-            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+    def add_head(self, config: XLMConfig) -> None:
+        self.classifier = nn.Linear(config.emb_dim, config.num_labels)
+
+    def head(self, base: BaseModelOutput, labels: torch.Tensor | None = None) -> dict[str, Any]:
         hidden = F.dropout(base.last_hidden_state, p=self.config.dropout, training=self.training)
         logits = self.classifier(hidden)
         loss = None if labels is None else heads.token_classification_loss(logits, labels)
-        out = ClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states, attentions=base.attentions)
-        return out if return_dict else out.to_tuple()
+        return {"loss": loss, "logits": logits}
 
 
-class XLMForQuestionAnsweringSimple(XLMPreTrainedModel):
+class XLMForQuestionAnsweringSimple(XLMPreTrainedModel, TaskModel):
     """Start and end logits from one linear layer (``config.num_labels`` outputs, split in two)."""
 
+    base_class = XLMModel
     names = names.SPAN_QA
+    head_inputs = ("start_positions", "end_positions")
+    arguments = head_arguments(XLMModel.forward, {"inputs_embeds": head_inputs}, drop=_NO_CACHE)
+    output = SpanQAOutput
 
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLMModel(config)
+    def add_head(self, config: XLMConfig) -> None:
         self.qa_outputs = heads.SpanHead(config.emb_dim, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SpanQAOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        base = self.transformer(
-            input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
-            position_ids=position_ids, lengths=lengths, cache=cache, head_mask=head_mask,
-            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        start_logits, end_logits = self.qa_outputs(base.last_hidden_state)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = heads.span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = SpanQAOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits,
-            hidden_states=base.hidden_states, attentions=base.attentions,
-        )
-        return out if return_dict else out.to_tuple()
+    def head(self, base: BaseModelOutput, **own: torch.Tensor | None) -> dict[str, Any]:
+        return self.qa_outputs.predict(base.last_hidden_state, **own)
 
 
-class XLMForQuestionAnswering(XLMPreTrainedModel):
+class XLMForQuestionAnswering(XLMPreTrainedModel, TaskModel):
     """The beam-search SQuAD head (``heads.BeamQAHead``): a loss in training, the top
     ``start_n_top`` x ``end_n_top`` spans and an answerability logit in inference."""
 
+    base_class = XLMModel
     names = names.BEAM_QA
+    head_inputs = ("start_positions", "end_positions", "is_impossible", "cls_index", "p_mask")
+    arguments = head_arguments(XLMModel.forward, {"inputs_embeds": head_inputs}, drop=_NO_CACHE)
+    output = BeamQAOutput
 
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLMModel(config)
+    def add_head(self, config: XLMConfig) -> None:
         self.qa_outputs = heads.BeamQAHead(
             config.emb_dim, layer_norm_eps=config.layer_norm_eps,
             start_n_top=config.start_n_top, end_n_top=config.end_n_top,
         )
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        is_impossible: torch.Tensor | None = None,
-        cls_index: torch.Tensor | None = None,
-        p_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BeamQAOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        base = self.transformer(
-            input_ids, attention_mask=attention_mask, langs=langs, token_type_ids=token_type_ids,
-            position_ids=position_ids, lengths=lengths, cache=cache, head_mask=head_mask,
-            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        head = self.qa_outputs(
-            base.last_hidden_state, start_positions=start_positions, end_positions=end_positions,
-            cls_index=cls_index, is_impossible=is_impossible, p_mask=p_mask,
-        )
-        out = BeamQAOutput(
-            loss=head.loss, start_top_log_probs=head.start_top_log_probs, start_top_index=head.start_top_index,
-            end_top_log_probs=head.end_top_log_probs, end_top_index=head.end_top_index,
-            cls_logits=head.cls_logits, hidden_states=base.hidden_states, attentions=base.attentions,
-        )
-        return out if return_dict else out.to_tuple()
+    def head(self, base: BaseModelOutput, **own: torch.Tensor | None) -> dict[str, Any]:
+        return dict(self.qa_outputs(base.last_hidden_state, **own).items())

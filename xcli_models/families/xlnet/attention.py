@@ -21,10 +21,15 @@ distances (K + T for bidirectional attention, K + 1 for unidirectional).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from ...layers import FeedForward, TransformerLayer, attend, merge_heads, split_heads
+from ...layers import FeedForward, TransformerLayer, additive, attend, merge_heads, split_heads
+
+if TYPE_CHECKING:
+    from .config import XLNetConfig
 
 
 class HeadwiseLinear(nn.Module):
@@ -249,3 +254,59 @@ class XLNetLayer(TransformerLayer):
         if g is not None:
             g = self._stream(g, update_g)
         return h, g, weights_h, weights_g
+
+
+def two_stream_masks(
+    config: "XLNetConfig",
+    qlen: int,
+    mlen: int,
+    attention_mask: torch.Tensor | None,
+    input_mask: torch.Tensor | None,
+    perm_mask: torch.Tensor | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Additive masks (B|1, 1, T, K) of the content and the query stream, or None.
+
+    ``config`` gives ``attn_type`` and ``same_length``.
+
+    A key is blocked by the causal pattern (``uni``), by padding, or by ``perm_mask``; in the
+    content stream a token always sees itself.
+    """
+    klen = mlen + qlen
+    query = torch.arange(qlen, device=device)[:, None] + mlen  # absolute position of each query
+    key = torch.arange(klen, device=device)[None, :]
+    blocked: torch.Tensor | None = None
+
+    def join(more: torch.Tensor) -> None:
+        nonlocal blocked
+        blocked = more if blocked is None else blocked | more
+
+    if config.attn_type == "uni":
+        causal = key > query
+        if config.same_length:  # every query sees the same number of keys
+            causal = causal | (key < query - mlen)
+        join(causal[None])  # (1, T, K)
+    if input_mask is not None and attention_mask is not None:
+        raise ValueError("pass one of input_mask (1 = padding) and attention_mask (0 = padding), not both")
+    if input_mask is None and attention_mask is not None:
+        input_mask = 1.0 - attention_mask.float()
+    if input_mask is not None:
+        padding = input_mask.to(device) > 0  # (B, T) or (B, >= K)
+        if padding.shape[1] == qlen:
+            padding = torch.cat([padding.new_zeros(padding.shape[0], mlen), padding], dim=1)
+        elif padding.shape[1] >= klen:
+            padding = padding[:, -klen:]
+        else:
+            raise ValueError(
+                f"a padding mask of length {padding.shape[1]} fits neither the input ({qlen}) "
+                f"nor memory plus input ({klen})"
+            )
+        join(padding[:, None, :])  # (B, 1, K)
+    if perm_mask is not None:
+        perm = perm_mask.to(device) > 0  # (B, T, T)
+        join(torch.cat([perm.new_zeros(perm.shape[0], qlen, mlen), perm], dim=2))
+    if blocked is None:
+        return None, None
+    blocked_h = blocked & (key != query)[None]
+    return additive(~blocked_h[:, None], dtype), additive(~blocked[:, None], dtype)

@@ -16,7 +16,6 @@ Two extensions over the reference, both inactive for inputs it accepts:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -28,66 +27,26 @@ from ...heads import (
     SequenceSummary,
     SpanHead,
     sequence_classification_loss,
-    span_loss,
     token_classification_loss,
 )
-from ...layers import FeedForward, additive
-from ...modeling import PreTrainedModel
-from ...outputs import ModelOutput
+from ...heads import TaskModel, head_arguments
+from ...layers import FeedForward
+from ...modeling import PreTrainedModel, resolve_flags
 from . import names as hf_names
-from .attention import HeadwiseLinear, RelativeAttention, XLNetLayer, relative_sinusoids
+from .attention import HeadwiseLinear, RelativeAttention, XLNetLayer, relative_sinusoids, two_stream_masks
 from .config import XLNetConfig
+from .outputs import (
+    Mems,
+    XLNetForMultipleChoiceOutput,
+    XLNetForQuestionAnsweringOutput,
+    XLNetForQuestionAnsweringSimpleOutput,
+    XLNetForSequenceClassificationOutput,
+    XLNetForTokenClassificationOutput,
+    XLNetLMHeadModelOutput,
+    XLNetModelOutput,
+)
 
 Tensor = torch.Tensor
-Mems = tuple[Tensor, ...]
-
-
-# -------------------------------------------------------------------- outputs
-@dataclass
-class XLNetModelOutput(ModelOutput):
-    last_hidden_state: Tensor | None = None
-    mems: Mems | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Any, ...] | None = None
-
-
-@dataclass
-class XLNetLMHeadModelOutput(ModelOutput):
-    """Also the output of the sequence, token and multiple-choice classifiers."""
-
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    mems: Mems | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Any, ...] | None = None
-
-
-XLNetForSequenceClassificationOutput = XLNetLMHeadModelOutput
-XLNetForTokenClassificationOutput = XLNetLMHeadModelOutput
-XLNetForMultipleChoiceOutput = XLNetLMHeadModelOutput
-
-
-@dataclass
-class XLNetForQuestionAnsweringSimpleOutput(ModelOutput):
-    loss: Tensor | None = None
-    start_logits: Tensor | None = None
-    end_logits: Tensor | None = None
-    mems: Mems | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Any, ...] | None = None
-
-
-@dataclass
-class XLNetForQuestionAnsweringOutput(ModelOutput):
-    loss: Tensor | None = None
-    start_top_log_probs: Tensor | None = None
-    start_top_index: Tensor | None = None
-    end_top_log_probs: Tensor | None = None
-    end_top_index: Tensor | None = None
-    cls_logits: Tensor | None = None
-    mems: Mems | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Any, ...] | None = None
 
 
 # ----------------------------------------------------------------------- base
@@ -95,43 +54,10 @@ class XLNetPreTrainedModel(PreTrainedModel):
     config_class = XLNetConfig
     base_model_prefix = "transformer"
     names = hf_names.BASE
+    #: task models hand keyword arguments they do not know to XLNetModel, which takes the
+    #: reference's ``use_cache`` and refuses the rest
+    extra_kwargs = True
     config: XLNetConfig
-
-    def post_init(self) -> None:
-        """Initialise this model's own weights as the reference does, then tie."""
-        std = self.init_std()
-        with torch.no_grad():
-            for module in _own_modules(self):
-                if isinstance(module, (nn.Linear, nn.Embedding, HeadwiseLinear)):
-                    module.weight.normal_(0.0, std)
-                    if getattr(module, "bias", None) is not None:
-                        module.bias.zero_()
-                elif isinstance(module, nn.LayerNorm):
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
-                elif isinstance(module, RelativeAttention):
-                    for p in (module.content_bias, module.position_bias, module.segment_bias, module.segment_embed):
-                        p.normal_(0.0, std)
-                elif isinstance(module, XLNetModel):
-                    module.mask_emb.normal_(0.0, std)
-        super().post_init()
-
-    # task models: the base model, then the head
-    def _base(self, input_ids: Tensor | None, kwargs: dict[str, Any]) -> "XLNetModelOutput":
-        return self.transformer(input_ids, return_dict=True, **kwargs)
-
-    def _finish(self, out: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        return out if return_dict else out.to_tuple()
-
-
-def _own_modules(model: nn.Module):
-    """``model`` and its submodules, leaving out nested models (they initialise themselves)."""
-    stack = [model]
-    while stack:
-        module = stack.pop()
-        yield module
-        stack.extend(c for c in module.children() if not isinstance(c, PreTrainedModel))
 
 
 def _layer(config: XLNetConfig) -> XLNetLayer:
@@ -146,11 +72,12 @@ def _layer(config: XLNetConfig) -> XLNetLayer:
         position=HeadwiseLinear(d, h, dh),
         dropout=config.dropout,
     )
-    return XLNetLayer(
+    return XLNetLayer.with_norms(
+        "post",
         attn,
         FeedForward(d, config.d_inner, config.ff_activation, dropout=config.dropout),
-        self_attn_post_norm=nn.LayerNorm(d, eps=config.layer_norm_eps),
-        ffn_post_norm=nn.LayerNorm(d, eps=config.layer_norm_eps),
+        d,
+        eps=config.layer_norm_eps,
         dropout=config.dropout,
     )
 
@@ -172,59 +99,6 @@ class XLNetModel(XLNetPreTrainedModel):
     # ------------------------------------------------------------- pieces
     def _drop(self, x: Tensor) -> Tensor:
         return F.dropout(x, p=self.dropout, training=self.training)
-
-    def _masks(
-        self,
-        qlen: int,
-        mlen: int,
-        attention_mask: Tensor | None,
-        input_mask: Tensor | None,
-        perm_mask: Tensor | None,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """Additive masks (B|1, 1, T, K) of the content and the query stream, or None.
-
-        A key is blocked by the causal pattern (``uni``), by padding, or by ``perm_mask``; in the
-        content stream a token always sees itself.
-        """
-        klen = mlen + qlen
-        query = torch.arange(qlen, device=device)[:, None] + mlen  # absolute position of each query
-        key = torch.arange(klen, device=device)[None, :]
-        blocked: Tensor | None = None
-
-        def join(more: Tensor) -> None:
-            nonlocal blocked
-            blocked = more if blocked is None else blocked | more
-
-        if self.config.attn_type == "uni":
-            causal = key > query
-            if self.config.same_length:  # every query sees the same number of keys
-                causal = causal | (key < query - mlen)
-            join(causal[None])  # (1, T, K)
-        if input_mask is not None and attention_mask is not None:
-            raise ValueError("pass one of input_mask (1 = padding) and attention_mask (0 = padding), not both")
-        if input_mask is None and attention_mask is not None:
-            input_mask = 1.0 - attention_mask.float()
-        if input_mask is not None:
-            padding = input_mask.to(device) > 0  # (B, T) or (B, >= K)
-            if padding.shape[1] == qlen:
-                padding = torch.cat([padding.new_zeros(padding.shape[0], mlen), padding], dim=1)
-            elif padding.shape[1] >= klen:
-                padding = padding[:, -klen:]
-            else:
-                raise ValueError(
-                    f"a padding mask of length {padding.shape[1]} fits neither the input ({qlen}) "
-                    f"nor memory plus input ({klen})"
-                )
-            join(padding[:, None, :])  # (B, 1, K)
-        if perm_mask is not None:
-            perm = perm_mask.to(device) > 0  # (B, T, T)
-            join(torch.cat([perm.new_zeros(perm.shape[0], qlen, mlen), perm], dim=2))
-        if blocked is None:
-            return None, None
-        blocked_h = blocked & (key != query)[None]
-        return additive(~blocked_h[:, None], dtype), additive(~blocked[:, None], dtype)
 
     def _cache(self, current: Tensor, previous: Tensor | None) -> Tensor:
         """The memory a layer keeps for the next call, in the reference's layout.
@@ -268,9 +142,9 @@ class XLNetModel(XLNetPreTrainedModel):
             use_mems = kwargs.pop("use_cache")
         if kwargs:
             raise TypeError(f"XLNet forward got unexpected arguments: {', '.join(sorted(kwargs))}")
-        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = cfg.use_return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = resolve_flags(
+            cfg, output_attentions, output_hidden_states, return_dict
+        )
         if use_mems is None:
             use_mems = cfg.use_mems_train if self.training else cfg.use_mems_eval
 
@@ -284,34 +158,38 @@ class XLNetModel(XLNetPreTrainedModel):
             memories = mems  # (M, B, D) each
         mlen = memories[0].shape[0] if memories[0] is not None else 0
 
-        mask_h, mask_g = self._masks(qlen, mlen, attention_mask, input_mask, perm_mask, dtype, device)
-        segments = None
-        if token_type_ids is not None:  # memory counts as segment 0
-            keys = torch.cat([token_type_ids.new_zeros(batch, mlen), token_type_ids], dim=1)
-            segments = token_type_ids[:, :, None] != keys[:, None, :]  # (B, T, K)
-        positions = relative_sinusoids(
-            qlen,
-            mlen + qlen,
-            cfg.d_model,
-            bidirectional=cfg.attn_type == "bi",
-            clamp_len=cfg.clamp_len,
-            bi_data=cfg.bi_data,
-            batch=batch,
-            device=device,
-        )
-        positions = self._drop(positions.to(dtype))
-        head_masks: Sequence[Tensor | None] = [None] * len(self.layers)
-        if head_mask is not None:
-            head_mask = head_mask.to(dtype)
-            head_masks = [head_mask] * len(self.layers) if head_mask.dim() == 1 else list(head_mask)
-        if target_mapping is not None:
-            target_mapping = target_mapping.to(dtype)
-
+        mask_h, mask_g = two_stream_masks(self.config, qlen, mlen, attention_mask, input_mask, perm_mask, dtype, device)
+        context = {
+            "positions": self._drop(self._positions(qlen, mlen, batch, device).to(dtype)),
+            "segments": _segments(token_type_ids, mlen),
+            "mask_h": mask_h,
+            "mask_g": mask_g,
+            "target_mapping": None if target_mapping is None else target_mapping.to(dtype),
+        }
         h = self._drop(x)
         g = None
         if target_mapping is not None:
             g = self._drop(self.mask_emb.expand(batch, target_mapping.shape[1], -1))
+        out = self._run_layers(
+            h, g, memories, _head_masks(head_mask, len(self.layers), dtype), context,
+            use_mems=use_mems, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        return out if return_dict else out.to_tuple()
 
+    def _positions(self, qlen: int, mlen: int, batch: int, device: torch.device) -> Tensor:
+        """The relative position encodings of the call. Shape: (K + T or more, B', D), see relative_sinusoids."""
+        cfg = self.config
+        return relative_sinusoids(
+            qlen, mlen + qlen, cfg.d_model, bidirectional=cfg.attn_type == "bi", clamp_len=cfg.clamp_len,
+            bi_data=cfg.bi_data, batch=batch, device=device,
+        )
+
+    def _run_layers(
+        self, h: Tensor, g: Tensor | None, memories: Sequence[Tensor | None], head_masks: Sequence[Tensor | None],
+        context: dict[str, Any], *, use_mems: bool, output_attentions: bool, output_hidden_states: bool,
+    ) -> XLNetModelOutput:
+        """XLNet's own layer loop: two streams (content h, query g) through every layer, each
+        layer's memory kept from the content stream before it. Shape: h (B, T, D), g (B, P, D)."""
         new_mems: list[Tensor] = []
         hidden_states: list[Tensor] = []
         attentions: list[Any] = []
@@ -321,78 +199,65 @@ class XLNetModel(XLNetPreTrainedModel):
             if output_hidden_states:
                 hidden_states.extend((h,) if g is None else (h, g))
             h, g, weights_h, weights_g = layer(
-                h,
-                g,
-                positions=positions,
-                memory=None if memory is None else memory.transpose(0, 1).to(dtype),  # (B, M, D)
-                segments=segments,
-                mask_h=mask_h,
-                mask_g=mask_g,
-                target_mapping=target_mapping,
+                h, g,
+                memory=None if memory is None else memory.transpose(0, 1).to(h.dtype),  # (B, M, D)
                 head_mask=layer_head_mask,
                 output_attentions=output_attentions,
+                **context,
             )
             if output_attentions:
                 attentions.append(weights_h if g is None else (weights_h, weights_g))
         if output_hidden_states:
             hidden_states.extend((h,) if g is None else (h, g))
-
-        out = XLNetModelOutput(
+        return XLNetModelOutput(
             last_hidden_state=self._drop(h if g is None else g),
             mems=tuple(new_mems) if use_mems else None,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )
-        return out if return_dict else out.to_tuple()
+
+
+def _segments(token_type_ids: Tensor | None, mlen: int) -> Tensor | None:
+    """Whether query and key are in different segments (memory counts as segment 0). Shape: (B, T, K)."""
+    if token_type_ids is None:
+        return None
+    keys = torch.cat([token_type_ids.new_zeros(token_type_ids.shape[0], mlen), token_type_ids], dim=1)
+    return token_type_ids[:, :, None] != keys[:, None, :]
+
+
+def _head_masks(head_mask: Tensor | None, n_layers: int, dtype: torch.dtype) -> Sequence[Tensor | None]:
+    """``head_mask`` (H,) for every layer or one row per layer -> one entry (or None) per layer."""
+    if head_mask is None:
+        return [None] * n_layers
+    head_mask = head_mask.to(dtype)
+    return [head_mask] * n_layers if head_mask.dim() == 1 else list(head_mask)
 
 
 # ---------------------------------------------------------------------- heads
-_BASE_ARGS = (
-    "attention_mask", "mems", "perm_mask", "target_mapping", "token_type_ids", "input_mask",
-    "head_mask", "inputs_embeds", "use_mems", "output_attentions", "output_hidden_states",
-)
+_HEAD_AFTER = "inputs_embeds"  # a head's own arguments come after the base model's inputs_embeds
 
 
-class XLNetLMHeadModel(XLNetPreTrainedModel):
-    """XLNet with its LM head ``lm_loss`` (weight tied to the word embeddings, own bias)."""
+class XLNetLMHeadModel(XLNetPreTrainedModel, TaskModel):
+    """XLNet with its LM head ``lm_loss`` (weight tied to the word embeddings, own bias).
 
-    tied_weights = {"lm_loss.weight": "transformer.word_embedding.weight"}
+    Shape: logits (B, P or T, vocab); labels (B, P or T), -100 ignored.
+    """
 
-    def __init__(self, config: XLNetConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLNetModel(config)
+    base_class = XLNetModel
+    output_ties = {"lm_loss.weight": "transformer.word_embedding.weight"}
+    arguments = head_arguments(XLNetModel.forward, {_HEAD_AFTER: ("labels",)})
+    head_inputs = ("labels",)
+    output = XLNetLMHeadModelOutput
+
+    def add_head(self, config: XLNetConfig) -> None:
         self.lm_loss = nn.Linear(config.d_model, config.vocab_size)
-        self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_loss
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        mems: Sequence[Tensor] | None = None,
-        perm_mask: Tensor | None = None,
-        target_mapping: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        input_mask: Tensor | None = None,
-        head_mask: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        labels: Tensor | None = None,
-        use_mems: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> XLNetLMHeadModelOutput | tuple:
-        """Shape: logits (B, P or T, vocab); labels (B, P or T), -100 ignored."""
-        base = self._base(input_ids, {**_pick(locals()), **kwargs})
+    def head(self, base: XLNetModelOutput, labels: Tensor | None = None) -> dict[str, Any]:
         logits = self.lm_loss(base.last_hidden_state)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        out = XLNetLMHeadModelOutput(loss, logits, base.mems, base.hidden_states, base.attentions)
-        return self._finish(out, return_dict)
+        return {"loss": None if labels is None else token_classification_loss(logits, labels), "logits": logits}
 
     # ---------------------------------------------------------- generation
     #: tokens recomputed at each step besides the dummy: the reference's choice
@@ -446,222 +311,113 @@ class XLNetLMHeadModel(XLNetPreTrainedModel):
     _reorder_cache = reorder_mems
 
 
-class XLNetForSequenceClassification(XLNetPreTrainedModel):
-    names = hf_names.BASE + hf_names.SUMMARY
+class XLNetForSequenceClassification(XLNetPreTrainedModel, TaskModel):
+    """Sequence summary, then ``logits_proj``. Shape: logits (B, num_labels); labels (B,)
+    (or (B, num_labels) for multi-label)."""
 
-    def __init__(self, config: XLNetConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLNetModel(config)
+    base_class = XLNetModel
+    names = hf_names.BASE + hf_names.SUMMARY
+    arguments = XLNetLMHeadModel.arguments
+    head_inputs = ("labels",)
+    output = XLNetForSequenceClassificationOutput
+
+    def add_head(self, config: XLNetConfig) -> None:
         self.sequence_summary = SequenceSummary.from_config(config, config.d_model)
         self.logits_proj = nn.Linear(config.d_model, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        mems: Sequence[Tensor] | None = None,
-        perm_mask: Tensor | None = None,
-        target_mapping: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        input_mask: Tensor | None = None,
-        head_mask: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        labels: Tensor | None = None,
-        use_mems: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> XLNetLMHeadModelOutput | tuple:
-        """Shape: logits (B, num_labels); labels (B,) (or (B, num_labels) for multi-label)."""
-        base = self._base(input_ids, {**_pick(locals()), **kwargs})
+    def head(self, base: XLNetModelOutput, labels: Tensor | None = None) -> dict[str, Any]:
         logits = self.logits_proj(self.sequence_summary(base.last_hidden_state))
         loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
-        out = XLNetForSequenceClassificationOutput(loss, logits, base.mems, base.hidden_states, base.attentions)
-        return self._finish(out, return_dict)
+        return {"loss": loss, "logits": logits}
 
 
-class XLNetForTokenClassification(XLNetPreTrainedModel):
-    def __init__(self, config: XLNetConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLNetModel(config)
+class XLNetForTokenClassification(XLNetPreTrainedModel, TaskModel):
+    """A linear classifier over every token. Shape: logits (B, T, num_labels); labels (B, T), -100 ignored."""
+
+    base_class = XLNetModel
+    arguments = XLNetLMHeadModel.arguments
+    head_inputs = ("labels",)
+    output = XLNetForTokenClassificationOutput
+
+    def add_head(self, config: XLNetConfig) -> None:
         self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        mems: Sequence[Tensor] | None = None,
-        perm_mask: Tensor | None = None,
-        target_mapping: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        input_mask: Tensor | None = None,
-        head_mask: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        labels: Tensor | None = None,
-        use_mems: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> XLNetLMHeadModelOutput | tuple:
-        """Shape: logits (B, T, num_labels); labels (B, T), -100 ignored."""
-        base = self._base(input_ids, {**_pick(locals()), **kwargs})
+    def head(self, base: XLNetModelOutput, labels: Tensor | None = None) -> dict[str, Any]:
         logits = self.classifier(base.last_hidden_state)
         loss = None if labels is None else token_classification_loss(logits, labels)
-        out = XLNetForTokenClassificationOutput(loss, logits, base.mems, base.hidden_states, base.attentions)
-        return self._finish(out, return_dict)
+        return {"loss": loss, "logits": logits}
 
 
-class XLNetForMultipleChoice(XLNetPreTrainedModel):
+class XLNetForMultipleChoice(XLNetPreTrainedModel, TaskModel):
+    """Each choice through the model, summarised, then one score.
+
+    Shape: input_ids, token_type_ids, masks (B, C, T); inputs_embeds (B, C, T, D); logits (B, C);
+    labels (B,). The choices run as B * C rows.
+    """
+
+    base_class = XLNetModel
     names = hf_names.BASE + hf_names.SUMMARY
+    arguments = (  # the reference's order, unlike the other heads
+        "input_ids", "token_type_ids", "input_mask", "attention_mask", "mems", "perm_mask", "target_mapping",
+        "head_mask", "inputs_embeds", "labels", "use_mems", "output_attentions", "output_hidden_states",
+        "return_dict",
+    )
+    head_inputs = ("labels",)
+    output = XLNetForMultipleChoiceOutput
 
-    def __init__(self, config: XLNetConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLNetModel(config)
+    def add_head(self, config: XLNetConfig) -> None:
         self.sequence_summary = SequenceSummary.from_config(config, config.d_model)
         self.logits_proj = nn.Linear(config.d_model, 1)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        input_mask: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        mems: Sequence[Tensor] | None = None,
-        perm_mask: Tensor | None = None,
-        target_mapping: Tensor | None = None,
-        head_mask: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        labels: Tensor | None = None,
-        use_mems: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> XLNetLMHeadModelOutput | tuple:
-        """Shape: input_ids, token_type_ids, masks (B, C, T); inputs_embeds (B, C, T, D);
-        logits (B, C); labels (B,). The choices run as B * C rows."""
-        n_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-        args = _pick(locals())
-        for name in ("token_type_ids", "input_mask", "attention_mask"):
-            if args[name] is not None:
-                args[name] = args[name].reshape(-1, args[name].shape[-1])  # (B * C, T)
-        if inputs_embeds is not None:
-            args["inputs_embeds"] = inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
-        flat_ids = None if input_ids is None else input_ids.reshape(-1, input_ids.shape[-1])
-        base = self._base(flat_ids, {**args, **kwargs})
+    def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+        given = inputs.get("input_ids")
+        own["n_choices"] = (given if given is not None else inputs.get("inputs_embeds")).shape[1]
+        for name in ("input_ids", "token_type_ids", "input_mask", "attention_mask"):
+            if inputs.get(name) is not None:
+                inputs[name] = inputs[name].reshape(-1, inputs[name].shape[-1])  # (B * C, T)
+        if inputs.get("inputs_embeds") is not None:
+            inputs["inputs_embeds"] = inputs["inputs_embeds"].reshape(-1, *inputs["inputs_embeds"].shape[-2:])
+        return inputs
+
+    def head(self, base: XLNetModelOutput, labels: Tensor | None = None, n_choices: int = 1) -> dict[str, Any]:
         logits = self.logits_proj(self.sequence_summary(base.last_hidden_state)).view(-1, n_choices)
-        loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
-        out = XLNetForMultipleChoiceOutput(loss, logits, base.mems, base.hidden_states, base.attentions)
-        return self._finish(out, return_dict)
+        return {"loss": None if labels is None else F.cross_entropy(logits, labels.view(-1)), "logits": logits}
 
 
-class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
+class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel, TaskModel):
+    """Start and end logits from one linear layer. Shape: start_logits, end_logits (B, T);
+    start/end_positions (B,)."""
+
+    base_class = XLNetModel
     names = hf_names.BASE + hf_names.SPAN
+    head_inputs = ("start_positions", "end_positions")
+    arguments = head_arguments(XLNetModel.forward, {_HEAD_AFTER: head_inputs})
+    output = XLNetForQuestionAnsweringSimpleOutput
 
-    def __init__(self, config: XLNetConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLNetModel(config)
+    def add_head(self, config: XLNetConfig) -> None:
         self.qa_outputs = SpanHead(config.d_model, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        mems: Sequence[Tensor] | None = None,
-        perm_mask: Tensor | None = None,
-        target_mapping: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        input_mask: Tensor | None = None,
-        head_mask: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        start_positions: Tensor | None = None,
-        end_positions: Tensor | None = None,
-        use_mems: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> XLNetForQuestionAnsweringSimpleOutput | tuple:
-        """Shape: start_logits, end_logits (B, T); start/end_positions (B,)."""
-        base = self._base(input_ids, {**_pick(locals()), **kwargs})
-        start_logits, end_logits = self.qa_outputs(base.last_hidden_state)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = XLNetForQuestionAnsweringSimpleOutput(
-            loss, start_logits, end_logits, base.mems, base.hidden_states, base.attentions
-        )
-        return self._finish(out, return_dict)
+    def head(self, base: XLNetModelOutput, **own: Tensor | None) -> dict[str, Any]:
+        return self.qa_outputs.predict(base.last_hidden_state, **own)
 
 
-class XLNetForQuestionAnswering(XLNetPreTrainedModel):
-    """XLNet with the beam-search SQuAD head (``heads.BeamQAHead``)."""
+class XLNetForQuestionAnswering(XLNetPreTrainedModel, TaskModel):
+    """XLNet with the beam-search SQuAD head (``heads.BeamQAHead``): with start and end
+    positions the loss only, otherwise the beam."""
 
+    base_class = XLNetModel
     names = hf_names.BASE + hf_names.BEAM
+    head_inputs = ("start_positions", "end_positions", "is_impossible", "cls_index", "p_mask")
+    arguments = head_arguments(XLNetModel.forward, {_HEAD_AFTER: head_inputs})
+    output = XLNetForQuestionAnsweringOutput
 
-    def __init__(self, config: XLNetConfig) -> None:
-        super().__init__(config)
-        self.transformer = XLNetModel(config)
+    def add_head(self, config: XLNetConfig) -> None:
         self.qa_head = BeamQAHead(
             config.d_model,
             layer_norm_eps=config.layer_norm_eps,
             start_n_top=config.start_n_top,
             end_n_top=config.end_n_top,
         )
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        mems: Sequence[Tensor] | None = None,
-        perm_mask: Tensor | None = None,
-        target_mapping: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        input_mask: Tensor | None = None,
-        head_mask: Tensor | None = None,
-        inputs_embeds: Tensor | None = None,
-        start_positions: Tensor | None = None,
-        end_positions: Tensor | None = None,
-        is_impossible: Tensor | None = None,
-        cls_index: Tensor | None = None,
-        p_mask: Tensor | None = None,
-        use_mems: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> XLNetForQuestionAnsweringOutput | tuple:
-        """With start and end positions: the loss only. Otherwise the beam (see BeamQAHead)."""
-        base = self._base(input_ids, {**_pick(locals()), **kwargs})
-        head = self.qa_head(
-            base.last_hidden_state,
-            start_positions=start_positions,
-            end_positions=end_positions,
-            cls_index=cls_index,
-            is_impossible=is_impossible,
-            p_mask=p_mask,
-        )
-        out = XLNetForQuestionAnsweringOutput(
-            head.loss,
-            head.start_top_log_probs,
-            head.start_top_index,
-            head.end_top_log_probs,
-            head.end_top_index,
-            head.cls_logits,
-            base.mems,
-            base.hidden_states,
-            base.attentions,
-        )
-        return self._finish(out, return_dict)
-
-
-def _pick(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The base model's keyword arguments out of a task forward's ``locals()``."""
-    return {name: arguments[name] for name in _BASE_ARGS}
+    def head(self, base: XLNetModelOutput, **own: Tensor | None) -> dict[str, Any]:
+        return dict(self.qa_head(base.last_hidden_state, **own).items())
