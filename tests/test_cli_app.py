@@ -38,6 +38,17 @@ def test_command_help() -> None:
         assert option in result.stdout
 
 
+def test_every_command_hands_quiet_and_debug_to_the_console() -> None:
+    """--quiet/--debug are plain options (no parse-time side effect): a command that takes them
+    passes them to console.configure, or they would silently do nothing."""
+    import inspect
+
+    for command in app.registered_commands:
+        function = command.callback
+        if "quiet" in inspect.signature(function).parameters:
+            assert "console.configure(quiet=quiet, debug=debug)" in inspect.getsource(function), command.name
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"xcli {__version__}\n"

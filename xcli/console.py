@@ -67,6 +67,12 @@ class Console:
         self._counted: dict[str, int] = {}
         self._library_muted = 0
 
+    def configure(self, *, quiet: bool = False, debug: bool = False) -> None:
+        """What this run's ``--quiet``/``--debug`` ask for; each command calls it first, with its
+        own parsed options (``XCLI_DEBUG=1`` also turns the tracebacks on)."""
+        self.quiet = quiet
+        self.debug = debug or os.environ.get("XCLI_DEBUG", "") not in ("", "0")
+
     # ----------------------------------------------------- the model core
     def hear_library(self) -> None:
         """Show the model core's log warnings as ``xcli: warning:`` lines (once per process).

@@ -12,16 +12,18 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 def load_task_model(
-    spec: str | None, device: Any, dtype: Any, threads: int | None, *, accept: Sequence[str], what: str
+    spec: str | None, device: Any, dtype: Any, threads: int | None, *, accept: Sequence[str], what: str,
+    command: str | None = None,
 ) -> Any:
     """Resolve ``--model`` and load it (class from its config.json) with its tokenizer.
 
     A checkpoint whose head is not in ``accept`` is a usage error naming its class, raised before
-    any weight is read; so is an unavailable ``--device``.
+    any weight is read; so is an unavailable ``--device``. Without ``spec``, ``command``'s built-in
+    model (``xcli.models.DEFAULT_MODELS``).
     """
     from .models import resolve_model
 
-    resolved = resolve_model(spec)
+    resolved = resolve_model(spec, command)
     from xcli_models.tasks import common
 
     from xcli_models.auto import AutoModel, family_of

@@ -124,9 +124,25 @@ def _looks_like_id(spec: str) -> bool:
     return 1 <= len(parts) <= 2 and all(parts) and not spec.startswith((".", "~")) and "\\" not in spec
 
 
-def resolve_model(spec: str | None = None) -> ResolvedModel:
-    """Resolve ``--model`` (``None`` falls back to ``XCLI_MODEL``); a missing model is a usage error."""
+#: the built-in model a command uses without ``--model`` and ``XCLI_MODEL``
+DEFAULT_MODELS = {
+    "classify": "xcli/sentiment",
+    "fill-mask": "xcli/fill-mask",
+    "generate": "xcli/shakespeare",
+    "score": "xcli/shakespeare",
+}
+
+
+def resolve_model(spec: str | None = None, command: str | None = None) -> ResolvedModel:
+    """Resolve ``--model`` (``None`` falls back to ``XCLI_MODEL``, then to ``command``'s built-in
+    model, said once on stderr); a missing model is a usage error."""
     spec = spec or os.environ.get("XCLI_MODEL") or None
+    default = DEFAULT_MODELS.get(command or "")
+    if not spec and default is not None and find_builtin(default) is not None:
+        from .console import console
+
+        console.note(f"using the built-in model {default} (demo quality; choose another with -m or XCLI_MODEL)")
+        return ResolvedModel(default, find_builtin(default), "builtin", _model_type(find_builtin(default)))
     if not spec:
         raise UsageError(
             "no model given",

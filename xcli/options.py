@@ -12,8 +12,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from .console import console
-
 
 class InputFormatName(str, Enum):
     auto = "auto"
@@ -43,18 +41,6 @@ class DtypeName(str, Enum):
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
-
-
-def _set_quiet(value: bool) -> bool:
-    if value:
-        console.quiet = True
-    return value
-
-
-def _set_debug(value: bool) -> bool:
-    if value:
-        console.debug = True
-    return value
 
 
 # ----------------------------------------------------------------- input
@@ -130,19 +116,9 @@ OnError = Annotated[
 ]
 
 # ------------------------------------------------------------- reporting
-Quiet = Annotated[
-    bool,
-    typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.", callback=_set_quiet, is_eager=True),
-]
-Debug = Annotated[
-    bool,
-    typer.Option(
-        "--debug",
-        help="Show the traceback of an error (also: XCLI_DEBUG=1).",
-        callback=_set_debug,
-        is_eager=True,
-    ),
-]
+# plain values: each command hands them to ``console.configure`` first thing (no parse-time side effect)
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error (also: XCLI_DEBUG=1).")]
 
 # ----------------------------------------------------------------- model
 Model = Annotated[

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
+from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
     Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts, Threads,
 )
+from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
 
 class FunctionName(str, Enum):
@@ -27,32 +30,51 @@ class AggregationName(str, Enum):
     max = "max"
 
 
+TopK = Annotated[
+    Optional[int],
+    typer.Option("--top-k", "-k", min=1, help="Sequence heads: list only the K best labels in \"scores\" "
+                 "(default: all).", show_default=False),
+]
+Function = Annotated[
+    Optional[FunctionName],
+    typer.Option("--function", case_sensitive=False, help="Sequence heads: how logits become scores "
+                 "(default as the reference: none for regression, sigmoid for one label or multi-label, "
+                 "else softmax).", show_default=False),
+]
+Aggregation = Annotated[
+    Optional[AggregationName],
+    typer.Option("--aggregation", case_sensitive=False, help="Token heads: none (each token), simple (adjacent "
+                 "tokens of one entity), or first/average/max (words agree on one label first). [default: none]",
+                 show_default=False),
+]
+PairField = Annotated[
+    str, typer.Option("--pair-field", metavar="NAME", help="The record field that holds the second text of a pair.")
+]
+ChoicesField = Annotated[
+    str, typer.Option("--choices-field", metavar="NAME", help="Multiple-choice heads: the field with the choices.")
+]
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """classify's own options (each head kind takes some of them; the others are warned about)."""
+
+    top_k: int | None
+    function: FunctionName | None
+    aggregation: AggregationName | None
+    pair_field: str
+    choices_field: str
+    lang: str | None
+
+
 def classify(
     texts: Texts = None,
     model: Model = None,
-    top_k: Annotated[
-        Optional[int],
-        typer.Option("--top-k", "-k", min=1, help="Sequence heads: list only the K best labels in \"scores\" "
-                     "(default: all).", show_default=False),
-    ] = None,
-    function: Annotated[
-        Optional[FunctionName],
-        typer.Option("--function", case_sensitive=False, help="Sequence heads: how logits become scores "
-                     "(default as the reference: none for regression, sigmoid for one label or multi-label, "
-                     "else softmax).", show_default=False),
-    ] = None,
-    aggregation: Annotated[
-        Optional[AggregationName],
-        typer.Option("--aggregation", case_sensitive=False, help="Token heads: none (each token), simple (adjacent "
-                     "tokens of one entity), or first/average/max (words agree on one label first). [default: none]",
-                     show_default=False),
-    ] = None,
-    pair_field: Annotated[
-        str, typer.Option("--pair-field", metavar="NAME", help="The record field that holds the second text of a pair.")
-    ] = "text_pair",
-    choices_field: Annotated[
-        str, typer.Option("--choices-field", metavar="NAME", help="Multiple-choice heads: the field with the choices.")
-    ] = "choices",
+    top_k: TopK = None,
+    function: Function = None,
+    aggregation: Aggregation = None,
+    pair_field: PairField = "text_pair",
+    choices_field: ChoicesField = "choices",
     lang: Lang = None,
     max_length: MaxLength = None,
     batch_size: BatchSize = 32,
@@ -86,56 +108,59 @@ def classify(
 
       echo '{"text": "The cat sat on the", "choices": ["mat", "moon"]}' | xcli classify -m ./xlnet-swag
     """
-    from .. import io
-    from ..console import console
+    console.configure(quiet=quiet, debug=debug)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    options = ClassifyOptions(top_k, function, aggregation, pair_field, choices_field, lang)
+    run_record_command(streams, lambda writer: _start(run, field, options), text_of=_main_result)
+
+
+def _start(run: ModelOptions, field: str, options: ClassifyOptions) -> Job:
+    """Load the model and the classifier its head calls for; warn about options that head ignores."""
+    from xcli_models.tasks.classify import CHOICE_HEADS, SEQUENCE_HEADS, TOKEN_HEADS, classifier_for
+
+    from ..model_commands import usage_errors
+
+    task = run.load(SEQUENCE_HEADS + TOKEN_HEADS + CHOICE_HEADS,
+                    "classify: it needs a sequence, token or multiple-choice classification head", command="classify")
+    with usage_errors():
+        classifier = classifier_for(
+            task.model, task.tokenizer, top_k=options.top_k,
+            function=options.function.value if options.function else None,
+            aggregation=options.aggregation.value if options.aggregation else "none", lang=options.lang,
+            batch_size=run.batch_size, max_length=run.max_length,
+        )
+    unused = {
+        "--top-k": options.top_k is not None and classifier.kind != "sequence",
+        "--function": options.function is not None and classifier.kind != "sequence",
+        "--aggregation": options.aggregation is not None and classifier.kind != "token",
+    }
+    for option, given in unused.items():
+        if given:
+            console.warning(f"{option} does not apply to {task.class_name}: ignored")
+    return Job(lambda record: _prepare(record, classifier, task.class_name, field, options, run), classifier.run,
+               run.window)
+
+
+def _prepare(record: Any, classifier: Any, class_name: str, field: str, options: ClassifyOptions,
+             run: ModelOptions) -> Any:
+    """One record's item for the head's kind: a text, a pair, or a text with its choices."""
     from ..errors import RecordError
-    from ..model_commands import check_length, load_task_model, usage_errors, warn_truncated, window
+    from ..model_commands import warn_truncated
 
-    records = io.read_records(texts, input, input_format=input_format, field=field)
-    with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_main_result) as writer:
-        from xcli_models.tasks.classify import CHOICE_HEADS, SEQUENCE_HEADS, TOKEN_HEADS, classifier_for
-
-        heads = SEQUENCE_HEADS + TOKEN_HEADS + CHOICE_HEADS
-        task = load_task_model(
-            model, device, dtype, threads, accept=heads,
-            what="classify: it needs a sequence, token or multiple-choice classification head",
-        )
-        check_length(task, max_length)
-        with usage_errors():
-            classifier = classifier_for(
-                task.model, task.tokenizer, top_k=top_k, function=function.value if function else None,
-                aggregation=aggregation.value if aggregation else "none", lang=lang, batch_size=batch_size,
-                max_length=max_length,
+    text = record.text(field, FIELD_HINT)
+    if classifier.kind == "choice":
+        if record.get(options.choices_field) is None:
+            raise RecordError(
+                "missing_field", f'no "{options.choices_field}" field: {class_name} picks among choices'
             )
-        unused = {
-            "--top-k": top_k is not None and classifier.kind != "sequence",
-            "--function": function is not None and classifier.kind != "sequence",
-            "--aggregation": aggregation is not None and classifier.kind != "token",
-        }
-        for option, given in unused.items():
-            if given:
-                console.warning(f"{option} does not apply to {task.class_name}: ignored")
-        hint = "pick the text field with --field"
-
-        def prepare(record: io.Record) -> Any:
-            text = record.text(field, hint)
-            if classifier.kind == "choice":
-                if record.get(choices_field) is None:
-                    raise RecordError(
-                        "missing_field", f'no "{choices_field}" field: {task.class_name} picks among choices'
-                    )
-                item = classifier.prepare(text, record.get(choices_field))
-            elif classifier.kind == "token":
-                item = classifier.prepare(text)
-            else:
-                item = classifier.prepare(text, record.optional_text(pair_field))
-            warn_truncated(record, item, classifier.limit, given=max_length is not None)
-            return item
-
-        summary = io.run_records(
-            records, classifier.run, writer, prepare=prepare, batch_size=window(batch_size), on_error=on_error
-        )
-    io.finish(summary)
+        item = classifier.prepare(text, record.get(options.choices_field))
+    elif classifier.kind == "token":
+        item = classifier.prepare(text)
+    else:
+        item = classifier.prepare(text, record.optional_text(options.pair_field))
+    warn_truncated(record, item, classifier.limit, given=run.max_length is not None)
+    return item
 
 
 def _main_result(result: dict[str, Any]) -> Any:

@@ -20,62 +20,69 @@ class WeightFormat(str, Enum):
     bin = "bin"
 
 
+Src = Annotated[
+    str,
+    typer.Argument(
+        metavar="SRC",
+        help="Checkpoint directory, Hugging Face id (org/name) in the local cache, or built-in name.",
+        show_default=False,
+    ),
+]
+Dst = Annotated[
+    Path,
+    typer.Argument(metavar="DST", help="Directory to write (must not exist, unless --force).", show_default=False),
+]
+Format = Annotated[WeightFormat, typer.Option("--format", case_sensitive=False, help="Weight file format to write.")]
+CastDtype = Annotated[
+    Optional[DtypeName],
+    typer.Option(
+        "--dtype",
+        case_sensitive=False,
+        help="Cast floating-point weights (default: keep each tensor's dtype).",
+        show_default=False,
+    ),
+]
+MaxShardSize = Annotated[
+    Optional[str],
+    typer.Option(
+        "--max-shard-size",
+        metavar="SIZE",
+        help="Split the weights into shards of at most SIZE (500MB, 2GB, 10GiB) with an index file; "
+        "without it, one file.",
+        show_default=False,
+    ),
+]
+Verify = Annotated[
+    bool,
+    typer.Option(
+        "--verify/--no-verify",
+        help="Check the result before it appears: every tensor as intended, and the same outputs "
+        "on a sample input (identical, or within the cast's tolerance).",
+    ),
+]
+Tolerance = Annotated[
+    Optional[float],
+    typer.Option(
+        "--tolerance",
+        min=0.0,
+        metavar="ATOL",
+        help="Largest absolute output difference the check accepts (default: 0 when no value changes; "
+        "after a narrowing cast 5e-2 (bfloat16) or 1e-2 (float16) times max(1, largest output)).",
+        show_default=False,
+    ),
+]
+ReplaceDst = Annotated[bool, typer.Option("--force", "-f", help="Replace DST if it exists.")]
+
+
 def convert(
-    src: Annotated[
-        str,
-        typer.Argument(
-            metavar="SRC",
-            help="Checkpoint directory, Hugging Face id (org/name) in the local cache, or built-in name.",
-            show_default=False,
-        ),
-    ],
-    dst: Annotated[
-        Path,
-        typer.Argument(metavar="DST", help="Directory to write (must not exist, unless --force).", show_default=False),
-    ],
-    format: Annotated[
-        WeightFormat,
-        typer.Option("--format", case_sensitive=False, help="Weight file format to write."),
-    ] = WeightFormat.safetensors,
-    dtype: Annotated[
-        Optional[DtypeName],
-        typer.Option(
-            "--dtype",
-            case_sensitive=False,
-            help="Cast floating-point weights (default: keep each tensor's dtype).",
-            show_default=False,
-        ),
-    ] = None,
-    max_shard_size: Annotated[
-        Optional[str],
-        typer.Option(
-            "--max-shard-size",
-            metavar="SIZE",
-            help="Split the weights into shards of at most SIZE (500MB, 2GB, 10GiB) with an index file; "
-            "without it, one file.",
-            show_default=False,
-        ),
-    ] = None,
-    verify: Annotated[
-        bool,
-        typer.Option(
-            "--verify/--no-verify",
-            help="Check the result before it appears: every tensor as intended, and the same outputs "
-            "on a sample input (identical, or within the cast's tolerance).",
-        ),
-    ] = True,
-    tolerance: Annotated[
-        Optional[float],
-        typer.Option(
-            "--tolerance",
-            min=0.0,
-            metavar="ATOL",
-            help="Largest absolute output difference the check accepts (default: 0 when no value changes; "
-            "after a narrowing cast 5e-2 (bfloat16) or 1e-2 (float16) times max(1, largest output)).",
-            show_default=False,
-        ),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace DST if it exists.")] = False,
+    src: Src,
+    dst: Dst,
+    format: Format = WeightFormat.safetensors,
+    dtype: CastDtype = None,
+    max_shard_size: MaxShardSize = None,
+    verify: Verify = True,
+    tolerance: Tolerance = None,
+    force: ReplaceDst = False,
     output_format: SummaryFormat = OutputFormatName.jsonl,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -101,24 +108,13 @@ def convert(
     from ..errors import UsageError, XcliError
     from ..models import resolve_model
 
-    if Path(src).expanduser().is_file():
-        raise UsageError(f"SRC {src}: is a file", "pass the checkpoint directory (the one holding config.json)")
-    target = dst.expanduser()
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"DST {dst}: exists and is not a directory")
-    if target.exists() and not force:
-        raise UsageError(f"DST {dst}: exists", "pass --force to replace it")
+    console.configure(quiet=quiet, debug=debug)
+    target = _check_paths(src, dst, force)
     source = resolve_model(src)
 
     from xcli_models.convert import VerificationError, convert_checkpoint
-    from xcli_models.loading import parse_size
 
-    if max_shard_size is not None:
-        try:
-            if parse_size(max_shard_size) <= 0:
-                raise ValueError("the size must be positive")
-        except ValueError as exc:
-            raise UsageError(f"--max-shard-size {max_shard_size}: {exc}") from None
+    _check_shard_size(max_shard_size)
     try:
         result = convert_checkpoint(
             source.path,
@@ -144,6 +140,33 @@ def convert(
         console.note(f"check {result.check.summary()}")
     summary = {"model": src, **result.to_json()}
     _emit(summary, output_format)
+
+
+def _check_paths(src: str, dst: Path, force: bool) -> Path:
+    """SRC must not be a file; DST must be a directory to replace (with --force) or not exist yet."""
+    from ..errors import UsageError
+
+    if Path(src).expanduser().is_file():
+        raise UsageError(f"SRC {src}: is a file", "pass the checkpoint directory (the one holding config.json)")
+    target = dst.expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"DST {dst}: exists and is not a directory")
+    if target.exists() and not force:
+        raise UsageError(f"DST {dst}: exists", "pass --force to replace it")
+    return target
+
+
+def _check_shard_size(max_shard_size: str | None) -> None:
+    from xcli_models.loading import parse_size
+
+    from ..errors import UsageError
+
+    if max_shard_size is not None:
+        try:
+            if parse_size(max_shard_size) <= 0:
+                raise ValueError("the size must be positive")
+        except ValueError as exc:
+            raise UsageError(f"--max-shard-size {max_shard_size}: {exc}") from None
 
 
 def _warn(message: str) -> None:

@@ -13,40 +13,48 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength, Model,
     OnError, OnErrorName, Quiet, Threads,
 )
+from ..errors import RecordError
 from .train import TaskName
 
 #: tasks whose evaluation predicts nothing per record (only their loss counts)
 _LOSS_ONLY = ("causal-lm", "masked-lm", "plm", "seq2seq")
 
 
+EvalTask = Annotated[
+    TaskName,
+    typer.Option("--task", case_sensitive=False, help="Which evaluation; auto: what the checkpoint's head does "
+                 "(plm: XLNet's permutation objective instead of left-to-right causal-lm)."),
+]
+Predictions = Annotated[
+    Optional[Path],
+    typer.Option("--predictions", metavar="PATH", help="Also write each record's prediction (and gold answer) "
+                 "as JSONL, in input order (bad records: their error).", show_default=False),
+]
+DocStride = Annotated[
+    Optional[int],
+    typer.Option("--doc-stride", min=1, metavar="N", help="Question answering: tokens shared by two windows of "
+                 "a long context (as xcli qa and train).", show_default=False),
+]
+Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Masked LM: seed of the hidden tokens (as "
+                                   "train's --seed).")]
+
+
 def evaluate(
     model: Model = None,
     input: Input = None,
-    task: Annotated[
-        TaskName,
-        typer.Option("--task", case_sensitive=False, help="Which evaluation; auto: what the checkpoint's head does "
-                     "(plm: XLNet's permutation objective instead of left-to-right causal-lm)."),
-    ] = TaskName.auto,
-    predictions: Annotated[
-        Optional[Path],
-        typer.Option("--predictions", metavar="PATH", help="Also write each record's prediction (and gold answer) "
-                     "as JSONL, in input order (bad records: their error).", show_default=False),
-    ] = None,
+    task: EvalTask = TaskName.auto,
+    predictions: Predictions = None,
     force: Force = False,
     lang: Lang = None,
     max_length: MaxLength = None,
     batch_size: BatchSize = 8,
-    doc_stride: Annotated[
-        Optional[int],
-        typer.Option("--doc-stride", min=1, metavar="N", help="Question answering: tokens shared by two windows of "
-                     "a long context (as xcli qa and train).", show_default=False),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Masked LM: seed of the hidden tokens (as "
-                                      "train's --seed).")] = 42,
+    doc_stride: DocStride = None,
+    seed: Seed = 42,
     device: Device = DeviceName.auto,
     threads: Threads = None,
     field: Field = "text",
@@ -75,10 +83,10 @@ def evaluate(
       xcli evaluate -m ./xlm-ner -i eng.testb.jsonl --predictions ner-predictions.jsonl
     """
     from .. import io
-    from ..console import console
-    from ..errors import RecordError, RecordsFailed, UsageError, XcliError
+    from ..errors import RecordsFailed, UsageError
     from ..models import resolve_model
 
+    console.configure(quiet=quiet, debug=debug)
     if not input:
         raise UsageError("evaluate needs records with gold answers: --input/-i PATH ('-' for stdin)")
     records = io.read_records(None, input, input_format=input_format, field=field)
@@ -89,34 +97,14 @@ def evaluate(
         from xcli_models import training
         from xcli_models.tasks.common import set_threads
 
-        from .train import _load, encoded
+        from .train import _load
 
         set_threads(threads)
         loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
                                  {"doc_stride": doc_stride},
                                  other_hint="evaluate needs a checkpoint trained for the task")
-        if loaded.scratch:
-            raise UsageError(f"{resolved.path} has no weights: nothing to evaluate")
-        name = loaded.task
-        if writer is not None and loaded.task in _LOSS_ONLY:
-            raise UsageError(f"--predictions: a {loaded.task} evaluation predicts nothing per record (only the loss "
-                             "and perplexity count)")
-        seen: list[tuple[Any, int | RecordError]] = []  # each record and its example's index, or its error
-        examples: list[Any] = []
-        skipped = 0
-        for record, item in encoded(run_task, records, on_error):
-            if isinstance(item, RecordError):
-                skipped += 1
-                entry: int | RecordError = item
-            else:
-                entry = len(examples)
-                examples.append(item)
-            if writer is not None:
-                seen.append((record, entry))
-        console.summarize_warnings({"truncated": "truncated to the length limit"})
-        if not examples:
-            raise XcliError(f"no usable records to evaluate ({skipped} skipped)",
-                            "the records need the gold answers of the model's task (see xcli evaluate --help)")
+        _check_loaded(loaded, resolved, writer)
+        seen, examples, skipped = _examples(run_task, records, on_error, writer is not None)
         with console.progress(total=len(examples), unit="records") as bar:
             result = training.evaluate(loaded.model, run_task, examples, batch_size=batch_size, seed=seed,
                                        predictions=writer is not None, on_batch=bar.advance)
@@ -125,12 +113,48 @@ def evaluate(
                 writer.write(record, where if isinstance(where, RecordError)
                              else _prediction(loaded.task, run_task, result.predictions[where]))
     metrics = {k: v for k, v in result.metrics.items() if k != "loss"}
-    summary = {"model": resolved.spec, "task": name, "records": len(examples), "skipped": skipped, **metrics,
+    summary = {"model": resolved.spec, "task": loaded.task, "records": len(examples), "skipped": skipped, **metrics,
                "loss": result.loss}
     sys.stdout.write(io.json_text(summary))
     sys.stdout.flush()
     if skipped:
         raise RecordsFailed(f"{skipped} record(s) were skipped", "stderr names their lines; the metrics leave them out")
+
+
+def _check_loaded(loaded: Any, resolved: Any, writer: Any) -> None:
+    """A checkpoint without weights has nothing to evaluate; a loss-only task nothing to predict."""
+    from ..errors import UsageError
+
+    if loaded.scratch:
+        raise UsageError(f"{resolved.path} has no weights: nothing to evaluate")
+    if writer is not None and loaded.task in _LOSS_ONLY:
+        raise UsageError(f"--predictions: a {loaded.task} evaluation predicts nothing per record (only the loss "
+                         "and perplexity count)")
+
+
+def _examples(run_task: Any, records: Any, on_error: Any, keep_seen: bool) -> tuple[list[Any], list[Any], int]:
+    """The usable records' examples; each record with its example's index or its error (``keep_seen``,
+    for --predictions); how many were skipped. None usable is a failure."""
+    from ..errors import XcliError
+    from .train import encoded
+
+    seen: list[tuple[Any, int | RecordError]] = []  # each record and its example's index, or its error
+    examples: list[Any] = []
+    skipped = 0
+    for record, item in encoded(run_task, records, on_error):
+        if isinstance(item, RecordError):
+            skipped += 1
+            entry: int | RecordError = item
+        else:
+            entry = len(examples)
+            examples.append(item)
+        if keep_seen:
+            seen.append((record, entry))
+    console.summarize_warnings({"truncated": "truncated to the length limit"})
+    if not examples:
+        raise XcliError(f"no usable records to evaluate ({skipped} skipped)",
+                        "the records need the gold answers of the model's task (see xcli evaluate --help)")
+    return seen, examples, skipped
 
 
 def _prediction(task: str, run_task: Any, gathered: Any) -> dict[str, Any]:

@@ -6,26 +6,31 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
     Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts, Threads,
 )
+from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
+
+TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Predictions per blank.")]
+Targets = Annotated[
+    Optional[str],
+    typer.Option(
+        "--targets",
+        metavar="W1,W2",
+        help="Score only these words (vocabulary tokens; another word is replaced by its first piece, "
+        "with a warning).",
+        show_default=False,
+    ),
+]
 
 
 def fill_mask(
     texts: Texts = None,
     model: Model = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Predictions per blank.")] = 5,
-    targets: Annotated[
-        Optional[str],
-        typer.Option(
-            "--targets",
-            metavar="W1,W2",
-            help="Score only these words (vocabulary tokens; another word is replaced by its first piece, "
-            "with a warning).",
-            show_default=False,
-        ),
-    ] = None,
+    top_k: TopK = 5,
+    targets: Targets = None,
     lang: Lang = None,
     max_length: MaxLength = None,
     batch_size: BatchSize = 8,
@@ -57,42 +62,39 @@ def fill_mask(
 
       xcli fill-mask -m ./mvp --top-k 3 --targets capital,city "Paris is the <mask> of France."
     """
+    console.configure(quiet=quiet, debug=debug)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    run_record_command(streams, lambda writer: _start(run, field, top_k, targets, lang), text_of=_best_fills,
+                       columns=["predictions"])
+
+
+def _start(run: ModelOptions, field: str, top_k: int, targets: str | None, lang: str | None) -> Job:
+    """Load the masked-LM model and its filler; a record's text becomes an item with its blanks."""
     from .. import io
-    from ..console import console
-    from ..model_commands import check_length, load_task_model, usage_errors, warn_truncated, window
+    from ..model_commands import usage_errors, warn_truncated
+    from xcli_models.tasks.fill_mask import FILL_MASK_CLASSES, FillMask
 
-    records = io.read_records(texts, input, input_format=input_format, field=field)
-    with io.open_writer(output, force=force, fmt=output_format, keep=keep, text_of=_best_fills,
-                        columns=["predictions"]) as writer:
-        from xcli_models.tasks.fill_mask import FILL_MASK_CLASSES, FillMask
-
-        task = load_task_model(
-            model, device, dtype, threads, accept=FILL_MASK_CLASSES,
-            what=f"fill-mask: it needs a masked-LM head ({', '.join(FILL_MASK_CLASSES)})",
+    task = run.load(FILL_MASK_CLASSES, f"fill-mask: it needs a masked-LM head ({', '.join(FILL_MASK_CLASSES)})",
+                    command="fill-mask")
+    with usage_errors():
+        target_list = io.parse_field_list(targets) if targets is not None else None
+        filler = FillMask(
+            task.model, task.tokenizer, top_k=top_k, targets=target_list, lang=lang,
+            batch_size=run.batch_size, max_length=run.max_length,
         )
-        check_length(task, max_length)
-        with usage_errors():
-            target_list = io.parse_field_list(targets) if targets is not None else None
-            filler = FillMask(
-                task.model, task.tokenizer, top_k=top_k, targets=target_list, lang=lang,
-                batch_size=batch_size, max_length=max_length,
-            )
-        for warning in filler.warnings:
-            console.warning(f"--targets: {warning}")
-        hint = "pick the text field with --field"
+    for warning in filler.warnings:
+        console.warning(f"--targets: {warning}")
 
-        def prepare(record: io.Record) -> Any:
-            item = filler.prepare(record.text(field, hint))
-            warn_truncated(record, item, filler.limit, given=max_length is not None)
-            return item
+    def prepare(record: io.Record) -> Any:
+        item = filler.prepare(record.text(field, FIELD_HINT))
+        warn_truncated(record, item, filler.limit, given=run.max_length is not None)
+        return item
 
-        def process(items: list[Any]) -> list[dict[str, Any]]:
-            return [{"predictions": predictions} for predictions in filler.run(items)]
+    def process(items: list[Any]) -> list[dict[str, Any]]:
+        return [{"predictions": predictions} for predictions in filler.run(items)]
 
-        summary = io.run_records(
-            records, process, writer, prepare=prepare, batch_size=window(batch_size), on_error=on_error
-        )
-    io.finish(summary)
+    return Job(prepare, process, run.window)
 
 
 def _best_fills(result: dict[str, Any]) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
+from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
     Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormatName, Quiet, Texts, Threads,
 )
+from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
 
 class EarlyStopping(str, Enum):
@@ -33,93 +36,182 @@ def _opt(*names: str, help: str, **kwargs: Any) -> Any:
     return typer.Option(*names, help=help, show_default=False, **kwargs)
 
 
+MaxNewTokens = Annotated[
+    Optional[int], _opt("--max-new-tokens", "-N", min=1, metavar="N", help="Generate at most N new tokens "
+                        "(default: the checkpoint's generation settings, else 20).")
+]
+MinNewTokens = Annotated[
+    Optional[int], _opt("--min-new-tokens", min=0, metavar="N", help="No end of sequence before N new tokens.")
+]
+MaxTotalLength = Annotated[
+    Optional[int], _opt("--max-total-length", min=1, metavar="N", help="Total length limit as the reference's "
+                        "max_length counts it: prompt + new tokens (causal models), output tokens with the start "
+                        "token (encoder-decoder). --max-new-tokens wins.")
+]
+DoSample = Annotated[
+    Optional[bool], _opt("--do-sample/--greedy", "--sample", help="Sample the next token instead of taking "
+                         "the most likely (greedy or beam search). Default: the checkpoint's setting, else greedy.")
+]
+NumBeams = Annotated[
+    Optional[int], _opt("--num-beams", min=1, metavar="K", help="Beam search with K beams.")
+]
+NumReturnSequences = Annotated[
+    Optional[int], _opt("--num-return-sequences", "-n", min=1, metavar="N", help="Return N sequences per "
+                        "record (needs beams or sampling): a \"sequences\" list with texts and scores.")
+]
+LengthPenalty = Annotated[
+    Optional[float], _opt("--length-penalty", metavar="X", help="Beam scores are divided by length**X "
+                          "(> 0 favours longer sequences).")
+]
+EarlyStoppingOption = Annotated[
+    Optional[EarlyStopping], _opt("--early-stopping", case_sensitive=False, help="Beam search ends: true, as "
+                                  "soon as K sequences are done; false, when no better one is likely; never, "
+                                  "when none can be better.")
+]
+Temperature = Annotated[
+    Optional[float], _opt("--temperature", "-t", metavar="T", help="Sampling: divide the logits by T.")
+]
+TopK = Annotated[
+    Optional[int], _opt("--top-k", min=0, metavar="K", help="Sampling: keep the K most likely tokens (0: all; "
+                        "reference default 50).")
+]
+TopP = Annotated[
+    Optional[float], _opt("--top-p", min=0.0, max=1.0, metavar="P", help="Sampling: keep the most likely tokens "
+                          "up to probability mass P.")
+]
+TypicalP = Annotated[
+    Optional[float], _opt("--typical-p", min=0.0, max=1.0, metavar="P", help="Sampling: locally typical "
+                          "sampling with mass P.")
+]
+Seed = Annotated[
+    Optional[int], _opt("--seed", metavar="S", help="Make sampling reproducible: the same prompt and seed give "
+                        "the same text in any run and any batch.")
+]
+RepetitionPenalty = Annotated[
+    Optional[float], _opt("--repetition-penalty", min=0.0, metavar="X", help="Tokens already in the sequence "
+                          "become less likely (> 1) or more (< 1).")
+]
+NoRepeatNgramSize = Annotated[
+    Optional[int], _opt("--no-repeat-ngram-size", min=0, metavar="N", help="No N-gram occurs twice.")
+]
+BadWords = Annotated[
+    Optional[list[str]], _opt("--bad-words", metavar="WORD", help="Never generate WORD (repeatable; tokenised "
+                              "as the reference builds bad_words_ids).")
+]
+Stop = Annotated[
+    Optional[list[str]], _opt("--stop", metavar="TEXT", help="Stop a sequence when its text contains TEXT, and "
+                              "cut the text before it (repeatable; \\n and \\t are understood).")
+]
+Stream = Annotated[
+    bool, typer.Option("--stream", help="Print each text as it is generated (text output, one record at a "
+                       "time; implies -O text).")
+]
+ReturnFullText = Annotated[
+    Optional[bool], _opt("--return-full-text/--new-text", help="Causal models: the prompt followed by its "
+                         "continuation (default, as the reference pipeline) or the continuation only.")
+]
+Scores = Annotated[bool, typer.Option("--scores", help="Add each sequence's \"score\" to its output.")]
+Task = Annotated[
+    Optional[MvpTask], _opt("--task", case_sensitive=False, help="MVP: put the task's instruction in front of "
+                            "each input, as MVP was trained (the list is below).")
+]
+XlnetPrefix = Annotated[
+    bool, typer.Option("--xlnet-prefix", help="XLNet: give the model the reference pipeline's long context "
+                       "passage before each prompt (never shown in the output).")
+]
+GenerateOutputFormat = Annotated[
+    Optional[OutputFormatName], _opt("--output-format", "-O", case_sensitive=False, help="jsonl: one object "
+                                     "per record (default); text: the generated text only (default with "
+                                     "--stream); tsv: a header row, then one row per record.")
+]
+
+
+@dataclass(frozen=True)
+class Search:
+    """How the next tokens are chosen and when a sequence ends: the generation settings."""
+
+    max_new_tokens: int | None
+    min_new_tokens: int | None
+    max_length: int | None
+    do_sample: bool | None
+    num_beams: int | None
+    num_return_sequences: int | None
+    length_penalty: float | None
+    early_stopping: EarlyStopping | None
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    typical_p: float | None
+    seed: int | None  # sampling: the same prompt and seed give the same text
+    repetition_penalty: float | None
+    no_repeat_ngram_size: int | None
+    bad_words: list[str] | None
+    stop: list[str] | None
+
+    def settings(self) -> dict[str, Any]:
+        """As the model core's generation settings name them (None: the checkpoint's own); the seed goes apart."""
+        names = ("max_new_tokens", "min_new_tokens", "max_length", "do_sample", "num_beams", "num_return_sequences",
+                 "length_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
+                 "no_repeat_ngram_size", "bad_words")
+        early = self.early_stopping
+        return {
+            **{name: getattr(self, name) for name in names},
+            "stop_strings": [_unescape(s) for s in self.stop] if self.stop else None,
+            "early_stopping": None if early is None else {"true": True, "false": False}.get(early.value, early.value),
+        }
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What goes in and comes out around the search: the input field and prompt, the text kept, scores, streaming."""
+
+    field: str
+    task: MvpTask | None
+    lang: str | None
+    xlnet_prefix: bool
+    return_full_text: bool | None
+    scores: bool
+    stream: bool
+
+
+class _Shown:
+    """What the current record has printed so far under --stream: its line then prints only the rest."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def rest(self, result: dict[str, Any]) -> str:
+        text, shown = result["generated_text"], self.text
+        self.text = ""
+        return text[len(shown):] if shown and text.startswith(shown) else text
+
+
 def generate(
     texts: Texts = None,
     model: Model = None,
-    max_new_tokens: Annotated[
-        Optional[int], _opt("--max-new-tokens", "-N", min=1, metavar="N", help="Generate at most N new tokens "
-                            "(default: the checkpoint's generation settings, else 20).")
-    ] = None,
-    min_new_tokens: Annotated[
-        Optional[int], _opt("--min-new-tokens", min=0, metavar="N", help="No end of sequence before N new tokens.")
-    ] = None,
-    max_length: Annotated[
-        Optional[int], _opt("--max-total-length", min=1, metavar="N", help="Total length limit as the reference's max_length counts "
-                            "it: prompt + new tokens (causal models), output tokens with the start token "
-                            "(encoder-decoder). --max-new-tokens wins.")
-    ] = None,
-    do_sample: Annotated[
-        Optional[bool], _opt("--do-sample/--greedy", "--sample", help="Sample the next token instead of taking "
-                             "the most likely (greedy or beam search). Default: the checkpoint's setting, else greedy.")
-    ] = None,
-    num_beams: Annotated[
-        Optional[int], _opt("--num-beams", min=1, metavar="K", help="Beam search with K beams.")
-    ] = None,
-    num_return_sequences: Annotated[
-        Optional[int], _opt("--num-return-sequences", "-n", min=1, metavar="N", help="Return N sequences per "
-                            "record (needs beams or sampling): a \"sequences\" list with texts and scores.")
-    ] = None,
-    length_penalty: Annotated[
-        Optional[float], _opt("--length-penalty", metavar="X", help="Beam scores are divided by length**X "
-                              "(> 0 favours longer sequences).")
-    ] = None,
-    early_stopping: Annotated[
-        Optional[EarlyStopping], _opt("--early-stopping", case_sensitive=False, help="Beam search ends: true, as "
-                                      "soon as K sequences are done; false, when no better one is likely; never, "
-                                      "when none can be better.")
-    ] = None,
-    temperature: Annotated[
-        Optional[float], _opt("--temperature", "-t", metavar="T", help="Sampling: divide the logits by T.")
-    ] = None,
-    top_k: Annotated[
-        Optional[int], _opt("--top-k", min=0, metavar="K", help="Sampling: keep the K most likely tokens (0: all; "
-                            "reference default 50).")
-    ] = None,
-    top_p: Annotated[
-        Optional[float], _opt("--top-p", min=0.0, max=1.0, metavar="P", help="Sampling: keep the most likely tokens "
-                              "up to probability mass P.")
-    ] = None,
-    typical_p: Annotated[
-        Optional[float], _opt("--typical-p", min=0.0, max=1.0, metavar="P", help="Sampling: locally typical "
-                              "sampling with mass P.")
-    ] = None,
-    seed: Annotated[
-        Optional[int], _opt("--seed", metavar="S", help="Make sampling reproducible: the same prompt and seed give "
-                            "the same text in any run and any batch.")
-    ] = None,
-    repetition_penalty: Annotated[
-        Optional[float], _opt("--repetition-penalty", min=0.0, metavar="X", help="Tokens already in the sequence "
-                              "become less likely (> 1) or more (< 1).")
-    ] = None,
-    no_repeat_ngram_size: Annotated[
-        Optional[int], _opt("--no-repeat-ngram-size", min=0, metavar="N", help="No N-gram occurs twice.")
-    ] = None,
-    bad_words: Annotated[
-        Optional[list[str]], _opt("--bad-words", metavar="WORD", help="Never generate WORD (repeatable; tokenised "
-                                  "as the reference builds bad_words_ids).")
-    ] = None,
-    stop: Annotated[
-        Optional[list[str]], _opt("--stop", metavar="TEXT", help="Stop a sequence when its text contains TEXT, and "
-                                  "cut the text before it (repeatable; \\n and \\t are understood).")
-    ] = None,
-    stream: Annotated[
-        bool, typer.Option("--stream", help="Print each text as it is generated (text output, one record at a "
-                           "time; implies -O text).")
-    ] = False,
-    return_full_text: Annotated[
-        Optional[bool], _opt("--return-full-text/--new-text", help="Causal models: the prompt followed by its "
-                             "continuation (default, as the reference pipeline) or the continuation only.")
-    ] = None,
-    scores: Annotated[bool, typer.Option("--scores", help="Add each sequence's \"score\" to its output.")] = False,
-    task: Annotated[
-        Optional[MvpTask], _opt("--task", case_sensitive=False, help="MVP: put the task's instruction in front of "
-                                "each input, as MVP was trained (the list is below).")
-    ] = None,
+    max_new_tokens: MaxNewTokens = None,
+    min_new_tokens: MinNewTokens = None,
+    max_length: MaxTotalLength = None,
+    do_sample: DoSample = None,
+    num_beams: NumBeams = None,
+    num_return_sequences: NumReturnSequences = None,
+    length_penalty: LengthPenalty = None,
+    early_stopping: EarlyStoppingOption = None,
+    temperature: Temperature = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    typical_p: TypicalP = None,
+    seed: Seed = None,
+    repetition_penalty: RepetitionPenalty = None,
+    no_repeat_ngram_size: NoRepeatNgramSize = None,
+    bad_words: BadWords = None,
+    stop: Stop = None,
+    stream: Stream = False,
+    return_full_text: ReturnFullText = None,
+    scores: Scores = False,
+    task: Task = None,
     lang: Lang = None,
-    xlnet_prefix: Annotated[
-        bool, typer.Option("--xlnet-prefix", help="XLNet: give the model the reference pipeline's long context "
-                           "passage before each prompt (never shown in the output).")
-    ] = False,
+    xlnet_prefix: XlnetPrefix = False,
     max_input_length: MaxLength = None,
     batch_size: BatchSize = 8,
     device: Device = DeviceName.auto,
@@ -129,11 +221,7 @@ def generate(
     input: Input = None,
     input_format: InputFormat = InputFormatName.auto,
     output: Output = None,
-    output_format: Annotated[
-        Optional[OutputFormatName], _opt("--output-format", "-O", case_sensitive=False, help="jsonl: one object "
-                                         "per record (default); text: the generated text only (default with "
-                                         "--stream); tsv: a header row, then one row per record.")
-    ] = None,
+    output_format: GenerateOutputFormat = None,
     force: Force = False,
     keep: Keep = None,
     on_error: OnError = OnErrorName.continue_,
@@ -176,8 +264,23 @@ def generate(
       xcli generate -m RUCAIBox/mvp --task summarize --num-beams 4 < articles.txt
       xcli generate -m ./xglm-564M --stream --stop '\\n' "Q: Why is the sky blue? A:"
     """
-    from .. import io
-    from ..console import console
+    console.configure(quiet=quiet, debug=debug)
+    fmt = _output_format(output_format, stream, output)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_input_length)
+    streams = RecordIO(texts, input, input_format, field, output, fmt, force, keep, on_error)
+    search = Search(max_new_tokens, min_new_tokens, max_length, do_sample, num_beams, num_return_sequences,
+                    length_penalty, early_stopping, temperature, top_k, top_p, typical_p, seed, repetition_penalty,
+                    no_repeat_ngram_size, bad_words, stop)
+    shape = Shape(field, task, lang, xlnet_prefix, return_full_text, scores, stream)
+    shown = _Shown()
+    several = (num_return_sequences or 1) > 1
+    columns = ["generated_text", *(["score"] if scores else []), *(["sequences"] if several else [])]
+    run_record_command(streams, lambda writer: _start(writer, run, search, shape, shown), text_of=shown.rest,
+                       columns=columns)
+
+
+def _output_format(output_format: OutputFormatName | None, stream: bool, output: Any) -> str:
+    """-O, else text with --stream and jsonl without; --stream writes text to stdout only."""
     from ..errors import UsageError
 
     fmt = output_format.value if output_format is not None else ("text" if stream else "jsonl")
@@ -186,84 +289,85 @@ def generate(
     if stream and output is not None and str(output) != "-":
         raise UsageError("--stream prints to stdout as text is generated: it cannot write --output",
                          "redirect stdout instead")
-    streamed = {"text": ""}  # what the current record has shown so far (--stream)
+    return fmt
 
-    def main_text(result: dict[str, Any]) -> str:
-        text, shown = result["generated_text"], streamed["text"]
-        streamed["text"] = ""
-        return text[len(shown):] if shown and text.startswith(shown) else text
 
-    records = io.read_records(texts, input, input_format=input_format, field=field)
-    several = (num_return_sequences or 1) > 1
-    columns = ["generated_text", *(["score"] if scores else []), *(["sequences"] if several else [])]
-    with io.open_writer(output, force=force, fmt=fmt, keep=keep, text_of=main_text, columns=columns) as writer:
-        from xcli_models.tasks.generate import GENERATE_CLASSES, Generator
-        from ..model_commands import check_length, load_task_model, usage_errors, window
+def _start(writer: Any, run: ModelOptions, search: Search, shape: Shape, shown: _Shown) -> Job:
+    """Load the model and its generator; warn about options it ignores; stream or batch."""
+    from xcli_models.tasks.generate import GENERATE_CLASSES
 
-        loaded = load_task_model(
-            model, device, dtype, threads, accept=GENERATE_CLASSES,
-            what=f"generate: it needs a language-modelling head ({', '.join(GENERATE_CLASSES)})",
+    loaded = run.load(GENERATE_CLASSES,
+                      f"generate: it needs a language-modelling head ({', '.join(GENERATE_CLASSES)})",
+                      command="generate")
+    generator = _generator(loaded, run, search, shape)
+    unused = {
+        "--xlnet-prefix": shape.xlnet_prefix and loaded.class_name != "XLNetLMHeadModel",
+        "--return-full-text": bool(shape.return_full_text) and not generator.causal,
+    }
+    for option, given in unused.items():
+        if given:
+            console.warning(f"{option} does not apply to {loaded.class_name}: ignored")
+    for warning in generator.warnings:
+        console.warning(warning)
+
+    def prepare(record: Any) -> Any:
+        return _prepare(record, generator, shape.field)
+
+    if shape.stream:
+        return Job(prepare, _streaming(writer, generator, shown), 1)
+    return Job(prepare, generator.run, run.window)
+
+
+def _generator(loaded: Any, run: ModelOptions, search: Search, shape: Shape) -> Any:
+    """The model core's generator for these options (a usage error for what the model cannot do)."""
+    from xcli_models.tasks.generate import Generator
+
+    from ..errors import UsageError
+    from ..model_commands import usage_errors
+
+    with usage_errors():
+        generator = Generator(
+            loaded.model, loaded.tokenizer, settings=search.settings(), return_full_text=shape.return_full_text,
+            task=shape.task.value if shape.task is not None else None, lang=shape.lang,
+            xlnet_prefix=shape.xlnet_prefix, max_input_length=run.max_length, batch_size=run.batch_size,
+            seed=search.seed, scores=shape.scores,
         )
-        check_length(loaded, max_input_length)
-        settings = {
-            "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "max_length": max_length,
-            "do_sample": do_sample, "num_beams": num_beams, "num_return_sequences": num_return_sequences,
-            "length_penalty": length_penalty, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "typical_p": typical_p, "repetition_penalty": repetition_penalty,
-            "no_repeat_ngram_size": no_repeat_ngram_size, "bad_words": bad_words,
-            "stop_strings": [_unescape(s) for s in stop] if stop else None,
-            "early_stopping": None if early_stopping is None else {"true": True, "false": False}.get(
-                early_stopping.value, early_stopping.value),
-        }
-        with usage_errors():
-            generator = Generator(
-                loaded.model, loaded.tokenizer, settings=settings, return_full_text=return_full_text,
-                task=task.value if task is not None else None, lang=lang, xlnet_prefix=xlnet_prefix,
-                max_input_length=max_input_length, batch_size=batch_size, seed=seed, scores=scores,
+        if shape.stream and not generator.streams:
+            raise UsageError(
+                "--stream shows one sequence as it grows: it needs --num-beams 1 and --num-return-sequences 1"
+                f" (this run has {generator.config.num_beams} beam(s), "
+                f"{generator.config.num_return_sequences} sequence(s))"
             )
-            if stream and not generator.streams:
-                raise UsageError(
-                    "--stream shows one sequence as it grows: it needs --num-beams 1 and --num-return-sequences 1"
-                    f" (this run has {generator.config.num_beams} beam(s), "
-                    f"{generator.config.num_return_sequences} sequence(s))"
-                )
-        unused = {
-            "--xlnet-prefix": xlnet_prefix and loaded.class_name != "XLNetLMHeadModel",
-            "--return-full-text": bool(return_full_text) and not generator.causal,
-        }
-        for option, given in unused.items():
-            if given:
-                console.warning(f"{option} does not apply to {loaded.class_name}: ignored")
-        for warning in generator.warnings:
-            console.warning(warning)
-        hint = "pick the text field with --field"
+    return generator
 
-        def prepare(record: io.Record) -> Any:
-            text = record.optional_text(field) if generator.task else record.text(field, hint)
-            item = generator.prepare(text, record.data)
-            if item.truncated:
-                kept = "its last" if generator.causal else "its first"
-                console.counted_warning(
-                    "truncated", f"{record.where}: input cut to {kept} {generator.limit} tokens (the model's limit, "
-                    "room for the new tokens, or --max-length)"
-                )
-            return item
 
-        if stream:
-            def write(piece: str) -> None:
-                if piece:
-                    streamed["text"] += piece
-                    _write_now(writer, io._cell(piece))
+def _prepare(record: Any, generator: Any, field: str) -> Any:
+    """A record's input (with --task, the fields the task's instruction reads), cut to the limit."""
+    text = record.optional_text(field) if generator.task else record.text(field, FIELD_HINT)
+    item = generator.prepare(text, record.data)
+    if item.truncated:
+        kept = "its last" if generator.causal else "its first"
+        console.counted_warning(
+            "truncated", f"{record.where}: input cut to {kept} {generator.limit} tokens (the model's limit, "
+            "room for the new tokens, or --max-length)"
+        )
+    return item
 
-            def process(items: list[Any]) -> list[dict[str, Any]]:
-                streamed["text"] = ""
-                return [generator.stream(item, write) for item in items]
 
-            size = 1
-        else:
-            process, size = generator.run, window(batch_size)
-        summary = io.run_records(records, process, writer, prepare=prepare, batch_size=size, on_error=on_error)
-    io.finish(summary)
+def _streaming(writer: Any, generator: Any, shown: _Shown) -> Any:
+    """--stream: one record at a time, each piece of text printed (and flushed) as it comes."""
+    from .. import io
+
+    def write(piece: str) -> None:
+        if piece:
+            shown.text += piece
+            _write_now(writer, io._cell(piece))
+
+    def process(items: list[Any]) -> list[dict[str, Any]]:
+        shown.text = ""
+        return [generator.stream(item, write) for item in items]
+
+    return process
 
 
 def _write_now(writer: Any, text: str) -> None:

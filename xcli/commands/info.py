@@ -53,9 +53,11 @@ def info(
     """
     import sys
 
+    from ..console import console
     from ..io import json_text
     from ..models import resolve_model
 
+    console.configure(quiet=quiet, debug=debug)
     if model and model_option and model != model_option:
         raise typer.BadParameter(f"two models given: {model!r} and --model {model_option!r}; give one")
     resolved = resolve_model(model_option or model)
@@ -63,8 +65,6 @@ def info(
 
     summary = {"model": resolved.spec, "origin": resolved.origin, **summarize(resolved.path)}
     if not summary["has_weights"]:
-        from ..console import console
-
         console.warning(f"{resolved.spec} has no weights (config and tokenizer only): only tokenize can use it")
     if output_format is OutputFormatName.jsonl:
         sys.stdout.write(json_text(summary))

@@ -56,8 +56,10 @@ def models(
     """
     import sys
 
+    from ..console import console
     from ..io import json_text
 
+    console.configure(quiet=quiet, debug=debug)
     entries = list_models(source.value)
     if output_format is ListFormatName.jsonl:
         for entry in entries:

@@ -5,15 +5,18 @@ Needs only the tokenizer files, never torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
+from ..console import console
 from ..options import (
     Debug, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, MaxLength, Model, OnError,
     OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts,
 )
+from ..record_command import FIELD_HINT, Job, RecordIO, run_record_command
 
 #: what --fields may name, from the tokenizer's encoding
 FIELDS = ("tokens", "ids", "offsets", "attention_mask", "token_type_ids", "special_tokens_mask")
@@ -25,38 +28,67 @@ class TruncationName(str, Enum):
     only_second = "only_second"
 
 
+Fields = Annotated[
+    str, typer.Option("--fields", metavar="F1,F2", help=f"Output fields, from: {', '.join(FIELDS)}.")
+]
+Offsets = Annotated[bool, typer.Option("--offsets", help="Add character offsets: [[start, end], ...].")]
+Count = Annotated[bool, typer.Option("--count", help='Output only {"count": number of tokens}.')]
+SpecialTokens = Annotated[
+    bool, typer.Option("--special-tokens/--no-special-tokens", help="Add the model's special tokens.")
+]
+Decode = Annotated[
+    bool, typer.Option("--decode", help='Turn "ids" (an array, or integers in the text) back into {"text": ...}.')
+]
+SkipSpecialTokens = Annotated[
+    bool, typer.Option("--skip-special-tokens", help="With --decode: leave special tokens out.")
+]
+Truncation = Annotated[
+    Optional[TruncationName],
+    typer.Option(
+        "--truncation",
+        case_sensitive=False,
+        help="Which text of a pair to cut first (default with --max-length: longest_first).",
+        show_default=False,
+    ),
+]
+PairField = Annotated[
+    str, typer.Option("--pair-field", metavar="NAME", help="The record field that holds the second text of a pair.")
+]
+
+
+@dataclass(frozen=True)
+class TokenizeOptions:
+    """What tokenize writes for a record, and how it encodes (or decodes) it."""
+
+    chosen: list[str]  # the output fields
+    count: bool
+    special_tokens: bool
+    decode: bool
+    skip_special_tokens: bool
+    max_length: int | None
+    truncation: TruncationName | None
+    field: str
+    pair_field: str
+
+    @property
+    def columns(self) -> list[str]:
+        return ["text"] if self.decode else ["count"] if self.count else self.chosen
+
+
 def tokenize(
     texts: Texts = None,
     model: Model = None,
-    fields: Annotated[
-        str, typer.Option("--fields", metavar="F1,F2", help=f"Output fields, from: {', '.join(FIELDS)}.")
-    ] = "tokens,ids",
-    offsets: Annotated[bool, typer.Option("--offsets", help="Add character offsets: [[start, end], ...].")] = False,
-    count: Annotated[bool, typer.Option("--count", help='Output only {"count": number of tokens}.')] = False,
-    special_tokens: Annotated[
-        bool, typer.Option("--special-tokens/--no-special-tokens", help="Add the model's special tokens.")
-    ] = True,
-    decode: Annotated[
-        bool, typer.Option("--decode", help='Turn "ids" (an array, or integers in the text) back into {"text": ...}.')
-    ] = False,
-    skip_special_tokens: Annotated[
-        bool, typer.Option("--skip-special-tokens", help="With --decode: leave special tokens out.")
-    ] = False,
+    fields: Fields = "tokens,ids",
+    offsets: Offsets = False,
+    count: Count = False,
+    special_tokens: SpecialTokens = True,
+    decode: Decode = False,
+    skip_special_tokens: SkipSpecialTokens = False,
     lang: Lang = None,
     max_length: MaxLength = None,
-    truncation: Annotated[
-        Optional[TruncationName],
-        typer.Option(
-            "--truncation",
-            case_sensitive=False,
-            help="Which text of a pair to cut first (default with --max-length: longest_first).",
-            show_default=False,
-        ),
-    ] = None,
+    truncation: Truncation = None,
     field: Field = "text",
-    pair_field: Annotated[
-        str, typer.Option("--pair-field", metavar="NAME", help="The record field that holds the second text of a pair.")
-    ] = "text_pair",
+    pair_field: PairField = "text_pair",
     input: Input = None,
     input_format: InputFormat = InputFormatName.auto,
     output: Output = None,
@@ -79,10 +111,17 @@ def tokenize(
 
       echo '{"ids": [17, 11368, 4, 3]}' | xcli tokenize -m xlnet-base-cased --decode
     """
+    console.configure(quiet=quiet, debug=debug)
+    options = TokenizeOptions(_chosen(fields, offsets, count, decode), count, special_tokens, decode,
+                              skip_special_tokens, max_length, truncation, field, pair_field)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    run_record_command(streams, lambda writer: _start(model, lang, options), columns=options.columns)
+
+
+def _chosen(fields: str, offsets: bool, count: bool, decode: bool) -> list[str]:
+    """The output fields --fields (and --offsets) name; usage errors for what does not go together."""
     from .. import io
-    from ..console import console
     from ..errors import UsageError
-    from ..models import resolve_model
 
     if count and decode:
         raise UsageError("--count and --decode do not go together")
@@ -94,38 +133,39 @@ def tokenize(
         chosen.append("offsets")
     if not chosen:
         raise UsageError("--fields names no field", f"choose from {', '.join(FIELDS)}")
-    columns = ["text"] if decode else ["count"] if count else chosen
+    return chosen
 
-    records = io.read_records(texts, input, input_format=input_format, field=field)
-    with io.open_writer(output, force=force, fmt=output_format, keep=keep, columns=columns) as writer:
-        tokenizer = _load_tokenizer(resolve_model(model).path, lang)
-        strategy = (truncation.value if truncation else "longest_first") if (max_length or truncation) else False
-        hint = "pick the text field with --field"
 
-        def prepare(record: io.Record) -> dict[str, Any]:
-            if decode:
-                ids = record.int_list("ids") if "ids" in record.data else record.int_list(field)
-                return {"text": tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)}
-            encoding = tokenizer.encode_plus(
-                record.text(field, hint),
-                record.optional_text(pair_field),
-                add_special_tokens=special_tokens,
-                truncation=strategy,
-                max_length=max_length,
-                return_offsets="offsets" in chosen and not count,
-            )
-            if encoding.overflowing:
-                limit = max_length or tokenizer.model_max_length
-                message = f"{record.where}: truncated to {limit} tokens (--max-length)"
-                console.counted_warning("truncated to --max-length", message)
-            if count:
-                return {"count": len(encoding.input_ids)}
-            return {name: _field(tokenizer, encoding, name) for name in chosen}
+def _start(model: str | None, lang: str | None, options: TokenizeOptions) -> Job:
+    """Load the tokenizer only (never torch); each record is done in ``prepare``."""
+    from ..models import resolve_model
 
-        summary = io.run_records(
-            records, lambda results: results, writer, prepare=prepare, batch_size=64, on_error=on_error
-        )
-    io.finish(summary)
+    tokenizer = _load_tokenizer(resolve_model(model).path, lang)
+    return Job(lambda record: _tokenized(record, tokenizer, options), lambda results: results, 64)
+
+
+def _tokenized(record: Any, tokenizer: Any, options: TokenizeOptions) -> dict[str, Any]:
+    """One record's output: its decoded text, its token count, or the chosen fields."""
+    if options.decode:
+        ids = record.int_list("ids") if "ids" in record.data else record.int_list(options.field)
+        return {"text": tokenizer.decode(ids, skip_special_tokens=options.skip_special_tokens)}
+    max_length, truncation = options.max_length, options.truncation
+    strategy = (truncation.value if truncation else "longest_first") if (max_length or truncation) else False
+    encoding = tokenizer.encode_plus(
+        record.text(options.field, FIELD_HINT),
+        record.optional_text(options.pair_field),
+        add_special_tokens=options.special_tokens,
+        truncation=strategy,
+        max_length=max_length,
+        return_offsets="offsets" in options.chosen and not options.count,
+    )
+    if encoding.overflowing:
+        limit = max_length or tokenizer.model_max_length
+        message = f"{record.where}: truncated to {limit} tokens (--max-length)"
+        console.counted_warning("truncated to --max-length", message)
+    if options.count:
+        return {"count": len(encoding.input_ids)}
+    return {name: _field(tokenizer, encoding, name) for name in options.chosen}
 
 
 def _field(tokenizer: Any, encoding: Any, name: str) -> Any:

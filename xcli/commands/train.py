@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, DtypeName, Field, InputFormat, InputFormatName, Lang, MaxLength,
     Model, OnErrorName, Quiet, Threads,
@@ -56,150 +58,240 @@ def _positive(name: str, metavar: str, help: str, *, floor: float = 1) -> Any:
     return typer.Option(name, min=floor, metavar=metavar, help=help, show_default=False)
 
 
+TrainPath = Annotated[
+    str,
+    typer.Option("--train", metavar="PATH", help="Training records, one JSON object per line ('-' is stdin).",
+                 show_default=False),
+]
+OutputDir = Annotated[
+    Path,
+    typer.Option("--output", "-o", metavar="DIR", help="Checkpoint directory to write (must not exist, "
+                 "unless --force); it appears only when the run has finished.", show_default=False),
+]
+Dev = Annotated[
+    Optional[str],
+    typer.Option("--dev", metavar="PATH", help="Dev records: evaluated each epoch (or --eval-every): loss and "
+                 "the task's metrics; with it, the best checkpoint is kept.", show_default=False),
+]
+Task = Annotated[
+    TaskName,
+    typer.Option("--task", case_sensitive=False, help="What to learn; auto: what the checkpoint's head does "
+                 "(with --labels on a checkpoint without a classifier: sequence-classification)."),
+]
+Labels = Annotated[
+    Optional[str],
+    typer.Option("--labels", metavar="A,B,C", help="Classification: the label names, in order; labels other "
+                 "than the checkpoint's grow a fresh head.", show_default=False),
+]
+FromScratch = Annotated[
+    bool,
+    typer.Option("--from-scratch", help="Ignore the checkpoint's weights: draw every weight afresh as the "
+                 "reference initialises the family (seeded by --seed). A directory with config.json and "
+                 "tokenizer files but no weights always starts this way."),
+]
+Epochs = Annotated[int, typer.Option("--epochs", min=1, metavar="N", help="Passes over the training data.")]
+MaxSteps = Annotated[
+    Optional[int], _positive("--max-steps", "N", "Stop after N optimizer steps (overrides --epochs).")
+]
+Lr = Annotated[float, typer.Option("--lr", metavar="RATE", help="Peak learning rate (AdamW).")]
+GradAccum = Annotated[
+    int, typer.Option("--grad-accum", min=1, metavar="N", help="Batches per optimizer step (gradient "
+                      "accumulation): an effective batch of N x --batch-size (x the processes under "
+                      "torchrun).")
+]
+WarmupRatio = Annotated[
+    float, typer.Option("--warmup-ratio", min=0.0, max=1.0, metavar="R", help="Share of the steps over which "
+                        "the learning rate rises from 0; then it falls linearly to 0.")
+]
+WeightDecay = Annotated[
+    float, typer.Option("--weight-decay", min=0.0, metavar="W", help="AdamW weight decay (not on biases and "
+                        "norms).")
+]
+MaxGradNorm = Annotated[
+    float, typer.Option("--max-grad-norm", min=0.0, metavar="N", help="Clip the gradient norm to N (0: no "
+                        "clipping).")
+]
+Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the shuffling, dropout, new heads and "
+                                   "--from-scratch weights: the same seed, data and options give the same "
+                                   "checkpoint.")]
+EvalEvery = Annotated[
+    Optional[int], _positive("--eval-every", "N", "Evaluate on --dev every N steps (default: each epoch).")
+]
+Save = Annotated[
+    Optional[SaveName],
+    typer.Option("--save", case_sensitive=False, help="Which weights to write: best (by --metric-for-best; the "
+                 "default with --dev) or last (the default without).", show_default=False),
+]
+MetricForBest = Annotated[
+    Optional[str],
+    typer.Option("--metric-for-best", metavar="NAME", help="What 'best' means: loss, perplexity, accuracy, "
+                 "macro_f1, precision, recall, f1, exact_match, mse, pearson or spearman, as the task has them "
+                 "(default: accuracy for a classifier, f1 for IOB/BIOES tags and QA, macro_f1 for multi-label, "
+                 "else the dev loss).", show_default=False),
+]
+Patience = Annotated[
+    Optional[int], _positive("--patience", "N", "Stop early after N evaluations without a better dev metric.")
+]
+LogEvery = Annotated[
+    Optional[int], _positive("--log-every", "N", "Report the training loss every N steps (default: about ten "
+                             "reports a run).")
+]
+MetricsFile = Annotated[
+    Optional[Path],
+    typer.Option("--metrics", metavar="FILE", help="Write one JSON line per step: step, epoch, lr, loss, and "
+                 "dev_* metrics at the steps evaluated.", show_default=False),
+]
+SaveEvery = Annotated[
+    Optional[int], _positive("--save-every", "N", "Save a resumable state (DIR.xcli-state) every N steps.")
+]
+GroupByLength = Annotated[
+    bool, typer.Option("--group-by-length/--no-group-by-length", help="Batch records of similar length "
+                       "together (less padding); the batches still come in a shuffled order (--seed).")
+]
+MixedPrecisionOption = Annotated[
+    MixedPrecision, typer.Option("--mixed-precision", case_sensitive=False, help="Compute in bf16 (bfloat16 "
+                                 "autocast over float32 weights: CPUs with AVX-512 BF16 or AMX, GPUs that have "
+                                 "it) or fp16 (CUDA, loss scaled); the checkpoint stays float32.")
+]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue the run whose state is in DIR.xcli-state (same command "
+                       "line otherwise).")
+]
+Pack = Annotated[
+    Optional[int], _positive("--pack", "N", "Causal LM: train on blocks of N tokens cut from the texts put one "
+                             "after the other (end-of-sequence between them); the rest after the last full "
+                             "block is dropped.", floor=2)
+]
+DocStride = Annotated[
+    Optional[int], typer.Option("--doc-stride", min=0, metavar="N", help="Question answering: tokens shared by "
+                                "consecutive windows of a long context, as in xcli qa (default: as xcli qa).",
+                                show_default=False)
+]
+PlmPredictRatio = Annotated[
+    Optional[float], typer.Option("--plm-predict-ratio", min=0.0, max=1.0, metavar="R", help="--task plm: "
+                                  "the share of each text's tokens predicted (default 1/6, as XLNet).",
+                                  show_default=False)
+]
+Tune = Annotated[
+    TuneName, typer.Option("--tune", case_sensitive=False, help="Which weights learn: all, or prompts (MVP "
+                           "lightweight prompt tuning: use_prompt on, every other weight frozen).")
+]
+FreezeBase = Annotated[
+    bool, typer.Option("--freeze-base", help="Freeze the base model: only the head learns.")
+]
+TrainDtype = Annotated[
+    DtypeName,
+    typer.Option("--dtype", case_sensitive=False, help="Compute dtype; bfloat16 and float16 train in mixed "
+                 "precision over float32 weights (float16 with loss scaling); the checkpoint is float32."),
+]
+TrainOnError = Annotated[
+    OnErrorName,
+    typer.Option("--on-error", case_sensitive=False, help="On a bad record: continue (skip it, name it on stderr, "
+                 "exit 4 at the end) or stop (exit 1 before training)."),
+]
+ReplaceOutput = Annotated[bool, typer.Option("--force", "-f", help="Replace --output if it exists (and a saved "
+                                             "state of an unfinished run, when not resuming).")]
+
+
+@dataclass(frozen=True)
+class Data:
+    """The records: --train, --dev, how they are read, what a bad one does."""
+
+    train: str
+    dev: str | None
+    input_format: Any
+    field: str
+    on_error: OnErrorName
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the checkpoint goes, and what may be there already."""
+
+    output: Path
+    force: bool
+    resume: bool
+    metrics: Path | None
+    save: SaveName | None
+
+
+@dataclass(frozen=True)
+class Source:
+    """What is trained: the model, its task and labels, which weights learn; where and with which seed."""
+
+    model: str | None
+    task: TaskName
+    labels: str | None
+    from_scratch: bool
+    seed: int
+    device: DeviceName
+    threads: int | None
+    max_length: int | None
+    lang: str | None
+    pack: int | None
+    doc_stride: int | None
+    plm_predict_ratio: float | None
+    tune: TuneName
+    freeze_base: bool
+
+    def task_options(self) -> dict[str, Any]:
+        """The options of the task's example encoder (and which weights learn)."""
+        from ..errors import UsageError
+
+        if self.freeze_base and self.tune is not TuneName.all:
+            raise UsageError("--freeze-base and --tune prompts pick different weights to train: pass one")
+        return {"pack": self.pack, "doc_stride": self.doc_stride, "plm_predict_ratio": self.plm_predict_ratio,
+                "tune": "head" if self.freeze_base else self.tune.value}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the loop runs: steps, learning rate, batches, evaluation, early stopping, logging, precision."""
+
+    epochs: int
+    max_steps: int | None
+    lr: float
+    batch_size: int
+    grad_accum: int
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    eval_every: int | None
+    metric_for_best: str | None
+    patience: int | None
+    log_every: int | None
+    save_every: int | None
+    group_by_length: bool
+    mixed_precision: MixedPrecision
+    dtype: DtypeName
+
+    def args(self, training: Any, seed: int, has_dev: bool, save: SaveName | None, device: Any) -> Any:
+        """The loop's ``TrainArgs`` (a usage error where the precision cannot run on ``device``)."""
+        return training.TrainArgs(
+            epochs=self.epochs, max_steps=self.max_steps, lr=self.lr, batch_size=self.batch_size,
+            grad_accum=self.grad_accum, warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm, seed=seed, eval_every=self.eval_every if has_dev else None,
+            save=(save.value if save is not None else ("best" if has_dev else "last")),
+            patience=self.patience, log_every=self.log_every,
+            precision=_precision(self.dtype, self.mixed_precision, device), metric_for_best=self.metric_for_best,
+            save_every=self.save_every, group_by_length=self.group_by_length,
+        )
+
+
 def train(
-    train_path: Annotated[
-        str,
-        typer.Option("--train", metavar="PATH", help="Training records, one JSON object per line ('-' is stdin).",
-                     show_default=False),
-    ],
-    output: Annotated[
-        Path,
-        typer.Option("--output", "-o", metavar="DIR", help="Checkpoint directory to write (must not exist, "
-                     "unless --force); it appears only when the run has finished.", show_default=False),
-    ],
-    model: Model = None,
-    dev: Annotated[
-        Optional[str],
-        typer.Option("--dev", metavar="PATH", help="Dev records: evaluated each epoch (or --eval-every): loss and "
-                     "the task's metrics; with it, the best checkpoint is kept.", show_default=False),
-    ] = None,
-    task: Annotated[
-        TaskName,
-        typer.Option("--task", case_sensitive=False, help="What to learn; auto: what the checkpoint's head does "
-                     "(with --labels on a checkpoint without a classifier: sequence-classification)."),
-    ] = TaskName.auto,
-    labels: Annotated[
-        Optional[str],
-        typer.Option("--labels", metavar="A,B,C", help="Classification: the label names, in order; labels other "
-                     "than the checkpoint's grow a fresh head.", show_default=False),
-    ] = None,
-    from_scratch: Annotated[
-        bool,
-        typer.Option("--from-scratch", help="Ignore the checkpoint's weights: draw every weight afresh as the "
-                     "reference initialises the family (seeded by --seed). A directory with config.json and "
-                     "tokenizer files but no weights always starts this way."),
-    ] = False,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, metavar="N", help="Passes over the training data.")] = 3,
-    max_steps: Annotated[
-        Optional[int], _positive("--max-steps", "N", "Stop after N optimizer steps (overrides --epochs).")
-    ] = None,
-    lr: Annotated[float, typer.Option("--lr", metavar="RATE", help="Peak learning rate (AdamW).")] = 5e-5,
-    batch_size: BatchSize = 8,
-    grad_accum: Annotated[
-        int, typer.Option("--grad-accum", min=1, metavar="N", help="Batches per optimizer step (gradient "
-                          "accumulation): an effective batch of N x --batch-size (x the processes under "
-                          "torchrun).")
-    ] = 1,
-    warmup_ratio: Annotated[
-        float, typer.Option("--warmup-ratio", min=0.0, max=1.0, metavar="R", help="Share of the steps over which "
-                            "the learning rate rises from 0; then it falls linearly to 0.")
-    ] = 0.0,
-    weight_decay: Annotated[
-        float, typer.Option("--weight-decay", min=0.0, metavar="W", help="AdamW weight decay (not on biases and "
-                            "norms).")
-    ] = 0.01,
-    max_grad_norm: Annotated[
-        float, typer.Option("--max-grad-norm", min=0.0, metavar="N", help="Clip the gradient norm to N (0: no "
-                            "clipping).")
-    ] = 1.0,
-    max_length: MaxLength = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the shuffling, dropout, new heads and "
-                                      "--from-scratch weights: the same seed, data and options give the same "
-                                      "checkpoint.")] = 42,
-    eval_every: Annotated[
-        Optional[int], _positive("--eval-every", "N", "Evaluate on --dev every N steps (default: each epoch).")
-    ] = None,
-    save: Annotated[
-        Optional[SaveName],
-        typer.Option("--save", case_sensitive=False, help="Which weights to write: best (by --metric-for-best; the "
-                     "default with --dev) or last (the default without).", show_default=False),
-    ] = None,
-    metric_for_best: Annotated[
-        Optional[str],
-        typer.Option("--metric-for-best", metavar="NAME", help="What 'best' means: loss, perplexity, accuracy, "
-                     "macro_f1, precision, recall, f1, exact_match, mse, pearson or spearman, as the task has them "
-                     "(default: accuracy for a classifier, f1 for IOB/BIOES tags and QA, macro_f1 for multi-label, "
-                     "else the dev loss).", show_default=False),
-    ] = None,
-    patience: Annotated[
-        Optional[int], _positive("--patience", "N", "Stop early after N evaluations without a better dev metric.")
-    ] = None,
-    log_every: Annotated[
-        Optional[int], _positive("--log-every", "N", "Report the training loss every N steps (default: about ten "
-                                 "reports a run).")
-    ] = None,
-    metrics_file: Annotated[
-        Optional[Path],
-        typer.Option("--metrics", metavar="FILE", help="Write one JSON line per step: step, epoch, lr, loss, and "
-                     "dev_* metrics at the steps evaluated.", show_default=False),
-    ] = None,
-    save_every: Annotated[
-        Optional[int], _positive("--save-every", "N", "Save a resumable state (DIR.xcli-state) every N steps.")
-    ] = None,
-    group_by_length: Annotated[
-        bool, typer.Option("--group-by-length/--no-group-by-length", help="Batch records of similar length "
-                           "together (less padding); the batches still come in a shuffled order (--seed).")
-    ] = True,
-    mixed_precision: Annotated[
-        MixedPrecision, typer.Option("--mixed-precision", case_sensitive=False, help="Compute in bf16 (bfloat16 "
-                                     "autocast over float32 weights: CPUs with AVX-512 BF16 or AMX, GPUs that have "
-                                     "it) or fp16 (CUDA, loss scaled); the checkpoint stays float32.")
-    ] = MixedPrecision.no,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run whose state is in DIR.xcli-state (same command "
-                           "line otherwise).")
-    ] = False,
-    pack: Annotated[
-        Optional[int], _positive("--pack", "N", "Causal LM: train on blocks of N tokens cut from the texts put one "
-                                 "after the other (end-of-sequence between them); the rest after the last full "
-                                 "block is dropped.", floor=2)
-    ] = None,
-    doc_stride: Annotated[
-        Optional[int], typer.Option("--doc-stride", min=0, metavar="N", help="Question answering: tokens shared by "
-                                    "consecutive windows of a long context, as in xcli qa (default: as xcli qa).",
-                                    show_default=False)
-    ] = None,
-    plm_predict_ratio: Annotated[
-        Optional[float], typer.Option("--plm-predict-ratio", min=0.0, max=1.0, metavar="R", help="--task plm: "
-                                      "the share of each text's tokens predicted (default 1/6, as XLNet).",
-                                      show_default=False)
-    ] = None,
-    tune: Annotated[
-        TuneName, typer.Option("--tune", case_sensitive=False, help="Which weights learn: all, or prompts (MVP "
-                               "lightweight prompt tuning: use_prompt on, every other weight frozen).")
-    ] = TuneName.all,
-    freeze_base: Annotated[
-        bool, typer.Option("--freeze-base", help="Freeze the base model: only the head learns.")
-    ] = False,
-    lang: Lang = None,
-    field: Field = "text",
-    input_format: InputFormat = InputFormatName.auto,
-    device: Device = DeviceName.auto,
-    dtype: Annotated[
-        DtypeName,
-        typer.Option("--dtype", case_sensitive=False, help="Compute dtype; bfloat16 and float16 train in mixed "
-                     "precision over float32 weights (float16 with loss scaling); the checkpoint is float32."),
-    ] = DtypeName.float32,
-    threads: Threads = None,
-    on_error: Annotated[
-        OnErrorName,
-        typer.Option("--on-error", case_sensitive=False, help="On a bad record: continue (skip it, name it on stderr, "
-                     "exit 4 at the end) or stop (exit 1 before training)."),
-    ] = OnErrorName.continue_,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace --output if it exists (and a saved state "
-                                        "of an unfinished run, when not resuming).")] = False,
-    quiet: Quiet = False,
-    debug: Debug = False,
+    train_path: TrainPath, output: OutputDir, model: Model = None, dev: Dev = None, task: Task = TaskName.auto,
+    labels: Labels = None, from_scratch: FromScratch = False, epochs: Epochs = 3, max_steps: MaxSteps = None,
+    lr: Lr = 5e-5, batch_size: BatchSize = 8, grad_accum: GradAccum = 1, warmup_ratio: WarmupRatio = 0.0,
+    weight_decay: WeightDecay = 0.01, max_grad_norm: MaxGradNorm = 1.0, max_length: MaxLength = None,
+    seed: Seed = 42, eval_every: EvalEvery = None, save: Save = None, metric_for_best: MetricForBest = None,
+    patience: Patience = None, log_every: LogEvery = None, metrics_file: MetricsFile = None,
+    save_every: SaveEvery = None, group_by_length: GroupByLength = True,
+    mixed_precision: MixedPrecisionOption = MixedPrecision.no, resume: Resume = False, pack: Pack = None,
+    doc_stride: DocStride = None, plm_predict_ratio: PlmPredictRatio = None, tune: Tune = TuneName.all,
+    freeze_base: FreezeBase = False, lang: Lang = None, field: Field = "text",
+    input_format: InputFormat = InputFormatName.auto, device: Device = DeviceName.auto,
+    dtype: TrainDtype = DtypeName.float32, threads: Threads = None, on_error: TrainOnError = OnErrorName.continue_,
+    force: ReplaceOutput = False, quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Fine-tune a checkpoint (or train one from scratch) on JSONL records; write a checkpoint the
     other commands load.
@@ -250,59 +342,54 @@ def train(
 
       xcli train -m ./xlnet-config --from-scratch --labels neg,pos --train sst.jsonl -o ./xlnet-new
     """
-    from ..console import console
+    console.configure(quiet=quiet, debug=debug)
+    _train(
+        Data(train_path, dev, input_format, field, on_error),
+        Destination(output, force, resume, metrics_file, save),
+        Source(model, task, labels, from_scratch, seed, device, threads, max_length, lang, pack, doc_stride,
+               plm_predict_ratio, tune, freeze_base),
+        Schedule(epochs, max_steps, lr, batch_size, grad_accum, warmup_ratio, weight_decay, max_grad_norm, eval_every,
+                 metric_for_best, patience, log_every, save_every, group_by_length, mixed_precision, dtype),
+    )
+
+
+def _train(data: Data, out: Destination, source: Source, schedule: Schedule) -> None:
+    """Check, load, read the records, train, write the checkpoint and the summary line."""
     from ..errors import RecordsFailed, UsageError
     from ..models import resolve_model
 
-    _check_paths(train_path, dev, output, save, patience, eval_every, force, resume)
-    if eval_every is not None and dev is None:
+    _check_paths(data.train, data.dev, out.output, out.save, schedule.patience, schedule.eval_every, out.force,
+                 out.resume)
+    if schedule.eval_every is not None and data.dev is None:
         console.warning("--eval-every without --dev: nothing to evaluate, ignored")
-    label_names = _label_list(labels)
-    resolved = resolve_model(model)
+    label_names = _label_list(source.labels)
+    resolved = resolve_model(source.model)
 
     from xcli_models import training
     from xcli_models.tasks.common import set_threads
 
-    world = _join(device)
-
-    state = training.StateDir(training.state_path(output.expanduser()), warn=console.warning)
-    _check_state(state, resume, force)
-    checkpoint = training.CheckpointDir(output.expanduser(), overwrite=force, source=resolved.path,
-                                        warn=console.warning)
-    set_threads(threads)
-    training.set_seed(seed)
-    if freeze_base and tune is not TuneName.all:
-        raise UsageError("--freeze-base and --tune prompts pick different weights to train: pass one")
-    task_options = {"pack": pack, "doc_stride": doc_stride, "plm_predict_ratio": plm_predict_ratio,
-                    "tune": "head" if freeze_base else tune.value}
-    loaded, run_task = _load(training, resolved, task, label_names, from_scratch, seed, device, max_length, lang,
-                             field, task_options)
-    skipped = {"train": 0, "dev": 0}
-    train_examples = _examples(run_task, train_path, "train", skipped, input_format, field, on_error)
-    dev_examples = _examples(run_task, dev, "dev", skipped, input_format, field, on_error) if dev is not None else None
-    train_examples = run_task.finish(train_examples)  # --pack: blocks cut from the texts
-    dev_examples = run_task.finish(dev_examples) if dev_examples is not None else None
-    _check_examples(train_examples, dev_examples, train_path, dev, skipped, loaded, run_task)
-
-    args = training.TrainArgs(
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
-        eval_every=eval_every if dev is not None else None,
-        save=(save.value if save is not None else ("best" if dev is not None else "last")),
-        patience=patience, log_every=log_every, precision=_precision(dtype, mixed_precision, loaded.model.device),
-        metric_for_best=metric_for_best, save_every=save_every, group_by_length=group_by_length,
-    )
+    world = _join(source.device)
+    target = out.output.expanduser()
+    state = training.StateDir(training.state_path(target), warn=console.warning)
+    _check_state(state, out.resume, out.force)
+    checkpoint = training.CheckpointDir(target, overwrite=out.force, source=resolved.path, warn=console.warning)
+    set_threads(source.threads)
+    training.set_seed(source.seed)
+    loaded, run_task = _load(training, resolved, source.task, label_names, source.from_scratch, source.seed,
+                             source.device, source.max_length, source.lang, data.field, source.task_options())
+    train_examples, dev_examples, skipped = _datasets(run_task, data, loaded)
+    args = schedule.args(training, source.seed, data.dev is not None, out.save, loaded.model.device)
     progress = _Reporter(console, args)
     try:
         args.check()
         trainer = training.Trainer(loaded.model, run_task, args, callback=progress, world=world)
     except training.TrainingError as exc:
         raise UsageError(str(exc)) from None
-    resumed_at = _resume(trainer, state, checkpoint) if resume else None
+    resumed_at = _resume(trainer, state, checkpoint) if out.resume else None
     total = trainer.planned_steps(train_examples)
     console.note(_plan(type(loaded.model).__name__, loaded.task, train_examples, dev_examples, total, args,
                        resumed_at, world.size))
-    result, written = _run(trainer, checkpoint, state, loaded, train_examples, dev_examples, progress, metrics_file,
+    result, written = _run(trainer, checkpoint, state, loaded, train_examples, dev_examples, progress, out.metrics,
                            resumed_at)
     if not world.main:  # process 0 speaks for the job
         return
@@ -317,6 +404,18 @@ def train(
             f"{failed} record(s) were skipped ({skipped['train']} training, {skipped['dev']} dev)",
             "stderr names their lines; the checkpoint was trained without them",
         )
+
+
+def _datasets(run_task: Any, data: Data, loaded: Any) -> tuple[list[Any], list[Any] | None, dict[str, int]]:
+    """The training and dev examples (--pack: blocks cut from the texts) and how many records were skipped."""
+    skipped = {"train": 0, "dev": 0}
+    train_examples = _examples(run_task, data.train, "train", skipped, data.input_format, data.field, data.on_error)
+    dev_examples = (_examples(run_task, data.dev, "dev", skipped, data.input_format, data.field, data.on_error)
+                    if data.dev is not None else None)
+    train_examples = run_task.finish(train_examples)  # --pack: blocks cut from the texts
+    dev_examples = run_task.finish(dev_examples) if dev_examples is not None else None
+    _check_examples(train_examples, dev_examples, data.train, data.dev, skipped, loaded, run_task)
+    return train_examples, dev_examples, skipped
 
 
 # --------------------------------------------------------------------- checks
@@ -588,6 +687,8 @@ def _run(trainer: Any, checkpoint: Any, state: Any, loaded: Any, train_examples:
     progress.metrics = metrics
 
     def save_state(snapshot: Any) -> None:
+        if metrics is not None:  # the --metrics lines a resumed run keeps are on disk before the state is
+            metrics.flush()
         state.write(snapshot, checkpoint.path if checkpoint.saved else None)
 
     previous = _on_interrupt(trainer)

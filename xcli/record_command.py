@@ -1,0 +1,127 @@
+"""The run every record command (tokenize, fill-mask, classify, qa, generate) makes, and the
+option bundles it is given.
+
+A record command gathers its command line into a few frozen bundles right at its top:
+
+* :class:`RecordIO`: where records come from and go, and what a bad one does (TEXT,
+  ``--input``, ``--input-format``, ``--field``; ``--output``, ``-O``, ``--force``, ``--keep``,
+  ``--on-error``);
+* :class:`ModelOptions`: which model and how it runs (``--model``, ``--device``, ``--dtype``,
+  ``--threads``, ``--batch-size``, ``--max-length``);
+* its own options, in a bundle of its own module (generate's sampling and search settings ...),
+
+then hands :func:`run_record_command` a ``start`` function that loads what it needs and returns
+a :class:`Job`. The run is always the same:
+
+    read the records -> open the output -> start (load the model, build the task)
+    -> run the batches, writing each record's line in input order -> finish (exit 4 if some failed)
+
+so a command module holds only what is its own: its options, how a record becomes an item
+(``Job.prepare``), how a batch of items becomes results (``Job.process``), its text/tsv columns.
+Only the standard library is imported here; :mod:`xcli.io` and the model core come in at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
+
+if TYPE_CHECKING:
+    from .io import Record, RecordStream, RecordWriter
+
+#: the hint a record without its text field gets
+FIELD_HINT = "pick the text field with --field"
+
+
+@dataclass(frozen=True)
+class RecordIO:
+    """Where the records come from and where their lines go; what a bad record does."""
+
+    texts: Sequence[str] | None
+    inputs: Sequence[str] | None
+    input_format: Any
+    field: str
+    output: Path | None
+    output_format: Any
+    force: bool
+    keep: str | None
+    on_error: Any
+
+    def read(self) -> "RecordStream":
+        """TEXT arguments, else the ``--input`` paths, else stdin (a usage error when none is there)."""
+        from . import io
+
+        return io.read_records(self.texts, self.inputs, input_format=self.input_format, field=self.field)
+
+    def open(self, *, text_of: Callable[[dict[str, Any]], Any] | None = None,
+             columns: Sequence[str] | None = None) -> ContextManager["RecordWriter"]:
+        """The writer on stdout or ``--output`` (refused, before any work, if it exists without ``--force``)."""
+        from . import io
+
+        return io.open_writer(self.output, force=self.force, fmt=self.output_format, keep=self.keep,
+                              text_of=text_of, columns=columns)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model, and how it runs."""
+
+    model: str | None
+    device: Any
+    dtype: Any
+    threads: int | None
+    batch_size: int
+    max_length: int | None = None
+
+    def load(self, accept: Sequence[str], what: str, **extra: Any) -> Any:
+        """The task model with its tokenizer (a head not in ``accept`` is a usage error saying ``what``
+        the command needs); a ``--max-length`` beyond the model's positions is a usage error."""
+        from .model_commands import check_length, load_task_model
+
+        task = load_task_model(self.model, self.device, self.dtype, self.threads, accept=accept, what=what, **extra)
+        check_length(task, self.max_length)
+        return task
+
+    @property
+    def window(self) -> int:
+        """Records read per round (many batches' worth, for length-sorted batching)."""
+        from .model_commands import window
+
+        return window(self.batch_size)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a command does to the records: ``prepare(record)`` makes one record's item (raising a
+    ``RecordError`` for a bad record), ``process(items)`` one result per item of a round of
+    ``batch_size`` records."""
+
+    prepare: Callable[["Record"], Any]
+    process: Callable[[list[Any]], Sequence[Any]]
+    batch_size: int
+
+
+def run_record_command(
+    streams: RecordIO,
+    start: Callable[["RecordWriter"], Job],
+    *,
+    text_of: Callable[[dict[str, Any]], Any] | None = None,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Read -> open the output -> ``start(writer)`` -> run -> write -> finish.
+
+    The records are opened first and the output next, so that nothing to read or an output
+    that exists is reported before a model is loaded; ``start`` loads the model and builds the
+    :class:`Job` (it gets the writer for output that cannot wait for a whole line, as
+    ``generate --stream``). Bad records get an error line and the run ends with exit status 4
+    (``--on-error stop``: exit 1 at the first); whatever stops the run keeps the lines written.
+    """
+    from . import io
+
+    records = streams.read()
+    with streams.open(text_of=text_of, columns=columns) as writer:
+        job = start(writer)
+        summary = io.run_records(records, job.process, writer, prepare=job.prepare, batch_size=job.batch_size,
+                                 on_error=streams.on_error)
+    io.finish(summary)
