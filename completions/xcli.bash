@@ -13,7 +13,7 @@ _xcli() {
     done
     case "$cmd" in
         "")
-            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info models qa tokenize train" -- "$cur"))
+            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info models qa score tokenize train vocab" -- "$cur"))
             ;;
         classify)
             case "$prev" in
@@ -181,6 +181,30 @@ _xcli() {
                 COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
+        score)
+            case "$prev" in
+                -m|--model) COMPREPLY=(); return ;;  # file names
+                --by) COMPREPLY=($(compgen -W "sum mean" -- "$cur")); return ;;
+                --target-field) COMPREPLY=(); return ;;
+                --choices-field) COMPREPLY=(); return ;;
+                --lang) COMPREPLY=(); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --threads) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
+                --keep) COMPREPLY=(); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
         tokenize)
             case "$prev" in
                 -m|--model) COMPREPLY=(); return ;;  # file names
@@ -241,6 +265,21 @@ _xcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--train -o --output -m --model --dev --task --labels --from-scratch --epochs --max-steps --lr -b --batch-size --grad-accum --warmup-ratio --weight-decay --max-grad-norm --max-length --seed --eval-every --save --metric-for-best --patience --log-every --metrics --save-every --group-by-length --no-group-by-length --mixed-precision --resume --pack --doc-stride --plm-predict-ratio --tune --freeze-base --lang --field --input-format --device --dtype --threads --on-error -f --force -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        vocab)
+            case "$prev" in
+                --family) COMPREPLY=(); return ;;
+                -o|--output) COMPREPLY=(); return ;;  # file names
+                --size) COMPREPLY=(); return ;;
+                -i|--input) COMPREPLY=(); return ;;  # file names
+                --field) COMPREPLY=(); return ;;
+                -c|--config) COMPREPLY=(); return ;;  # file names
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--family -o --output --size -i --input --field --lowercase -c --config -f --force --input-format --on-error -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
     esac

@@ -77,7 +77,7 @@ def test_a_cache_entry(cached: Path) -> None:
     assert list(entry) == FIELDS
     assert entry["id"] == "org/tiny" and entry["source"] == "cache" and entry["family"] == "xlnet"
     assert entry["heads"] == ["XLNetLMHeadModel"] and entry["has_weights"] is True
-    assert entry["commands"] == ["tokenize", "fill-mask", "generate", "evaluate", "convert", "train"]
+    assert entry["commands"] == ["tokenize", "fill-mask", "generate", "score", "evaluate", "convert", "train"]
     # the blobs' sizes, not the links'
     assert entry["size"] == sum((cached / name).stat().st_size for name in os.listdir(cached))
     assert entry["size"] > (cached / "model.safetensors").stat().st_size > 1000
@@ -146,7 +146,7 @@ def test_text_table(cached: Path) -> None:
     row = lines[-1]
     assert row.startswith("org/tiny ") and " cache " in row and " xlnet " in row
     size = listing("--source", "cache")[0]["size"]
-    assert "tokenize, fill-mask, generate, evaluate, convert, train" in row and row.endswith(f" {size / 1e6:.1f} MB")
+    assert "tokenize, fill-mask, generate, score, evaluate, convert, train" in row and row.endswith(f" {size / 1e6:.1f} MB")
     # aligned: every column starts at the same place on every line
     for column in ("SOURCE", "FAMILY", "COMMANDS"):
         start = lines[0].index(column)

@@ -24,8 +24,9 @@ FIELDS = {
 }
 FAMILY = {"xlm": "XLM", "xlnet": "XLNet", "xglm": "XGLM", "xlm-prophetnet": "XLM-ProphetNet",
           "prophetnet": "ProphetNet", "mvp": "MVP"}
-COMMANDS = {"xlm": ["fill-mask", "generate"], "xlnet": ["fill-mask", "generate"], "xglm": ["generate"],
-            "xlm-prophetnet": ["generate"], "prophetnet": ["generate"], "mvp": ["fill-mask", "generate"]}
+COMMANDS = {"xlm": ["fill-mask", "generate", "score"], "xlnet": ["fill-mask", "generate", "score"],
+            "xglm": ["generate", "score"], "xlm-prophetnet": ["generate", "score"], "prophetnet": ["generate", "score"],
+            "mvp": ["fill-mask", "generate", "score"]}
 
 
 def info(*args: Any) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def test_text_and_tsv_tables(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     rows = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in result.stdout.splitlines()}
     assert rows["family"] == "XLM (xlm)" and rows["languages"] == "en=0, fr=1"
-    assert rows["commands"] == "fill-mask, generate, evaluate, convert, train" and rows["max positions"] == "24"
+    assert rows["commands"] == "fill-mask, generate, score, evaluate, convert, train" and rows["max positions"] == "24"
     assert rows["parameters"].startswith(f"{oracle_model('xlm', n_langs=2).num_parameters():,} (")
     tsv = cli("info", tmp_path, "--output-format", "tsv")
     assert tsv.exit_code == 0 and all(line.count("\t") == 1 for line in tsv.stdout.splitlines())

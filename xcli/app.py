@@ -16,6 +16,7 @@ from . import __version__
 from .commands import classify, convert, evaluate, fill_mask, generate, info, qa, tokenize, train
 from .commands import models as models_command
 from .commands import vocab as vocab_command
+from .commands import score as score_command
 from .program import Program
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.command("qa")(qa.qa)
 app.command("generate")(generate.generate)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
+app.command("score")(score_command.score)
 app.command("vocab")(vocab_command.vocab)
 
 

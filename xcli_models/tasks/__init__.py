@@ -1,4 +1,4 @@
-"""Task logic on top of the models: fill-mask, classify, qa, generate.
+"""Task logic on top of the models: fill-mask, classify, qa, generate, score.
 
 Each module takes a loaded model + tokenizer and plain Python records and returns plain
 Python results (no printing, no CLI); :mod:`xcli_models.tasks.common` holds the batching and
@@ -10,7 +10,8 @@ def heads_by_command() -> dict[str, tuple[str, ...]]:
     """The model classes each head command serves, from the task modules' tables (in :mod:`.classes`,
     which imports no torch: ``xcli models`` uses them)."""
     from .classes import (
-        BEAM_HEADS, CHOICE_HEADS, FILL_MASK_CLASSES, GENERATE_CLASSES, SEQUENCE_HEADS, SPAN_HEADS, TOKEN_HEADS,
+        BEAM_HEADS, CHOICE_HEADS, FILL_MASK_CLASSES, GENERATE_CLASSES, SCORE_CLASSES, SEQUENCE_HEADS, SPAN_HEADS,
+        TOKEN_HEADS,
     )
 
     return {
@@ -18,11 +19,12 @@ def heads_by_command() -> dict[str, tuple[str, ...]]:
         "classify": SEQUENCE_HEADS + TOKEN_HEADS + CHOICE_HEADS,
         "qa": SPAN_HEADS + BEAM_HEADS,
         "generate": GENERATE_CLASSES,
+        "score": SCORE_CLASSES,
     }
 
 
 def commands_for(architectures: list[str]) -> list[str]:
-    """The head commands (fill-mask, classify, qa, generate) the named classes serve."""
+    """The head commands (fill-mask, classify, qa, generate, score) the named classes serve."""
     return [command for command, heads in heads_by_command().items() if any(a in heads for a in architectures)]
 
 

@@ -21,6 +21,9 @@ SEQ2SEQ_CLASSES = (
 )
 GENERATE_CLASSES = CAUSAL_CLASSES + SEQ2SEQ_CLASSES
 
+#: score: every language-modelling head (masked LMs through pseudo-log-likelihood)
+SCORE_CLASSES = GENERATE_CLASSES
+
 #: qa
 SPAN_HEADS = ("XLMForQuestionAnsweringSimple", "XLNetForQuestionAnsweringSimple", "MvpForQuestionAnswering")
 BEAM_HEADS = ("XLMForQuestionAnswering", "XLNetForQuestionAnswering")
