@@ -13,7 +13,8 @@ import torch
 from oracle import transformers
 from test_convert import KINDS, cli, one_line_error, oracle_model
 
-from xcli_models.convert import convert_checkpoint, summarize
+from xcli_models.convert import convert_checkpoint
+from xcli_models.summary import summarize
 
 BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
 FIELDS = {

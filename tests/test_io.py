@@ -475,7 +475,7 @@ def test_output_of_a_record_is_flushed_before_more_input_is_read() -> None:
     thread = threading.Thread(target=producer)
     thread.start()
     with open(read_end, "rb", buffering=0) as handle:
-        stream = io.RecordStream([io._Lines("-", "text", "text")])
+        stream = io.RecordStream([io.sources._Lines("-", "text", "text")])
         stream.sources[0]._open = lambda: (handle, False)  # type: ignore[method-assign]
         sink = Sink()
         io.run_records(stream, lambda items: [{"t": r.text()} for r in items], io.RecordWriter(sink), batch_size=32)

@@ -93,7 +93,7 @@ def window(batch_size: int) -> int:
 
     Sorting 32 batches' worth by length leaves about 5% padding on SST-2 sentences, where input
     order pads 96% (8 batches' worth: 17%). Fewer are taken whenever no more input is ready (see
-    ``xcli.io.batches``), so a slow producer still gets each answer at once; memory stays bounded
+    ``xcli.io.batching.batches``), so a slow producer still gets each answer at once; memory stays bounded
     by this number of records.
     """
     return batch_size * 32

@@ -1,4 +1,4 @@
-"""Checkpoint conversion with a numerical check, and a checkpoint summary.
+"""Checkpoint conversion with a numerical check.
 
 ``convert_checkpoint(src, dst)`` re-packs a Hugging Face checkpoint directory:
 ``pytorch_model.bin`` (read with ``weights_only=True``) to safetensors or back,
@@ -25,7 +25,7 @@ through each, in float32 on the CPU. The outputs must be identical when no
 value changed (re-packing, or a cast to a wider type), and within
 ``CAST_RTOL[dtype] * max(1, largest |output|)`` after a narrowing cast.
 
-:func:`summarize` describes a checkpoint for ``xcli info``. Nothing here prints.
+Nothing here prints (``xcli info``'s summary is :mod:`xcli_models.summary`).
 """
 
 from __future__ import annotations
@@ -41,15 +41,12 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .atomic import Work
-from .auto import AutoModel, architectures, config_of, family_of, model_classes
-from .catalog import directory_size as _directory_size
+from .auto import checked_config, model_class, tied_in_checkpoint
 from .config import Config, read_json
 from .loading import (
-    BIN_INDEX, SAFE_INDEX, CheckpointError, has_weight_files, parse_size, read_weights, weight_files, write_weights,
+    BIN_INDEX, SAFE_INDEX, CheckpointError, parse_size, read_weights, write_weights,
 )
-from .modeling import PreTrainedModel, build_on_meta, check_memory, resolve_dtype
-from .registry import Family
-from .tasks import checkpoint_commands
+from .modeling import PreTrainedModel, build_on_meta, resolve_dtype
 
 #: relative tolerance of the output check after a narrowing cast, by target dtype: the largest absolute
 #: output difference may be this times max(1, the largest absolute output of the source)
@@ -144,58 +141,9 @@ class Conversion:
 
 
 # ----------------------------------------------------------------------- the model class
-def base_class(family: Family, model_type: str) -> type[PreTrainedModel]:
-    """The family's base model (``XLMModel``, ``MvpModel`` ...) for this model_type."""
-    candidates = [
-        cls for name, cls in model_classes(family).items()
-        if name.endswith("Model") and "Head" not in name and cls.config_class.model_type == model_type
-    ]
-    if not candidates:
-        raise CheckpointError(f"{family.name} has no base model class for model_type {model_type!r}")
-    return min(candidates, key=lambda cls: len(cls.__name__))
-
-
-def model_class(path: str | os.PathLike) -> type[PreTrainedModel]:
-    """The class config.json's ``architectures`` names, else (none named) the family's base model."""
-    family, data = family_of(path)
-    names = architectures(path, data)
-    if not names:
-        return base_class(family, data["model_type"])
-    return AutoModel.class_for(path)
-
-
-def _config(cls: type[PreTrainedModel], path: Path, dtype: torch.dtype | None = None) -> Config:
-    """The checkpoint's config, checked, and refused when its model would not fit in memory in ``dtype``."""
-    config = config_of(path, cls.config_class)
-    if dtype is not None:
-        check_memory(config, dtype, path)
-    return config
-
-
 def meta_model(cls: type[PreTrainedModel], config: Config, path: str | os.PathLike = "") -> PreTrainedModel:
     """The model built on the meta device: its structure without memory or initialisation."""
     return build_on_meta(cls, config, path)
-
-
-def tied_in_checkpoint(model: PreTrainedModel, names: set[str]) -> dict[str, str]:
-    """Checkpoint names (Hugging Face) of weights tied to another stored weight: ``{tied: source}``.
-
-    Both names must be stored; names without the base-model prefix (a base checkpoint) count too.
-    """
-    if not model.ties_active():
-        return {}
-    prefix = model.base_model_prefix + "." if model.base_model_prefix else None
-    out: dict[str, str] = {}
-    for target, source in model.tied_weights.items():
-        pair = (model.names.to_hf(target), model.names.to_hf(source))
-        variants = [pair]
-        if prefix:
-            variants.append(tuple(n.removeprefix(prefix) for n in pair))
-        for tied, kept in variants:
-            if tied in names and kept in names and tied != kept:
-                out[tied] = kept
-                break
-    return out
 
 
 # ------------------------------------------------------------------------ weights
@@ -383,7 +331,7 @@ def verify_conversion(
     src, dst = Path(source), Path(destination)
     target = resolve_dtype(dtype) if dtype is not None else None
     cls = model_class(src)
-    config = _config(cls, src, torch.float32)  # the check runs both checkpoints in float32
+    config = checked_config(cls, src, torch.float32)  # the check runs both checkpoints in float32
     src_state = read_weights(src)
     tied = tied_in_checkpoint(meta_model(cls, config, src), set(src_state))
     dst_state = read_weights(dst)
@@ -484,7 +432,7 @@ def convert_checkpoint(
         raise ValueError("max_shard_size must be positive")
     _check_destination(src, dst, overwrite)
     cls = model_class(src)
-    config = _config(cls, src, torch.float32 if verify else target)
+    config = checked_config(cls, src, torch.float32 if verify else target)
 
     say(f"reading {src}")
     state = read_weights(src)
@@ -542,107 +490,3 @@ def convert_checkpoint(
         left_behind=left_behind,
         check=check,
     )
-
-
-# ------------------------------------------------------------------------ summary
-_LABELLED = ("ForSequenceClassification", "ForTokenClassification")
-
-
-def _special_tokens(directory: Path, config: Config) -> tuple[dict[str, Any], str | None, int | None]:
-    """Special tokens with their ids, the tokenizer class and its vocabulary size (None without one)."""
-    from .tokenization import AutoTokenizer, TokenizerError
-    from .tokenization.base import SPECIAL_TOKEN_ATTRIBUTES
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-    except (TokenizerError, OSError, ValueError, ImportError):
-        tokens = {
-            key.removesuffix("_id"): {"token": None, "id": value}
-            for key, value in sorted(vars(config).items())
-            if key.endswith("_token_id") and isinstance(value, int) and key != "decoder_start_token_id"
-        }
-        return tokens, None, None
-    tokens = {}
-    for name in SPECIAL_TOKEN_ATTRIBUTES:
-        if name == "additional_special_tokens":
-            continue
-        token = getattr(tokenizer, name, None)
-        if isinstance(token, str):
-            tokens[name] = {"token": token, "id": tokenizer.convert_tokens_to_ids(token)}
-    extra = list(getattr(tokenizer, "additional_special_tokens", []) or [])
-    if extra:
-        tokens["additional_special_tokens"] = [
-            {"token": t, "id": tokenizer.convert_tokens_to_ids(t)} for t in extra
-        ]
-    return tokens, type(tokenizer).__name__, len(tokenizer)
-
-
-def summarize(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint directory at a glance (the fields of ``xcli info``).
-
-    A directory without weight files (a config and tokenizer, as the built-in demo models) is
-    described too: ``has_weights`` is false, ``weights`` None, ``parameters`` what config.json
-    describes, and ``commands`` only ``tokenize``. Raises ``CheckpointError`` when config.json is
-    missing, names another model type or a class xcli lacks, holds a bad value or a model too large
-    for this machine's memory even in bfloat16, or when a weight file is unreadable.
-    """
-    directory = Path(path)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a checkpoint directory")
-    family, data = family_of(directory)
-    cls = model_class(directory)
-    config = _config(cls, directory, torch.bfloat16)  # the least memory any command loads it in
-    names = architectures(directory, data)
-
-    files = weight_files(directory) if has_weight_files(directory) else []
-    weights: dict[str, Any] | None = None
-    dtypes: dict[str, int] = {}
-    model = meta_model(cls, config, directory)
-    parameters = model.num_parameters()
-    if files:
-        state = read_weights(directory)
-        tied = tied_in_checkpoint(model, set(state))
-        for name, tensor in state.items():
-            if name not in tied:
-                key = str(tensor.dtype).removeprefix("torch.")
-                dtypes[key] = dtypes.get(key, 0) + tensor.numel()
-        weights = {
-            "format": "safetensors" if files[0].suffix == ".safetensors" else "bin",
-            "files": [f.name for f in files],
-            "shards": len(files),
-            "tensors": len(state) - len(tied),
-            "bytes": sum(f.stat().st_size for f in files),
-        }
-        del state
-
-    special, tokenizer_class, tokenizer_size = _special_tokens(directory, config)
-    labelled = any(a.endswith(_LABELLED) for a in names)
-    default_labels = [f"LABEL_{i}" for i in range(config.num_labels)]
-    labels = [config.id2label[i] for i in sorted(config.id2label)]
-    commands = checkpoint_commands(names, tokenizer=tokenizer_class is not None, weights=bool(files))
-    lang2id = getattr(config, "lang2id", None)
-    max_positions = getattr(config, "max_position_embeddings", None)
-    return {
-        "path": str(directory),
-        "family": family.name,
-        "model_type": data.get("model_type"),
-        "architectures": names,
-        "model_class": cls.__name__,
-        "commands": commands,
-        "parameters": parameters,
-        "dtypes": dtypes,
-        "config_dtype": data.get("dtype") or data.get("torch_dtype"),
-        "has_weights": bool(files),
-        "weights": weights,
-        "size_on_disk": _directory_size(directory),
-        "vocab_size": getattr(config, "vocab_size", None),
-        "tokenizer": tokenizer_class,
-        "tokenizer_vocab_size": tokenizer_size,
-        "special_tokens": special,
-        "labels": labels if labelled or labels != default_labels else None,
-        "languages": dict(lang2id) if isinstance(lang2id, dict) and lang2id else None,
-        "max_positions": max_positions if isinstance(max_positions, int) else None,
-        "hidden_size": getattr(config, "hidden_size", None),
-        "layers": getattr(config, "num_hidden_layers", None),
-        "attention_heads": getattr(config, "num_attention_heads", None),
-    }

@@ -13,6 +13,14 @@ CPU, float32 or bfloat16, of one dtype, nothing in need of a gradient, torch bui
 and not told to leave it (``torch.backends.mkldnn.enabled``). Everything else runs unchanged.
 The products are the same; the rounding of a sum can differ in its last bit (another blocking
 of the sum, as with MKL on another thread count).
+
+**The one place it is entered.** :func:`inference` is the context every model call of a command
+runs in: ``torch.inference_mode`` and, unless told otherwise, :func:`onednn_matmuls`. The tasks
+(``xcli_models.tasks``: classify, fill-mask, qa, score, the task side of generate; evaluation in
+training) enter it as ``tasks.common.inference``, the same function, and
+``generation.engine.generate`` enters it with ``onednn`` off on a GPU or when asked. Nothing else
+installs the mode. ``tests/test_inference_path_parity.py`` compares every family with the reference
+inside this same context, so the numbers the tests check are the numbers the CLI prints.
 """
 
 from __future__ import annotations
@@ -90,4 +98,16 @@ def onednn_matmuls(enabled: bool = True) -> Iterator[None]:
         yield
         return
     with _OneDnnMatmuls():
+        yield
+
+
+@contextmanager
+def inference(onednn: bool = True) -> Iterator[None]:
+    """Around every model call of a command: ``torch.inference_mode`` (no autograd bookkeeping) and,
+    with ``onednn`` (the default), eligible matrix products through oneDNN (:func:`onednn_matmuls`).
+
+    This is the CLI's kernel path: the tasks and ``generate`` enter it and nothing else does, and the
+    reference-parity tests run inside it.
+    """
+    with torch.inference_mode(), onednn_matmuls(onednn):
         yield

@@ -361,7 +361,7 @@ def _streaming(writer: Any, generator: Any, shown: _Shown) -> Any:
     def write(piece: str) -> None:
         if piece:
             shown.text += piece
-            _write_now(writer, io._cell(piece))
+            _write_now(writer, io.cell(piece))
 
     def process(items: list[Any]) -> list[dict[str, Any]]:
         shown.text = ""

@@ -61,7 +61,7 @@ def info(
     if model and model_option and model != model_option:
         raise typer.BadParameter(f"two models given: {model!r} and --model {model_option!r}; give one")
     resolved = resolve_model(model_option or model)
-    from xcli_models.convert import summarize
+    from xcli_models.summary import summarize
 
     summary = {"model": resolved.spec, "origin": resolved.origin, **summarize(resolved.path)}
     if not summary["has_weights"]:

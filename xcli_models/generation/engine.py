@@ -13,8 +13,8 @@ The run, in named phases:
    decoder-only models, decoder tokens from the start token for encoder-decoder models),
    with per-sequence scores, per-step scores and decoded texts on request.
 
-Everything runs under ``torch.inference_mode`` and, on CPU, with the matrix products through
-oneDNN (``kernels.onednn_matmuls``: a decode step streams its weights ~1.7x faster than MKL).
+Everything runs inside ``kernels.inference``, the tasks' context: ``torch.inference_mode`` and,
+on CPU, the matrix products through oneDNN (a decode step streams its weights ~1.7x faster than MKL).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def generate(
     is called after each greedy/sampling step with the tokens just chosen (R,).
     ``tokenizer`` (or ``decode``: ids -> text) is needed for stop strings and gives ``texts``.
 
-    ``onednn``: on CPU, run the matrix products through oneDNN (``kernels.onednn_matmuls``);
+    ``onednn``: on CPU, run the matrix products through oneDNN (``kernels.inference``, the tasks' context);
     False keeps torch's default (MKL).
 
     Returns the sequences (N, L), or a ``GenerateOutput`` with ``return_dict_in_generate``.
@@ -147,7 +147,7 @@ def generate(
     per_prompt = config.expand_size
     seeds = _seeds(seed, batch)
 
-    with torch.inference_mode(), kernels.onednn_matmuls(onednn and device.type == "cpu"):
+    with kernels.inference(onednn and device.type == "cpu"):
         state, logits = adapter.start(
             input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )

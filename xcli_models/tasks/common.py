@@ -18,8 +18,8 @@ The pieces here keep that work fast and the same for every task:
   than input order.
 * :func:`pad` / :func:`collate` build padded tensors on the tokenizer's padding side (XLNet pads
   on the left, the others on the right), with the attention mask and token type ids.
-* :func:`inference` is ``torch.inference_mode`` (no autograd bookkeeping) with oneDNN matrix
-  products (``xcli_models.kernels``) for the model calls;
+* :func:`inference` (:func:`xcli_models.kernels.inference`, the one context of the CLI's model
+  calls) is ``torch.inference_mode`` (no autograd bookkeeping) with oneDNN matrix products;
   :func:`prefetched` runs the preparation of the next chunk in a thread while the model works on
   the current one (torch releases the GIL inside its kernels, so tokenisation overlaps).
 
@@ -31,13 +31,12 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
-from .. import kernels
+from ..kernels import inference
 
 __all__ = [
     "FULL_BATCH_LENGTH", "RELATIVE_DEFAULT_LIMIT", "LengthLimitError", "TaskModel", "UnsupportedModel",
@@ -218,14 +217,6 @@ def length_limit(model: Any, tokenizer: Any, max_length: int | None = None) -> i
     if positions is not None:
         limits.append(positions)
     return min(limits) if limits else None
-
-
-@contextmanager
-def inference() -> Iterator[None]:
-    """Around model calls: ``torch.inference_mode`` (no autograd bookkeeping), and matrix
-    products through oneDNN on CPU (``kernels.onednn_matmuls``)."""
-    with torch.inference_mode(), kernels.onednn_matmuls():
-        yield
 
 
 # ------------------------------------------------------------------------ batching
