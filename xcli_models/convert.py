@@ -47,6 +47,7 @@ from .loading import (
     BIN_INDEX, SAFE_INDEX, CheckpointError, parse_size, read_weights, write_weights,
 )
 from .modeling import PreTrainedModel, build_on_meta, resolve_dtype
+from .registry import capabilities
 
 #: relative tolerance of the output check after a narrowing cast, by target dtype: the largest absolute
 #: output difference may be this times max(1, the largest absolute output of the source)
@@ -244,7 +245,7 @@ def sample_inputs(model: PreTrainedModel) -> dict[str, torch.Tensor | bool]:
         if isinstance(start, int) and 0 <= start < vocab:
             decoder[:, 0] = start
         inputs["decoder_input_ids"] = decoder
-    if type(model).__name__.endswith("ForMultipleChoice"):
+    if capabilities(type(model).__name__).classify == "choice":  # (B, choices, T)
         inputs = {k: v.unsqueeze(0) for k, v in inputs.items()}
     if "use_cache" in params:
         inputs["use_cache"] = False

@@ -416,9 +416,18 @@ class PreTrainedModel(nn.Module):
 
         return generate(self, *args, **kwargs)
 
+    #: a head with a decoding scheme of its own names its ``generation.Adapter`` class here (XLM,
+    #: XLNet); the others say where their parts are (``generation_parts``)
+    generation_adapter_class: Any = None
+
+    def generation_parts(self) -> Any:
+        """Where a generating head's decoder, encoder and LM head are (a ``generation.adapters.Parts``)
+        for the shared adapters; None: this class does not generate."""
+        return None
+
     def generation_adapter(self, **options: Any) -> Any:
-        """How ``generate`` drives this model (a ``generation.Adapter``); families with their own
-        decoding scheme override this."""
+        """How ``generate`` drives this model (a ``generation.Adapter``), from ``generation_adapter_class``
+        or ``generation_parts``."""
         from .generation.adapters import adapter_for
 
         return adapter_for(self, **options)

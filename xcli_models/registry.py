@@ -1,7 +1,11 @@
-"""model_type -> family: where its config, tokenizer and model classes live.
+"""model_type -> family: where its config, tokenizer, model classes and head declarations live.
 
 Entries name modules by dotted path and are imported only when used, so that
-reading this table (as `xcli tokenize` does) never imports torch.
+reading this table (as `xcli tokenize` does) never imports torch. Each family declares
+what its head classes can do (:class:`Capabilities`, in its torch-free ``capabilities``
+module); commands, tasks, training, generation, convert and info ask :func:`heads_for` and
+:func:`capabilities` rather than keeping tables of class names. A new family is a folder
+plus one line in :data:`FAMILIES`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,71 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
+
+
+#: the head commands, in the order ``xcli models`` and ``xcli info`` list them, and the
+#: :class:`Capabilities` field that says whether (and how) a head serves each
+HEAD_COMMANDS = {"fill-mask": "fill_mask", "classify": "classify", "qa": "qa", "generate": "generate",
+                 "score": "generate"}
+#: the kinds of each task, in the order their heads are listed
+_KINDS = {"classify": ("sequence", "token", "choice"), "qa": ("span", "beam"), "generate": ("causal", "seq2seq")}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one head class can do, declared next to its family (torch-free: ``xcli models`` reads it).
+
+    The task fields say which command serves the head and how; the quirk fields name the few
+    ways a head's inputs differ from the common case, so that no task asks for a class name.
+    """
+
+    #: fill-mask: a masked-LM head
+    fill_mask: bool = False
+    #: classify: "sequence", "token" or "choice" (multiple choice)
+    classify: str | None = None
+    #: qa: "span" (start/end logits) or "beam" (the beam-search SQuAD head)
+    qa: str | None = None
+    #: generate (and score): "causal" (continue the prompt) or "seq2seq" (write a new text from the input)
+    generate: str | None = None
+    #: the task ``train`` fine-tunes it for ("sequence-classification", "causal-lm" ...); with
+    #: ``causal_flag`` a "causal-lm" head is a "masked-lm" one when config.json's ``causal`` is false
+    train: str | None = None
+    #: config.json's ``causal`` says whether this LM head is causal or masked (XLM)
+    causal_flag: bool = False
+    #: extra inputs it takes: "langs" (language ids, XLM)
+    needs: tuple[str, ...] = ()
+    #: keyword arguments every inference call passes (XLNet: no memory; MVP: no cache)
+    forward_options: tuple[tuple[str, Any], ...] = ()
+    #: it takes ``token_type_ids`` (MVP does not)
+    token_types: bool = True
+    #: relative positions: left padding leaves its pooled "last" vector unchanged (XLNet)
+    relative_positions: bool = False
+    #: classification pools at the last ``</s>``: rows of a batch must hold as many of them (MVP)
+    pools_at_eos: bool = False
+    #: an XLNet permutation LM: predicts through ``perm_mask``/``target_mapping`` (fill-mask, score,
+    #: train's "plm", generate's XLNet prefix)
+    permutation: bool = False
+    #: generation places tokens by index, padding included, or masks no padding: only prompts of
+    #: equal length share a batch
+    unpadded: bool = False
+    #: padding on the right changes the real tokens' logits, in the reference too (ProphetNet's decoder):
+    #: score batches only rows of one shape
+    padding_changes_logits: bool = False
+    #: generate takes MVP's task templates (``--task``: a task's instruction before the input)
+    task_templates: bool = False
+    #: its texts mark sentence ends with ``[X_SEP]``, which generate shows as newlines (ProphetNet)
+    sentence_separators: bool = False
+    #: the causal-LM loss shifts the labels itself (XGLM compares logits t with label t + 1)
+    shifts_labels: bool = False
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The head commands that serve it, in the order ``xcli models`` lists them."""
+        return tuple(command for command, field_name in HEAD_COMMANDS.items() if getattr(self, field_name))
+
+
+#: no capability: a class the registry does not list (a base model)
+NOTHING = Capabilities()
 
 
 @dataclass(frozen=True)
@@ -20,49 +89,58 @@ class Family:
     tokenizer: str
     #: module holding the model classes (names as in the reference documentation)
     models: str
+    #: "module:NAME" of the dict of head class name -> :class:`Capabilities` (a torch-free module)
+    heads: str = ""
     tokenizers_by_class: dict[str, str] = field(default_factory=dict)
 
 
+#: the families by model_type; their order is the order heads are listed in (messages, ``xcli models``)
 FAMILIES: dict[str, Family] = {
+    "xglm": Family(
+        name="XGLM",
+        config="xcli_models.families.xglm.config:XGLMConfig",
+        tokenizer="xcli_models.tokenization.sentencepiece:XGLMTokenizer",
+        models="xcli_models.families.xglm.modeling",
+        heads="xcli_models.families.xglm.capabilities:HEADS",
+    ),
     "xlm": Family(
         name="XLM",
         config="xcli_models.families.xlm.config:XLMConfig",
         tokenizer="xcli_models.tokenization.moses_bpe:XLMTokenizer",
         models="xcli_models.families.xlm.modeling",
+        heads="xcli_models.families.xlm.capabilities:HEADS",
     ),
     "xlnet": Family(
         name="XLNet",
         config="xcli_models.families.xlnet.config:XLNetConfig",
         tokenizer="xcli_models.tokenization.sentencepiece:XLNetTokenizer",
         models="xcli_models.families.xlnet.modeling",
-    ),
-    "xglm": Family(
-        name="XGLM",
-        config="xcli_models.families.xglm.config:XGLMConfig",
-        tokenizer="xcli_models.tokenization.sentencepiece:XGLMTokenizer",
-        models="xcli_models.families.xglm.modeling",
-    ),
-    "xlm-prophetnet": Family(
-        name="XLM-ProphetNet",
-        config="xcli_models.families.prophetnet.config:XLMProphetNetConfig",
-        tokenizer="xcli_models.tokenization.sentencepiece:XLMProphetNetTokenizer",
-        models="xcli_models.families.prophetnet.modeling",
-        tokenizers_by_class={"ProphetNetTokenizer": "xcli_models.tokenization.wordpiece:ProphetNetTokenizer"},
-    ),
-    "prophetnet": Family(
-        name="ProphetNet",
-        config="xcli_models.families.prophetnet.config:ProphetNetConfig",
-        tokenizer="xcli_models.tokenization.wordpiece:ProphetNetTokenizer",
-        models="xcli_models.families.prophetnet.modeling",
-        tokenizers_by_class={
-            "XLMProphetNetTokenizer": "xcli_models.tokenization.sentencepiece:XLMProphetNetTokenizer"
-        },
+        heads="xcli_models.families.xlnet.capabilities:HEADS",
     ),
     "mvp": Family(
         name="MVP",
         config="xcli_models.families.mvp.config:MvpConfig",
         tokenizer="xcli_models.tokenization.byte_bpe:MvpTokenizer",
         models="xcli_models.families.mvp.modeling",
+        heads="xcli_models.families.mvp.capabilities:HEADS",
+    ),
+    "prophetnet": Family(
+        name="ProphetNet",
+        config="xcli_models.families.prophetnet.config:ProphetNetConfig",
+        tokenizer="xcli_models.tokenization.wordpiece:ProphetNetTokenizer",
+        models="xcli_models.families.prophetnet.modeling",
+        heads="xcli_models.families.prophetnet.capabilities:PROPHETNET_HEADS",
+        tokenizers_by_class={
+            "XLMProphetNetTokenizer": "xcli_models.tokenization.sentencepiece:XLMProphetNetTokenizer"
+        },
+    ),
+    "xlm-prophetnet": Family(
+        name="XLM-ProphetNet",
+        config="xcli_models.families.prophetnet.config:XLMProphetNetConfig",
+        tokenizer="xcli_models.tokenization.sentencepiece:XLMProphetNetTokenizer",
+        models="xcli_models.families.prophetnet.modeling",
+        heads="xcli_models.families.prophetnet.capabilities:XLM_PROPHETNET_HEADS",
+        tokenizers_by_class={"ProphetNetTokenizer": "xcli_models.tokenization.wordpiece:ProphetNetTokenizer"},
     ),
 }
 
@@ -79,3 +157,30 @@ def family_for(model_type: str) -> Family:
     except KeyError:
         known = ", ".join(sorted(FAMILIES))
         raise KeyError(f"model_type {model_type!r} is not supported (xcli runs: {known})") from None
+
+
+def family_heads(family: Family) -> dict[str, Capabilities]:
+    """A family's head classes by name, with what each can do (imports no torch)."""
+    return load_object(family.heads) if family.heads else {}
+
+
+def all_heads() -> dict[str, Capabilities]:
+    """Every head class xcli has, by name, families in registry order."""
+    return {name: caps for family in FAMILIES.values() for name, caps in family_heads(family).items()}
+
+
+def capabilities(class_name: str) -> Capabilities:
+    """What the named head class can do (:data:`NOTHING` for a class no family lists)."""
+    return all_heads().get(class_name, NOTHING)
+
+
+def heads_for(command: str, *kinds: str) -> tuple[str, ...]:
+    """The head classes a command serves (``kinds``: only these kinds of it, e.g. "span"),
+    grouped by kind in the order given, then by family."""
+    field_name = HEAD_COMMANDS[command]
+    heads = all_heads()
+    if not kinds:
+        kinds = _KINDS.get(field_name, (True,))
+    return tuple(
+        name for kind in kinds for name, caps in heads.items() if getattr(caps, field_name) == kind
+    )

@@ -20,9 +20,11 @@ from .catalog import directory_size
 from .config import Config
 from .loading import CheckpointError, has_weight_files, read_weights, weight_files
 from .modeling import build_on_meta
+from .registry import capabilities
 from .tasks import checkpoint_commands
 
-_LABELLED = ("ForSequenceClassification", "ForTokenClassification")
+#: heads whose labels (config.json's id2label) are theirs to name
+_LABELLED = ("sequence", "token")
 
 
 def _special_tokens(directory: Path, config: Config) -> tuple[dict[str, Any], str | None, int | None]:
@@ -93,7 +95,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         del state
 
     special, tokenizer_class, tokenizer_size = _special_tokens(directory, config)
-    labelled = any(a.endswith(_LABELLED) for a in names)
+    labelled = any(capabilities(a).classify in _LABELLED for a in names)
     default_labels = [f"LABEL_{i}" for i in range(config.num_labels)]
     labels = [config.id2label[i] for i in sorted(config.id2label)]
     commands = checkpoint_commands(names, tokenizer=tokenizer_class is not None, weights=bool(files))

@@ -117,11 +117,12 @@ def classify(
 
 def _start(run: ModelOptions, field: str, options: ClassifyOptions) -> Job:
     """Load the model and the classifier its head calls for; warn about options that head ignores."""
-    from xcli_models.tasks.classify import CHOICE_HEADS, SEQUENCE_HEADS, TOKEN_HEADS, classifier_for
+    from xcli_models.registry import heads_for
+    from xcli_models.tasks.classify import classifier_for
 
     from ..model_commands import usage_errors
 
-    task = run.load(SEQUENCE_HEADS + TOKEN_HEADS + CHOICE_HEADS,
+    task = run.load(heads_for("classify"),
                     "classify: it needs a sequence, token or multiple-choice classification head", command="classify")
     with usage_errors():
         classifier = classifier_for(

@@ -73,9 +73,11 @@ def _start(run: ModelOptions, field: str, top_k: int, targets: str | None, lang:
     """Load the masked-LM model and its filler; a record's text becomes an item with its blanks."""
     from .. import io
     from ..model_commands import usage_errors, warn_truncated
-    from xcli_models.tasks.fill_mask import FILL_MASK_CLASSES, FillMask
+    from xcli_models.registry import heads_for
+    from xcli_models.tasks.fill_mask import FillMask
 
-    task = run.load(FILL_MASK_CLASSES, f"fill-mask: it needs a masked-LM head ({', '.join(FILL_MASK_CLASSES)})",
+    heads = heads_for("fill-mask")
+    task = run.load(heads, f"fill-mask: it needs a masked-LM head ({', '.join(heads)})",
                     command="fill-mask")
     with usage_errors():
         target_list = io.parse_field_list(targets) if targets is not None else None

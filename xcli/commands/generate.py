@@ -294,14 +294,14 @@ def _output_format(output_format: OutputFormatName | None, stream: bool, output:
 
 def _start(writer: Any, run: ModelOptions, search: Search, shape: Shape, shown: _Shown) -> Job:
     """Load the model and its generator; warn about options it ignores; stream or batch."""
-    from xcli_models.tasks.generate import GENERATE_CLASSES
+    from xcli_models.registry import heads_for
 
-    loaded = run.load(GENERATE_CLASSES,
-                      f"generate: it needs a language-modelling head ({', '.join(GENERATE_CLASSES)})",
+    heads = heads_for("generate")
+    loaded = run.load(heads, f"generate: it needs a language-modelling head ({', '.join(heads)})",
                       command="generate")
     generator = _generator(loaded, run, search, shape)
     unused = {
-        "--xlnet-prefix": shape.xlnet_prefix and loaded.class_name != "XLNetLMHeadModel",
+        "--xlnet-prefix": shape.xlnet_prefix and not generator.capabilities.permutation,
         "--return-full-text": bool(shape.return_full_text) and not generator.causal,
     }
     for option, given in unused.items():

@@ -135,7 +135,8 @@ def qa(
 
 def _start(run: ModelOptions, settings: dict[str, Any], fields: Fields, lang: str | None) -> Job:
     """Check the options (before the weights are read), load the model and its answerer."""
-    from xcli_models.tasks.qa import BEAM_HEADS, SPAN_HEADS, QAOptions, QuestionAnswerer
+    from xcli_models.registry import heads_for
+    from xcli_models.tasks.qa import QAOptions, QuestionAnswerer
 
     from ..errors import UsageError
     from ..model_commands import check_length, usage_errors
@@ -147,7 +148,7 @@ def _start(run: ModelOptions, settings: dict[str, Any], fields: Fields, lang: st
         if doc_stride is not None and max_seq_len is not None and doc_stride > max_seq_len:
             options_error = f"--doc-stride ({doc_stride}) is larger than --max-seq-len ({max_seq_len})"
             raise UsageError(options_error)
-    task = run.load(SPAN_HEADS + BEAM_HEADS, "qa: it needs a question-answering head (span or beam search)")
+    task = run.load(heads_for("qa"), "qa: it needs a question-answering head (span or beam search)")
     check_length(task, options.max_seq_len, "--max-seq-len")
     with usage_errors():
         answerer = QuestionAnswerer(task.model, task.tokenizer, options, lang=lang)

@@ -120,11 +120,13 @@ def score(
 
 def _start(run: ModelOptions, field: str, options: ScoreOptions) -> Job:
     """Load the model and the scorer its head calls for."""
-    from xcli_models.tasks.score import SCORE_CLASSES, Scorer
+    from xcli_models.registry import heads_for
+    from xcli_models.tasks.score import Scorer
 
     from ..model_commands import usage_errors
 
-    task = run.load(SCORE_CLASSES, f"score: it needs a language-modelling head ({', '.join(SCORE_CLASSES)})",
+    heads = heads_for("score")
+    task = run.load(heads, f"score: it needs a language-modelling head ({', '.join(heads)})",
                     command="score")
     with usage_errors():
         scorer = Scorer(task.model, task.tokenizer, pll=options.pll, by=options.by.value, lang=options.lang,

@@ -16,9 +16,11 @@ the prompt). With ``use_cache=False`` every step recomputes the whole sequence i
 the reference's uncached decoding does. Both give the same tokens, except where the
 reference's own cached and uncached decoding differ, and then each reproduces its
 counterpart: ProphetNet (a whole-sequence decoder call mixes the predicting streams'
-position biases, and a cached step applies no padding mask) and XLNet (below).
+position biases, and a cached step applies no padding mask) and XLNet (see its adapter).
 
-Adapters here:
+A head says how it is driven (:func:`adapter_for`): ``generation_parts()`` (where its decoder,
+encoder and LM head are) for the two shared adapters here, or ``generation_adapter_class`` for
+a decoding scheme of its own, kept in its family's folder.
 
 * ``DecoderOnlyAdapter`` -- XGLMForCausalLM, MvpForCausalLM, (XLM)ProphetNetForCausalLM.
   Batches are left-padded; the attention mask grows by one column per step. Models whose
@@ -31,20 +33,10 @@ Adapters here:
   ProphetNet's LM head runs on the first predicting stream only (the one that scores the
   next token; the reference also projects the others and drops them), and a cached step runs
   no other predicting stream through the decoder (none of them feeds the first).
-* ``XLMAdapter`` -- XLMWithLMHeadModel. The reference appends a mask token (and language
-  ids) at every step and scores the next token at the mask's position, without a cache. In
-  a causal XLM no earlier position sees the mask, so we run the new token and the mask
-  over the cache and drop the mask's keys again: same tokens, one token of work per step.
-  The reference passes no attention mask: a row with a pad token anywhere has its last
-  positions zeroed, so its next-token logits are the LM head of a zero vector; we
-  reproduce that directly. Non-causal (MLM) checkpoints recompute everything each step.
-* ``XLNetAdapter`` -- XLNetLMHeadModel, as the reference runs it: a dummy token after the
-  sequence that nothing attends to (``perm_mask``) and that alone is predicted
-  (``target_mapping``); with ``use_mems_eval`` each step reruns the last two tokens and the
-  dummy over the memory less its last two positions. (This reuse is the reference's own
-  approximation of a bidirectional model, so ``use_cache=False`` -- a full rerun each
-  step -- is the reference with ``use_mems_eval=False`` and may pick other tokens.) As in
-  the reference, XLNet gets no attention mask: left padding is visible to the prompt.
+* ``XLMAdapter`` (``families/xlm/generation.py``) -- XLMWithLMHeadModel: a mask token appended
+  at every step and scored, as the reference does, over a cache where the model is causal.
+* ``XLNetAdapter`` (``families/xlnet/generation.py``) -- XLNetLMHeadModel: a dummy token after the
+  sequence predicted at every step, over the reference's memory scheme.
 """
 
 from __future__ import annotations
@@ -70,7 +62,7 @@ def _accepts(module: nn.Module, name: str) -> bool:
     return name in inspect.signature(module.forward).parameters
 
 
-def _is_identity(index: torch.Tensor) -> bool:
+def is_identity(index: torch.Tensor) -> bool:
     return bool(torch.equal(index, torch.arange(index.shape[0], device=index.device)))
 
 
@@ -133,7 +125,7 @@ class Adapter:
 
     def reorder(self, state: State, index: torch.Tensor) -> None:
         expanding = index.shape[0] != state.ids.shape[0]
-        if not expanding and _is_identity(index):  # beams kept their places: nothing to move
+        if not expanding and is_identity(index):  # beams kept their places: nothing to move
             return
         state.ids = state.ids.index_select(0, index)
         if state.mask is not None:
@@ -209,160 +201,31 @@ class EncoderDecoderAdapter(Adapter):
         return self._run(state, tokens[:, None] if state.cache is not None else state.ids)
 
 
-class XLMAdapter(Adapter):
-    """XLMWithLMHeadModel (see the module docstring)."""
-
-    def __init__(self, model: nn.Module, *, use_cache: bool = True, lang_id: int | None = None) -> None:
-        super().__init__(model, use_cache=use_cache)
-        config = model.config
-        self.transformer = model.transformer
-        self.cached = use_cache and bool(config.causal)
-        self.mask_id = config.mask_token_id
-        self.pad_id = config.pad_index
-        self.lang_id = config.lang_id if lang_id is None else lang_id
-
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.model.pred_layer(hidden[:, None])[0][:, 0].float()  # (R, D) -> (R, V)
-
-    def _run(self, state: State, ids: torch.Tensor) -> torch.Tensor:
-        """``ids`` end with the mask token; its keys are dropped from the cache again."""
-        ids = torch.cat([ids, ids.new_full((ids.shape[0], 1), self.mask_id)], dim=1)
-        langs = None if self.lang_id is None else torch.full_like(ids, self.lang_id)
-        kept = None
-        if self.cached:
-            kept = (state.cache.get_seq_length() if state.cache is not None else 0) + ids.shape[1] - 1
-        out = self.transformer(
-            ids, langs=langs, past_key_values=state.cache, use_cache=self.cached, return_dict=True
-        )
-        if self.cached:
-            state.cache = out.past_key_values
-            state.cache.crop(kept)
-        dead = state.extra["dead"] | (ids[:, -1] == self.pad_id)  # a pad token anywhere zeroes the last position
-        hidden = out.last_hidden_state[:, -1]
-        hidden = hidden.masked_fill(dead[:, None], 0.0)
-        return self._head(hidden)
-
-    def start(self, input_ids, attention_mask, decoder_input_ids=None):
-        state = State(ids=input_ids, extra={"dead": (input_ids == self.pad_id).any(dim=1)})
-        return state, self._run(state, input_ids)
-
-    def step(self, state, tokens):
-        state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
-        state.extra["dead"] = state.extra["dead"] | (tokens == self.pad_id)
-        return self._run(state, tokens[:, None] if self.cached else state.ids)
-
-    def reorder(self, state, index):
-        super().reorder(state, index)
-        if index.shape[0] != state.extra["dead"].shape[0] or not _is_identity(index):
-            state.extra["dead"] = state.extra["dead"].index_select(0, index)
-
-
-class XLNetAdapter(Adapter):
-    """XLNetLMHeadModel (see the module docstring)."""
-
-    #: tokens rerun at each step besides the dummy (the reference's choice)
-    rerun = 2
-
-    def _run(self, state: State, ids: torch.Tensor, mems: Any) -> torch.Tensor:
-        batch = ids.shape[0]
-        ids = torch.cat([ids, ids.new_zeros(batch, 1)], dim=1)  # the dummy next token
-        length = ids.shape[1]
-        perm_mask = ids.new_zeros(batch, length, length, dtype=torch.float)
-        perm_mask[:, :, -1] = 1.0  # nobody sees the dummy
-        target_mapping = ids.new_zeros(batch, 1, length, dtype=torch.float)
-        target_mapping[:, 0, -1] = 1.0  # predict the dummy only
-        out = self.model(
-            ids, mems=mems, perm_mask=perm_mask, target_mapping=target_mapping,
-            use_mems=None if self.use_cache else False, return_dict=True,
-        )
-        state.cache = out.mems if self.use_cache else None
-        return out.logits[:, -1].float()
-
-    def start(self, input_ids, attention_mask, decoder_input_ids=None):
-        state = State(ids=input_ids)
-        return state, self._run(state, input_ids, None)
-
-    def step(self, state, tokens):
-        state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
-        if state.cache:
-            mems = tuple(m[: -self.rerun] for m in state.cache)
-            return self._run(state, state.ids[:, -self.rerun:], mems)
-        return self._run(state, state.ids, None)
-
-    def reorder(self, state, index):
-        if index.shape[0] == state.ids.shape[0] and _is_identity(index):
-            return
-        state.ids = state.ids.index_select(0, index)
-        if state.cache:
-            state.cache = tuple(m.index_select(1, index) for m in state.cache)
-
-
-# ----------------------------------------------------------------- registry
-def _plain(out: Any) -> torch.Tensor:
+# ------------------------------------------------------------- which adapter
+def last_hidden_state(out: Any) -> torch.Tensor:
+    """The decoder's output states (B, T, D): what feeds the LM head of most models (``Parts.hidden``)."""
     return out.last_hidden_state
 
 
-def _first_stream(out: Any) -> torch.Tensor:
-    """ProphetNet: the first predicting stream (it scores the next token). (B, T, D)."""
-    length = out.last_hidden_state.shape[1]
-    return out.last_hidden_state_ngram[:, :length]
-
-
-def _xglm(model: nn.Module) -> Parts:
-    return Parts(decoder=model.model, hidden=_plain, head=model.lm_head)
-
-
-def _mvp_causal(model: nn.Module) -> Parts:
-    return Parts(decoder=model.model.decoder, hidden=_plain, head=model.lm_head)
-
-
-def _mvp_seq2seq(model: nn.Module) -> Parts:
-    def head(hidden: torch.Tensor) -> torch.Tensor:
-        return model.lm_head(hidden) + model.final_logits_bias[0]
-
-    return Parts(decoder=model.model.decoder, hidden=_plain, head=head, encoder=model.model.encoder)
-
-
-def _prophetnet_causal(model: nn.Module) -> Parts:
-    return Parts(decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head,
-                 step_options=dict(predict_streams=1))
-
-
-def _prophetnet_seq2seq(model: nn.Module) -> Parts:
-    return Parts(
-        decoder=model.prophetnet.decoder, hidden=_first_stream, head=model.lm_head, encoder=model.prophetnet.encoder,
-        step_options=dict(predict_streams=1),
-    )
-
-
-#: class name -> where its parts are (subclasses, e.g. the XLM-ProphetNet classes, match too)
-PARTS: dict[str, Callable[[nn.Module], Parts]] = {
-    "XGLMForCausalLM": _xglm,
-    "MvpForCausalLM": _mvp_causal,
-    "MvpForConditionalGeneration": _mvp_seq2seq,
-    "ProphetNetForCausalLM": _prophetnet_causal,
-    "ProphetNetForConditionalGeneration": _prophetnet_seq2seq,
-}
-
-#: class name -> an adapter of its own
-ADAPTERS: dict[str, Callable[..., Adapter]] = {
-    "XLMWithLMHeadModel": XLMAdapter,
-    "XLNetLMHeadModel": XLNetAdapter,
-}
-
-
 def adapter_for(model: nn.Module, *, use_cache: bool = True, **options: Any) -> Adapter:
-    """The adapter that drives ``model`` (``options``: family settings such as XLM's ``lang_id``)."""
-    for cls in type(model).__mro__:
-        if cls.__name__ in ADAPTERS:
-            return ADAPTERS[cls.__name__](model, use_cache=use_cache, **options)
-        if cls.__name__ in PARTS:
-            if options:
-                raise ValueError(f"{type(model).__name__} takes no generation option(s) {', '.join(sorted(options))}")
-            parts = PARTS[cls.__name__](model)
-            kind = EncoderDecoderAdapter if parts.encoder is not None else DecoderOnlyAdapter
-            return kind(model, parts, use_cache=use_cache)
-    raise ValueError(
-        f"{type(model).__name__} cannot generate text: use a model with a language-modelling head "
-        f"({', '.join(sorted({*PARTS, *ADAPTERS}))})"
-    )
+    """The adapter that drives ``model`` (``options``: family settings such as XLM's ``lang_id``).
+
+    A head that generates either names an adapter of its own (``generation_adapter_class``: XLM,
+    XLNet) or says where its parts are (``generation_parts()``: the decoder-only and
+    encoder-decoder adapters drive it).
+    """
+    own = getattr(model, "generation_adapter_class", None)
+    if own is not None:
+        return own(model, use_cache=use_cache, **options)
+    parts = model.generation_parts() if hasattr(model, "generation_parts") else None  # a plain nn.Module: none
+    if parts is None:
+        from ..registry import heads_for
+
+        raise ValueError(
+            f"{type(model).__name__} cannot generate text: use a model with a language-modelling head "
+            f"({', '.join(sorted(heads_for('generate')))})"
+        )
+    if options:
+        raise ValueError(f"{type(model).__name__} takes no generation option(s) {', '.join(sorted(options))}")
+    kind = EncoderDecoderAdapter if parts.encoder is not None else DecoderOnlyAdapter
+    return kind(model, parts, use_cache=use_cache)

@@ -7,25 +7,19 @@ loading helpers they share.
 
 
 def heads_by_command() -> dict[str, tuple[str, ...]]:
-    """The model classes each head command serves, from the task modules' tables (in :mod:`.classes`,
-    which imports no torch: ``xcli models`` uses them)."""
-    from .classes import (
-        BEAM_HEADS, CHOICE_HEADS, FILL_MASK_CLASSES, GENERATE_CLASSES, SCORE_CLASSES, SEQUENCE_HEADS, SPAN_HEADS,
-        TOKEN_HEADS,
-    )
+    """The model classes each head command serves, as the families declare them (the registry
+    imports no torch: ``xcli models`` uses it)."""
+    from ..registry import HEAD_COMMANDS, heads_for
 
-    return {
-        "fill-mask": FILL_MASK_CLASSES,
-        "classify": SEQUENCE_HEADS + TOKEN_HEADS + CHOICE_HEADS,
-        "qa": SPAN_HEADS + BEAM_HEADS,
-        "generate": GENERATE_CLASSES,
-        "score": SCORE_CLASSES,
-    }
+    return {command: heads_for(command) for command in HEAD_COMMANDS}
 
 
 def commands_for(architectures: list[str]) -> list[str]:
     """The head commands (fill-mask, classify, qa, generate, score) the named classes serve."""
-    return [command for command, heads in heads_by_command().items() if any(a in heads for a in architectures)]
+    from ..registry import HEAD_COMMANDS, capabilities
+
+    served = {command for name in architectures for command in capabilities(name).commands}
+    return [command for command in HEAD_COMMANDS if command in served]
 
 
 def checkpoint_commands(architectures: list[str], *, tokenizer: bool, weights: bool) -> list[str]:

@@ -44,14 +44,14 @@ from typing import Any, Sequence
 
 import torch
 
+from ..registry import capabilities, heads_for
 from .common import UnsupportedModel, collate, inference, input_limit, language, map_by_length
 
 __all__ = [
-    "AGGREGATIONS", "CHOICE_HEADS", "FUNCTIONS", "SEQUENCE_HEADS", "TOKEN_HEADS", "ChoiceClassifier",
+    "AGGREGATIONS", "FUNCTIONS", "ChoiceClassifier",
     "ChoicesMissing", "SequenceClassifier", "TokenClassifier", "classifier_for", "default_function",
 ]
 
-from .classes import CHOICE_HEADS, SEQUENCE_HEADS, TOKEN_HEADS  # noqa: E402 (torch-free tables)
 FUNCTIONS = ("softmax", "sigmoid", "none")
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
@@ -91,15 +91,14 @@ class _Choices:
 def classifier_for(model: Any, tokenizer: Any, **options: Any) -> "_Classifier":
     """The classifier for the checkpoint's head; options the head does not use are ignored."""
     name = type(model).__name__
-    for heads, klass in ((SEQUENCE_HEADS, SequenceClassifier), (TOKEN_HEADS, TokenClassifier),
-                         (CHOICE_HEADS, ChoiceClassifier)):
-        if name in heads:
-            accepted = klass.options
-            return klass(model, tokenizer, **{k: v for k, v in options.items() if k in accepted})
-    raise UnsupportedModel(
-        f"classify needs a sequence, token or multiple-choice classification head; the model is {name} "
-        f"(heads that classify: {', '.join(SEQUENCE_HEADS + TOKEN_HEADS + CHOICE_HEADS)})"
-    )
+    kinds = {"sequence": SequenceClassifier, "token": TokenClassifier, "choice": ChoiceClassifier}
+    klass = kinds.get(capabilities(name).classify or "")
+    if klass is None:
+        raise UnsupportedModel(
+            f"classify needs a sequence, token or multiple-choice classification head; the model is {name} "
+            f"(heads that classify: {', '.join(heads_for('classify'))})"
+        )
+    return klass(model, tokenizer, **{k: v for k, v in options.items() if k in klass.options})
 
 
 def default_function(config: Any) -> str:
@@ -129,8 +128,8 @@ def _padding(model: Any, tokenizer: Any) -> tuple[str, bool]:
         return side, False
     if kind == "first":
         return "right", False
-    relative = type(model).__name__.startswith("XLNet")  # absolute positions (XLM) shift when left-padded
-    if kind in ("last", "cls_index") and relative:
+    # absolute positions (XLM) shift when left-padded; relative ones (XLNet) do not
+    if kind in ("last", "cls_index") and capabilities(type(model).__name__).relative_positions:
         return "left", False
     return side, True
 
@@ -149,6 +148,7 @@ class _Classifier:
         self.model, self.tokenizer = model, tokenizer
         self.config = model.config
         self.name = type(model).__name__
+        self.capabilities = capabilities(self.name)
         self.batch_size = batch_size
         self.limit = input_limit(model, tokenizer, max_length)
         self.id2label = {int(k): v for k, v in self.config.id2label.items()}
@@ -169,15 +169,17 @@ class _Classifier:
     def _logits(self, rows: Sequence[_Encoded]) -> torch.Tensor:
         """The model's logits for padded rows (first dimension: the rows)."""
         batch = collate(rows, self.tokenizer, device=self.model.device, side=self.side)
-        if self.name.startswith("XLNet"):
-            batch["use_mems"] = False  # type: ignore[assignment]
-        elif self.name.startswith("Mvp"):
-            batch.pop("token_type_ids", None)
-            batch["use_cache"] = False  # type: ignore[assignment]
-        elif self.lang_id is not None:
-            batch["langs"] = torch.full_like(batch["input_ids"], self.lang_id)
         with inference():
-            return self.model(**batch).logits.float()
+            return self.model(**self._inputs(batch)).logits.float()
+
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The model's keyword arguments for a collated batch: what its head declares it takes."""
+        inputs: dict[str, Any] = {**batch, **dict(self.capabilities.forward_options)}
+        if not self.capabilities.token_types:
+            inputs.pop("token_type_ids", None)
+        if self.lang_id is not None:
+            inputs["langs"] = torch.full_like(batch["input_ids"], self.lang_id)
+        return inputs
 
     def run(self, items: Sequence[Any]) -> list[dict[str, Any]]:
         """Results of prepared items, in order."""
@@ -205,7 +207,7 @@ class SequenceClassifier(_Classifier):
             raise ValueError("top_k must be at least 1")
         self.function = function or default_function(self.config)
         self.top_k = top_k
-        if self.name.startswith("Mvp"):
+        if self.capabilities.pools_at_eos:
             # MVP pools at the last </s>: every row of a batch must hold as many of them
             eos = self.config.eos_token_id
             self._group = lambda item: item.input_ids.count(eos)  # type: ignore[assignment]
@@ -469,11 +471,7 @@ class ChoiceClassifier(_Classifier):
     def _rows_logits(self, rows: Sequence[_Encoded]) -> torch.Tensor:
         """All choices of a batch as the choices of one record: one score per row. Shape: (N,)."""
         batch = collate(rows, self.tokenizer, device=self.model.device, side=self.side)
-        inputs: dict[str, Any] = {k: v[None] for k, v in batch.items()}  # (1, N, T)
-        if self.name.startswith("XLNet"):
-            inputs["use_mems"] = False
-        elif self.lang_id is not None:
-            inputs["langs"] = torch.full_like(inputs["input_ids"], self.lang_id)
+        inputs = self._inputs({k: v[None] for k, v in batch.items()})  # (1, N, T)
         with inference():
             return self.model(**inputs).logits.float()[0]  # (N,)
 

@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import torch
 
 from ..kernels import inference
+from ..registry import capabilities
 
 __all__ = [
     "FULL_BATCH_LENGTH", "RELATIVE_DEFAULT_LIMIT", "LengthLimitError", "TaskModel", "UnsupportedModel",
@@ -152,7 +153,8 @@ def language(model: Any, tokenizer: Any, lang: str | None) -> int | None:
         tokenizer.lang_id(lang)  # raises, naming the languages it has
     tokenizer.lang = lang
     config = model.config
-    if getattr(config, "use_lang_emb", False) and getattr(config, "n_langs", 1) > 1:
+    takes_langs = "langs" in capabilities(name).needs  # a head that declares it takes language ids (XLM)
+    if takes_langs and getattr(config, "use_lang_emb", False) and getattr(config, "n_langs", 1) > 1:
         return tokenizer.lang_id(lang)
     logger.warning("%s has no language embeddings: lang %r only picks the tokenizer's rules for it", name, lang)
     return None

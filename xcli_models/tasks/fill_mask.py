@@ -43,14 +43,13 @@ from typing import Any, Sequence
 
 import torch
 
+from ..registry import capabilities, heads_for
 from .common import TaskModel, UnsupportedModel, collate, inference, input_limit, language, map_by_length
 
-__all__ = ["FILL_MASK_CLASSES", "GENERIC_MASK", "FillMask", "MaskMissing", "TargetError"]
+__all__ = ["GENERIC_MASK", "FillMask", "MaskMissing", "TargetError"]
 
 #: the blank marker every model accepts
 GENERIC_MASK = "<mask>"
-#: the heads that can fill blanks, by family
-from .classes import FILL_MASK_CLASSES  # noqa: E402 (torch-free tables)
 
 
 class MaskMissing(ValueError):
@@ -94,9 +93,9 @@ class FillMask:
         max_length: int | None = None,
     ) -> None:
         name = type(model).__name__
-        if name not in FILL_MASK_CLASSES:
+        if not capabilities(name).fill_mask:
             raise UnsupportedModel(
-                f"fill-mask needs a masked-LM head ({', '.join(FILL_MASK_CLASSES)}); the model is {name}"
+                f"fill-mask needs a masked-LM head ({', '.join(heads_for('fill-mask'))}); the model is {name}"
             )
         if tokenizer.mask_token is None:
             raise UnsupportedModel(f"the tokenizer ({type(tokenizer).__name__}) has no mask token")
@@ -104,6 +103,7 @@ class FillMask:
             raise ValueError("top_k must be at least 1")
         self.model, self.tokenizer = model, tokenizer
         self.kind = name
+        self.capabilities = capabilities(name)
         self.top_k = top_k
         self.batch_size = batch_size
         self.limit = input_limit(model, tokenizer, max_length)
@@ -204,16 +204,15 @@ class FillMask:
         """Probabilities over the vocabulary at every blank, texts in order. Shape: (N blanks, V)."""
         rows = torch.tensor([b for b, item in enumerate(items) for _ in item.positions])
         cols = torch.tensor([starts[b] + p for b, item in enumerate(items) for p in item.positions])
-        if self.kind == "XLNetLMHeadModel":
+        if self.capabilities.permutation:
             logits = self._xlnet_logits(batch, items, starts)  # (B, P, V)
             slot = torch.tensor([k for item in items for k in range(len(item.positions))])
             picked = logits[rows.to(logits.device), slot.to(logits.device)]
         else:
-            inputs = dict(batch)
-            if self.kind == "MvpForConditionalGeneration":
+            inputs = {**batch, **dict(self.capabilities.forward_options)}
+            if not self.capabilities.token_types:
                 inputs.pop("token_type_ids", None)
-                inputs["use_cache"] = False
-            elif self.lang_id is not None:
+            if self.lang_id is not None:
                 inputs["langs"] = torch.full_like(batch["input_ids"], self.lang_id)
             logits = self.model(**inputs).logits  # (B, T, V)
             picked = logits[rows.to(logits.device), cols.to(logits.device)]

@@ -59,22 +59,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from ..registry import capabilities, heads_for
 from .common import UnsupportedModel, inference, input_limit, language, map_by_length, pad, position_limit
 
 __all__ = [
-    "CAUSAL_CLASSES", "GENERATE_CLASSES", "MVP_TASKS", "SEQ2SEQ_CLASSES", "XLNET_PREFIX", "EmptyPrompt",
+    "MVP_TASKS", "XLNET_PREFIX", "EmptyPrompt",
     "GenerateOptionError", "Generator", "MissingField", "Prompt", "WrongType", "bad_words_ids", "mvp_prompt",
     "show_separators",
 ]
-
-#: decoder-only heads (continue the prompt), encoder-decoder heads (write a new text from the input)
-from .classes import CAUSAL_CLASSES, GENERATE_CLASSES, SEQ2SEQ_CLASSES  # noqa: E402 (torch-free tables)
-
-#: decoder-only classes whose reference generation places tokens by index, padding included (or
-#: does not mask padding at all): a padded batch would change their outputs, so they are batched
-#: only with prompts of equal length
-_UNPADDED = ("XLMWithLMHeadModel", "XLNetLMHeadModel", "MvpForCausalLM", "ProphetNetForCausalLM",
-             "XLMProphetNetForCausalLM")
 
 #: The passage the reference text-generation pipeline puts before every XLNet prompt (Aman Rusia's
 #: "XLNet speaks" method: a short prompt alone gives XLNet too little context). Exact text,
@@ -257,15 +249,15 @@ class Generator:
         scores: bool = False,
     ) -> None:
         name = type(model).__name__
-        if name not in GENERATE_CLASSES:
-            raise UnsupportedModel(
-                f"generate needs a language-modelling head ({', '.join(GENERATE_CLASSES)}); the checkpoint is a {name}"
-            )
+        self.capabilities = caps = capabilities(name)
+        if caps.generate is None:
+            heads = ", ".join(heads_for("generate"))
+            raise UnsupportedModel(f"generate needs a language-modelling head ({heads}); the checkpoint is a {name}")
         if batch_size < 1:
             raise GenerateOptionError("batch_size must be at least 1")
         self.model, self.tokenizer = model, tokenizer
         self.class_name = name
-        self.causal = name in CAUSAL_CLASSES
+        self.causal = caps.generate == "causal"
         self.model_type = str(getattr(model.config, "model_type", ""))
         self.batch_size = batch_size
         self.seed = seed
@@ -273,7 +265,7 @@ class Generator:
         self.return_full_text = self.causal if return_full_text is None else bool(return_full_text) and self.causal
         self.task = None
         if task is not None:
-            if self.model_type != "mvp":
+            if not caps.task_templates:
                 raise UnsupportedModel(f"task templates are MVP's; this is a {name}")
             self.task = mvp_task_name(task)
         self.adapter_options: dict[str, Any] = {}
@@ -284,10 +276,10 @@ class Generator:
         self.settings = self._settings(settings or {})
         self.config = self._check(self.settings)
         self.limit = self._input_limit(max_input_length)
-        self.separators = self.model_type in ("prophetnet", "xlm-prophetnet")
+        self.separators = caps.sentence_separators
         #: things a user should know about this set-up (the CLI shows them as warnings)
         self.warnings: list[str] = []
-        if name == "XLMWithLMHeadModel" and not getattr(model.config, "causal", False):
+        if caps.causal_flag and not getattr(model.config, "causal", False):
             self.warnings.append(
                 "the checkpoint is a masked LM (causal: false): it generates as the reference does, recomputing "
                 "every step, but its texts are unlikely to be fluent"
@@ -295,7 +287,7 @@ class Generator:
 
     # ------------------------------------------------------------ set-up
     def _prefix(self, xlnet_prefix: bool) -> str:
-        if xlnet_prefix and self.class_name == "XLNetLMHeadModel":
+        if xlnet_prefix and self.capabilities.permutation:
             return XLNET_PREFIX
         prefix = getattr(self.model.config, "prefix", None)
         return prefix if isinstance(prefix, str) else ""
@@ -410,7 +402,9 @@ class Generator:
         """One result per prompt, in order: ``{"generated_text"}``, plus ``"score"`` (``scores``)
         and ``"sequences": [{"generated_text", "score"}, ...]`` when several are returned."""
         group: Callable[[Prompt], Any] | None = None
-        exact = self.class_name in _UNPADDED or (self.causal and "max_length" in self.settings)
+        # heads whose reference generation places tokens by index, padding included (or masks no
+        # padding at all): a padded batch would change their outputs, so only prompts of one length
+        exact = self.capabilities.unpadded or (self.causal and "max_length" in self.settings)
         if exact:
             group = len  # type: ignore[assignment]
         return map_by_length(list(prompts), self._run_batch, self.batch_size, group=group)

@@ -79,14 +79,13 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..registry import capabilities
 from . import common
 
 __all__ = [
-    "BEAM_HEADS", "SPAN_HEADS", "Prepared", "QAError", "QAOptionError", "QAOptions", "QuestionAnswerer", "Window",
+    "Prepared", "QAError", "QAOptionError", "QAOptions", "QuestionAnswerer", "Window",
     "spaced_script", "supports",
 ]
-
-from .classes import BEAM_HEADS, SPAN_HEADS  # noqa: E402 (torch-free tables)
 
 #: the logit given to tokens that cannot be part of an answer (the reference's value)
 _MASKED = -10000.0
@@ -96,7 +95,7 @@ _SQUAD_WHITESPACE = re.compile("[^ \t\r\n\u202f]+")
 
 def supports(class_name: str) -> bool:
     """Whether a model class can answer questions (a span or a beam-search head)."""
-    return class_name in SPAN_HEADS or class_name in BEAM_HEADS
+    return capabilities(class_name).qa is not None
 
 
 class QAError(ValueError):
@@ -196,7 +195,7 @@ class QuestionAnswerer:
         options.check()
         class_name = type(model).__name__
         common.require_head(class_name, supports, "question answering")
-        self.beam = class_name in BEAM_HEADS
+        self.beam = capabilities(class_name).qa == "beam"
         if options.max_seq_len is not None:
             self.max_seq_len = common.input_limit(model, tokenizer, options.max_seq_len, option="max_seq_len")
         else:
@@ -329,11 +328,7 @@ class QuestionAnswerer:
         width = batch["input_ids"].shape[1]
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         pads = [width - len(w.input_ids) if left else 0 for w in windows]
-        name = type(model).__name__
-        if name.startswith("Mvp"):
-            kwargs["use_cache"] = False
-        if name.startswith("XLNet"):
-            kwargs["use_mems"] = False
+        kwargs.update(capabilities(type(model).__name__).forward_options)
         if not self.beam:
             out = model(**kwargs, return_dict=True)
             start = out.start_logits.float().cpu()

@@ -58,18 +58,15 @@ from typing import Any, Sequence
 
 import torch
 
-from .classes import FILL_MASK_CLASSES, SCORE_CLASSES, SEQ2SEQ_CLASSES
+from ..registry import capabilities, heads_for
 from .common import UnsupportedModel, inference, input_limit, language, map_by_length, pad, position_limit
 
 __all__ = [
-    "SCORE_CLASSES", "ChoicesError", "EmptyText", "MissingTarget", "ScoreOptionError", "Scorer", "Scoring",
+    "ChoicesError", "EmptyText", "MissingTarget", "ScoreOptionError", "Scorer", "Scoring",
     "TooLong",
 ]
 
 BY = ("sum", "mean")
-#: model types whose real tokens' logits change with padding on the right, in the reference too
-#: (ProphetNet's decoder): their rows are batched only with rows of the same shape, unpadded
-_UNPADDED = ("prophetnet", "xlm-prophetnet")
 
 
 class ScoreOptionError(ValueError):
@@ -151,9 +148,10 @@ class Scorer:
         max_length: int | None = None,
     ) -> None:
         name = type(model).__name__
-        if name not in SCORE_CLASSES:
+        self.capabilities = caps = capabilities(name)
+        if "score" not in caps.commands:
             raise UnsupportedModel(
-                f"score needs a language-modelling head ({', '.join(SCORE_CLASSES)}); the checkpoint is a {name}"
+                f"score needs a language-modelling head ({', '.join(heads_for('score'))}); the checkpoint is a {name}"
             )
         if by not in BY:
             raise ScoreOptionError(f"unknown ranking {by!r} (use one of: {', '.join(BY)})")
@@ -172,28 +170,29 @@ class Scorer:
         else:
             self._limit_reason = "its positions"
         self.lang_id = language(model, tokenizer, lang)
-        #: only rows of the same shape share a batch (see :data:`_UNPADDED`)
-        self.unpadded = str(getattr(model.config, "model_type", "")) in _UNPADDED
+        #: only rows of the same shape share a batch (padding on the right changes the head's logits,
+        #: in the reference too: ProphetNet's decoder)
+        self.unpadded = caps.padding_changes_logits
 
     def _kind(self, name: str, pll: bool) -> str:
         """"pll", "seq2seq", "xlnet" (left to right) or "causal"; a masked LM without ``pll`` is refused."""
         if pll:
-            if name not in FILL_MASK_CLASSES:
+            if not self.capabilities.fill_mask:
                 raise UnsupportedModel(
-                    f"pll masks tokens in turn: it needs a masked-LM head ({', '.join(FILL_MASK_CLASSES)}); "
+                    f"pll masks tokens in turn: it needs a masked-LM head ({', '.join(heads_for('fill-mask'))}); "
                     f"the checkpoint is a {name}"
                 )
             if self.tokenizer.mask_token_id is None:
                 tokenizer = type(self.tokenizer).__name__
                 raise UnsupportedModel(f"pll needs a mask token; the tokenizer ({tokenizer}) has none")
             return "pll"
-        if name in SEQ2SEQ_CLASSES:
+        if self.capabilities.generate == "seq2seq":
             if getattr(self.model.config, "decoder_start_token_id", None) is None:
                 raise ScoreOptionError(f"{name}'s config has no decoder_start_token_id: its targets cannot be scored")
             return "seq2seq"
-        if name == "XLNetLMHeadModel":
+        if self.capabilities.permutation:
             return "xlnet"
-        if name == "XLMWithLMHeadModel" and not getattr(self.model.config, "causal", False):
+        if self.capabilities.causal_flag and not getattr(self.model.config, "causal", False):
             raise UnsupportedModel(
                 "the checkpoint is a masked LM (XLMWithLMHeadModel with causal: false): it has no left-to-right "
                 "likelihood; score it with pll (pseudo-log-likelihood)"
@@ -339,14 +338,13 @@ class Scorer:
         inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if self.lang_id is not None:
             inputs["langs"] = torch.full_like(ids, self.lang_id)
-        if self.kind == "xlnet" or (self.kind == "pll" and self.class_name == "XLNetLMHeadModel"):
+        if self.kind == "xlnet" or (self.kind == "pll" and self.capabilities.permutation):
             return self._xlnet_logits(rows, inputs)
         if self.kind == "seq2seq":
             labels = pad([r.labels or [] for r in rows], self._pad_id(), device=ids.device)
             inputs["decoder_input_ids"] = self._shift_right(labels)
             inputs["use_cache"] = False
-        elif self.class_name in ("MvpForConditionalGeneration", "MvpForCausalLM"):
-            inputs["use_cache"] = False
+        inputs.update(self.capabilities.forward_options)  # MVP: no cache
         logits = self.model(**inputs).logits  # (B, T, V)
         shift = 1 if self.kind == "causal" else 0  # a causal model's logits at p - 1 predict token p
         where = [[b, p - shift] for b, r in enumerate(rows) for p, _ in r.targets]

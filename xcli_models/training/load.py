@@ -13,8 +13,9 @@ from ..auto import AutoConfig, AutoModel, family_of, model_classes
 from ..loading import BIN_INDEX, BIN_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS
 from ..modeling import PreTrainedModel, resolve_dtype
 from ..tasks.common import pick_device
+from ..registry import capabilities
 from .common import CLASSIFICATION, TASKS, TrainingError
-from .tasks import task_of
+from .tasks import learns_plm, task_of
 
 def _class_for_task(path: Path, task: str, config: Any) -> type[PreTrainedModel]:
     family, data = family_of(path)
@@ -24,7 +25,7 @@ def _class_for_task(path: Path, task: str, config: Any) -> type[PreTrainedModel]
         if cls.config_class.model_type == model_type
     }
     # question answering: the span head first, as the reference's AutoModelForQuestionAnswering picks it
-    for name, cls in sorted(classes.items(), key=lambda item: not item[0].endswith("Simple")):
+    for name, cls in sorted(classes.items(), key=lambda item: capabilities(item[0]).qa != "span"):
         if _learns(name, config, task):
             return cls
     has = sorted({t for name in classes if (t := task_of(name, config))})
@@ -38,7 +39,7 @@ def _class_for_task(path: Path, task: str, config: Any) -> type[PreTrainedModel]
 
 def _learns(class_name: str, config: Any, task: str) -> bool:
     """Whether a model class learns ``task`` (XLNet's LM head learns plm too)."""
-    return task_of(class_name, config) == task or (task == "plm" and class_name == "XLNetLMHeadModel")
+    return task_of(class_name, config) == task or (task == "plm" and learns_plm(class_name))
 
 
 #: what ``tune`` may name: every weight, the head only (the base model frozen), MVP's prompts only
@@ -110,7 +111,7 @@ def load_for_training(
         raise TrainingError(f"tune must be one of {', '.join(TUNE)}, not {tune!r}")
     had_prompts = bool(getattr(config, "use_prompt", False))
     if tune == "prompts":
-        if getattr(config, "model_type", None) != "mvp":
+        if "use_prompt" not in type(config).defaults:  # a family whose config has prompts (MVP)
             raise TrainingError(f"prompt tuning is MVP's (use_prompt); this is a {config.model_type} model")
         config.use_prompt = True
     own = AutoModel.class_for(directory) if config.architectures else None

@@ -11,26 +11,21 @@ import torch
 
 from .. import metrics
 from ..modeling import PreTrainedModel
+from ..registry import capabilities
 from ..tasks.common import UnsupportedModel, language, length_limit, pad
 from .common import IGNORE, ExampleError, TrainingError
 
 def task_of(class_name: str, config: Any) -> str | None:
-    """The task a model class learns (see the module docstring), or None when train has none for it."""
-    if class_name.endswith("ForSequenceClassification"):
-        return "sequence-classification"
-    if class_name.endswith("ForTokenClassification"):
-        return "token-classification"
-    if class_name.endswith(("ForQuestionAnswering", "ForQuestionAnsweringSimple")):
-        return "question-answering"
-    if class_name.endswith("ForMultipleChoice"):
-        return "multiple-choice"
-    if class_name.endswith("ForConditionalGeneration"):
-        return "seq2seq"
-    if class_name.endswith("ForCausalLM") or class_name == "XLNetLMHeadModel":
-        return "causal-lm"
-    if class_name == "XLMWithLMHeadModel":
-        return "causal-lm" if getattr(config, "causal", False) else "masked-lm"
-    return None
+    """The task a model class learns (as its head declares it), or None when train has none for it."""
+    caps = capabilities(class_name)
+    if caps.causal_flag and caps.train == "causal-lm" and not getattr(config, "causal", False):
+        return "masked-lm"  # an LM head that config.json's "causal" makes causal or masked (XLM)
+    return caps.train
+
+
+def learns_plm(class_name: str) -> bool:
+    """Whether a model class also learns XLNet's permutation LM objective (``plm``)."""
+    return capabilities(class_name).permutation
 
 
 # ------------------------------------------------------------------------ examples
@@ -190,11 +185,11 @@ class SequenceClassification(Task):
         self.side = tokenizer.padding_side
         if summary == "first":
             self.side = "right"
-        elif summary in ("last", "cls_index") and type(model).__name__.startswith("XLNet"):
+        elif summary in ("last", "cls_index") and capabilities(type(model).__name__).relative_positions:
             self.side = "left"
         elif summary is not None:  # a mean, or absolute positions: rows of one length only
             self.group = len
-        if type(model).__name__.startswith("Mvp"):  # pooled at the last </s>: rows with as many of them
+        if capabilities(type(model).__name__).pools_at_eos:  # pooled at the last </s>: rows with as many of them
             eos = self.config.eos_token_id
             self.group = lambda example: example.input_ids.count(eos)
 
@@ -380,7 +375,7 @@ class CausalLM(Task):
 
     def __init__(self, model: PreTrainedModel, tokenizer: Any, *, pack: int | None = None, **options: Any) -> None:
         super().__init__(model, tokenizer, **options)
-        self.shifts = type(model).__name__.startswith("XGLM")
+        self.shifts = capabilities(type(model).__name__).shifts_labels
         self.eos = tokenizer.eos_token_id
         self.ends = {tokenizer.eos_token_id, tokenizer.sep_token_id} - {None}
         #: blocks of this many tokens, cut from the concatenated texts (None: one example per text)
@@ -592,9 +587,9 @@ class QuestionAnswering(Task):
     def __init__(self, model: PreTrainedModel, tokenizer: Any, *, doc_stride: int | None = None,
                  **options: Any) -> None:
         super().__init__(model, tokenizer, **options)
-        from ..tasks.qa import BEAM_HEADS, QAOptionError, QAOptions, QuestionAnswerer
+        from ..tasks.qa import QAOptionError, QAOptions, QuestionAnswerer
 
-        self.beam = type(model).__name__ in BEAM_HEADS
+        self.beam = capabilities(type(model).__name__).qa == "beam"
         self.side = tokenizer.padding_side
         max_length = options.get("max_length")
         self._qa_options = QAOptions(doc_stride=doc_stride, max_seq_len=max_length)
@@ -896,7 +891,7 @@ def task_for(model: PreTrainedModel, tokenizer: Any, *, task: str | None = None,
     if kind is None:
         raise TrainingError(f"train cannot fine-tune a {name}")
     if task == "plm":
-        if name != "XLNetLMHeadModel":
+        if not learns_plm(name):
             raise TrainingError(f"the permutation LM objective (plm) is XLNet's; this is a {name}")
         kind = "plm"
     elif task is not None and task != kind:
@@ -906,6 +901,6 @@ def task_for(model: PreTrainedModel, tokenizer: Any, *, task: str | None = None,
             options.pop(option, None)
         elif kind not in tasks:
             raise TrainingError(f"{option.replace('_', '-')} applies to {' and '.join(tasks)}, not {kind}")
-    if kind == "causal-lm" and name == "XLNetLMHeadModel":
+    if kind == "causal-lm" and learns_plm(name):  # XLNet learns left to right through its permutations
         return PermutationLM(model, tokenizer, **options)
     return _TASK_CLASSES[kind](model, tokenizer, **options)

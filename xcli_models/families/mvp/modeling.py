@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...generation.adapters import Parts, last_hidden_state
 from ...heads import SpanHead, TaskModel, head_arguments, sequence_classification_loss, token_classification_loss
 from ...modeling import EncoderDecoderModel, PreTrainedModel
 from ...outputs import (
@@ -163,6 +164,12 @@ class MvpForConditionalGeneration(MvpPreTrainedModel, TaskModel):
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
+    def generation_parts(self) -> Parts:
+        def head(hidden: torch.Tensor) -> torch.Tensor:
+            return self.lm_head(hidden) + self.final_logits_bias[0]
+
+        return Parts(decoder=self.model.decoder, hidden=last_hidden_state, head=head, encoder=self.model.encoder)
+
     def reset_buffers(self) -> None:
         """A checkpoint without ``final_logits_bias`` means a zero bias."""
         self.final_logits_bias = torch.zeros(1, self.lm_head.out_features, dtype=self.model.shared.weight.dtype)
@@ -291,6 +298,9 @@ class MvpForCausalLM(MvpPreTrainedModel, TaskModel):
 
     def add_head(self, config: MvpConfig) -> None:
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+
+    def generation_parts(self) -> Parts:
+        return Parts(decoder=self.model.decoder, hidden=last_hidden_state, head=self.lm_head)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.decoder.embed_tokens

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...generation.adapters import Parts
 from ...heads import TaskModel, head_arguments
 from ...layers.stack import check_head_mask, open_cache, run_layers
 from ...modeling import EncoderDecoderModel, PreTrainedModel, resolve_flags
@@ -297,6 +298,12 @@ def _stream_logits(
     return logits, (all_logits[:, 1:] if ngram > 1 else None), all_logits
 
 
+def _first_stream(out: Any) -> torch.Tensor:
+    """The first predicting stream of a decoder output (it scores the next token). (B, T, D)."""
+    length = out.last_hidden_state.shape[1]
+    return out.last_hidden_state_ngram[:, :length]
+
+
 class _StreamLMHead:
     """The LM head over the predicting streams (tied to the word embeddings) and its n-gram
     loss, as ProphetNet's two task models share it (a mixin beside ``TaskModel``)."""
@@ -314,6 +321,13 @@ class _StreamLMHead:
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.get_decoder().word_embeddings  # type: ignore[attr-defined]
+
+    def generation_parts(self) -> Parts:
+        """The decoder's first predicting stream feeds the head (it scores the next token); a cached
+        step runs that stream only."""
+        encoder = self.get_encoder() if hasattr(self, "get_encoder") else None
+        return Parts(decoder=self.get_decoder(), hidden=_first_stream, head=self.lm_head, encoder=encoder,
+                     step_options=dict(predict_streams=1))
 
     def head(self, base: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
         logits, logits_ngram, all_logits = _stream_logits(self.lm_head, base.last_hidden_state_ngram, self.config.ngram)

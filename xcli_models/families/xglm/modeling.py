@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ... import layers
+from ...generation.adapters import Parts, last_hidden_state
 from ...heads import TaskModel, head_arguments
 from ...layers import Attention, FeedForward, SinusoidalPositions, TransformerLayer
 from ...layers.stack import check_head_mask, open_cache, run_layers
@@ -228,6 +229,9 @@ class XGLMForCausalLM(XGLMPreTrainedModel, TaskModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
+
+    def generation_parts(self) -> Parts:
+        return Parts(decoder=self.model, hidden=last_hidden_state, head=self.lm_head)
 
     def head(
         self, base: BaseModelOutput, labels: torch.Tensor | None = None,

@@ -34,6 +34,7 @@ from ...modeling import PreTrainedModel, resolve_flags
 from ...outputs import BaseModelOutput, BeamQAOutput, ClassifierOutput, LMOutput, SpanQAOutput
 from . import names
 from .config import XLMConfig
+from .generation import XLMAdapter
 
 logger = logging.getLogger("xcli_models")
 
@@ -305,6 +306,8 @@ class XLMWithLMHeadModel(XLMPreTrainedModel, TaskModel):
     arguments = head_arguments(XLMModel.forward, {"inputs_embeds": ("labels",)})
     head_inputs = ("labels",)
     output = LMOutput
+    #: generation scores a mask token appended at each step (see .generation)
+    generation_adapter_class = XLMAdapter
 
     def add_head(self, config: XLMConfig) -> None:
         self.pred_layer = XLMPredLayer(config)

@@ -35,6 +35,7 @@ from ...modeling import PreTrainedModel, resolve_flags
 from . import names as hf_names
 from .attention import HeadwiseLinear, RelativeAttention, XLNetLayer, relative_sinusoids, two_stream_masks
 from .config import XLNetConfig
+from .generation import XLNetAdapter
 from .outputs import (
     Mems,
     XLNetForMultipleChoiceOutput,
@@ -248,6 +249,8 @@ class XLNetLMHeadModel(XLNetPreTrainedModel, TaskModel):
     arguments = head_arguments(XLNetModel.forward, {_HEAD_AFTER: ("labels",)})
     head_inputs = ("labels",)
     output = XLNetLMHeadModelOutput
+    #: generation predicts a dummy token after the sequence at each step (see .generation)
+    generation_adapter_class = XLNetAdapter
 
     def add_head(self, config: XLNetConfig) -> None:
         self.lm_loss = nn.Linear(config.d_model, config.vocab_size)
