@@ -120,16 +120,8 @@ def generate(
     device = _device(model)
     make_adapter = getattr(model, "generation_adapter", None) or (lambda **kw: adapter_for(model, **kw))
     adapter: Adapter = make_adapter(use_cache=bool(config.use_cache), **adapter_options)
-    input_ids = _prompt(inputs, config, device)
+    input_ids, attention_mask = _prompt_and_mask(inputs, attention_mask, config, device, adapter)
     batch = input_ids.shape[0]
-    if attention_mask is None:
-        attention_mask = _infer_mask(input_ids, config)
-    attention_mask = attention_mask.to(device)
-    if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match the input {tuple(input_ids.shape)}")
-    if not adapter.is_encoder_decoder and batch > 1 and bool((attention_mask[:, -1] == 0).any()):
-        logger.warning("a decoder-only model needs left padding: the batch is padded on the right")
-
     if adapter.is_encoder_decoder:
         start_ids = _decoder_start(model, config, batch, decoder_input_ids, device)
     else:
@@ -144,34 +136,12 @@ def generate(
     conditions = build_conditions(
         config.max_length, config.eos_ids, config.stop_string_list, decode, start_ids.shape[1]
     )
-    per_prompt = config.expand_size
-    seeds = _seeds(seed, batch)
-
     with kernels.inference(onednn and device.type == "cpu"):
         state, logits = adapter.start(
             input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )
-        sequences = start_ids
-        if per_prompt > 1:
-            index = torch.arange(batch, device=device).repeat_interleave(per_prompt)
-            adapter.reorder(state, index)
-            logits, sequences = logits.index_select(0, index), sequences.index_select(0, index)
-        if config.num_beams > 1:
-            if config.do_sample and sampler is None:
-                sampler = search.multinomial_sampler(
-                    search.row_generators(seeds, 1, device), draws=max(2, 1 + len(config.eos_ids)) * config.num_beams
-                )
-            result = search.beam_search(
-                adapter, state, logits, sequences, config=config, processors=processors, conditions=conditions,
-                vocab_size=logits.shape[-1], sampler=sampler if config.do_sample else None,
-            )
-        else:
-            if config.do_sample and sampler is None:
-                sampler = search.multinomial_sampler(search.row_generators(seeds, per_prompt, device))
-            result = search.greedy_or_sample(
-                adapter, state, logits, sequences, config=config, processors=processors, conditions=conditions,
-                sampler=sampler if config.do_sample else None, streamer=streamer, score_sequences=sequence_scores,
-            )
+        result = _search(adapter, state, logits, start_ids, config, processors, conditions,
+                         sampler=sampler, seeds=_seeds(seed, batch), streamer=streamer, sequence_scores=sequence_scores)
 
     if not config.return_dict_in_generate:
         return result.sequences
@@ -186,6 +156,51 @@ def generate(
         beam_indices=result.beam_indices,
         texts=texts,
         prompt_length=start_ids.shape[1],
+    )
+
+
+def _prompt_and_mask(
+    inputs: Any, attention_mask: torch.Tensor | None, config: GenerationConfig, device: torch.device, adapter: Adapter
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt ids on ``device`` and their attention mask (inferred from the pad token when absent)."""
+    input_ids = _prompt(inputs, config, device)
+    if attention_mask is None:
+        attention_mask = _infer_mask(input_ids, config)
+    attention_mask = attention_mask.to(device)
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match the input {tuple(input_ids.shape)}")
+    if not adapter.is_encoder_decoder and input_ids.shape[0] > 1 and bool((attention_mask[:, -1] == 0).any()):
+        logger.warning("a decoder-only model needs left padding: the batch is padded on the right")
+    return input_ids, attention_mask
+
+
+def _search(
+    adapter: Adapter, state: Any, logits: torch.Tensor, start_ids: torch.Tensor, config: GenerationConfig,
+    processors: Any, conditions: Any, *, sampler: search.Sampler | None, seeds: Any,
+    streamer: Callable[[torch.Tensor], None] | None, sequence_scores: bool,
+) -> Any:
+    """Beam search, or greedy/sampling, from the first step's logits; each prompt's rows expanded
+    to ``config.expand_size`` first."""
+    per_prompt = config.expand_size
+    sequences = start_ids
+    if per_prompt > 1:
+        index = torch.arange(start_ids.shape[0], device=start_ids.device).repeat_interleave(per_prompt)
+        adapter.reorder(state, index)
+        logits, sequences = logits.index_select(0, index), sequences.index_select(0, index)
+    if config.num_beams > 1:
+        if config.do_sample and sampler is None:
+            sampler = search.multinomial_sampler(
+                search.row_generators(seeds, 1, start_ids.device), draws=max(2, 1 + len(config.eos_ids)) * config.num_beams
+            )
+        return search.beam_search(
+            adapter, state, logits, sequences, config=config, processors=processors, conditions=conditions,
+            vocab_size=logits.shape[-1], sampler=sampler if config.do_sample else None,
+        )
+    if config.do_sample and sampler is None:
+        sampler = search.multinomial_sampler(search.row_generators(seeds, per_prompt, start_ids.device))
+    return search.greedy_or_sample(
+        adapter, state, logits, sequences, config=config, processors=processors, conditions=conditions,
+        sampler=sampler if config.do_sample else None, streamer=streamer, score_sequences=sequence_scores,
     )
 
 

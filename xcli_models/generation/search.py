@@ -221,14 +221,8 @@ def beam_search(
 
         length += 1
         step += 1
-        # can a running beam still beat the worst finished one?
-        if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - prompt_length
-        else:
-            best_length = length - prompt_length
-        best_running = running_scores[:, :1] / (best_length ** length_penalty)
-        worst_finished = torch.where(is_finished, torch.min(finished_scores, dim=1, keepdim=True)[0], _FAR)
-        improvable = improvable & torch.any(best_running > worst_finished, dim=-1, keepdim=True)
+        improvable = improvable & _can_improve(config, running_scores, finished_scores, is_finished,
+                                               length - prompt_length, prompt_length)
         go_on = (
             bool(torch.any(improvable))
             and not (bool(torch.all(is_finished)) and early_stopping is True)
@@ -240,7 +234,28 @@ def beam_search(
         adapter.reorder(state, origin)
         logits = adapter.step(state, running[:, :, length - 1].reshape(-1))
 
-    returned = config.num_return_sequences
+    return _best_finished(config.num_return_sequences, finished, finished_scores, finished_origin, prompt_length,
+                          kept_scores)
+
+
+def _can_improve(config: GenerationConfig, running_scores: torch.Tensor, finished_scores: torch.Tensor,
+                 is_finished: torch.Tensor, generated: int, prompt_length: int) -> torch.Tensor:
+    """Per prompt (B, 1): can its best running beam still beat its worst finished one? ``generated``:
+    the tokens each beam has grown so far."""
+    if config.early_stopping == "never" and config.length_penalty > 0.0:
+        best_length = config.max_length - prompt_length  # the best a beam may yet reach
+    else:
+        best_length = generated
+    best_running = running_scores[:, :1] / (best_length ** config.length_penalty)
+    worst_finished = torch.where(is_finished, torch.min(finished_scores, dim=1, keepdim=True)[0], _FAR)
+    return torch.any(best_running > worst_finished, dim=-1, keepdim=True)
+
+
+def _best_finished(returned: int, finished: torch.Tensor, finished_scores: torch.Tensor,
+                   finished_origin: torch.Tensor, prompt_length: int,
+                   kept_scores: list[torch.Tensor] | None) -> SearchResult:
+    """The ``returned`` best finished hypotheses of each prompt, cut to the longest one generated."""
+    batch = finished.shape[0]
     sequences_out = finished[:, :returned].reshape(batch * returned, -1)
     scores_out = finished_scores[:, :returned].reshape(-1)
     origin_out = finished_origin[:, :returned].reshape(batch * returned, -1)
