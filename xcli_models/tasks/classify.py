@@ -19,7 +19,7 @@
   no offsets; the reference then gives none and refuses the word strategies. xcli aligns each
   BPE piece with the text itself (case and accents folded as the tokenizer folds them) and
   takes the words from the BPE's own end-of-word marks (``</w>``), so XLM gets offsets and
-  all five strategies.
+  all five strategies (an entity of several words keeps the spaces between them).
 * **multiple-choice heads** (``XLMForMultipleChoice``, ``XLNetForMultipleChoice``) take a text
   and its ``choices``; each choice is encoded as the pair (text, choice) and scored by the
   head, giving ``{"choice": best index, "scores": [softmax over the choices]}``. (There is no
@@ -338,13 +338,16 @@ class TokenClassifier(_Classifier):
         else:  # average
             scores = [_nanmean(column) for column in zip(*(p["scores"] for p in group))]
         best = _argmax(scores)
-        return {
+        word = {
             "entity": self.id2label[best],
             "score": scores[best],
             "word": self.tokenizer.convert_tokens_to_string([p["word"] for p in group]),
             "start": group[0]["start"],
             "end": group[-1]["end"],
         }
+        if self.own_offsets:  # XLM: an entity of several words joins their pieces, not their joined texts
+            word["pieces"] = [p["word"] for p in group]
+        return word
 
     def _group_entities(self, entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups: list[list[dict[str, Any]]] = []
@@ -358,7 +361,7 @@ class TokenClassifier(_Classifier):
             {
                 "entity": group[0]["entity"].split("-", 1)[-1],
                 "score": _nanmean([e["score"] for e in group]),
-                "word": self.tokenizer.convert_tokens_to_string([e["word"] for e in group]),
+                "word": self.tokenizer.convert_tokens_to_string([t for e in group for t in e.get("pieces", [e["word"]])]),
                 "start": group[0]["start"],
                 "end": group[-1]["end"],
             }
