@@ -63,15 +63,18 @@ def test_example_token_stats(tmp_path: Path) -> None:
 
 
 def test_example_tour(tmp_path: Path) -> None:
-    """examples/tour.sh: every model command on tiny checkpoints made by examples/make_tiny_models.py."""
+    """examples/tour.sh: the built-in models, then qa, info, convert and train on tiny checkpoints."""
     done = bash(f'PATH="{Path(sys.executable).parent}:$PATH" "{ROOT}/examples/tour.sh" "{tmp_path / "demo"}"', tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert json.loads(lines[0])["label"] in ("negative", "positive")
-    assert len(json.loads(lines[1])["predictions"][0]) == 2
-    assert json.loads(lines[2])["id"] == 7 and "answer" in json.loads(lines[2])
-    assert lines[3].startswith("Once upon a time")
-    assert lines[4].startswith("model") and lines[5].startswith("family")
-    assert json.loads(lines[7])["check"]["passed"] is True
-    assert json.loads(lines[8])["steps"] == 2
+    assert len(lines) == 11, lines
+    assert json.loads(lines[0])["label"] == "positive"
+    assert {(e["word"], e["entity"]) for e in json.loads(lines[1])["entities"]} >= {("Paris", "LOC")}
+    assert len(json.loads(lines[2])["predictions"][0]) == 3
+    assert lines[3].startswith("ROMEO:") and len(lines[3]) > len("ROMEO:")
+    assert json.loads(lines[4])["choice"] == 0
+    assert json.loads(lines[5])["id"] == 7 and "answer" in json.loads(lines[5])
+    assert lines[6].startswith("model") and lines[7].startswith("family")
+    assert json.loads(lines[9])["check"]["passed"] is True
+    assert json.loads(lines[10])["steps"] == 2
     assert (tmp_path / "demo" / "trained" / "model.safetensors").exists()
