@@ -53,7 +53,7 @@ def test_sequence_head_jsonl_matches_pipeline(xlnet_sst: tuple[Any, Any, Path]) 
     out = jsonl(result.stdout)
     assert [o["id"] for o in out] == [1, 2, 3]
     pipe = oracle_pipeline("text-classification", ref_model, ref_tok)
-    for record, mine in zip(RECORDS, out):
+    for record, mine in zip(RECORDS, out, strict=True):
         theirs = sequence_reference(pipe, record["text"], record.get("text_pair"))
         assert mine["label"] == theirs[0]["label"]
         assert list(mine["scores"]) == [t["label"] for t in theirs]
@@ -96,7 +96,7 @@ def test_token_head_entities_match_pipeline(xlnet_ner: tuple[Any, Any, Path]) ->
     pipe = oracle_pipeline("token-classification", ref_model, transformers.AutoTokenizer.from_pretrained(path))
     result = run("classify", "-m", str(path), "--aggregation", "simple", "--device", "cpu", *NER_TEXTS)
     assert result.exit_code == 0, result.stderr
-    for text, mine in zip(NER_TEXTS, jsonl(result.stdout)):
+    for text, mine in zip(NER_TEXTS, jsonl(result.stdout), strict=True):
         theirs = token_reference(pipe, text, "simple")
         assert [(e["entity"], e["word"], e["start"], e["end"]) for e in mine["entities"]] == [
             (e["entity"], e["word"], e["start"], e["end"]) for e in theirs

@@ -102,7 +102,7 @@ def test_predictions_are_written_in_input_order(tmp_path: Path, classifier: Path
     loaded = load_for_training(classifier, device="cpu")
     task = task_for(loaded.model, loaded.tokenizer)
     with torch.no_grad():
-        for record, line in zip(SENTIMENT, lines):
+        for record, line in zip(SENTIMENT, lines, strict=True):
             batch = task.collate([task.encode(record)])
             logits = loaded.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
             assert line["label"] == loaded.model.config.id2label[int(logits.argmax())]

@@ -57,14 +57,14 @@ def test_jsonl_in_jsonl_out_matches_the_pipeline(mvp: tuple[Any, Any, Path]) -> 
     assert [o["id"] for o in out] == ["a", "b", "c"]
     assert out[0]["source"] == "geo" and "source" not in out[1]
     pipe = oracle_pipeline("fill-mask", ref_model, ref_tok)
-    for record, mine in zip(RECORDS, out):
+    for record, mine in zip(RECORDS, out, strict=True):
         theirs = per_blank(pipe(record["text"], top_k=3))
         assert len(mine["predictions"]) == len(theirs)
-        for a, b in zip(mine["predictions"], theirs):
+        for a, b in zip(mine["predictions"], theirs, strict=True):
             assert set(a[0]) == {"token_id", "token", "score", "sequence"}
             assert [p["token_id"] for p in a] == [int(p["token"]) for p in b]
             assert [p["sequence"] for p in a] == [p["sequence"] for p in b]
-            assert max(abs(p["score"] - float(q["score"])) for p, q in zip(a, b)) <= ATOL
+            assert max(abs(p["score"] - float(q["score"])) for p, q in zip(a, b, strict=True)) <= ATOL
 
 
 def test_bad_records_get_error_lines(mvp: tuple[Any, Any, Path]) -> None:

@@ -93,7 +93,7 @@ def test_several_sequences_with_scores(root: Path) -> None:
     result = run("-m", str(built.path), "--device", "cpu", "--num-beams", "4", "-n", "3", "-N", "5", *PROMPTS[:2])
     assert result.exit_code == 0, result.stderr
     expected = built.reference(PROMPTS[:2], max_new_tokens=5, num_beams=4, num_return_sequences=3, do_sample=False)
-    for out, texts in zip(jsonl(result.stdout), expected):
+    for out, texts in zip(jsonl(result.stdout), expected, strict=True):
         assert set(out) == {"generated_text", "sequences"}
         assert [s["generated_text"] for s in out["sequences"]] == texts and out["generated_text"] == texts[0]
         assert all(set(s) == {"generated_text", "score"} and isinstance(s["score"], float) for s in out["sequences"])

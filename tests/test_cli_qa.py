@@ -58,7 +58,7 @@ def test_jsonl_in_jsonl_out_matches_the_oracle_pipeline(mvp) -> None:
     out = jsonl(result.stdout)
     assert [o["id"] for o in out] == [r["id"] for r in items]
     pipe = transformers.pipeline("question-answering", model=model, tokenizer=tok)
-    for record, mine in zip(items, out):
+    for record, mine in zip(items, out, strict=True):
         theirs = oracle_answers(pipe, record["question"], record["context"], {})
         assert set(mine) == {"id", "answer", "score", "start", "end"}
         assert_same_answers([mine], theirs, record["question"])
@@ -74,7 +74,7 @@ def test_options_reach_the_decoder(mvp) -> None:
     )
     assert result.exit_code == 0, result.stderr
     pipe = transformers.pipeline("question-answering", model=model, tokenizer=tok)
-    for record, mine in zip(jsonl(result.stdout), items):
+    for record, mine in zip(jsonl(result.stdout), items, strict=True):
         assert record["question"] == mine["question"] and len(record["answers"]) == 3
         assert record["answer"] == record["answers"][0]["answer"]
         assert_same_answers(record["answers"], oracle_answers(pipe, mine["question"], mine["context"], options), "")
@@ -103,7 +103,7 @@ def test_every_head_answers_as_the_library_does(checkpoints, tmp_path, family: s
     expected = QuestionAnswerer(*_ours(tmp_path), QAOptions(top_k=2, max_seq_len=96))(
         [(r["question"], r["context"]) for r in items]
     )
-    for mine, theirs in zip(jsonl(result.stdout), expected):
+    for mine, theirs in zip(jsonl(result.stdout), expected, strict=True):
         assert_same_answers(mine["answers"], theirs["answers"], family)
 
 

@@ -48,10 +48,10 @@ def test_texts_score_as_the_oracle_in_input_order(root: Path) -> None:
     out = outputs["8"]
     assert [o["id"] for o in out] == [0, 1, 2, 3]
     assert set(out[0]) == {"id", "logprob", "mean_logprob", "tokens", "perplexity"}
-    for record, o in zip(records, out):
+    for record, o in zip(records, out, strict=True):
         logprob, n = reference_causal(built, record["text"])
         assert o["tokens"] == n and abs(o["logprob"] - logprob) <= ATOL
-    for one, many in zip(outputs["1"], outputs["8"]):  # batching never changes a score
+    for one, many in zip(outputs["1"], outputs["8"], strict=True):  # batching never changes a score
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
 
 
@@ -60,7 +60,7 @@ def test_encoder_decoder_scores_the_target(root: Path) -> None:
     records = [{"text": TEXTS[0], "summary": "a short summary"}, {"text": TEXTS[2], "summary": "yes"}]
     result = run("-m", str(built.path), "--target-field", "summary", input=lines(*records))
     assert result.exit_code == 0, result.stderr
-    for record, o in zip(records, jsonl(result.stdout)):
+    for record, o in zip(records, jsonl(result.stdout), strict=True):
         logprob, n = reference_seq2seq(built, record["text"], record["summary"])
         assert o["tokens"] == n and abs(o["logprob"] - logprob) <= ATOL
     missing = run("-m", str(built.path), input=lines(records[0]))
@@ -72,7 +72,7 @@ def test_pll_scores_a_masked_lm_and_is_required_for_it(masked_lm: Any) -> None:
     model, tokenizer, path = masked_lm
     result = run("-m", str(path), "--pll", "-O", "text", *TEXTS[:2])
     assert result.exit_code == 0, result.stderr
-    for text, value in zip(TEXTS[:2], result.stdout.splitlines()):
+    for text, value in zip(TEXTS[:2], result.stdout.splitlines(), strict=True):
         assert abs(float(value) - reference_pll(model, tokenizer, text)[0]) <= ATOL
     refused = run("-m", str(path), "a text")
     assert refused.exit_code == 2 and "pll" in refused.stderr and not refused.stdout

@@ -216,7 +216,7 @@ def test_builtin_xlnet_matches_the_reference_tokenizer() -> None:
     reference = transformers.XLNetTokenizer(str(XLNET / "spiece.model"))
     texts = ["Hello world", "The quick brown fox, 1,000 times.", "naïve café — «quotes»"]
     result = run("tokenize", "-m", "xlnet-base-cased", *texts)
-    for text, out in zip(texts, jsonl(result.stdout)):
+    for text, out in zip(texts, jsonl(result.stdout), strict=True):
         assert out["ids"] == reference(text)["input_ids"]
         assert out["tokens"] == reference.convert_ids_to_tokens(out["ids"])
     decoded = run("tokenize", "-m", "xlnet-base-cased", "--decode", "--skip-special-tokens",
