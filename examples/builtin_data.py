@@ -97,9 +97,21 @@ def tatoeba(data: Path, work: Path) -> None:
     write(work / "tatoeba-heldout.jsonl", ({"text": s} for s in english if held(s)))
 
 
+def ner_pretrain(data: Path, work: Path) -> None:
+    """Unlabelled English for the NER model's masked-LM stage: eng.train's words, then Tatoeba's
+    training sentences (made by :func:`conll` and :func:`tatoeba` first)."""
+    def texts() -> Iterator[dict[str, Any]]:
+        for line in open(work / "conll-train.jsonl", encoding="utf-8"):
+            yield {"text": " ".join(json.loads(line)["tokens"])}
+        for line in open(work / "tatoeba-train.jsonl", encoding="utf-8"):
+            yield json.loads(line)
+
+    write(work / "ner-pretrain.jsonl", texts())
+
+
 def main() -> None:
     data, work = Path(sys.argv[1]), Path(sys.argv[2])
-    for make in (sst2, conll, shakespeare, tatoeba):
+    for make in (sst2, conll, shakespeare, tatoeba, ner_pretrain):
         make(data, work)
 
 

@@ -26,11 +26,13 @@ MODELS = {
     },
     "ner": {
         "title": "ner: English named entities (PER, LOC, ORG, MISC)",
-        "use": 'xcli classify -m xcli/ner --aggregation first "Angela Merkel met Emmanuel Macron in Paris."',
-        "data": "CoNLL-2003 English (Reuters news, 1996): eng.train, 14,041 sentences (IOB1 tags rewritten as IOB2); "
-                "best epoch chosen on eng.testa, measured on eng.testb (3,453 sentences)",
+        "use": 'xcli classify -m xcli/ner --aggregation first "Tony Blair met Bill Clinton in Washington."',
+        "data": "first a masked language model on unlabelled English: the words of CoNLL-2003 eng.train and "
+                "Tatoeba's English training sentences (2 epochs); then its token head on CoNLL-2003 English (Reuters "
+                "news, 1996) eng.train, 14,041 sentences (IOB1 tags rewritten as IOB2); best epoch chosen on "
+                "eng.testa, measured on eng.testb (3,453 sentences)",
         "terms": "CoNLL-2003 annotates Reuters RCV1 text, which Reuters licenses for research only: use this model "
-                 "for research and demonstration",
+                 "for research and demonstration; Tatoeba sentences are CC BY 2.0 FR",
         "metrics": [("f1", "eng.testb entity F1 (seqeval, exact spans)", "{:.1%}"),
                     ("precision", "eng.testb entity precision", "{:.1%}"),
                     ("recall", "eng.testb entity recall", "{:.1%}")],

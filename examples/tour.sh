@@ -8,7 +8,7 @@ dir=${1:-$(mktemp -d)}
 
 # the built-in models (xcli models lists them); without -m each command uses its own
 xcli classify --quiet "a gripping, funny film"
-xcli classify -m xcli/ner --aggregation first "Angela Merkel met Emmanuel Macron in Paris ."
+xcli classify -m xcli/ner --aggregation first "Tony Blair met Bill Clinton in Washington ."
 xcli fill-mask --quiet --top-k 3 "I have to <mask> to school tomorrow."
 xcli generate --quiet --max-new-tokens 16 -O text "ROMEO:"
 echo '{"text": "To be, or not to be:", "choices": ["that is the question", "the refrigerator is open"]}' \

@@ -69,7 +69,7 @@ def test_example_tour(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == 11, lines
     assert json.loads(lines[0])["label"] == "positive"
-    assert {(e["word"], e["entity"]) for e in json.loads(lines[1])["entities"]} >= {("Paris", "LOC")}
+    assert {(e["word"], e["entity"]) for e in json.loads(lines[1])["entities"]} >= {("Washington", "LOC"), ("Tony Blair", "PER")}
     assert len(json.loads(lines[2])["predictions"][0]) == 3
     assert lines[3].startswith("ROMEO:") and len(lines[3]) > len("ROMEO:")
     assert json.loads(lines[4])["choice"] == 0
