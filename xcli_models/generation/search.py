@@ -154,15 +154,10 @@ def beam_search(
     rows, prompt_length = sequences.shape
     batch = rows // beams
     device = sequences.device
-    eos = config.eos_ids
-    candidates = max(2, 1 + len(eos)) * beams  # enough that `beams` of them can go on after EOS
+    candidates = max(2, 1 + len(config.eos_ids)) * beams  # enough that `beams` of them can go on after EOS
     top_beams = torch.arange(candidates, device=device) < beams
-    if eos:
-        fill = config.pad_token_id if config.pad_token_id else eos[0]  # the reference's fill: pad, unless 0 or unset
-    else:
-        fill = -1
 
-    running = torch.full((batch, beams, max_length), fill, dtype=torch.long, device=device)
+    running = torch.full((batch, beams, max_length), _fill_id(config), dtype=torch.long, device=device)
     running[:, :, :prompt_length] = sequences.view(batch, beams, prompt_length)
     finished = running.clone()
     running_scores = torch.zeros(batch, beams, dtype=torch.float32, device=device)
@@ -236,6 +231,14 @@ def beam_search(
 
     return _best_finished(config.num_return_sequences, finished, finished_scores, finished_origin, prompt_length,
                           kept_scores)
+
+
+def _fill_id(config: GenerationConfig) -> int:
+    """What fills a beam's unused positions: the reference's pad, unless it is 0 or unset (then the
+    first end id; -1 without one)."""
+    if not config.eos_ids:
+        return -1
+    return config.pad_token_id if config.pad_token_id else config.eos_ids[0]
 
 
 def _can_improve(config: GenerationConfig, running_scores: torch.Tensor, finished_scores: torch.Tensor,
