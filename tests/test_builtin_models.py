@@ -90,6 +90,10 @@ def test_generate_and_fill_mask_defaults() -> None:
     assert len(result["predictions"]) == 1 and len(result["predictions"][0]) == 5
     assert "go" in [p["token"] for p in result["predictions"][0]]
     assert "using the built-in model xcli/fill-mask" in run.stderr
+    run = xcli("score", "To be, or not to be")
+    (result,) = lines(run)
+    assert result["logprob"] < 0 and result["tokens"] > 0
+    assert "using the built-in model xcli/shakespeare" in run.stderr
 
 
 def test_commands_without_a_default_still_need_a_model() -> None:

@@ -138,11 +138,12 @@ def resolve_model(spec: str | None = None, command: str | None = None) -> Resolv
     model, said once on stderr); a missing model is a usage error."""
     spec = spec or os.environ.get("XCLI_MODEL") or None
     default = DEFAULT_MODELS.get(command or "")
-    if not spec and default is not None and find_builtin(default) is not None:
+    builtin = find_builtin(default) if not spec and default is not None else None
+    if builtin is not None:
         from .console import console
 
         console.note(f"using the built-in model {default} (demo quality; choose another with -m or XCLI_MODEL)")
-        return ResolvedModel(default, find_builtin(default), "builtin", _model_type(find_builtin(default)))
+        return ResolvedModel(default, builtin, "builtin", _model_type(builtin))
     if not spec:
         raise UsageError(
             "no model given",
