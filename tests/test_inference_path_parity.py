@@ -119,8 +119,18 @@ def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     return calls
 
 
-def test_the_tasks_enter_the_one_kernel_context() -> None:
-    assert inference is kernels.inference
+def test_the_tasks_enter_the_one_kernel_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    entered: list[dict[str, Any]] = []
+    real = kernels.inference
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        entered.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "inference", spy)
+    with inference():
+        pass
+    assert entered == [{"batch_invariant": True}]  # the tasks' numbers never depend on their batch
 
 
 @pytest.mark.parametrize("seed", [0, 1])

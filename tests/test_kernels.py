@@ -87,3 +87,17 @@ def test_generate_gives_the_same_tokens_through_oneDNN(routed: list[tuple[int, .
         assert routed, "generate did not use oneDNN"
         assert torch.equal(fast, plain)
         routed.clear()
+
+
+@pytest.mark.skipif(not kernels.onednn_available(), reason="this torch has no usable oneDNN matmul")
+def test_row_invariant_products_round_a_row_alike_in_any_batch() -> None:
+    generator = torch.Generator().manual_seed(0)
+    w, b = torch.randn(300, 96, generator=generator), torch.randn(300, generator=generator)
+    x = torch.randn(40, 96, generator=generator)
+    with torch.inference_mode(), kernels.onednn_matmuls(row_invariant=True):
+        alone = [F.linear(x[i : i + 1], w, b)[0] for i in range(len(x))]
+        for size in (2, 3, 16, 40):
+            together = torch.cat([F.linear(x[at : at + size], w, b) for at in range(0, len(x), size)])
+            assert all(torch.equal(together[i], alone[i]) for i in range(len(x))), size
+        vector = F.linear(x[:1].reshape(1, 1, 96), w, b)  # a lone row in any shape keeps its shape
+        assert vector.shape == (1, 1, 300) and torch.equal(vector[0, 0], alone[0])

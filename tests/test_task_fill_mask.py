@@ -217,8 +217,11 @@ def test_common_batching_helpers() -> None:
         seen.append(batch)
         return [s.upper() for s in batch]
 
-    assert common.map_by_length(["aaa", "b", "cc", "dddd"], run, 2) == ["AAA", "B", "CC", "DDDD"]
+    assert common.map_by_length(["aaa", "b", "cc", "dddd"], run, 2, padded=True) == ["AAA", "B", "CC", "DDDD"]
     assert seen == [["dddd", "aaa"], ["cc", "b"]]
+    seen.clear()  # by default only items of one length share a batch
+    assert common.map_by_length(["aaa", "b", "cc", "dd", "x", "ee"], run, 2) == ["AAA", "B", "CC", "DD", "X", "EE"]
+    assert seen == [["aaa"], ["cc", "dd"], ["ee"], ["b", "x"]]
     assert common.pad([[1, 2], [3]], 0, side="left").tolist() == [[1, 2], [0, 3]]
     assert common.pad([[1, 2], [3]], 9).tolist() == [[1, 2], [3, 9]]
     assert list(common.prefetched([1, 2, 3], lambda x: x * 2)) == [2, 4, 6]

@@ -71,7 +71,25 @@ def _eligible(x: Any, w: Any, bias: Any) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
+def _row_invariant_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """:func:`_linear` whose every row comes out as it would among any other rows.
+
+    oneDNN computes a product of one row (a matrix-vector product) by another kernel than a
+    product of two or more rows, with another rounding; from two rows on, a row's result does
+    not depend on how many rows share the product. A lone row is therefore computed beside a
+    copy of itself.
+    """
+    if x.numel() // x.shape[-1] != 1:
+        return _linear(x, w, bias)
+    pair = x.reshape(1, x.shape[-1]).expand(2, -1)
+    return _linear(pair, w, bias)[:1].reshape(*x.shape[:-1], w.shape[0])
+
+
 class _OneDnnMatmuls(TorchFunctionMode):
+    def __init__(self, row_invariant: bool = False) -> None:
+        super().__init__()
+        self.linear = _row_invariant_linear if row_invariant else _linear
+
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
         if func is F.linear and torch.backends.mkldnn.enabled:
@@ -79,35 +97,43 @@ class _OneDnnMatmuls(TorchFunctionMode):
             w = args[1] if len(args) > 1 else kwargs.get("weight")
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
             if _eligible(x, w, bias):
-                return _linear(x, w, bias)
+                return self.linear(x, w, bias)
         elif func in _MATMULS and len(args) == 2 and not kwargs:
             x, w = args
             if torch.backends.mkldnn.enabled and isinstance(w, torch.Tensor) and w.dim() == 2:
                 if _eligible(x, w.t(), None):
-                    return _linear(x, w.t(), None)
+                    return self.linear(x, w.t(), None)
         return func(*args, **kwargs)
 
 
 @contextmanager
-def onednn_matmuls(enabled: bool = True) -> Iterator[None]:
+def onednn_matmuls(enabled: bool = True, *, row_invariant: bool = False) -> Iterator[None]:
     """Run eligible matrix products through oneDNN inside the block (see the module docstring).
 
-    A no-op when ``enabled`` is false or this torch has no usable oneDNN matmul.
+    ``row_invariant``: a product's rows never depend on the other rows in it (see
+    :func:`inference`). A no-op when ``enabled`` is false or this torch has no usable oneDNN matmul.
     """
     if not enabled or not onednn_available():
         yield
         return
-    with _OneDnnMatmuls():
+    with _OneDnnMatmuls(row_invariant):
         yield
 
 
 @contextmanager
-def inference(onednn: bool = True) -> Iterator[None]:
+def inference(onednn: bool = True, *, batch_invariant: bool = False) -> Iterator[None]:
     """Around every model call of a command: ``torch.inference_mode`` (no autograd bookkeeping) and,
     with ``onednn`` (the default), eligible matrix products through oneDNN (:func:`onednn_matmuls`).
+
+    ``batch_invariant`` (the task commands: classify, fill-mask, qa, score): every row of a
+    product is rounded as it would be in a product of any other number of rows, so that a
+    record's numbers never depend on the records beside it in a batch, provided the batch holds
+    no padding (the tasks batch inputs of one length only: see
+    :func:`xcli_models.tasks.common.map_by_length`). Generation leaves it off: a decode step of
+    one sequence is a matrix-vector product, oneDNN's fastest, and doubling it would cost speed.
 
     This is the CLI's kernel path: the tasks and ``generate`` enter it and nothing else does, and the
     reference-parity tests run inside it.
     """
-    with torch.inference_mode(), onednn_matmuls(onednn):
+    with torch.inference_mode(), onednn_matmuls(onednn, row_invariant=batch_invariant):
         yield

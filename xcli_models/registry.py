@@ -60,9 +60,6 @@ class Capabilities:
     #: generation places tokens by index, padding included, or masks no padding: only prompts of
     #: equal length share a batch
     unpadded: bool = False
-    #: padding on the right changes the real tokens' logits, in the reference too (ProphetNet's decoder):
-    #: score batches only rows of one shape
-    padding_changes_logits: bool = False
     #: generate takes MVP's task templates (``--task``: a task's instruction before the input)
     task_templates: bool = False
     #: its texts mark sentence ends with ``[X_SEP]``, which generate shows as newlines (ProphetNet)

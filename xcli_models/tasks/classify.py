@@ -28,10 +28,9 @@
 Inputs longer than ``max_length`` (by default the model's own limit, ``common.input_limit``) are
 cut to it (in a pair, the longer text loses tokens first); ``truncated`` says so.
 
-Batches are grouped by length and padded where the head's pooling does not see the padding:
-XLNet's last-token summary on the left (as its tokenizer pads), a first-token summary on the
-right; a pooling that any padding would change (a mean, or XLM's absolute positions with a
-last-token summary) gets batches of equal lengths only. XLNet is called with ``use_mems=False``: its
+Batches hold inputs of one length (``common.map_by_length``), never padding: no pooling sees a
+pad, and a record's scores are the same bits in any batch (batch invariance; multiple-choice
+records share a batch whatever their lengths, and their rows are regrouped by length). XLNet is called with ``use_mems=False``: its
 memory is for continuing a text, not for classifying one, and batches need none of it.
 """
 
@@ -113,27 +112,6 @@ def default_function(config: Any) -> str:
     return str(getattr(config, "function_to_apply", None) or "none")
 
 
-def _padding(model: Any, tokenizer: Any) -> tuple[str, bool]:
-    """The padding side that leaves a model's pooled vector unchanged, and whether none does.
-
-    XLM and XLNet classifiers pool with a sequence summary: the ``first`` token needs padding on
-    the right, the ``last`` token (and ``cls_index`` without an index) on the left, which only
-    XLNet's relative positions allow; a ``mean`` sees the padding wherever it goes. Where no
-    side works, only inputs of one length share a batch. Other heads take the tokenizer's side.
-    """
-    side = getattr(tokenizer, "padding_side", "right")
-    summary = getattr(model, "sequence_summary", None)
-    kind = getattr(summary, "summary_type", None)
-    if kind is None:
-        return side, False
-    if kind == "first":
-        return "right", False
-    # absolute positions (XLM) shift when left-padded; relative ones (XLNet) do not
-    if kind in ("last", "cls_index") and capabilities(type(model).__name__).relative_positions:
-        return "left", False
-    return side, True
-
-
 class _Classifier:
     """What the three classifiers share: the model call and its inputs."""
 
@@ -152,9 +130,8 @@ class _Classifier:
         self.batch_size = batch_size
         self.limit = input_limit(model, tokenizer, max_length)
         self.id2label = {int(k): v for k, v in self.config.id2label.items()}
-        self.side, self.exact = _padding(model, tokenizer)
-        if self.exact:  # pooling that padding would change: only inputs of one length share a batch
-            self._group = len  # type: ignore[assignment]
+        # batches hold inputs of one length (map_by_length): padding never enters a pooled vector
+        self.side = getattr(tokenizer, "padding_side", "right")
         self.lang_id = language(model, tokenizer, lang)
 
     def _encode(self, text: str, pair: str | None = None, offsets: bool = False) -> _Encoded:
@@ -183,9 +160,10 @@ class _Classifier:
 
     def run(self, items: Sequence[Any]) -> list[dict[str, Any]]:
         """Results of prepared items, in order."""
-        return map_by_length(list(items), self._run_batch, self.batch_size, group=self._group)
+        return map_by_length(list(items), self._run_batch, self.batch_size, group=self._group, padded=self._padded)
 
     _group = None
+    _padded = False
 
     def _run_batch(self, items: list[Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -462,13 +440,11 @@ class ChoiceClassifier(_Classifier):
     def __call__(self, texts: Sequence[str], choices: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
         return self.run([self.prepare(t, c) for t, c in zip(texts, choices)])
 
-    _group = None  # records of any length share a batch: their rows are regrouped below
+    _padded = True  # records of any length share a batch: their rows are regrouped below
 
     def _logits(self, rows: Sequence[_Encoded]) -> torch.Tensor:
-        if not self.exact:
-            return self._rows_logits(rows)
-        # a pooling padding would change: rows of one length at a time
-        parts = map_by_length(list(rows), lambda same: list(self._rows_logits(same)), len(rows), group=len)
+        # rows of one length at a time: no padding, so a choice scores the same in any batch
+        parts = map_by_length(list(rows), lambda same: list(self._rows_logits(same)), len(rows))
         return torch.stack(parts)
 
     def _rows_logits(self, rows: Sequence[_Encoded]) -> torch.Tensor:

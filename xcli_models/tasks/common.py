@@ -11,15 +11,19 @@ The pieces here keep that work fast and the same for every task:
   embeddings can place), the one place that knows it per family; :func:`input_limit` is the
   length inputs are cut to by default (that limit, or :data:`RELATIVE_DEFAULT_LIMIT` where
   positions are relative) and refuses a longer one asked for.
-* :func:`length_batches` / :func:`map_by_length` group items of similar length into batches of
-  at most ``batch_size`` (longest first, so a batch that does not fit in memory fails at once;
-  fewer than ``batch_size`` for inputs over :data:`FULL_BATCH_LENGTH` tokens, see
-  :func:`batch_capacity`), run them, and hand the results back in input order: far less padding
-  than input order.
+* :func:`length_batches` / :func:`map_by_length` group items into batches of at most
+  ``batch_size`` (longest first, so a batch that does not fit in memory fails at once; fewer than
+  ``batch_size`` for inputs over :data:`FULL_BATCH_LENGTH` tokens, see :func:`batch_capacity`),
+  run them, and hand the results back in input order. The task commands batch only items of one
+  length (no padding at all); generation may batch similar lengths with padding.
 * :func:`pad` / :func:`collate` build padded tensors on the tokenizer's padding side (XLNet pads
   on the left, the others on the right), with the attention mask and token type ids.
 * :func:`inference` (:func:`xcli_models.kernels.inference`, the one context of the CLI's model
-  calls) is ``torch.inference_mode`` (no autograd bookkeeping) with oneDNN matrix products;
+  calls, here batch-invariant) is ``torch.inference_mode`` (no autograd bookkeeping) with oneDNN
+  matrix products. **Batch invariance**: with unpadded batches and these products, a record's
+  numbers are the same bits whichever records share its batch, whatever ``--batch-size``,
+  however a slow input splits the rounds, in any shard of a file, and in ``xcli serve`` where
+  other clients' records join the batch;
   :func:`prefetched` runs the preparation of the next chunk in a thread while the model works on
   the current one (torch releases the GIL inside its kernels, so tokenisation overlaps).
 
@@ -32,11 +36,11 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
-from ..kernels import inference
+from .. import kernels
 from ..registry import capabilities
 
 __all__ = [
@@ -270,20 +274,34 @@ def map_by_length(
     batch_size: int,
     length: Callable[[T], int] = len,  # type: ignore[assignment]
     group: Callable[[T], Any] | None = None,
+    *,
+    padded: bool = False,
 ) -> list[R]:
     """``run`` over length-sorted batches of ``items``; one result per item, in input order.
 
-    ``group(item)``: only items with equal keys share a batch (see :func:`length_batches`).
+    Only items of one ``length`` share a batch, so no batch holds padding (with :func:`inference`,
+    a record's results are then the same bits in any batch); ``padded=True`` lets similar lengths
+    share a padded batch instead. ``group(item)``: only items with equal keys share a batch too
+    (see :func:`length_batches`).
     """
     results: list[Any] = [None] * len(items)
-    groups = None if group is None else [group(item) for item in items]
-    for batch in length_batches([length(item) for item in items], batch_size, groups):
+    lengths = [length(item) for item in items]
+    if padded:
+        groups = None if group is None else [group(item) for item in items]
+    else:
+        groups = [(n, None if group is None else group(item)) for n, item in zip(lengths, items)]
+    for batch in length_batches(lengths, batch_size, groups):
         outputs = run([items[i] for i in batch])
         if len(outputs) != len(batch):
             raise RuntimeError(f"a batch of {len(batch)} items gave {len(outputs)} results")
         for i, out in zip(batch, outputs):
             results[i] = out
     return results
+
+
+def inference() -> ContextManager[None]:
+    """The context of every task model call: :func:`xcli_models.kernels.inference`, batch-invariant."""
+    return kernels.inference(batch_invariant=True)
 
 
 def prefetched(chunks: Iterable[T], prepare: Callable[[T], R]) -> Iterator[R]:

@@ -60,7 +60,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..registry import capabilities, heads_for
-from .common import UnsupportedModel, inference, input_limit, language, map_by_length, pad, position_limit
+from ..kernels import inference
+from .common import UnsupportedModel, input_limit, language, map_by_length, pad, position_limit
 
 __all__ = [
     "MVP_TASKS", "XLNET_PREFIX", "EmptyPrompt",
@@ -401,13 +402,10 @@ class Generator:
     def run(self, prompts: Sequence[Prompt]) -> list[dict[str, Any]]:
         """One result per prompt, in order: ``{"generated_text"}``, plus ``"score"`` (``scores``)
         and ``"sequences": [{"generated_text", "score"}, ...]`` when several are returned."""
-        group: Callable[[Prompt], Any] | None = None
         # heads whose reference generation places tokens by index, padding included (or masks no
         # padding at all): a padded batch would change their outputs, so only prompts of one length
         exact = self.capabilities.unpadded or (self.causal and "max_length" in self.settings)
-        if exact:
-            group = len  # type: ignore[assignment]
-        return map_by_length(list(prompts), self._run_batch, self.batch_size, group=group)
+        return map_by_length(list(prompts), self._run_batch, self.batch_size, padded=not exact)
 
     def _generate(self, prompts: list[Prompt], streamer: Any = None) -> Any:
         from ..generation import generate

@@ -308,7 +308,9 @@ class QuestionAnswerer:
         windows = [(i, w) for i, item in enumerate(prepared) for w in item.windows]
         outputs: list[Any] = [None] * len(windows)
         with common.inference():
-            for batch in common.length_batches([len(w.input_ids) for _, w in windows], batch_size):
+            lengths = [len(w.input_ids) for _, w in windows]
+            # windows of one length per batch: no padding, the same bits in any batch
+            for batch in common.length_batches(lengths, batch_size, lengths):
                 for index, out in zip(batch, self._forward([windows[i][1] for i in batch])):
                     outputs[index] = out
         per_record: list[list[tuple[Window, Any]]] = [[] for _ in prepared]

@@ -41,11 +41,9 @@ Lengths: a sequence (text, text with its choice, target) longer than the limit
 refused with :class:`TooLong`; nothing is ever truncated, since a score of part of a text would
 not be the text's score.
 
-Batching: sequences of similar length share a batch, padded on the right; every scored token
-sees only the tokens it should (causal attention, or the padding masked out), so its score does
-not depend on the batch it ran in. (XLM-)ProphetNet's decoder is the exception: padding on the
-right changes its logits at the real tokens (the reference's as much as xcli's), so its
-sequences share a batch only with sequences of the same lengths, without padding.
+Batching: only sequences of the same lengths (source and target) share a batch, without padding,
+so a score is the same bits in any batch (``common.map_by_length``). Padding would also change
+(XLM-)ProphetNet's decoder logits at the real tokens, the reference's as much as xcli's.
 
 Nothing here prints.
 """
@@ -170,9 +168,6 @@ class Scorer:
         else:
             self._limit_reason = "its positions"
         self.lang_id = language(model, tokenizer, lang)
-        #: only rows of the same shape share a batch (padding on the right changes the head's logits,
-        #: in the reference too: ProphetNet's decoder)
-        self.unpadded = caps.padding_changes_logits
 
     def _kind(self, name: str, pll: bool) -> str:
         """"pll", "seq2seq", "xlnet" (left to right) or "causal"; a masked LM without ``pll`` is refused."""
@@ -277,8 +272,8 @@ class Scorer:
     def run(self, items: Sequence[Scoring]) -> list[dict[str, Any]]:
         """One result per prepared record, in order (see the module docstring)."""
         rows = [row for i, item in enumerate(items) for row in self._rows(i, item)]
-        group = _shape if self.unpadded else None
-        per_row = map_by_length(rows, self._run_batch, self.batch_size, group=group)
+        # only rows of one shape share a batch: no padding, so a score is the same bits in any batch
+        per_row = map_by_length(rows, self._run_batch, self.batch_size, group=_shape)
         parts: dict[tuple[int, int], list[float]] = {}
         for row, values in zip(rows, per_row):
             parts.setdefault(row.owner, []).extend(values)

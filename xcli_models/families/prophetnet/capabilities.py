@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from ...registry import Capabilities
 
-# the decoder's logits for real tokens change with padding on the right, as in the reference;
 # sentence ends are [X_SEP] tokens
-_COMMON = dict(padding_changes_logits=True, sentence_separators=True)
+_COMMON = dict(sentence_separators=True)
 _CAUSAL = Capabilities(generate="causal", train="causal-lm", unpadded=True, **_COMMON)
 _SEQ2SEQ = Capabilities(generate="seq2seq", train="seq2seq", **_COMMON)
 

@@ -162,7 +162,10 @@ class RelativeAttention(nn.Module):
         # position and segment terms go in as an additive bias next to the mask
         extra = relative_shift(torch.matmul(q + self._bias(self.position_bias), k_pos.transpose(-1, -2)), k.shape[2])
         if segments is not None:
-            per_kind = torch.einsum("bhtd,shd->bhts", q + self._bias(self.segment_bias), self.segment_embed)
+            # (B, H, T, 1, Dh) * (1, H, 1, 2, Dh) summed over Dh: a row's two dot products are rounded
+            # alike in any batch (a matrix product here would pick its kernel by the batch's size)
+            q_seg = (q + self._bias(self.segment_bias)).unsqueeze(-2)
+            per_kind = (q_seg * self.segment_embed.permute(1, 0, 2)[None, :, None]).sum(-1)
             extra = extra + torch.where(segments[:, None], per_kind[..., 1:], per_kind[..., :1])
         extra = extra * self.scale
         if mask is not None:  # clamped: in float16 a blocked score could round to -inf, and a row of them to NaN
