@@ -51,6 +51,12 @@ The flow of a command::
    each batch, and stops at the first bad record under ``on_error="stop"``.
 4. :func:`finish` raises :class:`~xcli.errors.RecordsFailed` (exit 4) when records failed.
 
+Sharding (``--shard K/N``): ``read_records(..., shard=Shard(k, n))`` numbers every line as usual
+but decodes, parses and yields only the records whose index ``i`` has ``i % n == k``;
+``open_writer(..., shard=...)`` expects those indices and puts each record's number in front of
+the line an unsharded run writes. :func:`merge_shards` (``xcli merge``) merges the shards' files
+by those numbers and cuts them off again, as text: the bytes of one unsharded run.
+
 Memory stays bounded: records are read as they are needed, a batch at a time, and a
 single line is capped at :data:`MAX_LINE_BYTES`.
 
@@ -59,9 +65,13 @@ One idea per module; this package re-exports what commands use:
 - :mod:`.records`: :class:`Record` (one input object, its origin, its read error);
 - :mod:`.reader`: :class:`LineReader` (lines of a file descriptor as they come, ``ready()`` by ``select``);
 - :mod:`.jsonl`: RFC 8259 JSON both ways (strict, depth-limited parse; valid-JSON lines, :func:`json_text`);
+- :mod:`.shards`: :class:`Shard` and :func:`parse_shard` (``--shard K/N|auto``: which records this process takes);
 - :mod:`.sources`: :func:`read_records` and :class:`RecordStream` (arguments, files, stdin; the formats);
-- :mod:`.writer`: :class:`RecordWriter` (input order, ``id``/``--keep`` echo, jsonl/text/tsv);
-- :mod:`.output`: :func:`open_writer` (stdout, or a file published atomically, ``.partial`` on failure);
+- :mod:`.writer`: :class:`RecordWriter` (input order, ``id``/``--keep`` echo, jsonl/text/tsv, record numbers
+  under ``--shard``) on :class:`LineWriter` (buffered lines, EPIPE-safe);
+- :mod:`.output`: :func:`open_writer` and :func:`open_output` (stdout, or a file published atomically,
+  ``.partial`` on failure);
+- :mod:`.merging`: :func:`merge_shards` (``xcli merge``: shards' outputs back into input order);
 - :mod:`.batching`: :func:`batches`, :func:`run_records`, :func:`finish` (the loop and its exit status).
 """
 
@@ -69,14 +79,17 @@ from __future__ import annotations
 
 from .batching import ON_ERROR, Summary, batches, finish, run_records
 from .jsonl import MAX_DEPTH, json_text
-from .output import open_writer
+from .merging import merge_shards
+from .output import open_output, open_writer
 from .reader import MAX_LINE_BYTES, TOO_LONG, LineReader
 from .records import Record, json_type
+from .shards import Shard, parse_shard
 from .sources import INPUT_FORMATS, RecordStream, read_records
-from .writer import OUTPUT_FORMATS, RecordWriter, cell, parse_field_list
+from .writer import OUTPUT_FORMATS, LineWriter, RecordWriter, cell, parse_field_list
 
 __all__ = [
-    "INPUT_FORMATS", "MAX_DEPTH", "MAX_LINE_BYTES", "ON_ERROR", "OUTPUT_FORMATS", "TOO_LONG", "LineReader", "Record",
-    "RecordStream", "RecordWriter", "Summary", "batches", "cell", "finish", "json_text", "json_type", "open_writer",
-    "parse_field_list", "read_records", "run_records",
+    "INPUT_FORMATS", "MAX_DEPTH", "MAX_LINE_BYTES", "ON_ERROR", "OUTPUT_FORMATS", "TOO_LONG", "LineReader",
+    "LineWriter", "Record", "RecordStream", "RecordWriter", "Shard", "Summary", "batches", "cell", "finish",
+    "json_text", "json_type", "merge_shards", "open_output", "open_writer", "parse_field_list", "parse_shard",
+    "read_records", "run_records",
 ]

@@ -6,14 +6,17 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from ..console import console
 from ..errors import UsageError, XcliError
-from .writer import RecordWriter
+from .shards import Shard
+from .writer import LineWriter, RecordWriter
 
 if TYPE_CHECKING:
     from xcli_models.atomic import Work
+
+W = TypeVar("W", bound=LineWriter)
 
 
 class _StdoutSink:
@@ -53,8 +56,22 @@ def open_writer(
     keep: Sequence[str] | str | None = None,
     text_of: Callable[[dict[str, Any]], Any] | None = None,
     columns: Sequence[str] | None = None,
+    shard: Shard | None = None,
 ) -> Iterator[RecordWriter]:
-    """A :class:`RecordWriter` on stdout (``output`` None or ``-``) or on a file, atomically.
+    """A :class:`RecordWriter` on stdout (``output`` None or ``-``) or on a file, atomically
+    (see :func:`open_output`); with ``shard``, its lines carry their record numbers."""
+
+    def make(sink: Any) -> RecordWriter:
+        return RecordWriter(sink, fmt=fmt, keep=keep, text_of=text_of, columns=columns, shard=shard)
+
+    with open_output(output, make, force=force) as writer:
+        yield writer
+
+
+@contextmanager
+def open_output(output: str | os.PathLike[str] | None, make: Callable[[Any], W], *, force: bool = False) -> Iterator[W]:
+    """The writer ``make(sink)`` (a :class:`LineWriter`) on stdout (``output`` None or ``-``) or on a
+    file, atomically.
 
     A file is refused (usage error) if it exists and ``force`` is false, or if its folder
     does not exist; both are checked on entry, before any work. The lines go to a hidden
@@ -66,8 +83,7 @@ def open_writer(
     What killed runs left beside PATH is removed first, with a warning for each.
     """
     if output is None or str(output) == "-":
-        sink: Any = _StdoutSink()
-        writer = RecordWriter(sink, fmt=fmt, keep=keep, text_of=text_of, columns=columns)
+        writer = make(_StdoutSink())
         ok = False
         try:
             yield writer
@@ -97,7 +113,7 @@ def open_writer(
         raise
     for sentence in work.swept:
         console.warning(sentence)
-    writer = RecordWriter(handle, fmt=fmt, keep=keep, text_of=text_of, columns=columns)
+    writer = make(handle)
     try:
         try:
             yield writer
@@ -118,7 +134,7 @@ def open_writer(
         raise
 
 
-def _flush_quietly(writer: RecordWriter) -> None:
+def _flush_quietly(writer: LineWriter) -> None:
     try:
         writer.flush()
     except (OSError, XcliError, ValueError):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from typing import BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 from ..console import console
 from ..errors import RecordError, UsageError, XcliError
 from .jsonl import parse_json
 from .reader import MAX_LINE_BYTES, TOO_LONG, LineReader, isatty
 from .records import Record, json_type
+from .shards import Shard
 
 INPUT_FORMATS = ("auto", "jsonl", "text", "tsv")
 
@@ -37,7 +38,9 @@ class _Arguments(_Source):
 
     def records(self, stream: "RecordStream") -> Iterator[Record]:
         for number, text in enumerate(self.texts, 1):
-            yield Record(stream.next_index(), {self.field: text}, f"argument {number}")
+            index = stream.next_index()
+            if not stream.skips(index):
+                yield Record(index, {self.field: text}, f"argument {number}")
 
 
 class _Lines(_Source):
@@ -76,62 +79,71 @@ class _Lines(_Source):
         return f"line {number}" if self.path == "-" else f"{self.name} line {number}"
 
     def _parse(self, reader: LineReader, stream: "RecordStream") -> Iterator[Record]:
+        """A record per non-blank line (a TSV source's header row aside), numbered before it is
+        decoded or parsed, so that a shard (``--shard``) parses only its own lines."""
         fmt, header = self.fmt, None
         for number, raw in enumerate(reader, 1):
-            where = self._where(number)
-
-            def failed(kind: str, message: str) -> Record:
-                return Record(stream.next_index(), {}, where, number, RecordError(kind, message))
-
-            if raw is TOO_LONG:
-                yield failed("line_too_long", f"the line is longer than {MAX_LINE_BYTES:,} bytes")
-                continue
-            assert isinstance(raw, bytes)
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            if fmt == "auto":
-                fmt = "jsonl" if raw.lstrip().startswith(b"{") else "text"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
+            if isinstance(raw, bytes):
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                if not raw.strip():
+                    continue
+                if fmt == "auto":
+                    fmt = "jsonl" if raw.lstrip().startswith(b"{") else "text"
                 if fmt == "tsv" and header is None:
-                    raise XcliError(f"{self.name}: the TSV header is not valid UTF-8") from exc
-                bad = raw[exc.start : exc.start + 1].hex()
-                yield failed("invalid_utf8", f"not valid UTF-8 (byte 0x{bad} at offset {exc.start})")
+                    header = self._header(raw)
+                    continue
+            index = stream.next_index()
+            if stream.skips(index):
                 continue
-            if fmt == "jsonl":
-                try:
-                    data = parse_json(raw, text)
-                except RecordError as exc:
-                    yield failed(exc.type, exc.message)
-                    continue
-                if not isinstance(data, dict):
-                    yield failed("not_an_object", f"expected a JSON object, got {json_type(data)}")
-                    continue
-            elif fmt == "tsv":
-                cells = text.split("\t")
-                if header is None:
-                    header = cells
-                    continue
-                if len(cells) != len(header):
-                    yield failed("tsv_columns", f"{len(cells)} columns where the header has {len(header)}")
-                    continue
-                data = dict(zip(header, cells))
-            else:
-                data = {self.field: text}
-            yield Record(stream.next_index(), data, where, number)
+            where = self._where(number)
+            try:
+                record = Record(index, self._data(raw, fmt, header), where, number)
+            except RecordError as exc:
+                record = Record(index, {}, where, number, exc)
+            yield record
 
+    def _header(self, raw: bytes) -> list[str]:
+        try:
+            return raw.decode("utf-8").split("\t")
+        except UnicodeDecodeError as exc:
+            raise XcliError(f"{self.name}: the TSV header is not valid UTF-8") from exc
+
+    def _data(self, raw: bytes | object, fmt: str, header: list[str] | None) -> dict[str, Any]:
+        """One line's record fields; a :class:`RecordError` when the line cannot be a record."""
+        if raw is TOO_LONG:
+            raise RecordError("line_too_long", f"the line is longer than {MAX_LINE_BYTES:,} bytes")
+        assert isinstance(raw, bytes)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start : exc.start + 1].hex()
+            raise RecordError("invalid_utf8", f"not valid UTF-8 (byte 0x{bad} at offset {exc.start})") from None
+        if fmt == "jsonl":
+            data = parse_json(raw, text)
+            if not isinstance(data, dict):
+                raise RecordError("not_an_object", f"expected a JSON object, got {json_type(data)}")
+            return data
+        if fmt == "tsv":
+            assert header is not None
+            cells = text.split("\t")
+            if len(cells) != len(header):
+                raise RecordError("tsv_columns", f"{len(cells)} columns where the header has {len(header)}")
+            return dict(zip(header, cells))
+        return {self.field: text}
 
 
 class RecordStream:
-    """The records of all sources, in order, numbered from 0; knows whether more are ready."""
+    """The records of all sources, in order, numbered from 0; knows whether more are ready.
 
-    def __init__(self, sources: Sequence[_Source], total: int | None = None) -> None:
+    With a :class:`~.shards.Shard`, only that shard's records come out (numbered as in the whole
+    stream), and ``total`` counts only them."""
+
+    def __init__(self, sources: Sequence[_Source], total: int | None = None, shard: Shard | None = None) -> None:
         self.sources = list(sources)
-        #: how many records there will be, when known in advance (TEXT arguments)
-        self.total = total
+        self.shard = shard
+        #: how many records will come out, when known in advance (TEXT arguments)
+        self.total = total if total is None or shard is None else shard.share(total)
         self._count = 0
         self._current: _Source | None = None
 
@@ -139,6 +151,10 @@ class RecordStream:
         index = self._count
         self._count += 1
         return index
+
+    def skips(self, index: int) -> bool:
+        """True when record ``index`` is another shard's (it is then neither decoded nor parsed)."""
+        return self.shard is not None and not self.shard.takes(index)
 
     def __iter__(self) -> Iterator[Record]:
         for source in self.sources:
@@ -157,8 +173,10 @@ def read_records(
     *,
     input_format: str = "auto",
     field: str = "text",
+    shard: Shard | None = None,
 ) -> RecordStream:
-    """The records a command reads: TEXT arguments, else ``--input`` paths, else stdin.
+    """The records a command reads: TEXT arguments, else ``--input`` paths, else stdin (only
+    ``shard``'s share of them, when given).
 
     ``inputs`` may hold ``-`` (stdin) and glob patterns. Raises
     :class:`~xcli.errors.UsageError` for a path that does not exist, a pattern that matches
@@ -170,7 +188,7 @@ def read_records(
     if texts:
         if inputs:
             console.warning("TEXT arguments given: --input is ignored")
-        return RecordStream([_Arguments(texts, field)], total=len(texts))
+        return RecordStream([_Arguments(texts, field)], total=len(texts), shard=shard)
     paths = _expand_inputs(inputs or [])
     if not paths:
         stdin = sys.stdin
@@ -180,7 +198,7 @@ def read_records(
                 "give TEXT arguments, --input PATH, or pipe records on stdin; see --help",
             )
         paths = ["-"]
-    return RecordStream([_Lines(p, fmt, field) for p in paths])
+    return RecordStream([_Lines(p, fmt, field) for p in paths], shard=shard)
 
 
 def _expand_inputs(inputs: Sequence[str]) -> list[str]:
