@@ -13,7 +13,7 @@ _xcli() {
     done
     case "$cmd" in
         "")
-            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info models qa score tokenize train vocab" -- "$cur"))
+            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info merge models qa score tokenize train vocab" -- "$cur"))
             ;;
         classify)
             case "$prev" in
@@ -36,9 +36,10 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
                 --keep) COMPREPLY=(); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         convert)
@@ -92,9 +93,10 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
                 --keep) COMPREPLY=(); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         generate)
@@ -130,9 +132,10 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
                 --keep) COMPREPLY=(); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         info)
@@ -142,6 +145,14 @@ _xcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "-m --model -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+            fi
+            ;;
+        merge)
+            case "$prev" in
+                -o|--output) COMPREPLY=(); return ;;  # file names
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-o --output -f --force --keep-record -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         models)
@@ -176,9 +187,10 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
                 --keep) COMPREPLY=(); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         score)
@@ -200,9 +212,10 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
                 --keep) COMPREPLY=(); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         tokenize)
@@ -220,9 +233,10 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
                 --keep) COMPREPLY=(); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --field --pair-field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --field --pair-field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         train)

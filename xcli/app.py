@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import classify, convert, evaluate, fill_mask, generate, info, qa, tokenize, train
+from .commands import classify, convert, evaluate, fill_mask, generate, info, merge, qa, tokenize, train
 from .commands import models as models_command
 from .commands import vocab as vocab_command
 from .commands import score as score_command
@@ -42,6 +42,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("score")(score_command.score)
 app.command("vocab")(vocab_command.vocab)
+app.command("merge")(merge.merge)
 
 
 def _version(value: bool) -> None:

@@ -114,6 +114,18 @@ OnError = Annotated[
         help="On a bad record: continue (write an error line for it, exit 4 at the end) or stop (exit 1).",
     ),
 ]
+Shard = Annotated[
+    Optional[str],
+    typer.Option(
+        "--shard",
+        metavar="K/N|auto",
+        help="Process only every Nth record from the Kth (0-based index i with i mod N = K), each output line "
+        "carrying its record number ('xcli merge' puts the N outputs back into input order); auto: K/N from "
+        "torchrun (RANK, WORLD_SIZE) or Slurm (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT; SLURM_PROCID, "
+        "SLURM_NTASKS).",
+        show_default=False,
+    ),
+]
 
 # ------------------------------------------------------------- reporting
 # plain values: each command hands them to ``console.configure`` first thing (no parse-time side effect)

@@ -5,7 +5,7 @@ A record command gathers its command line into a few frozen bundles right at its
 
 * :class:`RecordIO`: where records come from and go, and what a bad one does (TEXT,
   ``--input``, ``--input-format``, ``--field``; ``--output``, ``-O``, ``--force``, ``--keep``,
-  ``--on-error``);
+  ``--on-error``; ``--shard``, the share of the records this process takes);
 * :class:`ModelOptions`: which model and how it runs (``--model``, ``--device``, ``--dtype``,
   ``--threads``, ``--batch-size``, ``--max-length``);
 * its own options, in a bundle of its own module (generate's sampling and search settings ...),
@@ -24,11 +24,12 @@ Only the standard library is imported here; :mod:`xcli.io` and the model core co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 if TYPE_CHECKING:
-    from .io import Record, RecordStream, RecordWriter
+    from .io import Record, RecordStream, RecordWriter, Shard
 
 #: the hint a record without its text field gets
 FIELD_HINT = "pick the text field with --field"
@@ -47,12 +48,22 @@ class RecordIO:
     force: bool
     keep: str | None
     on_error: Any
+    shard: str | None = None
 
-    def read(self) -> "RecordStream":
-        """TEXT arguments, else the ``--input`` paths, else stdin (a usage error when none is there)."""
+    @cached_property
+    def sharding(self) -> "Shard | None":
+        """``--shard`` K/N (``auto``: from the launcher's environment); a usage error when it is no shard."""
         from . import io
 
-        return io.read_records(self.texts, self.inputs, input_format=self.input_format, field=self.field)
+        return io.parse_shard(self.shard)
+
+    def read(self) -> "RecordStream":
+        """TEXT arguments, else the ``--input`` paths, else stdin (a usage error when none is there);
+        under ``--shard``, only this shard's records."""
+        from . import io
+
+        return io.read_records(self.texts, self.inputs, input_format=self.input_format, field=self.field,
+                               shard=self.sharding)
 
     def open(self, *, text_of: Callable[[dict[str, Any]], Any] | None = None,
              columns: Sequence[str] | None = None) -> ContextManager["RecordWriter"]:
@@ -60,7 +71,7 @@ class RecordIO:
         from . import io
 
         return io.open_writer(self.output, force=self.force, fmt=self.output_format, keep=self.keep,
-                              text_of=text_of, columns=columns)
+                              text_of=text_of, columns=columns, shard=self.sharding)
 
 
 @dataclass(frozen=True)

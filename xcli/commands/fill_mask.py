@@ -9,7 +9,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts, Threads,
+    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -45,6 +45,7 @@ def fill_mask(
     force: Force = False,
     keep: Keep = None,
     on_error: OnError = OnErrorName.continue_,
+    shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -64,7 +65,7 @@ def fill_mask(
     """
     console.configure(quiet=quiet, debug=debug)
     run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     run_record_command(streams, lambda writer: _start(run, field, top_k, targets, lang), text_of=_best_fills,
                        columns=["predictions"])
 

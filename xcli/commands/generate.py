@@ -11,7 +11,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormatName, Quiet, Texts, Threads,
+    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -225,6 +225,7 @@ def generate(
     force: Force = False,
     keep: Keep = None,
     on_error: OnError = OnErrorName.continue_,
+    shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -253,8 +254,8 @@ def generate(
     (the "question", "context", "answer", "dialog" and "knowledge" fields are read when present).
 
     --stream prints each text as its tokens come, one record at a time, one line per record:
-    the same bytes as -O text without --stream. It implies -O text; -O jsonl/tsv and --output
-    are refused (a JSON line cannot be printed before it is complete).
+    the same bytes as -O text without --stream. It implies -O text; -O jsonl/tsv, --output and
+    --shard are refused (a JSON line cannot be printed before it is complete).
 
     Examples:
 
@@ -265,9 +266,9 @@ def generate(
       xcli generate -m ./xglm-564M --stream --stop '\\n' "Q: Why is the sky blue? A:"
     """
     console.configure(quiet=quiet, debug=debug)
-    fmt = _output_format(output_format, stream, output)
+    fmt = _output_format(output_format, stream, output, shard)
     run = ModelOptions(model, device, dtype, threads, batch_size, max_input_length)
-    streams = RecordIO(texts, input, input_format, field, output, fmt, force, keep, on_error)
+    streams = RecordIO(texts, input, input_format, field, output, fmt, force, keep, on_error, shard)
     search = Search(max_new_tokens, min_new_tokens, max_length, do_sample, num_beams, num_return_sequences,
                     length_penalty, early_stopping, temperature, top_k, top_p, typical_p, seed, repetition_penalty,
                     no_repeat_ngram_size, bad_words, stop)
@@ -279,8 +280,8 @@ def generate(
                        columns=columns)
 
 
-def _output_format(output_format: OutputFormatName | None, stream: bool, output: Any) -> str:
-    """-O, else text with --stream and jsonl without; --stream writes text to stdout only."""
+def _output_format(output_format: OutputFormatName | None, stream: bool, output: Any, shard: str | None) -> str:
+    """-O, else text with --stream and jsonl without; --stream writes text to stdout only, unsharded."""
     from ..errors import UsageError
 
     fmt = output_format.value if output_format is not None else ("text" if stream else "jsonl")
@@ -289,6 +290,9 @@ def _output_format(output_format: OutputFormatName | None, stream: bool, output:
     if stream and output is not None and str(output) != "-":
         raise UsageError("--stream prints to stdout as text is generated: it cannot write --output",
                          "redirect stdout instead")
+    if stream and shard is not None:
+        raise UsageError("--stream prints text as it is generated: it cannot number the lines of a --shard",
+                         "leave --stream out")
     return fmt
 
 

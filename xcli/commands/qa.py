@@ -10,7 +10,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts, Threads,
+    Lang, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import Job, ModelOptions, RecordIO, run_record_command
 
@@ -104,6 +104,7 @@ def qa(
     force: Force = False,
     keep: Keep = None,
     on_error: OnError = OnErrorName.continue_,
+    shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -124,7 +125,7 @@ def qa(
     """
     console.configure(quiet=quiet, debug=debug)
     run = ModelOptions(model, device, dtype, threads, batch_size)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     settings = dict(  # QAOptions, built when the model core is imported
         top_k=top_k, doc_stride=doc_stride, max_answer_len=max_answer_len, max_seq_len=max_seq_len,
         max_question_len=max_question_len, handle_impossible=handle_impossible, align_to_words=align_to_words,

@@ -11,7 +11,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts, Threads,
+    Lang, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -76,6 +76,7 @@ def score(
     force: Force = False,
     keep: Keep = None,
     on_error: OnError = OnErrorName.continue_,
+    shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -113,7 +114,7 @@ def score(
     """
     console.configure(quiet=quiet, debug=debug)
     run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ScoreOptions(pll, by, target_field, choices_field, lang)
     run_record_command(streams, lambda writer: _start(run, field, options), text_of=_main_result)
 

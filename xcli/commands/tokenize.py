@@ -13,8 +13,8 @@ import typer
 
 from ..console import console
 from ..options import (
-    Debug, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, MaxLength, Model, OnError,
-    OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Texts,
+    Debug, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, MaxLength, Model, OnError, OnErrorName,
+    Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts,
 )
 from ..record_command import FIELD_HINT, Job, RecordIO, run_record_command
 
@@ -96,6 +96,7 @@ def tokenize(
     force: Force = False,
     keep: Keep = None,
     on_error: OnError = OnErrorName.continue_,
+    shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -114,7 +115,7 @@ def tokenize(
     console.configure(quiet=quiet, debug=debug)
     options = TokenizeOptions(_chosen(fields, offsets, count, decode), count, special_tokens, decode,
                               skip_special_tokens, max_length, truncation, field, pair_field)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error)
+    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     run_record_command(streams, lambda writer: _start(model, lang, options), columns=options.columns)
 
 
