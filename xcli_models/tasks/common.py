@@ -78,12 +78,23 @@ def set_threads(threads: int | None) -> None:
 
 
 def pick_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None): CUDA when available, else the CPU; otherwise the device named."""
+    """``"auto"`` (or None): CUDA when available, else the CPU; otherwise the device named.
+
+    CUDA without an index, in a process that torchrun started (``LOCAL_RANK`` set), is this
+    process's own GPU ``cuda:LOCAL_RANK``, made the current device: ``torchrun --nproc-per-node N``
+    then runs N processes on N GPUs, not all on the first."""
     name = str(getattr(name, "value", name) or "auto")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UnsupportedModel("--device cuda: no CUDA device is available (use --device cpu)")
+    local = os.environ.get("LOCAL_RANK", "").strip()
+    if name == "cuda" and local.isdigit():
+        if int(local) >= torch.cuda.device_count():
+            raise UnsupportedModel(f"LOCAL_RANK={local} (torchrun): this machine has {torch.cuda.device_count()} "
+                                   "CUDA device(s); start at most that many processes per node")
+        torch.cuda.set_device(int(local))
+        return torch.device("cuda", int(local))
     return torch.device(name)
 
 
