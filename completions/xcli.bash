@@ -13,7 +13,7 @@ _xcli() {
     done
     case "$cmd" in
         "")
-            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info merge models qa score tokenize train vocab" -- "$cur"))
+            COMPREPLY=($(compgen -W "-V --version -h --help classify convert evaluate fill-mask generate info merge models qa score serve tokenize train vocab" -- "$cur"))
             ;;
         classify)
             case "$prev" in
@@ -39,7 +39,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         convert)
@@ -96,7 +96,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         generate)
@@ -135,7 +135,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         info)
@@ -190,7 +190,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         score)
@@ -215,7 +215,20 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+            fi
+            ;;
+        serve)
+            case "$prev" in
+                --socket) COMPREPLY=(); return ;;  # file names
+                --host) COMPREPLY=(); return ;;
+                --port) COMPREPLY=(); return ;;
+                --token-file) COMPREPLY=(); return ;;  # file names
+                --max-memory) COMPREPLY=(); return ;;
+                --threads) COMPREPLY=(); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--socket --host --port --allow-remote --token-file --max-memory --threads -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         tokenize)
@@ -236,7 +249,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --field --pair-field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --field --pair-field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         train)

@@ -3,7 +3,8 @@
 A command is a plain function in ``xcli/commands/<name>.py`` whose signature (built from
 the aliases in :mod:`xcli.options`) is its command line; it imports the model core inside
 its body, so that ``--help`` and completion stay fast. Adding a command = that module +
-one line below.
+one line in :data:`COMMANDS`. A run imports and builds only the command it runs (see
+:class:`xcli.program.Program`): a one-liner does not pay for the other thirteen.
 """
 
 from __future__ import annotations
@@ -13,15 +14,33 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import classify, convert, evaluate, fill_mask, generate, info, merge, qa, tokenize, train
-from .commands import models as models_command
-from .commands import vocab as vocab_command
-from .commands import score as score_command
 from .program import Program
+
+#: name -> its function, as "module:function" in xcli.commands (in the order --help lists them)
+COMMANDS = {
+    "tokenize": "tokenize:tokenize",
+    "convert": "convert:convert",
+    "info": "info:info",
+    "models": "models:models",
+    "fill-mask": "fill_mask:fill_mask",
+    "classify": "classify:classify",
+    "qa": "qa:qa",
+    "generate": "generate:generate",
+    "train": "train:train",
+    "evaluate": "evaluate:evaluate",
+    "score": "score:score",
+    "vocab": "vocab:vocab",
+    "serve": "serve:serve",
+    "merge": "merge:merge",
+}
+
+
+class Xcli(Program):
+    table = COMMANDS
 
 app = typer.Typer(
     name="xcli",
-    cls=Program,
+    cls=Xcli,
     help="Run XLM, XLNet, XGLM, XLM-ProphetNet and MVP models on streams of records (JSONL in, JSONL out).",
     no_args_is_help=True,
     add_completion=False,  # completions are generated into completions/ (python -m xcli.completions)
@@ -30,19 +49,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
-app.command("tokenize")(tokenize.tokenize)
-app.command("convert")(convert.convert)
-app.command("info")(info.info)
-app.command("models")(models_command.models)
-app.command("fill-mask")(fill_mask.fill_mask)
-app.command("classify")(classify.classify)
-app.command("qa")(qa.qa)
-app.command("generate")(generate.generate)
-app.command("train")(train.train)
-app.command("evaluate")(evaluate.evaluate)
-app.command("score")(score_command.score)
-app.command("vocab")(vocab_command.vocab)
-app.command("merge")(merge.merge)
 
 
 def _version(value: bool) -> None:

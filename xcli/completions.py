@@ -88,6 +88,8 @@ def describe_app() -> tuple[list[Opt], list[Cmd]]:
     from .app import app
 
     group = typer.main.get_command(app)
+    ctx = group.make_context("xcli", ["--help"], resilient_parsing=True)
+    built = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
     ctx_help = ["-h", "--help"]
 
     def options(command: Any) -> list[Opt]:
@@ -96,7 +98,7 @@ def describe_app() -> tuple[list[Opt], list[Cmd]]:
 
     commands = [
         Cmd(name, _short(cmd.get_short_help_str(200)), options(cmd))
-        for name, cmd in sorted(group.commands.items())
+        for name, cmd in sorted(built.items())
         if not cmd.hidden
     ]
     return options(group), commands

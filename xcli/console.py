@@ -10,7 +10,9 @@ person goes through :data:`console`:
 * a write to a closed stderr is dropped: diagnostics never crash a run.
 
 The streams are looked up in :mod:`sys` at each use, so test runners that swap
-``sys.stderr`` see everything.
+``sys.stderr`` see everything. In a run that ``xcli serve`` serves, the messages are not written:
+each call goes back to the client (:mod:`xcli.invocation`), whose console replays it
+(:meth:`Console.replay`), with the client's ``--quiet``, colours and counts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import IO, Any, Callable, Iterator
+
+from .invocation import served
 
 PROG = "xcli"
 #: how many warnings of one kind print before the rest are only counted
@@ -69,7 +73,10 @@ class Console:
 
     def configure(self, *, quiet: bool = False, debug: bool = False) -> None:
         """What this run's ``--quiet``/``--debug`` ask for; each command calls it first, with its
-        own parsed options (``XCLI_DEBUG=1`` also turns the tracebacks on)."""
+        own parsed options (``XCLI_DEBUG=1`` also turns the tracebacks on). A served run leaves
+        the server's console as it is (the client's console has its options)."""
+        if served() is not None:
+            return
         self.quiet = quiet
         self.debug = debug or os.environ.get("XCLI_DEBUG", "") not in ("", "0")
 
@@ -123,18 +130,21 @@ class Console:
 
     # ----------------------------------------------------------- messages
     def error(self, message: str) -> None:
-        self._write("error", "1;31", message)
+        if not _sent("error", message):
+            self._write("error", "1;31", message)
 
     def warning(self, message: str) -> None:
-        if not self.quiet:
+        if not self.quiet and not _sent("warning", message):
             self._write("warning", "33", message)
 
     def note(self, message: str) -> None:
-        if not self.quiet:
+        if not self.quiet and not _sent("note", message):
             self._write(None, "", message)
 
     def counted_warning(self, kind: str, message: str) -> None:
         """A warning that may repeat per record: the first few print, the rest are counted."""
+        if _sent("counted_warning", kind, message):
+            return
         seen = self._counted.get(kind, 0) + 1
         self._counted[kind] = seen
         if seen <= WARNINGS_SHOWN:
@@ -147,6 +157,11 @@ class Console:
                 what = (describe or {}).get(kind, kind)
                 self.warning(f"{seen} records in all: {what}")
         self._counted.clear()
+
+    def replay(self, method: str, *args: Any) -> None:
+        """A console call a served run sent back (see :mod:`xcli.serving`); unknown ones are dropped."""
+        if method in _REPLAYED:
+            getattr(self, method)(*args)
 
     def exception(self, exc: BaseException, message: str) -> None:
         """An error line for ``exc``, with its traceback first under ``--debug``/``XCLI_DEBUG=1``."""
@@ -165,7 +180,7 @@ class Console:
 
         ``detail``: a text after the bar that ``bar.describe(text)`` sets (train: epoch, loss,
         learning rate, time left)."""
-        if not enabled or self.quiet or not self.is_terminal() or self._live is not None:
+        if not enabled or self.quiet or not self.is_terminal() or self._live is not None or served() is not None:
             yield _NoProgress()
             return
         from rich.console import Console as RichConsole
@@ -202,6 +217,19 @@ class Console:
                 yield _Task()
         finally:
             self._live = None
+
+
+_REPLAYED = ("error", "warning", "note", "counted_warning")
+
+
+def _sent(method: str, *args: Any) -> bool:
+    """In a served run, hand the call to the server (for its client); False in a command's own process."""
+    hooks = served()
+    if hooks is None:
+        return False
+    say: Callable[..., None] = hooks.say
+    say(method, *args)
+    return True
 
 
 #: the process-wide console

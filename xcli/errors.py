@@ -75,6 +75,15 @@ class RecordsFailed(XcliError):
     exit_code = ExitCode.RECORDS_FAILED
 
 
+class ServedFailure(XcliError):
+    """What stopped a run that ``xcli serve`` ran (a model that cannot load ...): the exit code and
+    the one-line message the run would have ended with in its own process."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = ExitCode(code) if code in ExitCode._value2member_map_ else ExitCode.FAILURE
+
+
 class RecordError(ValueError):
     """One record could not be handled; the stream goes on (unless ``--on-error stop``).
 

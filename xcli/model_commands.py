@@ -21,6 +21,7 @@ def load_task_model(
     any weight is read; so is an unavailable ``--device``. Without ``spec``, ``command``'s built-in
     model (``xcli.models.DEFAULT_MODELS``).
     """
+    from .invocation import served
     from .models import resolve_model
 
     resolved = resolve_model(spec, command)
@@ -28,13 +29,19 @@ def load_task_model(
 
     from xcli_models.auto import AutoModel, family_of
 
-    common.set_threads(threads)
+    server = served()
+    if server is None:  # a server keeps its own threads, whatever a client's --threads
+        common.set_threads(threads)
     device_name = str(getattr(device, "value", device))
+    dtype_name = str(getattr(dtype, "value", dtype))
     with usage_errors():
         common.pick_device(device_name)
         family, _ = family_of(resolved.path)
         common.require_head(AutoModel.class_for(resolved.path).__name__, lambda name: name in accept, what, family.name)
-    return common.load(resolved.path, device=device_name, dtype=str(getattr(dtype, "value", dtype)))
+    if server is not None:  # the server's warm copy
+        return server.load(resolved.path, device_name, dtype_name,
+                           lambda: common.load(resolved.path, device=device_name, dtype=dtype_name))
+    return common.load(resolved.path, device=device_name, dtype=dtype_name)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, XcliError
+from .invocation import current, served
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,17 @@ class ResolvedModel:
 
 
 def hub_cache() -> Path:
-    """The Hugging Face hub cache folder, as ``huggingface_hub`` finds it."""
+    """The Hugging Face hub cache folder, as ``huggingface_hub`` finds it (in the caller's
+    environment: see :mod:`xcli.invocation`)."""
+    caller = current()
+    env = caller.env
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(name):
-            return Path(os.environ[name]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+        if env.get(name):
+            return caller.path(env[name])
+    if env.get("HF_HOME"):
+        return caller.path(env["HF_HOME"]) / "hub"
+    xdg = env.get("XDG_CACHE_HOME")
+    base = caller.path(xdg) if xdg else caller.path("~") / ".cache"
     return base / "huggingface" / "hub"
 
 
@@ -136,7 +140,16 @@ DEFAULT_MODELS = {
 def resolve_model(spec: str | None = None, command: str | None = None) -> ResolvedModel:
     """Resolve ``--model`` (``None`` falls back to ``XCLI_MODEL``, then to ``command``'s built-in
     model, said once on stderr); a missing model is a usage error."""
-    spec = spec or os.environ.get("XCLI_MODEL") or None
+    resolved = _resolve(spec, command)
+    hooks = served()
+    if hooks is not None:
+        hooks.seen(resolved.path)
+    return resolved
+
+
+def _resolve(spec: str | None, command: str | None) -> ResolvedModel:
+    caller = current()
+    spec = spec or caller.env.get("XCLI_MODEL") or None
     default = DEFAULT_MODELS.get(command or "")
     builtin = find_builtin(default) if not spec and default is not None else None
     if builtin is not None:
@@ -150,7 +163,7 @@ def resolve_model(spec: str | None = None, command: str | None = None) -> Resolv
             "pass --model DIR|ORG/NAME|BUILTIN or set XCLI_MODEL (built-in models: "
             + (", ".join(builtin_models()) or "none") + ")",
         )
-    path = Path(spec).expanduser()
+    path = caller.path(spec)
     if path.is_dir():
         return ResolvedModel(spec, path.resolve(), "directory", _model_type(path))
     if path.exists():

@@ -131,6 +131,11 @@ Shard = Annotated[
 # plain values: each command hands them to ``console.configure`` first thing (no parse-time side effect)
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error (also: XCLI_DEBUG=1).")]
+NoServer = Annotated[
+    bool,
+    typer.Option("--no-server", help="Run the model in this process even when an `xcli serve` is there "
+                 "(XCLI_SERVER, or the default socket)."),
+]
 
 # ----------------------------------------------------------------- model
 Model = Annotated[

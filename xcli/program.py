@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from .console import console
 from .errors import ExitCode, OutputClosed, describe
+from .invocation import Invocation, enter, leave
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as _click_errors
@@ -31,13 +32,32 @@ except ImportError:  # pragma: no cover - older typer on top of click
 
 
 class Program(TyperGroup):
+    """The app's group; its commands are built when first asked for, from :attr:`table`
+    (``name -> "module:function"`` in :mod:`xcli.commands`)."""
+
+    table: dict[str, str] = {}
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.table, *(name for name in super().list_commands(ctx) if name not in self.table)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self.table:
+            self.commands[cmd_name] = _build(cmd_name, self.table[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         console.reset()
         console.hear_library()
-        sys.exit(self._run(args, prog_name or "xcli", complete_var, extra))
+        argv = tuple(args) if args is not None else tuple(sys.argv[1:])
+        token = enter(Invocation(argv, os.getcwd(), os.environ))  # what a server is sent (xcli.serving)
+        try:
+            code = self._run(args, prog_name or "xcli", complete_var, extra)
+        finally:
+            leave(token)
+        sys.exit(code)
 
     def _run(self, args: Any, prog_name: str, complete_var: str | None, extra: dict[str, Any]) -> int:
         try:
@@ -69,6 +89,19 @@ class Program(TyperGroup):
         if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130)
             console.error("interrupted")
         return result if isinstance(result, int) else ExitCode.OK
+
+
+def _build(name: str, target: str) -> Any:
+    """The click command of ``xcli.commands.MODULE:FUNCTION``, as typer would build it."""
+    import importlib
+
+    from typer.main import get_command_from_info
+    from typer.models import CommandInfo
+
+    module, function = target.split(":")
+    callback = getattr(importlib.import_module(f"xcli.commands.{module}"), function)
+    return get_command_from_info(CommandInfo(name=name, callback=callback), pretty_exceptions_short=True,
+                                 rich_markup_mode=None)
 
 
 def _output_closed() -> int:

@@ -11,7 +11,8 @@ A record command gathers its command line into a few frozen bundles right at its
 * its own options, in a bundle of its own module (generate's sampling and search settings ...),
 
 then hands :func:`run_record_command` a ``start`` function that loads what it needs and returns
-a :class:`Job`. The run is always the same:
+a :class:`Job` (in process, or in ``xcli serve`` when one runs: the same function). The run is
+always the same:
 
     read the records -> open the output -> start (load the model, build the task)
     -> run the batches, writing each record's line in input order -> finish (exit 4 if some failed)
@@ -115,24 +116,58 @@ class Job:
 
 def run_record_command(
     streams: RecordIO,
-    start: Callable[["RecordWriter"], Job],
+    start: Callable[[Callable[[str | None], None]], Job],
     *,
     text_of: Callable[[dict[str, Any]], Any] | None = None,
     columns: Sequence[str] | None = None,
+    on_piece: Callable[["RecordWriter", str | None], None] | None = None,
+    server: bool = True,
 ) -> None:
-    """Read -> open the output -> ``start(writer)`` -> run -> write -> finish.
+    """Read -> open the output -> ``start(emit)`` -> run -> write -> finish.
 
     The records are opened first and the output next, so that nothing to read or an output
     that exists is reported before a model is loaded; ``start`` loads the model and builds the
-    :class:`Job` (it gets the writer for output that cannot wait for a whole line, as
-    ``generate --stream``). Bad records get an error line and the run ends with exit status 4
+    :class:`Job`. ``emit(piece)`` is for output that cannot wait for a whole line (``generate
+    --stream``): it hands ``on_piece(writer, piece)`` a piece of text (``None``: a new record's
+    text begins). Bad records get an error line and the run ends with exit status 4
     (``--on-error stop``: exit 1 at the first); whatever stops the run keeps the lines written.
+
+    With ``server`` (no ``--no-server``) and an ``xcli serve`` there, the server runs the job
+    with a warm model (:mod:`xcli.serving.client`); the lines are the same bytes. Inside the
+    server, this only hands it ``start`` and the parsed options (:mod:`xcli.invocation`).
     """
+    from .invocation import served
+
+    hooks = served()
+    if hooks is not None:
+        hooks.captured.update(start=start, params=_parsed_options(), streams=streams, text_of=text_of,
+                              columns=columns)
+        return
     from . import io
 
     records = streams.read()
     with streams.open(text_of=text_of, columns=columns) as writer:
-        job = start(writer)
+
+        def emit(piece: str | None) -> None:
+            if on_piece is not None:
+                on_piece(writer, piece)
+
+        job = None
+        if server:
+            from .serving.client import served_job
+
+            job = served_job(start, emit)
+        if job is None:
+            job = start(emit)
         summary = io.run_records(records, job.process, writer, prepare=job.prepare, batch_size=job.batch_size,
                                  on_error=streams.on_error)
     io.finish(summary)
+
+
+def _parsed_options() -> dict[str, Any]:
+    """The options of the command being run, as parsed (name -> value)."""
+    try:  # typer >= 0.20 carries its own copy of click
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer on top of click
+        from click import get_current_context  # type: ignore[no-redef]
+    return dict(get_current_context().params)

@@ -11,7 +11,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
+    Lang, MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard,
+    Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -92,6 +93,7 @@ def classify(
     shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Classify with the checkpoint's head; labels come from its id2label.
 
@@ -113,7 +115,7 @@ def classify(
     run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
     streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ClassifyOptions(top_k, function, aggregation, pair_field, choices_field, lang)
-    run_record_command(streams, lambda writer: _start(run, field, options), text_of=_main_result)
+    run_record_command(streams, lambda emit: _start(run, field, options), text_of=_main_result, server=not no_server)
 
 
 def _start(run: ModelOptions, field: str, options: ClassifyOptions) -> Job:

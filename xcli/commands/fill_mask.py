@@ -9,7 +9,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
+    Lang, MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard,
+    Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -48,6 +49,7 @@ def fill_mask(
     shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Fill the blanks of texts: mark each with <mask> (or the model's own mask token).
 

@@ -11,7 +11,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, MaxLength, Model, OnError, OnErrorName, Output, OutputFormatName, Quiet, Shard, Texts, Threads,
+    Lang, MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -180,6 +180,16 @@ class _Shown:
     def __init__(self) -> None:
         self.text = ""
 
+    def show(self, writer: Any, piece: str | None) -> None:
+        """Print a piece of the record's text now (``None``: a new record's text begins)."""
+        from .. import io
+
+        if piece is None:
+            self.text = ""
+        elif piece:
+            self.text += piece
+            _write_now(writer, io.cell(piece))
+
     def rest(self, result: dict[str, Any]) -> str:
         text, shown = result["generated_text"], self.text
         self.text = ""
@@ -228,6 +238,7 @@ def generate(
     shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Generate text: continue prompts (causal models) or write outputs from inputs (encoder-decoder).
 
@@ -276,8 +287,8 @@ def generate(
     shown = _Shown()
     several = (num_return_sequences or 1) > 1
     columns = ["generated_text", *(["score"] if scores else []), *(["sequences"] if several else [])]
-    run_record_command(streams, lambda writer: _start(writer, run, search, shape, shown), text_of=shown.rest,
-                       columns=columns)
+    run_record_command(streams, lambda emit: _start(emit, run, search, shape), text_of=shown.rest,
+                       columns=columns, on_piece=shown.show, server=not no_server)
 
 
 def _output_format(output_format: OutputFormatName | None, stream: bool, output: Any, shard: str | None) -> str:
@@ -296,7 +307,7 @@ def _output_format(output_format: OutputFormatName | None, stream: bool, output:
     return fmt
 
 
-def _start(writer: Any, run: ModelOptions, search: Search, shape: Shape, shown: _Shown) -> Job:
+def _start(emit: Any, run: ModelOptions, search: Search, shape: Shape) -> Job:
     """Load the model and its generator; warn about options it ignores; stream or batch."""
     from xcli_models.registry import heads_for
 
@@ -318,7 +329,7 @@ def _start(writer: Any, run: ModelOptions, search: Search, shape: Shape, shown: 
         return _prepare(record, generator, shape.field)
 
     if shape.stream:
-        return Job(prepare, _streaming(writer, generator, shown), 1)
+        return Job(prepare, _streaming(emit, generator), 1)
     return Job(prepare, generator.run, run.window)
 
 
@@ -358,18 +369,16 @@ def _prepare(record: Any, generator: Any, field: str) -> Any:
     return item
 
 
-def _streaming(writer: Any, generator: Any, shown: _Shown) -> Any:
-    """--stream: one record at a time, each piece of text printed (and flushed) as it comes."""
-    from .. import io
-
-    def write(piece: str) -> None:
-        if piece:
-            shown.text += piece
-            _write_now(writer, io.cell(piece))
+def _streaming(emit: Any, generator: Any) -> Any:
+    """--stream: one record at a time, each piece of text handed to ``emit`` (printed and flushed
+    by ``_Shown.show``, here or in the client of ``xcli serve``) as it comes."""
 
     def process(items: list[Any]) -> list[dict[str, Any]]:
-        shown.text = ""
-        return [generator.stream(item, write) for item in items]
+        results = []
+        for item in items:
+            emit(None)
+            results.append(generator.stream(item, emit))
+        return results
 
     return process
 

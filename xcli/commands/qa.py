@@ -10,7 +10,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
+    Lang, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import Job, ModelOptions, RecordIO, run_record_command
 
@@ -107,6 +107,7 @@ def qa(
     shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Answer questions with a span of their context (extractive QA).
 
@@ -131,7 +132,7 @@ def qa(
         max_question_len=max_question_len, handle_impossible=handle_impossible, align_to_words=align_to_words,
     )
     fields = Fields(question_field, context_field, field, context)
-    run_record_command(streams, lambda writer: _start(run, settings, fields, lang), text_of=_answer)
+    run_record_command(streams, lambda emit: _start(run, settings, fields, lang), text_of=_answer, server=not no_server)
 
 
 def _start(run: ModelOptions, settings: dict[str, Any], fields: Fields, lang: str | None) -> Job:

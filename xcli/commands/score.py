@@ -11,7 +11,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, Model, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
+    Lang, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -79,6 +79,7 @@ def score(
     shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Score texts under a language model: the log-probability of each record's text.
 
@@ -116,7 +117,7 @@ def score(
     run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
     streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ScoreOptions(pll, by, target_field, choices_field, lang)
-    run_record_command(streams, lambda writer: _start(run, field, options), text_of=_main_result)
+    run_record_command(streams, lambda emit: _start(run, field, options), text_of=_main_result, server=not no_server)
 
 
 def _start(run: ModelOptions, field: str, options: ScoreOptions) -> Job:

@@ -13,8 +13,8 @@ import typer
 
 from ..console import console
 from ..options import (
-    Debug, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, MaxLength, Model, OnError, OnErrorName,
-    Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts,
+    Debug, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, MaxLength, Model, NoServer, OnError,
+    OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts,
 )
 from ..record_command import FIELD_HINT, Job, RecordIO, run_record_command
 
@@ -99,6 +99,7 @@ def tokenize(
     shard: Shard = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Split texts into tokens and ids, or decode ids back to text.
 

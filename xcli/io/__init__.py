@@ -77,7 +77,7 @@ One idea per module; this package re-exports what commands use:
 
 from __future__ import annotations
 
-from .batching import ON_ERROR, Summary, batches, finish, run_records
+from .batching import ON_ERROR, Summary, batches, finish, handle, run_records
 from .jsonl import MAX_DEPTH, json_text
 from .merging import merge_shards
 from .output import open_output, open_writer
@@ -89,7 +89,7 @@ from .writer import OUTPUT_FORMATS, LineWriter, RecordWriter, cell, parse_field_
 
 __all__ = [
     "INPUT_FORMATS", "MAX_DEPTH", "MAX_LINE_BYTES", "ON_ERROR", "OUTPUT_FORMATS", "TOO_LONG", "LineReader",
-    "LineWriter", "Record", "RecordStream", "RecordWriter", "Shard", "Summary", "batches", "cell", "finish",
+    "LineWriter", "Record", "RecordStream", "RecordWriter", "Shard", "Summary", "batches", "cell", "finish", "handle",
     "json_text", "json_type", "merge_shards", "open_output", "open_writer", "parse_field_list", "parse_shard",
     "read_records", "run_records",
 ]

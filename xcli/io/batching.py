@@ -63,21 +63,7 @@ def run_records(
     # a bar on the terminal that also shows the records would mix with them
     with console.progress(total=getattr(records, "total", None), enabled=not writer.to_terminal) as bar:
         for batch in batches(records, batch_size):
-            results: list[Any] = [None] * len(batch)
-            items: list[Any] = []
-            slots: list[int] = []
-            for slot, record in enumerate(batch):
-                if record.error is not None:
-                    results[slot] = record.error
-                    continue
-                try:
-                    items.append(prepare(record) if prepare else record)
-                    slots.append(slot)
-                except record_errors as exc:
-                    results[slot] = RecordError.from_exception(exc)
-            if items:
-                for slot, result in zip(slots, _process(process_batch, items, record_errors)):
-                    results[slot] = result
+            results = handle(batch, prepare, process_batch, record_errors)
             for record, result in zip(batch, results):
                 summary.records += 1
                 writer.write(record, result)
@@ -95,6 +81,33 @@ def run_records(
             bar.advance(len(batch))  # type: ignore[attr-defined]
     console.summarize_warnings()
     return summary
+
+
+def handle(
+    batch: Sequence[Record],
+    prepare: Callable[[Record], Any] | None,
+    process_batch: Callable[[list[Any]], Sequence[Any]],
+    record_errors: tuple[type[BaseException], ...] = (ValueError,),
+) -> list[Any]:
+    """One result per record of ``batch``, as :func:`run_records` makes them: a record's read error,
+    else ``prepare``'s error, else ``process_batch``'s result (a batch that raises a record error
+    is run again one item at a time, to find the culprit). ``xcli serve`` handles a client's round so."""
+    results: list[Any] = [None] * len(batch)
+    items: list[Any] = []
+    slots: list[int] = []
+    for slot, record in enumerate(batch):
+        if record.error is not None:
+            results[slot] = record.error
+            continue
+        try:
+            items.append(prepare(record) if prepare else record)
+            slots.append(slot)
+        except record_errors as exc:
+            results[slot] = RecordError.from_exception(exc)
+    if items:
+        for slot, result in zip(slots, _process(process_batch, items, record_errors), strict=True):
+            results[slot] = result
+    return results
 
 
 def _process(

@@ -1,0 +1,374 @@
+"""What ``xcli serve`` keeps warm and how it runs a client's records (no HTTP here: see
+:mod:`xcli.serving.server`).
+
+A client's run arrives as its command line (:mod:`xcli.serving.wire`). The engine parses it with
+the very command the client ran, inside the client's :class:`~xcli.invocation.Invocation`, where
+:func:`~xcli.record_command.run_record_command` only hands over the command's ``start`` and its
+parsed options. ``start`` builds the :class:`~xcli.record_command.Job` (load the model, build
+the task), and the engine keeps it, keyed by the command and every option that is not about
+records (input, output, format ...), the client's folder and model environment:
+
+* :class:`Models`: the checkpoints in memory, least recently used unloaded first past
+  ``max_memory`` bytes of weights; a checkpoint whose files changed (size or time) loads again;
+* :class:`Runs`: the built jobs (what ``start`` said on stderr is kept and said again to each
+  client that opens one); a job whose checkpoint changed is built again;
+* :class:`Batcher`: the task commands (classify, fill-mask, qa, score, tokenize) put the rounds of
+  all clients of one job into one model call. Their numbers do not depend on the batch (see
+  ``xcli_models.tasks.common``), so every client's lines are the bytes it would have written
+  alone. ``generate`` runs each client's round as the client would (its decoding is not
+  batch-invariant), concurrently with the others.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import UsageError
+from ..invocation import MODEL_ENVIRONMENT, Invocation, Served, enter, leave
+from ..io import Record
+
+#: commands whose rounds from different clients may share a model call (batch-invariant)
+BATCHED = frozenset({"classify", "fill-mask", "qa", "score", "tokenize"})
+#: the commands a server runs
+COMMANDS = BATCHED | {"generate"}
+#: options about records and messages, not about the model work: jobs are shared across them
+_RECORD_OPTIONS = frozenset({"texts", "input", "input_format", "output", "output_format", "force", "keep",
+                             "on_error", "quiet", "debug", "no_server", "shard"})
+#: built jobs kept (least recently used dropped first)
+MAX_RUNS = 64
+
+
+class Cancelled(Exception):
+    """The client went away: its work stops."""
+
+
+def stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a checkpoint's files change: each file's name, size and modification time."""
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return ()
+    out = []
+    for entry in entries:
+        try:
+            info = entry.stat()
+        except OSError:
+            continue
+        out.append((entry.name, info.st_size, info.st_mtime_ns))
+    return tuple(out)
+
+
+def weight_bytes(task: Any) -> int:
+    model = getattr(task, "model", None)
+    if model is None:
+        return 0
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class _Model:
+    task: Any
+    stamp: tuple[Any, ...]
+    size: int
+
+
+class Models:
+    """Warm checkpoints, keyed by folder, device and dtype; least recently used unloaded past
+    ``max_memory`` (``forget(task)`` then drops what else holds it)."""
+
+    def __init__(self, max_memory: int, forget: Callable[[Any], None] = lambda task: None) -> None:
+        self.max_memory = max_memory
+        self.forget = forget
+        self._entries: OrderedDict[tuple[str, str, str], _Model] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, str, str], threading.Lock] = {}
+
+    def load(self, path: Path, device: str, dtype: str, build: Callable[[], Any]) -> Any:
+        key = (str(path), device, dtype)
+        with self._lock:
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # one load per checkpoint at a time; the others wait for it
+            now = stamp(path)
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry.stamp == now:
+                    self._entries.move_to_end(key)
+                    return entry.task
+                self._entries.pop(key, None)
+            task = build()
+            size = weight_bytes(task)
+            with self._lock:
+                self._entries[key] = _Model(task, now, size)
+                evicted = self._evict(keep=key)
+            for old in evicted:
+                self.forget(old)
+            return task
+
+    def _evict(self, keep: tuple[str, str, str]) -> list[Any]:
+        evicted = []
+        while sum(e.size for e in self._entries.values()) > self.max_memory and len(self._entries) > 1:
+            oldest = next(k for k in self._entries if k != keep)
+            evicted.append(self._entries.pop(oldest).task)
+        return evicted
+
+    def loaded(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"path": k[0], "device": k[1], "dtype": k[2], "bytes": e.size} for k, e in self._entries.items()]
+
+    def holds(self, task: Any) -> bool:
+        with self._lock:
+            return any(e.task is task for e in self._entries.values())
+
+
+@dataclass
+class _Ticket:
+    items: list[Any]
+    cancelled: threading.Event
+    results: list[Any] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class Batcher:
+    """One job's model calls: the items of all rounds waiting when the model is free go in one call.
+
+    The first waiting thread runs the call for everyone (up to ``limit`` items); the others wait
+    for their share. A call that raises is run again for each round alone, so that each round
+    gets its own error (and :func:`xcli.io.handle` finds the bad record in it).
+    """
+
+    def __init__(self, process: Callable[[list[Any]], Sequence[Any]], limit: int) -> None:
+        self.process = process
+        self.limit = max(1, limit)
+        self._pending: list[_Ticket] = []
+        self._busy = False
+        self._cv = threading.Condition()
+
+    def run(self, items: list[Any], cancelled: threading.Event | None = None) -> list[Any]:
+        ticket = _Ticket(list(items), cancelled or threading.Event())
+        with self._cv:
+            self._pending.append(ticket)
+            while not ticket.done:
+                if self._busy:
+                    self._cv.wait()
+                    continue
+                self._busy = True
+                batch = self._take()
+                self._cv.release()
+                try:
+                    self._call(batch)
+                finally:
+                    self._cv.acquire()
+                    self._busy = False
+                    self._cv.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.results is not None
+        return ticket.results
+
+    def _take(self) -> list[_Ticket]:
+        batch, size = [], 0
+        while self._pending and (not batch or size + len(self._pending[0].items) <= self.limit):
+            ticket = self._pending.pop(0)
+            if ticket.cancelled.is_set():
+                ticket.error, ticket.done = Cancelled(), True
+                continue
+            batch.append(ticket)
+            size += len(ticket.items)
+        return batch
+
+    def _call(self, batch: list[_Ticket]) -> None:
+        if not batch:
+            return
+        try:
+            merged = [item for ticket in batch for item in ticket.items]
+            results = list(self.process(merged))
+            if len(results) != len(merged):
+                raise RuntimeError(f"{len(merged)} items gave {len(results)} results")
+            at = 0
+            for ticket in batch:
+                ticket.results = results[at : at + len(ticket.items)]
+                at += len(ticket.items)
+        except Exception:  # noqa: BLE001 - each round alone, with its own error
+            if len(batch) == 1:
+                self._alone(batch[0])
+            else:
+                for ticket in batch:
+                    self._alone(ticket)
+        for ticket in batch:
+            ticket.done = True
+
+    def _alone(self, ticket: _Ticket) -> None:
+        try:
+            ticket.results = list(self.process(ticket.items))
+        except Exception as exc:  # noqa: BLE001 - handed to the round's own thread
+            ticket.error = exc
+
+
+@dataclass
+class Run:
+    """A built job and what its building said on stderr."""
+
+    job: Any
+    said: list[list[Any]]
+    paths: dict[str, tuple[Any, ...]]  # the checkpoints it read, with their stamps
+    tasks: list[Any] = field(default_factory=list)  # the warm models it holds
+    batcher: Batcher | None = None
+
+
+@dataclass
+class Request:
+    """One client exchange: its command line, folder, environment and records."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    records: list[Record]
+    said: list[list[Any]] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def from_json(cls, body: Any, make_record: Callable[[Any], Record]) -> "Request":
+        if not isinstance(body, dict):
+            raise ValueError("the request must be a JSON object")
+        argv, cwd, env = body.get("argv"), body.get("cwd", "/"), body.get("env", {})
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError('"argv" must be a non-empty array of strings (the command first)')
+        if argv[0] not in COMMANDS:
+            raise ValueError(f"the server runs {', '.join(sorted(COMMANDS))}, not {argv[0]!r}")
+        if not isinstance(cwd, str) or not os.path.isabs(cwd):
+            raise ValueError('"cwd" must be an absolute path')
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ValueError('"env" must be an object of strings')
+        env = {k: v for k, v in env.items() if k in MODEL_ENVIRONMENT}
+        records = body.get("records", [])
+        if not isinstance(records, list):
+            raise ValueError('"records" must be an array')
+        return cls(argv, cwd, env, [make_record(r) for r in records])
+
+
+class Engine:
+    """Parses a client's command line, keeps the jobs and models warm, and runs rounds."""
+
+    def __init__(self, max_memory: int) -> None:
+        self.models = Models(max_memory, self._forget)
+        self._runs: OrderedDict[Any, Run] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[Any, threading.Lock] = {}
+        self._pieces = threading.local()
+
+    # --------------------------------------------------------------- a client's command line
+    def parse(self, request: Request, hooks: Served) -> tuple[Any, dict[str, Any]]:
+        """The command's ``start`` and the key of its job, from the client's command line."""
+        token = enter(Invocation(tuple(request.argv), request.cwd, request.env, hooks))
+        try:
+            self._program().main(args=list(request.argv), prog_name="xcli", standalone_mode=False)
+        except Exception as exc:  # noqa: BLE001 - the client parsed the same line: say what differs
+            raise UsageError(f"the server cannot parse this command line: {' '.join(str(exc).split())}",
+                             "is the server another xcli version? restart it") from None
+        finally:
+            leave(token)
+        captured = hooks.captured
+        if "start" not in captured:
+            raise UsageError(f"the server does not run '{request.argv[0]}'")
+        params = {k: v for k, v in captured["params"].items() if k not in _RECORD_OPTIONS}
+        key = (request.argv[0], json.dumps(params, sort_keys=True, default=str), request.cwd,
+               tuple(sorted(request.env.items())))
+        return captured, {"key": key, "streaming": bool(params.get("stream"))}
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019 - one engine per server
+    def _program(self) -> Any:
+        """The command line's click group (built once: typer builds it anew on each call)."""
+        from typer.main import get_command
+
+        from ..app import app
+
+        return get_command(app)
+
+    def run_for(self, request: Request, hooks: Served) -> Run:
+        """The warm job for this command line (built now if it is not, or if its checkpoint changed)."""
+        captured, info = self.parse(request, hooks)
+        key = info["key"]
+        with self._lock:
+            gate = self._building.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                run = self._runs.get(key)
+            if run is not None and all(stamp(Path(p)) == s for p, s in run.paths.items()):
+                with self._lock:
+                    self._runs.move_to_end(key)
+                return run
+            run = self._build(request, hooks, captured, info)
+            with self._lock:
+                self._runs[key] = run
+                self._runs.move_to_end(key)
+                while len(self._runs) > MAX_RUNS:
+                    self._runs.popitem(last=False)
+            return run
+
+    def _build(self, request: Request, hooks: Served, captured: dict[str, Any], info: dict[str, Any]) -> Run:
+        """``start`` in the client's invocation; the checkpoints it resolves and loads are noted."""
+        run = Run(None, [], {})
+        load, seen = hooks.load, hooks.seen
+
+        def remember(path: Path, device: str, dtype: str, build: Callable[[], Any]) -> Any:
+            run.paths[str(path)] = stamp(path)
+            task = load(path, device, dtype, build)
+            run.tasks.append(task)
+            return task
+
+        hooks.load = remember
+        hooks.seen = lambda path: run.paths.setdefault(str(path), stamp(path))
+        token = enter(Invocation(tuple(request.argv), request.cwd, request.env, hooks))
+        try:
+            run.job = captured["start"](self._emit)
+        finally:
+            leave(token)
+            hooks.load, hooks.seen = load, seen
+        run.said = list(request.said)
+        if request.argv[0] in BATCHED and not info["streaming"]:
+            run.batcher = Batcher(run.job.process, run.job.batch_size)
+        return run
+
+    def _forget(self, task: Any) -> None:
+        """A model was unloaded: so are the jobs built on it (they are built again when asked for)."""
+        with self._lock:
+            for key in [k for k, run in self._runs.items() if any(t is task for t in run.tasks)]:
+                del self._runs[key]
+
+    # --------------------------------------------------------------- rounds
+    def _emit(self, piece: str | None) -> None:
+        """``generate --stream`` pieces, to the client whose round runs in this thread."""
+        target = getattr(self._pieces, "target", None)
+        if target is not None:
+            target(piece)
+
+    def handle(self, request: Request, hooks: Served, run: Run, pieces: Callable[[str | None], None]) -> list[Any]:
+        """One result per record of the round (a dict or a RecordError)."""
+        from ..io import handle
+
+        def process(items: list[Any]) -> Sequence[Any]:
+            if request.cancelled.is_set():
+                raise Cancelled()
+            if run.batcher is not None:
+                return run.batcher.run(items, request.cancelled)
+            return run.job.process(items)
+
+        self._pieces.target = pieces
+        token = enter(Invocation(tuple(request.argv), request.cwd, request.env, hooks))
+        try:
+            return handle(request.records, run.job.prepare, process)
+        finally:
+            leave(token)
+            self._pieces.target = None
+
+    def loaded(self) -> list[dict[str, Any]]:
+        return self.models.loaded()
