@@ -375,6 +375,23 @@ def test_sigterm_finishes_the_work_in_flight(tmp_path: Path) -> None:
     assert out == alone.stdout
 
 
+def test_a_client_that_goes_away_stops_its_stream(server: Served) -> None:
+    before = server.get("/health")["cancelled"]
+    body = wire.dumps({"argv": ["generate", "--stream", "--max-new-tokens", "400", "--min-new-tokens", "400"],
+                       "cwd": str(ROOT), "env": {}, "records": [{"index": 0, "where": "line 1", "line": 1,
+                                                                  "data": {"text": "To be"}}]})
+    conn = client.connection(server.address, 60)
+    conn.request("POST", "/v1/run", body=body)
+    response = conn.getresponse()
+    while b'"piece": "' not in response.readline().replace(b":", b": "):
+        pass
+    conn.close()  # gone mid-stream
+    deadline = time.time() + 60
+    while server.get("/health")["cancelled"] == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert server.get("/health")["cancelled"] == before + 1
+
+
 # ---------------------------------------------------------------------- security
 def test_the_default_socket_is_its_owners_only(tmp_path: Path) -> None:
     runtime = tmp_path / "runtime"

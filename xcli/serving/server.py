@@ -104,6 +104,7 @@ class Server:
         self.token = token
         self.started = time.time()
         self.rounds = 0  # client rounds run (records processed for the command line)
+        self.cancelled = 0  # rounds stopped because their client went away
         routes = [
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
@@ -131,6 +132,7 @@ class Server:
     async def health(self, request: HttpRequest) -> Response:
         return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid(),
                              "uptime_s": round(time.time() - self.started, 3), "rounds": self.rounds,
+                             "cancelled": self.cancelled,
                              "models": self.engine.loaded()})
 
     async def models(self, request: HttpRequest) -> Response:
@@ -164,13 +166,19 @@ class Server:
             else:
                 exchange.said.clear()  # what building the job said was said when the run opened
                 self.rounds += 1
-                results = self.engine.handle(exchange, hooks, run, lambda piece: put({"piece": piece}))
+
+                def piece(text: str | None) -> None:
+                    if exchange.cancelled.is_set():  # the client is gone: stop generating
+                        raise Cancelled()
+                    put({"piece": text})
+
+                results = self.engine.handle(exchange, hooks, run, piece)
                 said, answer = exchange.said, {"results": [wire.result_out(r) for r in results]}
             for call in said:
                 put({"say": call})
             put(answer)
         except Cancelled:
-            pass
+            self.cancelled += 1
         except Exception as exc:  # noqa: BLE001 - the run's failure, the client's to report
             for call in exchange.said:
                 put({"say": call})
