@@ -514,6 +514,26 @@ def test_the_http_endpoints(server: Served) -> None:
         assert status == 400 and json.loads(body)["error"]["message"]
 
 
+def test_memory_stays_bounded_under_many_requests(server: Served) -> None:
+    status_file = Path(f"/proc/{server.process.pid}/status")
+    if not status_file.exists():
+        pytest.skip("no /proc here to read the server's memory from")
+
+    def rss_kib() -> int:
+        line = next(l for l in status_file.read_text().splitlines() if l.startswith("VmRSS:"))
+        return int(line.split()[1])
+
+    def requests(n: int) -> None:
+        for i in range(n):
+            status, _ = server.post("/v1/classify", {"args": ["-q", f"film number {i} of {n}"]})
+            assert status == 200
+
+    requests(100)
+    before = rss_kib()
+    requests(400)
+    assert rss_kib() - before < 32 * 1024  # KiB: no growth per request
+
+
 def test_the_client_side_never_imports_torch(server: Served) -> None:
     code = ("import sys\nfrom xcli.__main__ import main\ntry:\n    main(['classify', '-q', 'fine'])\n"
             "except SystemExit as e:\n    print('torch' in sys.modules, e.code, file=sys.stderr)")

@@ -28,6 +28,7 @@ import os
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
@@ -44,6 +45,8 @@ from .engine import COMMANDS, Cancelled, Engine, Request
 
 #: the largest request body read (bytes)
 MAX_BODY = 64 * 1024 * 1024
+#: requests worked on at once (more wait for a thread: memory stays bounded under any load)
+WORKERS = 32
 HEARTBEAT_S = 1.0
 
 
@@ -113,6 +116,7 @@ class Server:
             Route("/v1/{command}", self.command, methods=["POST"]),
         ]
         self.app = Starlette(routes=routes)
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="xcli-serve")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.token is not None and not self._authorized(scope):
@@ -152,8 +156,7 @@ class Server:
         except ValueError as exc:
             return _error(400, str(exc))
         events = _Events(asyncio.get_running_loop())
-        threading.Thread(target=self._work, args=(exchange, events.put), daemon=True,
-                         name=f"xcli-{exchange.argv[0]}").start()
+        self.pool.submit(self._work, exchange, events.put)
         return StreamingResponse(events.lines(exchange.cancelled), media_type="application/x-ndjson")
 
     def _work(self, exchange: Request, put: Callable[[dict[str, Any] | None], None]) -> None:
@@ -199,7 +202,7 @@ class Server:
             argv, records = _command_request(command, body)
         except ValueError as exc:
             return _error(400, str(exc))
-        return await asyncio.to_thread(self._lines, argv, records)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._lines, argv, records)
 
     def _lines(self, argv: list[str], records: list[Record]) -> Response:
         exchange = Request(argv, os.getcwd(), {}, records)
@@ -234,10 +237,11 @@ class Server:
         if query.stream:
             events = _Events(asyncio.get_running_loop())
             exchange = Request(query.argv(stream=True), os.getcwd(), {}, query.records())
-            threading.Thread(target=self._work, args=(exchange, events.put), daemon=True).start()
+            self.pool.submit(self._work, exchange, events.put)
             return StreamingResponse(answer.stream(query, events.lines(exchange.cancelled)),
                                      media_type="text/event-stream")
-        response = await asyncio.to_thread(self._lines, query.argv(stream=False), query.records())
+        response = await asyncio.get_running_loop().run_in_executor(self.pool, self._lines, query.argv(stream=False),
+                                                                     query.records())
         return answer.whole(query, response)
 
 
