@@ -159,6 +159,21 @@ def test_qa_prints_the_same_bytes_through_the_server(server: Served, tmp_path: P
     same_either_way(server, ["qa", "-m", str(model), "--top-k", "2"], records)
 
 
+def test_evaluate_prints_the_same_bytes_through_the_server(server: Served, tmp_path: Path) -> None:
+    lines = shared_path("datasets", "sst2", "dev.tsv").read_text(encoding="utf-8").splitlines()[1:41]
+    records = "".join(json.dumps({"text": t, "label": ["negative", "positive"][int(y)]}) + "\n"
+                      for t, y in (line.split("\t") for line in lines)) + "not json\n"
+    args = ["evaluate", "-m", "xcli/sentiment", "-i", "-", "--predictions", str(tmp_path / "p.jsonl"), "--force"]
+    through = invoke(args, server.env, records)
+    served_predictions = (tmp_path / "p.jsonl").read_bytes()
+    assert through == invoke([*args, "--no-server"], server.env, records)
+    assert (tmp_path / "p.jsonl").read_bytes() == served_predictions and len(served_predictions.splitlines()) == 41
+    assert through[0] == 4 and json.loads(through[1])["records"] == 40
+    status, body = server.post("/v1/evaluate", {"args": ["-m", "xcli/sentiment", "-i", "-"],
+                                                "records": [json.loads(r) for r in records.splitlines()[:-1]]})
+    assert status == 200 and json.loads(body) == {**json.loads(through[1]), "skipped": 0}
+
+
 def test_text_arguments_and_the_built_in_note(server: Served) -> None:
     status, out, err = same_either_way(server, ["classify", "a gripping film", "a dull one"])
     assert status == 0 and len(out.splitlines()) == 2

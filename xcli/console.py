@@ -152,6 +152,8 @@ class Console:
 
     def summarize_warnings(self, describe: dict[str, str] | None = None) -> None:
         """One closing line per kind of counted warning that repeated past the first few."""
+        if _sent("summarize_warnings", describe):
+            return
         for kind, seen in self._counted.items():
             if seen > WARNINGS_SHOWN:
                 what = (describe or {}).get(kind, kind)
@@ -219,7 +221,7 @@ class Console:
             self._live = None
 
 
-_REPLAYED = ("error", "warning", "note", "counted_warning")
+_REPLAYED = ("error", "warning", "note", "counted_warning", "summarize_warnings")
 
 
 def _sent(method: str, *args: Any) -> bool:

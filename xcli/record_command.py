@@ -171,3 +171,15 @@ def _parsed_options() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - older typer on top of click
         from click import get_current_context  # type: ignore[no-redef]
     return dict(get_current_context().params)
+
+
+def captured_by_server(measure: Callable[[Any], Any]) -> bool:
+    """Inside ``xcli serve`` (parsing a client's ``evaluate``): hand it ``measure(records)``, the
+    command's model side, and say True (the command stops there); False in a command's own process."""
+    from .invocation import served
+
+    hooks = served()
+    if hooks is None:
+        return False
+    hooks.captured.update(measure=measure, params=_parsed_options())
+    return True

@@ -16,7 +16,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength, Model,
-    OnError, OnErrorName, Quiet, Threads,
+    NoServer, OnError, OnErrorName, Quiet, Threads,
 )
 from ..errors import RecordError
 from .train import TaskName
@@ -62,6 +62,7 @@ def evaluate(
     on_error: OnError = OnErrorName.continue_,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_server: NoServer = False,
 ) -> None:
     """Evaluate a model on records with gold answers; print one JSON object of metrics.
 
@@ -82,52 +83,76 @@ def evaluate(
 
       xcli evaluate -m ./xlm-ner -i eng.testb.jsonl --predictions ner-predictions.jsonl
     """
+    import functools
+
     from .. import io
     from ..errors import RecordsFailed, UsageError
-    from ..models import resolve_model
+    from ..record_command import captured_by_server
+    from ..serving.client import measured
 
     console.configure(quiet=quiet, debug=debug)
     if not input:
         raise UsageError("evaluate needs records with gold answers: --input/-i PATH ('-' for stdin)")
+    measure = functools.partial(
+        _measure, model=model, task=task, lang=lang, max_length=max_length, batch_size=batch_size,
+        doc_stride=doc_stride, seed=seed, device=device, threads=threads, field=field, on_error=on_error,
+        predictions=predictions is not None,
+    )
+    if captured_by_server(measure):
+        return
     records = io.read_records(None, input, input_format=input_format, field=field)
-    resolved = resolve_model(model)
     writer_context = (io.open_writer(predictions, force=force) if predictions is not None
                       else contextlib.nullcontext(None))
     with writer_context as writer:
-        from xcli_models import training
-        from xcli_models.tasks.common import set_threads
-
-        from .train import _load
-
-        set_threads(threads)
-        loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
-                                 {"doc_stride": doc_stride},
-                                 other_hint="evaluate needs a checkpoint trained for the task")
-        _check_loaded(loaded, resolved, writer)
-        seen, examples, skipped = _examples(run_task, records, on_error, writer is not None)
-        with console.progress(total=len(examples), unit="records") as bar:
-            result = training.evaluate(loaded.model, run_task, examples, batch_size=batch_size, seed=seed,
-                                       predictions=writer is not None, on_batch=bar.advance)
+        summary, outputs = measured(records, measure, server=not no_server)
         if writer is not None:
-            for record, where in seen:
-                writer.write(record, where if isinstance(where, RecordError)
-                             else _prediction(loaded.task, run_task, result.predictions[where]))
+            for record, output in outputs:
+                writer.write(record, output)
+    sys.stdout.write(io.json_text(summary))
+    sys.stdout.flush()
+    if summary["skipped"]:
+        raise RecordsFailed(f"{summary['skipped']} record(s) were skipped",
+                            "stderr names their lines; the metrics leave them out")
+
+
+def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | None, max_length: int | None,
+             batch_size: int, doc_stride: int | None, seed: int, device: DeviceName, threads: int | None, field: str,
+             on_error: OnErrorName, predictions: bool) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+    """The model side: the metrics summary, and each record with its prediction (or its error) when
+    ``predictions``. Run in process, or by ``xcli serve`` on the records the client read."""
+    from xcli_models import training
+    from xcli_models.tasks.common import set_threads
+
+    from ..invocation import served
+    from ..models import resolve_model
+    from .train import _load
+
+    resolved = resolve_model(model)
+    if served() is None:
+        set_threads(threads)
+    loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
+                             {"doc_stride": doc_stride}, other_hint="evaluate needs a checkpoint trained for the task",
+                             warm=True)
+    _check_loaded(loaded, resolved, predictions)
+    seen, examples, skipped = _examples(run_task, records, on_error, predictions)
+    with console.progress(total=len(examples), unit="records") as bar:
+        result = training.evaluate(loaded.model, run_task, examples, batch_size=batch_size, seed=seed,
+                                   predictions=predictions, on_batch=bar.advance)
+    outputs = [(record, where if isinstance(where, RecordError)
+                else _prediction(loaded.task, run_task, result.predictions[where])) for record, where in seen]
     metrics = {k: v for k, v in result.metrics.items() if k != "loss"}
     summary = {"model": resolved.spec, "task": loaded.task, "records": len(examples), "skipped": skipped, **metrics,
                "loss": result.loss}
-    sys.stdout.write(io.json_text(summary))
-    sys.stdout.flush()
-    if skipped:
-        raise RecordsFailed(f"{skipped} record(s) were skipped", "stderr names their lines; the metrics leave them out")
+    return summary, outputs
 
 
-def _check_loaded(loaded: Any, resolved: Any, writer: Any) -> None:
+def _check_loaded(loaded: Any, resolved: Any, predictions: bool) -> None:
     """A checkpoint without weights has nothing to evaluate; a loss-only task nothing to predict."""
     from ..errors import UsageError
 
     if loaded.scratch:
         raise UsageError(f"{resolved.path} has no weights: nothing to evaluate")
-    if writer is not None and loaded.task in _LOSS_ONLY:
+    if predictions and loaded.task in _LOSS_ONLY:
         raise UsageError(f"--predictions: a {loaded.task} evaluation predicts nothing per record (only the loss "
                          "and perplexity count)")
 

@@ -462,21 +462,32 @@ def _label_list(labels: str | None) -> list[str] | None:
 
 def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None, from_scratch: bool, seed: int,
           device: DeviceName, max_length: int | None, lang: str | None, field: str,
-          options: dict[str, Any] | None = None, *, other_hint: str | None = None) -> tuple[Any, Any]:
+          options: dict[str, Any] | None = None, *, other_hint: str | None = None,
+          warm: bool = False) -> tuple[Any, Any]:
     """The model, its tokenizer and task, or a usage error saying why they cannot train
-    (``other_hint``: the caller's advice in place of train's, e.g. to grow a head)."""
+    (``other_hint``: the caller's advice in place of train's, e.g. to grow a head). ``warm``
+    (evaluate): inside ``xcli serve``, its loaded copy (in eval mode, never trained)."""
     from ..console import console
     from ..errors import UsageError
+    from ..invocation import served
     from xcli_models.tasks.common import UnsupportedModel
     from xcli_models.tokenization import TokenizerError
 
+    def build() -> Any:
+        return training.load_for_training(
+            resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
+            dtype="float32", device=device.value, from_scratch=from_scratch, seed=seed,
+            tune=(options or {}).get("tune", "all"),
+        )
+
+    hooks = served() if warm else None
     try:
         with console.library_muted():  # the load report is noted below, once
-            loaded = training.load_for_training(
-                resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
-                dtype="float32", device=device.value, from_scratch=from_scratch, seed=seed,
-                tune=(options or {}).get("tune", "all"),
-            )
+            if hooks is None:
+                loaded = build()
+            else:
+                loaded = hooks.load(resolved.path, device.value, "float32", lambda: _evaluating(build()),
+                                    kind=f"evaluate:{task.value}:{seed}")
     except (training.TrainingError, UnsupportedModel) as exc:
         if other_hint and getattr(exc, "hint", None):  # train's way out does not apply to the caller
             raise UsageError(exc.message, other_hint) from None
@@ -496,6 +507,11 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
     if not loaded.scratch and loaded.model.load_report.unexpected:
         console.note(f"checkpoint tensors left unused: {', '.join(loaded.model.load_report.unexpected)}")
     return loaded, run_task
+
+
+def _evaluating(loaded: Any) -> Any:
+    loaded.model.eval()
+    return loaded
 
 
 def _summary(training: Any, written: Any, resolved: Any, loaded: Any, resumed_at: int | None, train_examples: list,

@@ -172,12 +172,24 @@ class Remote:
                 answer = event["opened"].get("batch_size")
             elif "results" in event:
                 answer = event["results"]
+            elif "measured" in event:
+                answer = event["measured"]
             elif "failed" in event:
                 _replay(said)
                 failed = event["failed"]
                 raise ServedFailure(int(failed.get("code", 1)), str(failed.get("message", "the server failed")))
         _replay(said)  # only once the round is whole: a round run again never says things twice
         return answer
+
+    def measure(self, records: list[Any]) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+        """``evaluate`` on the server: its metrics, and each record's prediction (when asked for)."""
+        answer = self._exchange([wire.record_out(r) for r in records])
+        if not isinstance(answer, dict) or not isinstance(answer.get("summary"), dict):
+            raise ServerGone("it did not answer with metrics")
+        outputs = answer.get("outputs") or []
+        if outputs and len(outputs) != len(records):
+            raise ServerGone("it answered with the wrong number of predictions")
+        return answer["summary"], [(r, wire.result_in(o)) for r, o in zip(records, outputs)]
 
     def _piece(self, piece: str | None) -> None:
         self.streamed = "" if piece is None else self.streamed + piece
@@ -238,6 +250,19 @@ def served_job(start: Callable[[Callable[[str | None], None]], Any], emit: Calla
         return _local(local[0], records)
 
     return Job(lambda record: record, process, size)
+
+
+def measured(records: Any, measure: Callable[[Any], Any], server: bool = True) -> Any:
+    """``measure(records)`` (evaluate's model side) by a server when one answers, else here."""
+    address = find_server() if server else None
+    if address is not None:
+        batch = list(records)  # all of them: the metrics need every record
+        try:
+            return Remote(address, lambda piece: None).measure(batch)
+        except ServerGone as exc:
+            console.warning(f"the xcli server at {address} {exc}: running in process")
+        records = batch
+    return measure(records)
 
 
 def _local(job: Any, records: list[Any]) -> list[Any]:

@@ -37,7 +37,7 @@ from ..io import Record
 #: commands whose rounds from different clients may share a model call (batch-invariant)
 BATCHED = frozenset({"classify", "fill-mask", "qa", "score", "tokenize"})
 #: the commands a server runs
-COMMANDS = BATCHED | {"generate"}
+COMMANDS = BATCHED | {"generate", "evaluate"}
 #: options about records and messages, not about the model work: jobs are shared across them
 _RECORD_OPTIONS = frozenset({"texts", "input", "input_format", "output", "output_format", "force", "keep",
                              "on_error", "quiet", "debug", "no_server", "shard"})
@@ -87,12 +87,13 @@ class Models:
     def __init__(self, max_memory: int, forget: Callable[[Any], None] = lambda task: None) -> None:
         self.max_memory = max_memory
         self.forget = forget
-        self._entries: OrderedDict[tuple[str, str, str], _Model] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str, str], _Model] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, str, str], threading.Lock] = {}
+        self._loading: dict[tuple[str, str, str, str], threading.Lock] = {}
 
-    def load(self, path: Path, device: str, dtype: str, build: Callable[[], Any]) -> Any:
-        key = (str(path), device, dtype)
+    def load(self, path: Path, device: str, dtype: str, build: Callable[[], Any], kind: str = "task") -> Any:
+        """The warm model ``build()`` makes for this checkpoint (``kind``: what it was built for)."""
+        key = (str(path), device, dtype, kind)
         with self._lock:
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:  # one load per checkpoint at a time; the others wait for it
@@ -112,7 +113,7 @@ class Models:
                 self.forget(old)
             return task
 
-    def _evict(self, keep: tuple[str, str, str]) -> list[Any]:
+    def _evict(self, keep: tuple[str, str, str, str]) -> list[Any]:
         evicted = []
         while sum(e.size for e in self._entries.values()) > self.max_memory and len(self._entries) > 1:
             oldest = next(k for k in self._entries if k != keep)
@@ -121,7 +122,8 @@ class Models:
 
     def loaded(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [{"path": k[0], "device": k[1], "dtype": k[2], "bytes": e.size} for k, e in self._entries.items()]
+            return [{"path": k[0], "device": k[1], "dtype": k[2], "for": k[3], "bytes": e.size}
+                    for k, e in self._entries.items()]
 
     def holds(self, task: Any) -> bool:
         with self._lock:
@@ -277,7 +279,7 @@ class Engine:
         finally:
             leave(token)
         captured = hooks.captured
-        if "start" not in captured:
+        if "start" not in captured and "measure" not in captured:
             raise UsageError(f"the server does not run '{request.argv[0]}'")
         params = {k: v for k, v in captured["params"].items() if k not in _RECORD_OPTIONS}
         key = (request.argv[0], json.dumps(params, sort_keys=True, default=str), request.cwd,
@@ -293,9 +295,17 @@ class Engine:
 
         return get_command(app)
 
-    def run_for(self, request: Request, hooks: Served) -> Run:
+    def measure(self, request: Request, hooks: Served, measure: Callable[[Any], Any]) -> Any:
+        """``evaluate``'s model side on all the client's records, in the client's invocation."""
+        token = enter(Invocation(tuple(request.argv), request.cwd, request.env, hooks))
+        try:
+            return measure(request.records)
+        finally:
+            leave(token)
+
+    def run_for(self, request: Request, hooks: Served, parsed: tuple[Any, dict[str, Any]] | None = None) -> Run:
         """The warm job for this command line (built now if it is not, or if its checkpoint changed)."""
-        captured, info = self.parse(request, hooks)
+        captured, info = parsed or self.parse(request, hooks)
         key = info["key"]
         with self._lock:
             gate = self._building.setdefault(key, threading.Lock())
@@ -319,9 +329,9 @@ class Engine:
         run = Run(None, [], {})
         load, seen = hooks.load, hooks.seen
 
-        def remember(path: Path, device: str, dtype: str, build: Callable[[], Any]) -> Any:
+        def remember(path: Path, device: str, dtype: str, build: Callable[[], Any], kind: str = "task") -> Any:
             run.paths[str(path)] = stamp(path)
-            task = load(path, device, dtype, build)
+            task = load(path, device, dtype, build, kind)
             run.tasks.append(task)
             return task
 

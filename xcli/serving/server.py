@@ -39,7 +39,7 @@ from starlette.routing import Route
 from .. import __version__
 from ..errors import ExitCode, RecordError, describe
 from ..invocation import Served
-from ..io import Record, RecordWriter
+from ..io import Record, RecordWriter, json_text
 from . import wire
 from .engine import COMMANDS, Cancelled, Engine, Request
 
@@ -163,7 +163,16 @@ class Server:
         """One exchange, in its own thread: open the run, or run a round."""
         hooks = Served(say=lambda *call: exchange.said.append(list(call)), load=self.engine.models.load)
         try:
-            run = self.engine.run_for(exchange, hooks)
+            parsed = self.engine.parse(exchange, hooks)
+            if "measure" in parsed[0]:  # evaluate: all the records at once
+                self.rounds += 1
+                summary, outputs = self.engine.measure(exchange, hooks, parsed[0]["measure"])
+                answer = {"measured": {"summary": summary, "outputs": [wire.result_out(o) for _, o in outputs]}}
+                for call in exchange.said:
+                    put({"say": call})
+                put(answer)
+                return
+            run = self.engine.run_for(exchange, hooks, parsed)
             if not exchange.records:
                 said, answer = run.said, {"opened": {"batch_size": run.job.batch_size}}
             else:
@@ -208,7 +217,11 @@ class Server:
         exchange = Request(argv, os.getcwd(), {}, records)
         hooks = Served(say=lambda *call: exchange.said.append(list(call)), load=self.engine.models.load)
         try:
-            run = self.engine.run_for(exchange, hooks)
+            parsed = self.engine.parse(exchange, hooks)
+            if "measure" in parsed[0]:  # evaluate: its metrics object
+                summary, _ = self.engine.measure(exchange, hooks, parsed[0]["measure"])
+                return Response(json_text(summary), media_type="application/x-ndjson")
+            run = self.engine.run_for(exchange, hooks, parsed)
             streams = hooks.captured["streams"]
             if not records:
                 records[:] = _argument_records(streams)

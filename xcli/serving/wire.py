@@ -23,6 +23,8 @@ of JSON lines, each one event:
 - ``{"opened": {"batch_size": N}}``: the run is ready;
 - ``{"results": [...]}``: one per record of the round, in order: ``{"ok": OUTPUT}`` or
   ``{"error": [TYPE, MESSAGE]}`` (the record's error line);
+- ``{"measured": {"summary": METRICS, "outputs": [...]}}``: ``evaluate``'s answer to all its
+  records at once (its metrics, and each record's prediction when asked);
 - ``{"failed": {"code": C, "message": M}}``: what stopped the run (exit code, one line);
 - ``{"done": true}``: the last line. A stream that ends without it was cut (a server killed):
   the client runs the round itself.
@@ -121,7 +123,10 @@ def dumps(obj: Any) -> bytes:
 
 
 def record_out(record: Record) -> dict[str, Any]:
-    return {"index": record.index, "where": record.where, "line": record.line, "data": record.data}
+    out = {"index": record.index, "where": record.where, "line": record.line, "data": record.data}
+    if record.error is not None:
+        out["error"] = [record.error.type, record.error.message]
+    return out
 
 
 def record_in(value: Any) -> Record:
@@ -131,6 +136,11 @@ def record_in(value: Any) -> Record:
     index, line, where = value.get("index", 0), value.get("line"), value.get("where", "")
     if not isinstance(index, int) or not (line is None or isinstance(line, int)) or not isinstance(where, str):
         raise ValueError("a record's index and line must be integers, its where a string")
+    error = value.get("error")
+    if error is not None:
+        if not (isinstance(error, list) and len(error) == 2 and all(isinstance(e, str) for e in error)):
+            raise ValueError("a record's error must be [type, message]")
+        return Record(index, value["data"], where, line, RecordError(*error))
     return Record(index, value["data"], where, line)
 
 
