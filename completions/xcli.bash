@@ -72,7 +72,7 @@ _xcli() {
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --threads --field --input-format --on-error -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --threads --field --input-format --on-error -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         fill-mask)

@@ -69,6 +69,7 @@ complete -c xcli -n '__fish_seen_subcommand_from evaluate' -l input-format -x -a
 complete -c xcli -n '__fish_seen_subcommand_from evaluate' -l on-error -x -a 'continue stop' -d 'On a bad record: continue (write an error line for it, exit 4 at...'
 complete -c xcli -n '__fish_seen_subcommand_from evaluate' -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c xcli -n '__fish_seen_subcommand_from evaluate' -l debug -d 'Show the traceback of an error (also: XCLI_DEBUG=1)'
+complete -c xcli -n '__fish_seen_subcommand_from evaluate' -l no-server -d 'Run the model in this process even when an `xcli serve` is there...'
 complete -c xcli -n '__fish_seen_subcommand_from evaluate' -s h -l help -d 'Show help and exit'
 complete -c xcli -n '__fish_seen_subcommand_from fill-mask' -s m -l model -r -F -d 'Checkpoint directory, Hugging Face id (org/name) in the local...'
 complete -c xcli -n '__fish_seen_subcommand_from fill-mask' -s k -l top-k -x -d 'Predictions per blank'

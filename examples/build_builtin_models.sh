@@ -73,7 +73,7 @@ if wanted ner; then
     run ner vocab --family xlm --size 8000 -i ner-pretrain.jsonl -o ner-init -c ner-config.json --force \
         > ner-vocab.json
     run ner train -m ner-init --from-scratch --train ner-pretrain.jsonl -o ner-lm --force --threads 1 --seed 0 \
-        --epochs 2 --lr 1e-3 --warmup-ratio 0.05 --batch-size 64 > ner-lm-train.json
+        --epochs 3 --lr 1e-3 --warmup-ratio 0.05 --batch-size 64 > ner-lm-train.json
     run ner train -m ner-lm --task token-classification --labels O,B-PER,I-PER,B-LOC,I-LOC,B-ORG,I-ORG,B-MISC,I-MISC \
         --train conll-train.jsonl --dev conll-testa.jsonl -o ner-trained --force --threads 1 --seed 0 \
         --epochs 10 --lr 5e-4 --warmup-ratio 0.1 --batch-size 32 > ner-train.json

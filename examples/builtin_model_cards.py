@@ -28,7 +28,7 @@ MODELS = {
         "title": "ner: English named entities (PER, LOC, ORG, MISC)",
         "use": 'xcli classify -m xcli/ner --aggregation first "Tony Blair met Bill Clinton in Washington."',
         "data": "first a masked language model on unlabelled English: the words of CoNLL-2003 eng.train and "
-                "Tatoeba's English training sentences (2 epochs); then its token head on CoNLL-2003 English (Reuters "
+                "Tatoeba's English training sentences (3 epochs); then its token head on CoNLL-2003 English (Reuters "
                 "news, 1996) eng.train, 14,041 sentences (IOB1 tags rewritten as IOB2); best epoch chosen on "
                 "eng.testa, measured on eng.testb (3,453 sentences)",
         "terms": "CoNLL-2003 annotates Reuters RCV1 text, which Reuters licenses for research only: use this model "

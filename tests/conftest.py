@@ -1,4 +1,9 @@
-"""Shared test fixtures: where the shared data lives, a skip when it is absent, and one_thread."""
+"""Shared test fixtures: where the shared data lives, a skip when it is absent, and one_thread.
+
+Every test runs its commands in process (or in the processes it starts): an ``xcli serve`` the
+user left running on the default socket, or named by ``XCLI_SERVER``, is out of the tests' reach
+(the runtime folder where the default socket is looked for is a fresh empty one).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,19 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not found: {path} (clone the project with ../shared beside it)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_of_the_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in ("XDG_RUNTIME_DIR", "XCLI_SERVER")}
+    os.environ["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    os.environ.pop("XCLI_SERVER", None)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

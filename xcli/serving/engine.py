@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import UsageError
+from ..errors import UsageError, XcliError
 from ..invocation import MODEL_ENVIRONMENT, Invocation, Served, enter, leave
 from ..io import Record
 
@@ -73,6 +73,17 @@ def weight_bytes(task: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+class _Gates:
+    """Locks by key, a fixed number of them (work on one key waits for other work on it; memory
+    does not grow with the keys seen)."""
+
+    def __init__(self, count: int = 64) -> None:
+        self._locks = [threading.Lock() for _ in range(count)]
+
+    def of(self, key: Any) -> threading.Lock:
+        return self._locks[hash(key) % len(self._locks)]
+
+
 @dataclass
 class _Model:
     task: Any
@@ -89,14 +100,12 @@ class Models:
         self.forget = forget
         self._entries: OrderedDict[tuple[str, str, str, str], _Model] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, str, str, str], threading.Lock] = {}
+        self._loading = _Gates()
 
     def load(self, path: Path, device: str, dtype: str, build: Callable[[], Any], kind: str = "task") -> Any:
         """The warm model ``build()`` makes for this checkpoint (``kind``: what it was built for)."""
         key = (str(path), device, dtype, kind)
-        with self._lock:
-            gate = self._loading.setdefault(key, threading.Lock())
-        with gate:  # one load per checkpoint at a time; the others wait for it
+        with self._loading.of(key):  # one load per checkpoint at a time; the others wait for it
             now = stamp(path)
             with self._lock:
                 entry = self._entries.get(key)
@@ -264,7 +273,7 @@ class Engine:
         self.models = Models(max_memory, self._forget)
         self._runs: OrderedDict[Any, Run] = OrderedDict()
         self._lock = threading.Lock()
-        self._building: dict[Any, threading.Lock] = {}
+        self._building = _Gates()
         self._pieces = threading.local()
 
     # --------------------------------------------------------------- a client's command line
@@ -273,9 +282,13 @@ class Engine:
         token = enter(Invocation(tuple(request.argv), request.cwd, request.env, hooks))
         try:
             self._program().main(args=list(request.argv), prog_name="xcli", standalone_mode=False)
-        except Exception as exc:  # noqa: BLE001 - the client parsed the same line: say what differs
-            raise UsageError(f"the server cannot parse this command line: {' '.join(str(exc).split())}",
-                             "is the server another xcli version? restart it") from None
+        except XcliError:
+            raise  # the command's own check (an HTTP client's options)
+        except Exception as exc:  # noqa: BLE001 - a click usage error, or a line this server cannot read
+            message = getattr(exc, "format_message", lambda: str(exc))()
+            raise UsageError(f"xcli {request.argv[0]}: {' '.join(message.split())}",
+                             "see 'xcli {} --help' (a command line the server should read: is it another "
+                             "xcli version?)".format(request.argv[0])) from None
         finally:
             leave(token)
         captured = hooks.captured
@@ -307,9 +320,7 @@ class Engine:
         """The warm job for this command line (built now if it is not, or if its checkpoint changed)."""
         captured, info = parsed or self.parse(request, hooks)
         key = info["key"]
-        with self._lock:
-            gate = self._building.setdefault(key, threading.Lock())
-        with gate:
+        with self._building.of(key):
             with self._lock:
                 run = self._runs.get(key)
             if run is not None and all(stamp(Path(p)) == s for p, s in run.paths.items()):
