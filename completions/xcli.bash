@@ -27,7 +27,7 @@ _xcli() {
                 --max-length) COMPREPLY=(); return ;;
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
-                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -66,13 +66,14 @@ _xcli() {
                 --doc-stride) COMPREPLY=(); return ;;
                 --seed) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --threads --field --input-format --on-error -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --dtype --threads --field --input-format --on-error -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         fill-mask)
@@ -84,7 +85,7 @@ _xcli() {
                 --max-length) COMPREPLY=(); return ;;
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
-                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -123,7 +124,7 @@ _xcli() {
                 --max-length) COMPREPLY=(); return ;;
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
-                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -144,7 +145,7 @@ _xcli() {
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -O --output-format --processor -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         merge)
@@ -178,7 +179,7 @@ _xcli() {
                 --lang) COMPREPLY=(); return ;;
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
-                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -203,7 +204,7 @@ _xcli() {
                 --max-length) COMPREPLY=(); return ;;
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
-                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names

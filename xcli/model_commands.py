@@ -35,7 +35,9 @@ def load_task_model(
     device_name = str(getattr(device, "value", device))
     dtype_name = str(getattr(dtype, "value", dtype))
     with usage_errors():
-        common.pick_device(device_name)
+        picked = common.pick_device(device_name)
+        if dtype_name == "auto":
+            dtype_name = common.fast_dtype(picked)
         family, _ = family_of(resolved.path)
         common.require_head(AutoModel.class_for(resolved.path).__name__, lambda name: name in accept, what, family.name)
     if server is not None:  # the server's warm copy

@@ -15,8 +15,8 @@ import typer
 
 from ..console import console
 from ..options import (
-    BatchSize, Debug, Device, DeviceName, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength, Model,
-    NoServer, OnError, OnErrorName, Quiet, Threads,
+    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength,
+    Model, NoServer, OnError, OnErrorName, Quiet, RunDtypeName, Threads,
 )
 from ..errors import RecordError
 from .train import TaskName
@@ -56,6 +56,7 @@ def evaluate(
     doc_stride: DocStride = None,
     seed: Seed = 42,
     device: Device = DeviceName.auto,
+    dtype: Dtype = RunDtypeName.float32,
     threads: Threads = None,
     field: Field = "text",
     input_format: InputFormat = InputFormatName.auto,
@@ -95,8 +96,8 @@ def evaluate(
         raise UsageError("evaluate needs records with gold answers: --input/-i PATH ('-' for stdin)")
     measure = functools.partial(
         _measure, model=model, task=task, lang=lang, max_length=max_length, batch_size=batch_size,
-        doc_stride=doc_stride, seed=seed, device=device, threads=threads, field=field, on_error=on_error,
-        predictions=predictions is not None,
+        doc_stride=doc_stride, seed=seed, device=device, dtype=dtype.value, threads=threads, field=field,
+        on_error=on_error, predictions=predictions is not None,
     )
     if captured_by_server(measure):
         return
@@ -116,12 +117,12 @@ def evaluate(
 
 
 def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | None, max_length: int | None,
-             batch_size: int, doc_stride: int | None, seed: int, device: DeviceName, threads: int | None, field: str,
-             on_error: OnErrorName, predictions: bool) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+             batch_size: int, doc_stride: int | None, seed: int, device: DeviceName, dtype: str, threads: int | None,
+             field: str, on_error: OnErrorName, predictions: bool) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
     """The model side: the metrics summary, and each record with its prediction (or its error) when
     ``predictions``. Run in process, or by ``xcli serve`` on the records the client read."""
     from xcli_models import training
-    from xcli_models.tasks.common import set_threads
+    from xcli_models.tasks.common import fast_dtype, pick_device, set_threads
 
     from ..invocation import served
     from ..models import resolve_model
@@ -130,9 +131,11 @@ def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | Non
     resolved = resolve_model(model)
     if served() is None:
         set_threads(threads)
+    if dtype == "auto":
+        dtype = fast_dtype(pick_device(device.value))
     loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
                              {"doc_stride": doc_stride}, other_hint="evaluate needs a checkpoint trained for the task",
-                             warm=True)
+                             warm=True, dtype=dtype)
     _check_loaded(loaded, resolved, predictions)
     seen, examples, skipped = _examples(run_task, records, on_error, predictions)
     with console.progress(total=len(examples), unit="records") as bar:

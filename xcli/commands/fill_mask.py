@@ -8,9 +8,9 @@ import typer
 
 from ..console import console
 from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, DtypeName, Field, Force, Input, InputFormat, InputFormatName, Keep,
-    Lang, MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard,
-    Texts, Threads,
+    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
+    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, RunDtypeName,
+    Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -36,7 +36,7 @@ def fill_mask(
     max_length: MaxLength = None,
     batch_size: BatchSize = 8,
     device: Device = DeviceName.auto,
-    dtype: Dtype = DtypeName.float32,
+    dtype: Dtype = RunDtypeName.float32,
     threads: Threads = None,
     field: Field = "text",
     input: Input = None,

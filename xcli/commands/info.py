@@ -32,6 +32,10 @@ def info(
     ] = None,
     model_option: Model = None,
     output_format: SummaryFormat = OutputFormatName.jsonl,
+    processor: Annotated[
+        bool, typer.Option("--processor", help="Describe this machine's processor instead: its instruction sets "
+                           "for inference, and whether bfloat16 is fast on it (what --dtype auto picks).")
+    ] = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -50,14 +54,21 @@ def info(
       xcli info ./my-checkpoint -O text
 
       xcli info -m RUCAIBox/mvp
-    """
-    import sys
 
+      xcli info --processor
+    """
     from ..console import console
-    from ..io import json_text
     from ..models import resolve_model
 
     console.configure(quiet=quiet, debug=debug)
+    if processor:
+        from xcli_models.hardware import processor as describe_processor
+
+        _print(describe_processor(), output_format, lambda p: [
+            ("cpu", p["cpu"] or "-"), ("cores", str(p["cores"])), ("instructions", " ".join(p["instructions"]) or "-"),
+            ("bfloat16", {"fast": "fast (--dtype auto picks it)", "slow": "slow (emulated): --dtype auto keeps float32",
+                          "unknown": "unknown: --dtype auto keeps float32"}[p["bfloat16"]])])
+        return
     if model and model_option and model != model_option:
         raise typer.BadParameter(f"two models given: {model!r} and --model {model_option!r}; give one")
     resolved = resolve_model(model_option or model)
@@ -66,10 +77,19 @@ def info(
     summary = {"model": resolved.spec, "origin": resolved.origin, **summarize(resolved.path)}
     if not summary["has_weights"]:
         console.warning(f"{resolved.spec} has no weights (config and tokenizer only): only tokenize can use it")
+    _print(summary, output_format, table)
+
+
+def _print(summary: dict[str, Any], output_format: OutputFormatName, rows_of: Any) -> None:
+    """One JSON object, or its (label, text) rows as a table or TSV."""
+    import sys
+
+    from ..io import json_text
+
     if output_format is OutputFormatName.jsonl:
         sys.stdout.write(json_text(summary))
     else:
-        rows = table(summary)
+        rows = rows_of(summary)
         if output_format is OutputFormatName.tsv:
             sys.stdout.write("".join(f"{key}\t{value}\n" for key, value in rows))
         else:

@@ -463,7 +463,7 @@ def _label_list(labels: str | None) -> list[str] | None:
 def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None, from_scratch: bool, seed: int,
           device: DeviceName, max_length: int | None, lang: str | None, field: str,
           options: dict[str, Any] | None = None, *, other_hint: str | None = None,
-          warm: bool = False) -> tuple[Any, Any]:
+          warm: bool = False, dtype: str = "float32") -> tuple[Any, Any]:
     """The model, its tokenizer and task, or a usage error saying why they cannot train
     (``other_hint``: the caller's advice in place of train's, e.g. to grow a head). ``warm``
     (evaluate): inside ``xcli serve``, its loaded copy (in eval mode, never trained)."""
@@ -476,7 +476,7 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
     def build() -> Any:
         return training.load_for_training(
             resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
-            dtype="float32", device=device.value, from_scratch=from_scratch, seed=seed,
+            dtype=dtype, device=device.value, from_scratch=from_scratch, seed=seed,
             tune=(options or {}).get("tune", "all"),
         )
 
@@ -486,7 +486,7 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
             if hooks is None:
                 loaded = build()
             else:
-                loaded = hooks.load(resolved.path, device.value, "float32", lambda: _evaluating(build()),
+                loaded = hooks.load(resolved.path, device.value, dtype, lambda: _evaluating(build()),
                                     kind=f"evaluate:{task.value}:{seed}")
     except (training.TrainingError, UnsupportedModel) as exc:
         if other_hint and getattr(exc, "hint", None):  # train's way out does not apply to the caller

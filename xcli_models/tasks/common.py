@@ -4,7 +4,8 @@ A task (fill-mask, classify, qa ...) works on a model, its tokenizer and plain P
 The pieces here keep that work fast and the same for every task:
 
 * :func:`load` builds the model (class from config.json's ``architectures``) and its tokenizer,
-  on a device and in a dtype; :func:`set_threads` sets torch's CPU threads.
+  on a device and in a dtype (:func:`fast_dtype`: the one ``--dtype auto`` picks); :func:`set_threads`
+  sets torch's CPU threads.
 * :func:`require_head` turns "this checkpoint has no such head" into a one-line
   :class:`UnsupportedModel` naming what it has (the CLI makes that a usage error).
 * :func:`position_limit` is the most tokens a sequence may have in a model (what its position
@@ -96,6 +97,19 @@ def pick_device(name: str | torch.device | None = "auto") -> torch.device:
         torch.cuda.set_device(int(local))
         return torch.device("cuda", int(local))
     return torch.device(name)
+
+
+def fast_dtype(device: torch.device) -> str:
+    """The dtype ``--dtype auto`` means on ``device``: bfloat16 where its products are fast in it
+    (a CUDA device with bfloat16; a CPU with AVX-512 BF16 or AMX: :mod:`xcli_models.hardware`),
+    else float32."""
+    from ..hardware import fast_bfloat16
+
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device.type == "cpu":
+        return "bfloat16" if fast_bfloat16() and torch.backends.mkldnn.is_available() else "float32"
+    return "float32"
 
 
 @dataclass
