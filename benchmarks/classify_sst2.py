@@ -13,7 +13,9 @@ in one run on this machine, the 872 SST-2 dev sentences are classified at batch 
   also times the pipeline with the fast tokenizer the reference converts from spiece.model; that
   one is an approximation whose ids differ on about a fifth of these sentences ("ex-wife",
   "high-spirited", a leading "..."), so its outputs are not compared, only its time shown;
-* xcli in process: ``xcli_models.tasks.classify`` (tokenise, sort by length, run, score);
+* xcli in process: ``xcli_models.tasks.classify`` (tokenise, sort by length, run, score); with
+  ``--variants float32,bfloat16,int8`` also in bfloat16 and with int8 products (``--quantize
+  int8``), whose labels are compared with float32 xcli's;
 * the xcli command, end to end (``python -m xcli classify -i sentences.txt``): start-up, model
   load, reading and writing included.
 
@@ -100,11 +102,14 @@ def reference_runner(directory: Path, batch_size: int, device: str, fast: bool =
 class Ours:
     """xcli in process, keeping count of where the time goes."""
 
-    def __init__(self, directory: Path, batch_size: int, device: str) -> None:
+    def __init__(self, directory: Path, batch_size: int, device: str, variant: str = "float32") -> None:
+        from xcli_models.quantize import quantize_dynamic_int8
         from xcli_models.tasks.classify import classifier_for
         from xcli_models.tasks.common import load
 
-        task = load(directory, device=device)
+        task = load(directory, device=device, dtype="bfloat16" if variant == "bfloat16" else "float32")
+        if variant == "int8":
+            quantize_dynamic_int8(task.model)
         self.batch_size = batch_size
         self.classifier = classifier_for(task.model, task.tokenizer, batch_size=batch_size)
         self.tokenise = self.model = 0.0
@@ -168,6 +173,9 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_DIR, help="where the random checkpoint is kept")
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--skip-command", action="store_true", help="leave out the end-to-end command run")
+    parser.add_argument("--variants", default="float32", help="xcli sides, comma-separated: float32 (its labels "
+                        "and scores must match the reference), bfloat16 (--dtype bfloat16), int8 (--quantize int8); "
+                        "the others report the share of labels equal to float32 xcli's")
     parser.add_argument("--fast-reference", action="store_true",
                         help="also time the reference pipeline with its fast tokenizer (outputs not compared)")
     args = parser.parse_args()
@@ -191,6 +199,9 @@ def main() -> int:
             args.checkpoint, args.batch_size, args.device, fast=True
         )
     ours = sides["xcli (in process)"] = Ours(args.checkpoint, args.batch_size, args.device)
+    variants = [v for v in args.variants.split(",") if v and v != "float32"]
+    for variant in variants:
+        sides[f"xcli (in process, {variant})"] = Ours(args.checkpoint, args.batch_size, args.device, variant)
     for run in sides.values():  # warm-up
         run(texts[: args.batch_size])
     ours.tokenise = ours.model = 0.0
@@ -207,6 +218,12 @@ def main() -> int:
                 results[name].extend(sides[name](part))
     theirs = results["reference pipeline"]
     compare("xcli (in process)", results["xcli (in process)"], theirs)
+    for variant in variants:
+        floats, got = results["xcli (in process)"], results[f"xcli (in process, {variant})"]
+        same = sum(max(a, key=a.get) == max(b, key=b.get) for a, b in zip(got, floats, strict=True))
+        worst = max(abs(a[k] - b[k]) for a, b in zip(got, floats) for k in b)
+        print(f"  xcli {variant}: {same} of {n} labels equal to float32 xcli's ({same / n:.1%}), scores within "
+              f"{worst:.1e} (random weights: near-ties flip; see benchmarks/dtype_quality.py for a trained model)")
     if args.fast_reference:
         fast = results["reference pipeline, fast tokenizer"]
         differ = sum(max(a, key=a.get) != max(b, key=b.get) or max(abs(a[k] - b[k]) for k in b) > ATOL

@@ -1,8 +1,9 @@
-"""What ``--dtype bfloat16`` costs in quality, on the built-in models (trained, so the numbers mean something).
+"""What ``--dtype bfloat16`` or ``--quantize int8`` costs in quality, on the built-in models (trained, so
+the numbers mean something).
 
-    python benchmarks/dtype_quality.py [--dtype bfloat16] [--prompts 100]
+    python benchmarks/dtype_quality.py [--variant bfloat16|int8] [--prompts 100]
 
-For each built-in model, in one run: ``xcli evaluate`` in float32 and in the other dtype on the
+For each built-in model, in one run: ``xcli evaluate`` in float32 and in the variant on the
 held-out data its card was measured on (SST-2 dev accuracy, CoNLL-2003 eng.testb entity F1,
 tinyshakespeare held-out perplexity, Tatoeba held-out top-1 accuracy), and the share of outputs
 that are the same: labels (classify), entity lists (classify, token head), best fills (fill-mask),
@@ -40,7 +41,10 @@ def xcli(*args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def outputs(name: str, command: str, records: Path, dtype: str, prompts: int) -> tuple[list[Any], float]:
+VARIANTS = {"float32": [], "bfloat16": ["--dtype", "bfloat16"], "int8": ["--quantize", "int8"]}
+
+
+def outputs(name: str, command: str, records: Path, variant: str, prompts: int) -> tuple[list[Any], float]:
     """The model's main outputs on the held-out texts, and the seconds they took."""
     rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()]
     if command == "generate":
@@ -55,7 +59,7 @@ def outputs(name: str, command: str, records: Path, dtype: str, prompts: int) ->
         extra = ["--aggregation", "simple"] if name == "ner" else []
     source = "".join(json.dumps({"text": t}) + "\n" for t in texts)
     start = time.perf_counter()
-    out = xcli(command, "-m", f"xcli/{name}", "--dtype", dtype, *extra, stdin=source)
+    out = xcli(command, "-m", f"xcli/{name}", *VARIANTS[variant], *extra, stdin=source)
     seconds = time.perf_counter() - start
     main = {"classify": lambda o: o.get("label", [(e["word"], e["entity"]) for e in o.get("entities", [])]),
             "fill-mask": lambda o: o["predictions"][0][0]["token_id"] if "predictions" in o else None,
@@ -65,7 +69,7 @@ def outputs(name: str, command: str, records: Path, dtype: str, prompts: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--variant", default="bfloat16", choices=["bfloat16", "int8"])
     parser.add_argument("--prompts", type=int, default=100, help="generate: how many held-out prompts")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xcli-dtype-"))
@@ -74,21 +78,21 @@ def main() -> None:
     report: dict[str, Any] = {}
     for name, (records, extra, metric, command) in MODELS.items():
         measured = {}
-        for dtype in ("float32", args.dtype):
-            metrics = json.loads(xcli("evaluate", "-m", f"xcli/{name}", "-i", str(work / records), "--dtype", dtype,
-                                      *extra))
-            measured[dtype] = metrics[metric]
-        ours, theirs = (outputs(name, command, work / records, d, args.prompts) for d in ("float32", args.dtype))
+        for variant in ("float32", args.variant):
+            metrics = json.loads(xcli("evaluate", "-m", f"xcli/{name}", "-i", str(work / records),
+                                      *VARIANTS[variant], *extra))
+            measured[variant] = metrics[metric]
+        ours, theirs = (outputs(name, command, work / records, v, args.prompts) for v in ("float32", args.variant))
         same = sum(a == b for a, b in zip(ours[0], theirs[0], strict=True)) / len(ours[0])
-        report[name] = {"metric": metric, "float32": measured["float32"], args.dtype: measured[args.dtype],
+        report[name] = {"metric": metric, "float32": measured["float32"], args.variant: measured[args.variant],
                         "same_outputs": same, "outputs": len(ours[0]), "command": command,
-                        "seconds": {"float32": round(ours[1], 2), args.dtype: round(theirs[1], 2)}}
+                        "seconds": {"float32": round(ours[1], 2), args.variant: round(theirs[1], 2)}}
     print(json.dumps(report, indent=2))
-    print(f"\n| model | metric | float32 | {args.dtype} | same {args.dtype} outputs |\n|---|---|---|---|---|")
+    print(f"\n| model | metric | float32 | {args.variant} | same {args.variant} outputs |\n|---|---|---|---|---|")
     for name, r in report.items():
         pct = r["metric"] != "perplexity"
         show = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.2f}")
-        print(f"| xcli/{name} | {r['metric']} | {show(r['float32'])} | {show(r[args.dtype])} | "
+        print(f"| xcli/{name} | {r['metric']} | {show(r['float32'])} | {show(r[args.variant])} | "
               f"{100 * r['same_outputs']:.1f}% of {r['outputs']} ({r['command']}) |")
 
 

@@ -13,13 +13,14 @@ from typing import Any, Iterator, Sequence
 
 def load_task_model(
     spec: str | None, device: Any, dtype: Any, threads: int | None, *, accept: Sequence[str], what: str,
-    command: str | None = None,
+    command: str | None = None, quantize: Any = None,
 ) -> Any:
     """Resolve ``--model`` and load it (class from its config.json) with its tokenizer.
 
     A checkpoint whose head is not in ``accept`` is a usage error naming its class, raised before
     any weight is read; so is an unavailable ``--device``. Without ``spec``, ``command``'s built-in
-    model (``xcli.models.DEFAULT_MODELS``).
+    model (``xcli.models.DEFAULT_MODELS``). ``quantize`` ("int8"): its projections in int8
+    (:mod:`xcli_models.quantize`).
     """
     from .invocation import served
     from .models import resolve_model
@@ -34,16 +35,44 @@ def load_task_model(
         common.set_threads(threads)
     device_name = str(getattr(device, "value", device))
     dtype_name = str(getattr(dtype, "value", dtype))
+    mode = str(getattr(quantize, "value", quantize)) if quantize is not None else None
     with usage_errors():
         picked = common.pick_device(device_name)
-        if dtype_name == "auto":
-            dtype_name = common.fast_dtype(picked)
+        if dtype_name == "auto":  # (int8 computes in float32 around its products)
+            dtype_name = "float32" if mode is not None else common.fast_dtype(picked)
         family, _ = family_of(resolved.path)
         common.require_head(AutoModel.class_for(resolved.path).__name__, lambda name: name in accept, what, family.name)
+    if mode is not None:
+        check_quantize(mode, picked, dtype_name)
+
+    def build() -> Any:
+        task = common.load(resolved.path, device=device_name, dtype=dtype_name)
+        if mode is not None:
+            quantized(task.model)
+        return task
+
     if server is not None:  # the server's warm copy
-        return server.load(resolved.path, device_name, dtype_name,
-                           lambda: common.load(resolved.path, device=device_name, dtype=dtype_name))
-    return common.load(resolved.path, device=device_name, dtype=dtype_name)
+        return server.load(resolved.path, device_name, dtype_name, build, kind=f"task:{mode or 'float'}")
+    return build()
+
+
+def check_quantize(mode: str, device: Any, dtype: str) -> None:
+    """--quantize int8 runs on the CPU, computing in float32 around its int8 products."""
+    from .errors import UsageError
+
+    if device.type != "cpu":
+        raise UsageError(f"--quantize {mode} runs on the CPU (this run's device: {device.type})", "add --device cpu")
+    if dtype != "float32":
+        raise UsageError(f"--quantize {mode} computes in float32 around its int8 products: it takes no --dtype "
+                         f"{dtype}", "leave --dtype out")
+
+
+def quantized(model: Any) -> Any:
+    """``model`` with its projections in int8 (a failure if this torch cannot)."""
+    from xcli_models.quantize import quantize_dynamic_int8
+
+    quantize_dynamic_int8(model)
+    return model
 
 
 @contextmanager

@@ -7,7 +7,7 @@ A record command gathers its command line into a few frozen bundles right at its
   ``--input``, ``--input-format``, ``--field``; ``--output``, ``-O``, ``--force``, ``--keep``,
   ``--on-error``; ``--shard``, the share of the records this process takes);
 * :class:`ModelOptions`: which model and how it runs (``--model``, ``--device``, ``--dtype``,
-  ``--threads``, ``--batch-size``, ``--max-length``);
+  ``--threads``, ``--batch-size``, ``--max-length``, ``--quantize``);
 * its own options, in a bundle of its own module (generate's sampling and search settings ...),
 
 then hands :func:`run_record_command` a ``start`` function that loads what it needs and returns
@@ -85,13 +85,15 @@ class ModelOptions:
     threads: int | None
     batch_size: int
     max_length: int | None = None
+    quantize: Any = None
 
     def load(self, accept: Sequence[str], what: str, **extra: Any) -> Any:
         """The task model with its tokenizer (a head not in ``accept`` is a usage error saying ``what``
         the command needs); a ``--max-length`` beyond the model's positions is a usage error."""
         from .model_commands import check_length, load_task_model
 
-        task = load_task_model(self.model, self.device, self.dtype, self.threads, accept=accept, what=what, **extra)
+        task = load_task_model(self.model, self.device, self.dtype, self.threads, accept=accept, what=what,
+                               quantize=self.quantize, **extra)
         check_length(task, self.max_length)
         return task
 

@@ -11,8 +11,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
-    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, RunDtypeName,
-    Shard, Texts, Threads,
+    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet,
+    RunDtypeName, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -81,6 +81,7 @@ def classify(
     batch_size: BatchSize = 32,
     device: Device = DeviceName.auto,
     dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
     threads: Threads = None,
     field: Field = "text",
     input: Input = None,
@@ -112,7 +113,7 @@ def classify(
       echo '{"text": "The cat sat on the", "choices": ["mat", "moon"]}' | xcli classify -m ./xlnet-swag
     """
     console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize=quantize)
     streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ClassifyOptions(top_k, function, aggregation, pair_field, choices_field, lang)
     run_record_command(streams, lambda emit: _start(run, field, options), text_of=_main_result, server=not no_server)

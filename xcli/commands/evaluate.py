@@ -16,7 +16,7 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength,
-    Model, NoServer, OnError, OnErrorName, Quiet, RunDtypeName, Threads,
+    Model, NoServer, OnError, OnErrorName, Quantize, Quiet, RunDtypeName, Threads,
 )
 from ..errors import RecordError
 from .train import TaskName
@@ -57,6 +57,7 @@ def evaluate(
     seed: Seed = 42,
     device: Device = DeviceName.auto,
     dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
     threads: Threads = None,
     field: Field = "text",
     input_format: InputFormat = InputFormatName.auto,
@@ -97,7 +98,7 @@ def evaluate(
     measure = functools.partial(
         _measure, model=model, task=task, lang=lang, max_length=max_length, batch_size=batch_size,
         doc_stride=doc_stride, seed=seed, device=device, dtype=dtype.value, threads=threads, field=field,
-        on_error=on_error, predictions=predictions is not None,
+        on_error=on_error, predictions=predictions is not None, quantize=quantize.value if quantize else None,
     )
     if captured_by_server(measure):
         return
@@ -118,13 +119,15 @@ def evaluate(
 
 def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | None, max_length: int | None,
              batch_size: int, doc_stride: int | None, seed: int, device: DeviceName, dtype: str, threads: int | None,
-             field: str, on_error: OnErrorName, predictions: bool) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+             field: str, on_error: OnErrorName, predictions: bool,
+             quantize: str | None = None) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
     """The model side: the metrics summary, and each record with its prediction (or its error) when
     ``predictions``. Run in process, or by ``xcli serve`` on the records the client read."""
     from xcli_models import training
     from xcli_models.tasks.common import fast_dtype, pick_device, set_threads
 
     from ..invocation import served
+    from ..model_commands import check_quantize
     from ..models import resolve_model
     from .train import _load
 
@@ -132,10 +135,12 @@ def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | Non
     if served() is None:
         set_threads(threads)
     if dtype == "auto":
-        dtype = fast_dtype(pick_device(device.value))
+        dtype = "float32" if quantize else fast_dtype(pick_device(device.value))
+    if quantize:
+        check_quantize(quantize, pick_device(device.value), dtype)
     loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
                              {"doc_stride": doc_stride}, other_hint="evaluate needs a checkpoint trained for the task",
-                             warm=True, dtype=dtype)
+                             warm=True, dtype=dtype, quantize=quantize)
     _check_loaded(loaded, resolved, predictions)
     seen, examples, skipped = _examples(run_task, records, on_error, predictions)
     with console.progress(total=len(examples), unit="records") as bar:

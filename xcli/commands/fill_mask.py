@@ -9,8 +9,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
-    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, RunDtypeName,
-    Shard, Texts, Threads,
+    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet,
+    RunDtypeName, Shard, Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -37,6 +37,7 @@ def fill_mask(
     batch_size: BatchSize = 8,
     device: Device = DeviceName.auto,
     dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
     threads: Threads = None,
     field: Field = "text",
     input: Input = None,
@@ -66,7 +67,7 @@ def fill_mask(
       xcli fill-mask -m ./mvp --top-k 3 --targets capital,city "Paris is the <mask> of France."
     """
     console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize=quantize)
     streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     run_record_command(streams, lambda writer: _start(run, field, top_k, targets, lang), text_of=_best_fills,
                        columns=["predictions"])

@@ -11,8 +11,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
-    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormatName, Quiet, RunDtypeName, Shard, Texts,
-    Threads,
+    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormatName, Quantize, Quiet, RunDtypeName, Shard,
+    Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -227,6 +227,7 @@ def generate(
     batch_size: BatchSize = 8,
     device: Device = DeviceName.auto,
     dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
     threads: Threads = None,
     field: Field = "text",
     input: Input = None,
@@ -279,7 +280,7 @@ def generate(
     """
     console.configure(quiet=quiet, debug=debug)
     fmt = _output_format(output_format, stream, output, shard)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_input_length)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_input_length, quantize=quantize)
     streams = RecordIO(texts, input, input_format, field, output, fmt, force, keep, on_error, shard)
     search = Search(max_new_tokens, min_new_tokens, max_length, do_sample, num_beams, num_return_sequences,
                     length_penalty, early_stopping, temperature, top_k, top_p, typical_p, seed, repetition_penalty,
@@ -325,6 +326,8 @@ def _start(emit: Any, run: ModelOptions, search: Search, shape: Shape) -> Job:
             console.warning(f"{option} does not apply to {loaded.class_name}: ignored")
     for warning in generator.warnings:
         console.warning(warning)
+    if run.quantize is not None:
+        console.warning(f"--quantize {run.quantize.value}: the generated text may differ from float32's")
 
     def prepare(record: Any) -> Any:
         return _prepare(record, generator, shape.field)

@@ -10,8 +10,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, Model,
-    NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, RunDtypeName, Shard, Texts,
-    Threads,
+    NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet, RunDtypeName, Shard,
+    Texts, Threads,
 )
 from ..record_command import Job, ModelOptions, RecordIO, run_record_command
 
@@ -96,6 +96,7 @@ def qa(
     batch_size: BatchSize = 32,
     device: Device = DeviceName.auto,
     dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
     threads: Threads = None,
     field: Field = "text",
     input: Input = None,
@@ -126,7 +127,7 @@ def qa(
       xcli qa -m ./mvp-squad --context "$(cat article.txt)" "Who wrote it?" "When?"
     """
     console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size)
+    run = ModelOptions(model, device, dtype, threads, batch_size, quantize=quantize)
     streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     settings = dict(  # QAOptions, built when the model core is imported
         top_k=top_k, doc_stride=doc_stride, max_answer_len=max_answer_len, max_seq_len=max_seq_len,

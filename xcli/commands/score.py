@@ -11,8 +11,8 @@ import typer
 from ..console import console
 from ..options import (
     BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, Model,
-    NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, RunDtypeName, Shard, Texts,
-    Threads,
+    NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet, RunDtypeName, Shard,
+    Texts, Threads,
 )
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
 
@@ -68,6 +68,7 @@ def score(
     batch_size: BatchSize = 8,
     device: Device = DeviceName.auto,
     dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
     threads: Threads = None,
     field: Field = "text",
     input: Input = None,
@@ -115,7 +116,7 @@ def score(
       xcli score -m ./xlm-mlm-enfr-1024 --pll --lang en -O text < sentences.txt
     """
     console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_length)
+    run = ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize=quantize)
     streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ScoreOptions(pll, by, target_field, choices_field, lang)
     run_record_command(streams, lambda emit: _start(run, field, options), text_of=_main_result, server=not no_server)

@@ -463,7 +463,7 @@ def _label_list(labels: str | None) -> list[str] | None:
 def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None, from_scratch: bool, seed: int,
           device: DeviceName, max_length: int | None, lang: str | None, field: str,
           options: dict[str, Any] | None = None, *, other_hint: str | None = None,
-          warm: bool = False, dtype: str = "float32") -> tuple[Any, Any]:
+          warm: bool = False, dtype: str = "float32", quantize: str | None = None) -> tuple[Any, Any]:
     """The model, its tokenizer and task, or a usage error saying why they cannot train
     (``other_hint``: the caller's advice in place of train's, e.g. to grow a head). ``warm``
     (evaluate): inside ``xcli serve``, its loaded copy (in eval mode, never trained)."""
@@ -474,11 +474,16 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
     from xcli_models.tokenization import TokenizerError
 
     def build() -> Any:
-        return training.load_for_training(
+        loaded = training.load_for_training(
             resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
             dtype=dtype, device=device.value, from_scratch=from_scratch, seed=seed,
             tune=(options or {}).get("tune", "all"),
         )
+        if quantize is not None:  # (evaluate only: int8 inference)
+            from ..model_commands import quantized
+
+            quantized(loaded.model)
+        return loaded
 
     hooks = served() if warm else None
     try:
@@ -487,7 +492,7 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
                 loaded = build()
             else:
                 loaded = hooks.load(resolved.path, device.value, dtype, lambda: _evaluating(build()),
-                                    kind=f"evaluate:{task.value}:{seed}")
+                                    kind=f"evaluate:{task.value}:{seed}:{quantize or 'float'}")
     except (training.TrainingError, UnsupportedModel) as exc:
         if other_hint and getattr(exc, "hint", None):  # train's way out does not apply to the caller
             raise UsageError(exc.message, other_hint) from None

@@ -1,0 +1,128 @@
+"""``--quantize int8``: dynamic int8 products (xcli_models.quantize) for every family and command.
+
+The int8 linear layer stays within its error bound of the float one and is exact in rows (a row's
+result never depends on the other rows, so batch invariance holds); every head of every family
+that classify, fill-mask, qa, score and generate serve runs quantized, close to float32; the
+command line refuses what int8 cannot do and generate says its text may differ.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from xcli.app import app
+from xcli_models.quantize import Int8Linear, int8_available, quantize_dynamic_int8
+from xcli_models.registry import capabilities, heads_for
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not int8_available(), reason="this torch has no oneDNN int8 linear"),
+]
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("rows", "inputs", "outputs"), [(1, 64, 32), (7, 128, 384), (40, 768, 768), (3, 96, 2)])
+def test_an_int8_linear_is_within_its_error_bound(rows: int, inputs: int, outputs: int) -> None:
+    generator = torch.Generator().manual_seed(rows)
+    linear = torch.nn.Linear(inputs, outputs)
+    with torch.no_grad():
+        linear.weight.normal_(generator=generator)
+        linear.bias.normal_(generator=generator)
+    x = torch.randn(rows, inputs, generator=generator) * 3
+    layer = Int8Linear(linear.weight, linear.bias)
+    with torch.inference_mode():
+        exact, got = linear(x), layer(x)
+    w_scale = linear.weight.abs().amax(dim=1) / 127  # (outputs,)
+    x_scale = x.abs().amax(dim=1, keepdim=True) / 127  # (rows, 1)
+    # |x.w - (x/sx rounded).(w/sw rounded) sx sw| <= sx/2 sum|w| + sw/2 sum|x| + n sx sw / 4
+    bound = (x_scale / 2 * linear.weight.abs().sum(dim=1) + w_scale / 2 * x.abs().sum(dim=1, keepdim=True)
+             + inputs * x_scale * w_scale / 4)
+    assert got.shape == exact.shape and got.dtype == torch.float32
+    assert bool(((got - exact).abs() <= bound * 1.001 + 1e-4).all())
+    assert float((got - exact).abs().max() / exact.abs().max()) < 0.05
+
+
+def test_an_int8_linear_is_exact_in_rows() -> None:
+    generator = torch.Generator().manual_seed(0)
+    layer = Int8Linear(torch.randn(300, 96, generator=generator), torch.randn(300, generator=generator))
+    x = torch.randn(33, 96, generator=generator)
+    with torch.inference_mode():
+        together = layer(x)
+        alone = torch.cat([layer(x[i : i + 1]) for i in range(len(x))])
+        shaped = layer(x.reshape(3, 11, 96))
+    assert torch.equal(together, alone) and torch.equal(shaped.reshape(33, 300), together)
+
+
+def test_a_transposed_weight_is_packed_as_its_values() -> None:
+    weight = torch.randn(64, 48).t()  # not contiguous, as XLNet's per-head projections
+    layer = Int8Linear(weight, None)
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        assert float((layer(x) - x @ weight.t()).abs().max() / (x @ weight.t()).abs().max()) < 0.05
+
+
+COMMANDS = [(command, name) for command in ("classify", "fill-mask", "qa", "score", "generate")
+            for name in heads_for(command)]
+
+
+@pytest.mark.parametrize(("command", "class_name"), COMMANDS, ids=[f"{c}-{n}" for c, n in COMMANDS])
+def test_every_head_runs_quantized_close_to_float(tmp_path: Path, command: str, class_name: str) -> None:
+    from task_fixtures import build_native
+
+    model = build_native(tmp_path / "m", class_name, **({"num_labels": 3} if command == "classify" else {}))
+    caps = capabilities(class_name)
+    record = {"text": "The cat sat on the mat <mask> ." if command == "fill-mask" else "The cat sat on the mat."}
+    if command == "qa":
+        record = {"question": "Who sat?", "context": "The cat sat on the mat."}
+    if command == "classify" and caps.classify == "choice":
+        record["choices"] = ["on the mat", "in the sky"]
+    if command == "score" and caps.generate == "seq2seq":
+        record["target"] = "a cat"
+    extra = {"generate": ["--max-new-tokens", "4"], "score": ["--pll"] if caps.fill_mask else []}.get(command, [])
+    source = json.dumps(record) + "\n"
+    args = [command, "-m", str(model), "--device", "cpu", "--no-server", *extra]
+    floats = runner.invoke(app, args, input=source)
+    ints = runner.invoke(app, [*args, "--quantize", "int8"], input=source)
+    assert floats.exit_code == 0 and ints.exit_code == 0, ints.stderr
+    a, b = json.loads(floats.stdout), json.loads(ints.stdout)
+    assert a.keys() == b.keys()
+    if command == "score":
+        assert abs(a["logprob"] - b["logprob"]) <= 0.05 * abs(a["logprob"]) + 0.5
+    if command == "generate":
+        assert "may differ from float32" in ints.stderr
+
+
+def test_quantized_models_are_batch_invariant_and_agree_with_float() -> None:
+    texts = "".join(json.dumps({"text": t}) + "\n" for t in [
+        "a gripping, funny film", "a dull, lifeless mess", "the best film of the year", "it is", "tedious",
+        "an hour and a half of tedium", "warm, witty and wise", "a gripping, funny film"])
+    outputs = [runner.invoke(app, ["classify", "-q", "--no-server", "--quantize", "int8", "-b", b], input=texts)
+               for b in ("1", "3", "16")]
+    assert outputs[0].stdout == outputs[1].stdout == outputs[2].stdout and outputs[0].stdout
+    floats = runner.invoke(app, ["classify", "-q", "--no-server", "-b", "16"], input=texts).stdout
+    labels = [[json.loads(line)["label"] for line in out.splitlines()] for out in (outputs[0].stdout, floats)]
+    assert labels[0] == labels[1]
+
+
+def test_what_int8_cannot_do_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["classify", "--no-server", "--quantize", "int8", "--dtype", "bfloat16", "x"])
+    assert result.exit_code == 2 and "computes in float32" in result.stderr
+    result = runner.invoke(app, ["classify", "--no-server", "--quantize", "int4", "x"])
+    assert result.exit_code == 2
+    auto = runner.invoke(app, ["classify", "-q", "--no-server", "--quantize", "int8", "--dtype", "auto", "x"])
+    plain = runner.invoke(app, ["classify", "-q", "--no-server", "--quantize", "int8", "x"])
+    assert auto.exit_code == 0 and auto.stdout == plain.stdout  # auto: float32 around the int8 products
+
+
+def test_a_model_has_its_projections_replaced() -> None:
+    from xcli_models import XLNetConfig, XLNetForSequenceClassification
+
+    model = XLNetForSequenceClassification(XLNetConfig(vocab_size=50, d_model=16, n_layer=2, n_head=2, d_inner=24))
+    replaced = quantize_dynamic_int8(model)
+    assert replaced == 2 * (5 + 2) + 2  # per layer q, k, v, o, r and the two feed-forward; summary and logits
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
