@@ -79,6 +79,8 @@ MODELS = {
 }
 STRATEGIES = {"greedy": dict(num_beams=1), "beam4": dict(num_beams=4)}
 LIBRARIES = ("transformers", "xcli")
+#: more xcli sides (--libraries): its int8 weights (``--quantize int8``: int8 weights times bfloat16 inputs)
+VARIANTS = ("xcli-int8",)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -159,10 +161,14 @@ def worker(args: argparse.Namespace) -> None:
     spec = MODELS[args.model]
     root = Path(args.dir)
     start = time.perf_counter()
-    if args.worker == "xcli":
+    if args.worker.startswith("xcli"):
         import xcli_models
 
         model = getattr(xcli_models, spec["ours"]).from_pretrained(root / "xcli")
+        if args.worker == "xcli-int8":
+            from xcli_models.quantize import quantize_weight_only_int8
+
+            quantize_weight_only_int8(model)
     else:
         import transformers
 
@@ -251,7 +257,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per case in a worker (the best counts)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="workers per library, the libraries taking turns (the best counts; evens out load drift)")
-    parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: "
+                        + ", ".join(LIBRARIES + VARIANTS))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the checkpoints are kept")
     parser.add_argument("--json", type=Path, help="also write all results here")
     parser.add_argument("--build", help=argparse.SUPPRESS)
@@ -320,10 +327,13 @@ def _print_model(name: str, cases: list[dict], per_library: dict, read: int, ban
     for i, case in enumerate(cases):
         rows = {lib: data["cases"][i] for lib, data in per_library.items()}
         reference = rows.get("transformers")
-        same = "-"
-        if reference is not None and "xcli" in rows:
-            same = "yes" if rows["xcli"]["sequences"] == reference["sequences"] else "NO"
         for lib, row in rows.items():
+            same = "-"
+            if lib == "xcli" and reference is not None:
+                same = "yes" if row["sequences"] == reference["sequences"] else "NO"
+            elif lib in VARIANTS and "xcli" in rows:  # the share of tokens equal to float32 xcli's
+                pairs = [(a, b) for r, q in zip(row["sequences"], rows["xcli"]["sequences"]) for a, b in zip(r, q)]
+                same = f"{sum(a == b for a, b in pairs) / len(pairs):.0%} tokens"
             speedup = row["tokens_per_s"] / reference["tokens_per_s"] if reference else float("nan")
             headline = case["batch"] == 1 and case["strategy"] == "greedy"
             of_ceiling = f"{row['tokens_per_s'] / ceiling:.0%}" if headline else ""

@@ -126,3 +126,25 @@ def test_a_model_has_its_projections_replaced() -> None:
     replaced = quantize_dynamic_int8(model)
     assert replaced == 2 * (5 + 2) + 2  # per layer q, k, v, o, r and the two feed-forward; summary and logits
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+
+
+def test_weight_only_int8_for_generation_is_close_to_float(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xcli.model_commands import quantized
+    from xcli_models import XGLMConfig, XGLMForCausalLM, hardware
+    from xcli_models.quantize import Int8WeightOnlyLinear
+
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(256, 512)
+    layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
+    x = torch.randn(3, 5, 256, generator=generator)
+    with torch.inference_mode():
+        exact, got = linear(x), layer(x)
+    assert got.shape == exact.shape and got.dtype == torch.float32
+    assert float((got - exact).abs().max() / exact.abs().max()) < 0.03  # int8 weights, bfloat16 inputs
+    config = XGLMConfig(vocab_size=64, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
+                        max_position_embeddings=64)
+    for fast, kind in ((True, Int8WeightOnlyLinear), (False, Int8Linear)):
+        monkeypatch.setattr(hardware, "_cpu", lambda fast=fast: ("cpu", frozenset({"amx_bf16"} if fast else ())))
+        model = quantized(XGLMForCausalLM(config).eval(), generating=True)
+        kinds = {type(m) for m in model.modules()} & {Int8Linear, Int8WeightOnlyLinear}
+        assert kinds == {kind}
