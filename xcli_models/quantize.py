@@ -53,28 +53,27 @@ def int8_available() -> bool:
         return False
 
 
-class Int8Linear(nn.Module):
-    """``x @ weight.T + bias`` in int8 (see the module docstring). ``weight``: (out, in) float."""
+class _QuantizedLinear(nn.Module):
+    """What the int8 linears share: the weight rounded to int8 with one scale per output channel
+    (its largest magnitude / 127), the float bias, and ``x @ weight.T + bias`` over any leading
+    dimensions, computed by :meth:`_product` on the rows of ``x``."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         weight = weight.detach().float()
         self.out_features, self.in_features = weight.shape
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-        quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(quantized, None), persistent=False)
-        self.register_buffer("scale", scale, persistent=False)
-        self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
+        # contiguous: a transposed weight (XLNet's) would keep its strides, which the kernels ignore
+        self._int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self._scale = scale
         self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=False)
+
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        rows = x.reshape(-1, self.in_features).float()
-        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
-        quantized = torch.round(rows / row_scale).clamp(-127, 127).to(torch.int8)
-        out = torch.ops.onednn.qlinear_pointwise(quantized, 1.0, 0, self.packed, self.scale, self.zero, None, 1.0, 0,
-                                                 torch.float32, "none", [], "")
-        out = out * row_scale
+        out = self._product(x.reshape(-1, self.in_features))
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
@@ -83,31 +82,38 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Int8WeightOnlyLinear(nn.Module):
+class Int8Linear(_QuantizedLinear):
+    """``x @ weight.T + bias`` in int8 (see the module docstring). ``weight``: (out, in) float."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__(weight, bias)
+        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(self._int8, None), persistent=False)
+        self.register_buffer("scale", self._scale, persistent=False)
+        self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
+        del self._int8, self._scale  # (the packed copy is its own)
+
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        rows = rows.float()
+        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+        quantized = torch.round(rows / row_scale).clamp(-127, 127).to(torch.int8)
+        out = torch.ops.onednn.qlinear_pointwise(quantized, 1.0, 0, self.packed, self.scale, self.zero, None, 1.0, 0,
+                                                 torch.float32, "none", [], "")
+        return out * row_scale
+
+
+class Int8WeightOnlyLinear(_QuantizedLinear):
     """``x @ weight.T + bias`` with int8 weights (a scale per output channel) and bfloat16 inputs,
     by torch's ``_weight_int8pack_mm``: a quarter of float32's bytes read per product, for
     generation, whose decode steps read every weight for one row (see the module docstring)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        weight = weight.detach().float()
-        self.out_features, self.in_features = weight.shape
-        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-                             .contiguous(), persistent=False)
-        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
-        self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=False)
+        super().__init__(weight, bias)
+        self.register_buffer("weight_int8", self._int8, persistent=False)
+        self.register_buffer("scale", self._scale.to(torch.bfloat16), persistent=False)
+        del self._int8, self._scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        out = torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale).float()
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()
 
 
 class _Headwise(nn.Module):
@@ -132,8 +138,14 @@ def quantize_dynamic_int8(model: nn.Module) -> int:
 
 
 def quantize_weight_only_int8(model: nn.Module) -> int:
-    """As :func:`quantize_dynamic_int8`, with :class:`Int8WeightOnlyLinear` (for generation)."""
+    """As :func:`quantize_dynamic_int8`, with :class:`Int8WeightOnlyLinear` (for generation). A
+    projection whose input size is not a multiple of 16 gets an :class:`Int8Linear`: torch's kernel
+    computes such products wrongly (measured: garbage for 24 inputs)."""
     return _replace(model, Int8WeightOnlyLinear)
+
+
+def _kind_for(kind: type[nn.Module], inputs: int) -> type[nn.Module]:
+    return Int8Linear if kind is Int8WeightOnlyLinear and inputs % 16 else kind
 
 
 def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
@@ -143,9 +155,10 @@ def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(parent, name, kind(child.weight, child.bias))
+                setattr(parent, name, _kind_for(kind, child.in_features)(child.weight, child.bias))
             elif isinstance(child, HeadwiseLinear):
-                setattr(parent, name, _Headwise(kind, child.weight, child.to_heads))
+                inputs = child.weight.shape[0] if child.to_heads else child.weight[0].numel()
+                setattr(parent, name, _Headwise(_kind_for(kind, inputs), child.weight, child.to_heads))
             else:
                 continue
             replaced += 1
