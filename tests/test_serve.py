@@ -130,6 +130,7 @@ RECORDS = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(
 @pytest.mark.parametrize("args", [
     ["classify"], ["classify", "-O", "text"], ["classify", "-O", "tsv", "--keep", "id"], ["classify", "-b", "2"],
     ["classify", "--shard", "1/3"], ["classify", "--top-k", "1", "--function", "sigmoid"],
+    ["classify", "--quantize", "int8"], ["classify", "--dtype", "bfloat16"],
     ["fill-mask", "--top-k", "3"], ["score"], ["score", "-O", "text"],
     ["tokenize", "-m", "xcli/sentiment", "--offsets"],
 ], ids=lambda a: " ".join(a))
