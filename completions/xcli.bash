@@ -28,6 +28,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -39,7 +40,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --function --aggregation --pair-field --choices-field --lang --max-length -b --batch-size --device --dtype --quantize --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         convert)
@@ -67,13 +68,14 @@ _xcli() {
                 --seed) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
                 --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --dtype --threads --field --input-format --on-error -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --dtype --quantize --threads --field --input-format --on-error -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         fill-mask)
@@ -86,6 +88,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -97,7 +100,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -k --top-k --targets --lang --max-length -b --batch-size --device --dtype --quantize --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         generate)
@@ -125,6 +128,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -136,7 +140,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -N --max-new-tokens --min-new-tokens --max-total-length --sample --do-sample --greedy --num-beams -n --num-return-sequences --length-penalty --early-stopping -t --temperature --top-k --top-p --typical-p --seed --repetition-penalty --no-repeat-ngram-size --bad-words --stop --stream --return-full-text --new-text --scores --task --lang --xlnet-prefix --max-length -b --batch-size --device --dtype --quantize --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         info)
@@ -180,6 +184,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -191,7 +196,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -c --context -k --top-k --doc-stride --max-answer-len --max-seq-len --max-question-len --handle-impossible --align-to-words --no-align-to-words --question-field --context-field --lang -b --batch-size --device --dtype --quantize --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         score)
@@ -205,6 +210,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -216,7 +222,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model --pll --by --target-field --choices-field --lang --max-length -b --batch-size --device --dtype --quantize --threads --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         serve)
