@@ -79,8 +79,8 @@ MODELS = {
 }
 STRATEGIES = {"greedy": dict(num_beams=1), "beam4": dict(num_beams=4)}
 LIBRARIES = ("transformers", "xcli")
-#: more xcli sides (--libraries): its int8 weights (``--quantize int8``: int8 weights times bfloat16 inputs)
-VARIANTS = ("xcli-int8",)
+#: more xcli sides (--libraries): ``--quantize int8`` / ``int4`` (int8 or 4-bit weights times bfloat16 inputs)
+VARIANTS = ("xcli-int8", "xcli-int4")
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -165,10 +165,10 @@ def worker(args: argparse.Namespace) -> None:
         import xcli_models
 
         model = getattr(xcli_models, spec["ours"]).from_pretrained(root / "xcli")
-        if args.worker == "xcli-int8":
-            from xcli_models.quantize import quantize_weight_only_int8
+        if args.worker in VARIANTS:
+            from xcli_models.quantize import quantize_weight_only
 
-            quantize_weight_only_int8(model)
+            quantize_weight_only(model, bits=int(args.worker.removeprefix("xcli-int")))
     else:
         import transformers
 

@@ -148,3 +148,34 @@ def test_weight_only_int8_for_generation_is_close_to_float(monkeypatch: pytest.M
         model = quantized(XGLMForCausalLM(config).eval(), generating=True)
         kinds = {type(m) for m in model.modules()} & {Int8Linear, Int8WeightOnlyLinear}
         assert kinds == {kind}
+
+
+@pytest.mark.skipif(not __import__("xcli_models.hardware", fromlist=["x"]).fast_bfloat16(),
+                    reason="int4 takes bfloat16 inputs: this CPU computes them slowly")
+def test_int4_weights_for_generation() -> None:
+    from xcli_models import XGLMConfig, XGLMForCausalLM
+    from xcli_models.quantize import Int4WeightOnlyLinear, quantize_weight_only
+
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(256, 128)
+    x = torch.randn(2, 4, 256, generator=generator)
+    with torch.inference_mode():
+        exact, got = linear(x), Int4WeightOnlyLinear(linear.weight, linear.bias)(x)
+    assert got.shape == exact.shape and float((got - exact).abs().max() / exact.abs().max()) < 0.15
+    assert Int4WeightOnlyLinear.fits(128, 256) and not Int4WeightOnlyLinear.fits(40, 256)
+    assert not Int4WeightOnlyLinear.fits(128, 96)
+    config = XGLMConfig(vocab_size=72, d_model=64, num_layers=1, attention_heads=4, ffn_dim=128,
+                        max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = XGLMForCausalLM(config).eval()
+    quantize_weight_only(model, bits=4)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "Int4WeightOnlyLinear" in kinds and "Int8Linear" in kinds  # the head's 72 outputs: no multiple of 16
+    ids = torch.tensor([[2, 5, 7, 9]])
+    with torch.inference_mode():
+        assert model(input_ids=ids).logits.shape == (1, 4, 72)
+
+
+def test_int4_is_for_generate() -> None:
+    result = runner.invoke(app, ["classify", "--no-server", "--quantize", "int4", "x"])
+    assert result.exit_code == 2 and "is for generate" in result.stderr

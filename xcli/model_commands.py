@@ -43,12 +43,12 @@ def load_task_model(
         family, _ = family_of(resolved.path)
         common.require_head(AutoModel.class_for(resolved.path).__name__, lambda name: name in accept, what, family.name)
     if mode is not None:
-        check_quantize(mode, picked, dtype_name)
+        check_quantize(mode, picked, dtype_name, generating=command == "generate")
 
     def build() -> Any:
         task = common.load(resolved.path, device=device_name, dtype=dtype_name)
         if mode is not None:
-            quantized(task.model, generating=command == "generate")
+            quantized(task.model, generating=command == "generate", bits=4 if mode == "int4" else 8)
         return task
 
     if server is not None:  # the server's warm copy
@@ -57,10 +57,18 @@ def load_task_model(
     return build()
 
 
-def check_quantize(mode: str, device: Any, dtype: str) -> None:
-    """--quantize int8 runs on the CPU, computing in float32 around its int8 products."""
+def check_quantize(mode: str, device: Any, dtype: str, generating: bool = False) -> None:
+    """--quantize runs on the CPU, computing in float32 around its integer products; int4 is for
+    generate, on a CPU that computes bfloat16 fast (its kernel takes bfloat16 inputs)."""
+    from xcli_models.hardware import fast_bfloat16
+
     from .errors import UsageError
 
+    if mode == "int4" and not generating:
+        raise UsageError("--quantize int4 (4-bit weights) is for generate", "use --quantize int8")
+    if mode == "int4" and not fast_bfloat16():
+        raise UsageError("--quantize int4 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX; see xcli info "
+                         "--processor)", "use --quantize int8")
     if device.type != "cpu":
         raise UsageError(f"--quantize {mode} runs on the CPU (this run's device: {device.type})", "add --device cpu")
     if dtype != "float32":
@@ -68,15 +76,15 @@ def check_quantize(mode: str, device: Any, dtype: str) -> None:
                          f"{dtype}", "leave --dtype out")
 
 
-def quantized(model: Any, generating: bool = False) -> Any:
-    """``model`` with its projections in int8 (a failure if this torch cannot): for ``generating``
-    on a CPU that computes bfloat16 fast, int8 weights times bfloat16 inputs (decode steps read
-    the weights: a quarter of the bytes); otherwise int8 products of int8 inputs."""
+def quantized(model: Any, generating: bool = False, bits: int = 8) -> Any:
+    """``model`` with its projections quantized (a failure if this torch cannot): for ``generating``
+    on a CPU that computes bfloat16 fast, ``bits``-bit weights times bfloat16 inputs (decode steps
+    read the weights: a quarter or an eighth of the bytes); otherwise int8 products of int8 inputs."""
     from xcli_models.hardware import fast_bfloat16
-    from xcli_models.quantize import quantize_dynamic_int8, quantize_weight_only_int8
+    from xcli_models.quantize import quantize_dynamic_int8, quantize_weight_only
 
-    if generating and fast_bfloat16():
-        quantize_weight_only_int8(model)
+    if generating and (fast_bfloat16() or bits == 4):
+        quantize_weight_only(model, bits=bits)
     else:
         quantize_dynamic_int8(model)
     return model

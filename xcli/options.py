@@ -45,6 +45,7 @@ class DtypeName(str, Enum):
 
 class QuantizeName(str, Enum):
     int8 = "int8"
+    int4 = "int4"
 
 
 class RunDtypeName(str, Enum):
@@ -187,8 +188,9 @@ Quantize = Annotated[
     Optional[QuantizeName],
     typer.Option("--quantize", case_sensitive=False, help="int8: every projection's product in 8-bit integers "
                  "(per-channel weight and per-row input scales; oneDNN, fast with AMX or VNNI): 3-4x faster "
-                 "products on batches, numbers within ~1% (the README measures the accuracy it costs). CPU only.",
-                 show_default=False),
+                 "products on batches, numbers within ~1% (the README measures the accuracy it costs); generate "
+                 "keeps int8 weights times bfloat16 inputs. int4 (generate, a CPU with fast bfloat16): 4-bit "
+                 "weights in groups of 64, coarser. CPU only.", show_default=False),
 ]
 Threads = Annotated[
     Optional[int],

@@ -37,7 +37,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Int8Linear", "Int8WeightOnlyLinear", "int8_available", "quantize_dynamic_int8", "quantize_weight_only_int8"]
+__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int8_available", "quantize_dynamic_int8",
+           "quantize_weight_only", "quantize_weight_only_int8"]
+
+#: inputs per int4 group (each with its own scale and minimum)
+INT4_GROUP = 64
 
 
 @lru_cache(maxsize=None)
@@ -53,19 +57,20 @@ def int8_available() -> bool:
         return False
 
 
+def _per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``weight`` (out, in) rounded to int8 with one scale per output channel (its largest
+    magnitude / 127); contiguous (a transposed weight, XLNet's, would keep strides the kernels ignore)."""
+    scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+    return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
+
+
 class _QuantizedLinear(nn.Module):
-    """What the int8 linears share: the weight rounded to int8 with one scale per output channel
-    (its largest magnitude / 127), the float bias, and ``x @ weight.T + bias`` over any leading
+    """What the quantized linears share: the float bias, and ``x @ weight.T + bias`` over any leading
     dimensions, computed by :meth:`_product` on the rows of ``x``."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
-        weight = weight.detach().float()
         self.out_features, self.in_features = weight.shape
-        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-        # contiguous: a transposed weight (XLNet's) would keep its strides, which the kernels ignore
-        self._int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        self._scale = scale
         self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
@@ -87,10 +92,10 @@ class Int8Linear(_QuantizedLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(self._int8, None), persistent=False)
-        self.register_buffer("scale", self._scale, persistent=False)
+        int8, scale = _per_channel_int8(weight.detach().float())
+        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(int8, None), persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
-        del self._int8, self._scale  # (the packed copy is its own)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         rows = rows.float()
@@ -108,12 +113,41 @@ class Int8WeightOnlyLinear(_QuantizedLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
-        self.register_buffer("weight_int8", self._int8, persistent=False)
-        self.register_buffer("scale", self._scale.to(torch.bfloat16), persistent=False)
-        del self._int8, self._scale
+        int8, scale = _per_channel_int8(weight.detach().float())
+        self.register_buffer("weight_int8", int8, persistent=False)
+        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()
+
+
+class Int4WeightOnlyLinear(_QuantizedLinear):
+    """``x @ weight.T + bias`` with 4-bit weights and bfloat16 inputs, by torch's CPU int4 kernel
+    (``_weight_int4pack_mm_for_cpu``): each group of :data:`INT4_GROUP` inputs of an output channel
+    has its own scale and minimum (asymmetric, 16 levels). An eighth of float32's bytes; about 10%
+    of an output's scale off on random weights (measured), so an opt-in for generation."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__(weight, bias)
+        n, k = self.out_features, self.in_features
+        groups = weight.detach().float().reshape(n, k // INT4_GROUP, INT4_GROUP)
+        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+        scale = (high - low).clamp_min(1e-8) / 15
+        levels = torch.round((groups - low) / scale).clamp(0, 15).to(torch.int32).reshape(n, k)
+        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1),
+                             persistent=False)
+        # the kernel takes, per group and channel, the scale and the value of level 8
+        scales_and_zeros = torch.cat([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous()
+        self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16), persistent=False)
+
+    @staticmethod
+    def fits(outputs: int, inputs: int) -> bool:
+        """Whether the kernel takes this shape (outputs a multiple of 16, inputs of the group)."""
+        return outputs % 16 == 0 and inputs % INT4_GROUP == 0
+
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.packed, INT4_GROUP,
+                                                          self.scales_and_zeros).float()
 
 
 class _Headwise(nn.Module):
@@ -138,14 +172,25 @@ def quantize_dynamic_int8(model: nn.Module) -> int:
 
 
 def quantize_weight_only_int8(model: nn.Module) -> int:
-    """As :func:`quantize_dynamic_int8`, with :class:`Int8WeightOnlyLinear` (for generation). A
-    projection whose input size is not a multiple of 16 gets an :class:`Int8Linear`: torch's kernel
-    computes such products wrongly (measured: garbage for 24 inputs)."""
-    return _replace(model, Int8WeightOnlyLinear)
+    """As :func:`quantize_dynamic_int8`, with :class:`Int8WeightOnlyLinear` (for generation)."""
+    return quantize_weight_only(model, bits=8)
 
 
-def _kind_for(kind: type[nn.Module], inputs: int) -> type[nn.Module]:
-    return Int8Linear if kind is Int8WeightOnlyLinear and inputs % 16 else kind
+def quantize_weight_only(model: nn.Module, bits: int = 8) -> int:
+    """Weight-only quantization for generation: :class:`Int8WeightOnlyLinear` (``bits`` 8) or
+    :class:`Int4WeightOnlyLinear` (4). A projection the kernel cannot take (int8: inputs not a
+    multiple of 16, for which torch's kernel computes garbage, measured with 24; int4: see
+    :meth:`Int4WeightOnlyLinear.fits`) gets an :class:`Int8Linear` (int8 products) instead."""
+    kind = {8: Int8WeightOnlyLinear, 4: Int4WeightOnlyLinear}[bits]
+    return _replace(model, kind)
+
+
+def _kind_for(kind: type[nn.Module], outputs: int, inputs: int) -> type[nn.Module]:
+    if kind is Int8WeightOnlyLinear and inputs % 16:
+        return Int8Linear
+    if kind is Int4WeightOnlyLinear and not Int4WeightOnlyLinear.fits(outputs, inputs):
+        return Int8Linear
+    return kind
 
 
 def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
@@ -155,10 +200,13 @@ def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(parent, name, _kind_for(kind, child.in_features)(child.weight, child.bias))
+                chosen = _kind_for(kind, child.out_features, child.in_features)
+                setattr(parent, name, chosen(child.weight, child.bias))
             elif isinstance(child, HeadwiseLinear):
-                inputs = child.weight.shape[0] if child.to_heads else child.weight[0].numel()
-                setattr(parent, name, _Headwise(_kind_for(kind, inputs), child.weight, child.to_heads))
+                flat = child.weight.flatten(1)  # (D, H * Dh)
+                outputs, inputs = flat.shape[::-1] if child.to_heads else flat.shape
+                chosen = _kind_for(kind, outputs, inputs)
+                setattr(parent, name, _Headwise(chosen, child.weight, child.to_heads))
             else:
                 continue
             replaced += 1
