@@ -28,7 +28,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
-                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -68,7 +68,7 @@ _xcli() {
                 --seed) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
-                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
@@ -88,7 +88,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
-                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -128,7 +128,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
-                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -184,7 +184,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
-                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
@@ -210,7 +210,7 @@ _xcli() {
                 -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
-                --quantize) COMPREPLY=($(compgen -W "int8" -- "$cur")); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
                 --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
