@@ -303,7 +303,7 @@ _xcli() {
             ;;
         vocab)
             case "$prev" in
-                --family) COMPREPLY=(); return ;;
+                --family) COMPREPLY=($(compgen -W "xlnet xglm xlm mvp prophetnet" -- "$cur")); return ;;
                 -o|--output) COMPREPLY=(); return ;;  # file names
                 --size) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names

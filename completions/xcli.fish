@@ -289,7 +289,7 @@ complete -c xcli -n '__fish_seen_subcommand_from train' -s f -l force -d 'Replac
 complete -c xcli -n '__fish_seen_subcommand_from train' -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c xcli -n '__fish_seen_subcommand_from train' -l debug -d 'Show the traceback of an error (also: XCLI_DEBUG=1)'
 complete -c xcli -n '__fish_seen_subcommand_from train' -s h -l help -d 'Show help and exit'
-complete -c xcli -n '__fish_seen_subcommand_from vocab' -l family -x -d 'Whose tokenizer files to write'
+complete -c xcli -n '__fish_seen_subcommand_from vocab' -l family -x -a 'xlnet xglm xlm mvp prophetnet' -d 'Whose tokenizer files to write'
 complete -c xcli -n '__fish_seen_subcommand_from vocab' -s o -l output -r -F -d 'The folder to write (whole or not at all; see --force)'
 complete -c xcli -n '__fish_seen_subcommand_from vocab' -l size -x -d 'Entries in the vocabulary, special tokens included: the rows of...'
 complete -c xcli -n '__fish_seen_subcommand_from vocab' -s i -l input -r -F -d 'Read records from PATH (\'-\' is stdin); repeat it or use a glob...'

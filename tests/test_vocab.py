@@ -118,7 +118,7 @@ def test_cli_bad_records_are_named_and_counted(tmp_path: Path) -> None:
 
 def test_cli_usage_errors(tmp_path: Path) -> None:
     run = _xcli("vocab", "--family", "bert", "-o", str(tmp_path / "x"), "-i", "-", stdin="text\n")
-    assert run.returncode == 2 and "one of: xlnet" in run.stderr
+    assert run.returncode == 2 and "'bert' is not one of 'xlnet', 'xglm', 'xlm', 'mvp', 'prophetnet'" in run.stderr
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model_type": "xglm"}))
     run = _xcli("vocab", "--family", "xlnet", "-o", str(tmp_path / "x"), "-i", "-", "-c", str(config), stdin="text\n")

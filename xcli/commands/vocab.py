@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
@@ -16,13 +17,14 @@ import typer
 from ..options import Debug, Force, Input, InputFormat, InputFormatName, OnError, OnErrorName, Quiet
 
 FAMILIES = ("xlnet", "xglm", "xlm", "mvp", "prophetnet")
+#: --family's choices (a shell completes them)
+FamilyName = Enum("FamilyName", {name: name for name in FAMILIES}, type=str)  # type: ignore[misc]
 
 
 def vocab(
     family: Annotated[
-        str,
-        typer.Option("--family", metavar="|".join(FAMILIES), help="Whose tokenizer files to write.",
-                     show_default=False),
+        FamilyName,
+        typer.Option("--family", case_sensitive=False, help="Whose tokenizer files to write.", show_default=False),
     ],
     output: Annotated[
         Path,
@@ -71,8 +73,7 @@ def vocab(
     from ..errors import RecordsFailed, UsageError, XcliError
 
     console.configure(quiet=quiet, debug=debug)
-    if family not in FAMILIES:
-        raise UsageError(f"--family {family!r} is not one xcli learns vocabularies for", "one of: " + ", ".join(FAMILIES))
+    family = family.value
     base = _read_config(config, family) if config is not None else None
     if not input:
         raise UsageError("vocab needs text to learn from: --input/-i PATH ('-' for stdin)")
