@@ -20,8 +20,8 @@ BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builti
 FIELDS = {
     "model", "origin", "path", "family", "model_type", "architectures", "model_class", "commands", "parameters",
     "dtypes", "config_dtype", "has_weights", "weights", "size_on_disk", "vocab_size", "tokenizer",
-    "tokenizer_vocab_size", "special_tokens", "labels", "languages", "max_positions", "hidden_size", "layers",
-    "attention_heads",
+    "tokenizer_vocab_size", "special_tokens", "labels", "languages", "max_positions", "relative_positions",
+    "hidden_size", "layers", "attention_heads",
 }
 FAMILY = {"xlm": "XLM", "xlnet": "XLNet", "xglm": "XGLM", "xlm-prophetnet": "XLM-ProphetNet",
           "prophetnet": "ProphetNet", "mvp": "MVP"}
@@ -57,6 +57,7 @@ def test_every_family(kind: str, tmp_path: Path) -> None:
     assert out["vocab_size"] == model.config.vocab_size
     # XLNet's positions are relative: no limit (the reference's config says -1)
     assert out["max_positions"] == (None if kind == "xlnet" else model.config.max_position_embeddings)
+    assert out["relative_positions"] is (kind == "xlnet")
     assert out["hidden_size"] == model.config.hidden_size and out["layers"] == model.config.num_hidden_layers
     assert out["languages"] is None and out["labels"] is None and out["tokenizer"] is None
     assert out["origin"] == "directory" and out["path"] == str(tmp_path.resolve())

@@ -225,6 +225,17 @@ class Config:
             more = f" + {slack}" if slack else ""
             raise ConfigError(f"{field} ({value}) must be below {limit}{more} ({rows})")
 
+    # ------------------------------------------------------------- positions
+    def position_limit(self) -> int | None:
+        """The most tokens a sequence may have: what the position embeddings can place
+        (``max_position_embeddings``; XLM's fixed sinusoidal table, MVP's learned one whose 2 extra
+        rows, the BART offset, no position reads, XGLM's table that would grow but was never trained
+        longer). None without a usable value. Families whose positions work otherwise override it."""
+        positions = getattr(self, "max_position_embeddings", None)
+        if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+            return None
+        return positions
+
     # ------------------------------------------------------------- size
     def parameter_estimate(self) -> int:
         """About how many numbers the model of this config holds (parameters and fixed buffers),

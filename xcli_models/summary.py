@@ -121,6 +121,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         "labels": labels if labelled or labels != default_labels else None,
         "languages": dict(lang2id) if isinstance(lang2id, dict) and lang2id else None,
         "max_positions": max_positions if isinstance(max_positions, int) else None,
+        "relative_positions": any(capabilities(a).relative_positions for a in names),
         "hidden_size": getattr(config, "hidden_size", None),
         "layers": getattr(config, "num_hidden_layers", None),
         "attention_heads": getattr(config, "num_attention_heads", None),

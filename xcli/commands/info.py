@@ -131,7 +131,7 @@ def table(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("labels", ", ".join(s["labels"]) if s["labels"] else "-"),
         ("languages", ", ".join(f"{k}={v}" for k, v in languages.items()) if languages else "-"),
         ("max positions", str(s["max_positions"]) if s["max_positions"] is not None else "unlimited (relative)"
-         if s["model_type"] == "xlnet" else "-"),
+         if s["relative_positions"] else "-"),
         ("shape", f"{s['layers']} layers, hidden {s['hidden_size']}, {s['attention_heads']} heads"),
     ]
     return rows

@@ -190,26 +190,12 @@ def language(model: Any, tokenizer: Any, lang: str | None) -> int | None:
 
 
 def position_limit(config: Any) -> int | None:
-    """The most tokens one sequence may have in the model: what its position embeddings can place.
-
-    * XLM, MVP: ``max_position_embeddings`` rows of learned (or XLM's fixed sinusoidal) positions
-      (MVP's table has 2 more, the BART offset, that no position reads);
-    * XGLM: ``max_position_embeddings``: its sinusoidal table would grow, but the model never saw
-      a longer input;
-    * ProphetNet, XLM-ProphetNet: ``max_position_embeddings - pad_token_id - 2``: position j
-      reads row ``pad_token_id + 1 + j``, and the decoder's n-gram stream reads one row further
-      (past the table: an IndexError; the encoder would repeat its last position instead);
-    * XLNet: None, relative positions have no limit (inputs get :data:`RELATIVE_DEFAULT_LIMIT`
-      by default, see :func:`input_limit`).
-    """
-    positions = getattr(config, "max_position_embeddings", None)
-    model_type = getattr(config, "model_type", None)
-    if model_type == "xlnet" or isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
-        return None
-    if model_type in ("prophetnet", "xlm-prophetnet"):
-        pad = getattr(config, "pad_token_id", None)
-        return max(positions - (pad if isinstance(pad, int) and pad > 0 else 0) - 2, 1)
-    return positions
+    """The most tokens a sequence may have in a model of ``config``: its family's rule
+    (``Config.position_limit``: learned or fixed position tables, ProphetNet's offset, None for
+    XLNet's relative positions; inputs then get :data:`RELATIVE_DEFAULT_LIMIT` by default, see
+    :func:`input_limit`). A config without the method (not xcli's) has no known limit."""
+    method = getattr(type(config), "position_limit", None)
+    return config.position_limit() if callable(method) else None
 
 
 def input_limit(model: Any, tokenizer: Any, max_length: int | None = None, *, option: str = "max_length") -> int:

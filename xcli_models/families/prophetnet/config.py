@@ -92,6 +92,16 @@ class ProphetNetConfig(Config):
                 f"({self.relative_max_distance}) above num_buckets // 2"
             )
 
+    def position_limit(self) -> int | None:
+        """``max_position_embeddings - pad_token_id - 2``: position j reads row ``pad_token_id + 1 + j``,
+        and the decoder's n-gram stream reads one row further (past the table: an IndexError; the
+        encoder would repeat its last position instead)."""
+        positions = super().position_limit()
+        if positions is None:
+            return None
+        pad = getattr(self, "pad_token_id", None)
+        return max(positions - (pad if isinstance(pad, int) and pad > 0 else 0) - 2, 1)
+
     def parameter_estimate(self) -> int:
         d, heads = self.hidden_size, self.num_decoder_attention_heads
         attention = 4 * (d * d + d) + 2 * d

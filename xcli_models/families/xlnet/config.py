@@ -101,6 +101,10 @@ class XLNetConfig(Config):
                 f"attn_type must be 'bi' (XLNet) or 'uni' (Transformer-XL), not {show_value(self.attn_type)}"
             )
 
+    def position_limit(self) -> int | None:
+        """None: relative positions have no limit."""
+        return None
+
     def parameter_estimate(self) -> int:
         d, inner = self.d_model, self.d_inner
         # query, key, value, output and position projections, 3 biases and the segment embedding
