@@ -1,7 +1,7 @@
 """Question-answering throughput: ``xcli qa`` against the reference pipeline, XQuAD English.
 
     python benchmarks/qa_xquad.py [--limit N] [--batch-size 32] [--reference-batch-size N ...]
-                                  [--threads N] [--device cpu|cuda] [--dtype float32|bfloat16]
+                                  [--threads N] [--device cpu|cuda] [--dtype float32|bfloat16] [--quantize int8]
                                   [--shape base|large|tiny]
 
 The first run builds a random-weight MvpForQuestionAnswering with the real MVP tokenizer
@@ -104,12 +104,16 @@ def reference_pipeline(directory: Path, batch_size: int, device: str):  # type: 
 
 
 def our_answerer(  # type: ignore[no-untyped-def]
-    directory: Path, batch_size: int, device: str, dtype: str, split: dict
+    directory: Path, batch_size: int, device: str, dtype: str, split: dict, quantize: str | None = None
 ):
     from xcli_models.tasks.common import length_batches, load
     from xcli_models.tasks.qa import QuestionAnswerer
 
     task = load(directory, device=device, dtype=dtype)
+    if quantize == "int8":
+        from xcli_models.quantize import quantize_dynamic_int8
+
+        quantize_dynamic_int8(task.model)
     answerer = QuestionAnswerer(task.model, task.tokenizer)
 
     def run(records: list[dict]) -> list[dict]:
@@ -142,13 +146,16 @@ def interleaved(runners: dict, records: list[dict], chunk: int) -> tuple[dict, d
     return outputs, seconds
 
 
-def command(directory: Path, records: list[dict], batch_size: int, device: str, dtype: str, threads: int | None):
+def command(directory: Path, records: list[dict], batch_size: int, device: str, dtype: str, threads: int | None,
+            quantize: str | None = None):
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "questions.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         target = Path(scratch) / "answers.jsonl"
         args = [sys.executable, "-m", "xcli", "qa", "-m", str(directory), "-i", str(source), "-b", str(batch_size),
                 "--device", device, "--dtype", dtype, "-o", str(target), "-q"]
+        if quantize:
+            args += ["--quantize", quantize]
         if threads:
             args += ["--threads", str(threads)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -186,6 +193,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32",
                         help="xcli's dtype; other than float32, answers are counted, not required equal")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="xcli's int8 products (--quantize int8); answers are then counted, not required equal")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="base")
     parser.add_argument("--checkpoint", type=Path, default=None, help="where the random checkpoint is kept")
     parser.add_argument("--rebuild", action="store_true")
@@ -208,7 +217,8 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
 
     split: dict = {}
-    runners = {"xcli (in process)": our_answerer(checkpoint, args.batch_size, args.device, args.dtype, split)}
+    runners = {"xcli (in process)": our_answerer(checkpoint, args.batch_size, args.device, args.dtype, split,
+                                                 args.quantize)}
     for size in args.reference_batch_size or sorted({1, args.batch_size}):
         runners[f"reference pipeline, batch size {size}"] = reference_pipeline(checkpoint, size, args.device)
     for run in runners.values():
@@ -216,13 +226,14 @@ def main() -> int:
     split.clear()
     outputs, seconds = interleaved(runners, records, args.chunk)
     mine = outputs.pop("xcli (in process)")
-    exact = args.dtype == "float32"
+    exact = args.dtype == "float32" and args.quantize is None
     for name, theirs in outputs.items():
         compare(f"xcli (in process) vs {name}", mine, theirs, exact)
     rows = [(name, seconds[name]) for name in outputs] + [("xcli (in process)", seconds["xcli (in process)"])]
     t_ref = min(seconds[name] for name in outputs)
     if not args.skip_command:
-        cli, t_cli = command(checkpoint, records, args.batch_size, args.device, args.dtype, args.threads)
+        cli, t_cli = command(checkpoint, records, args.batch_size, args.device, args.dtype, args.threads,
+                             args.quantize)
         compare("xcli qa (command)", cli, theirs, exact)
         rows.append(("xcli qa (command, end to end)", t_cli))
 
