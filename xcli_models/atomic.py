@@ -28,7 +28,9 @@ import fcntl
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 _TAG = ".xcli-"
 _RENAME_NOREPLACE = 1
@@ -277,3 +279,21 @@ class Work:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+@contextmanager
+def published_folder(target: str | os.PathLike, *, replace: bool, warn: Callable[[str], object]) -> Iterator[Path]:
+    """A hidden folder beside ``target`` to write into (a :class:`Work`), published as ``target``
+    whole when the block ends, discarded when anything in it, or the publishing, raises. ``warn``
+    hears what runs killed earlier left beside ``target``. A ``target`` that appeared meanwhile
+    (without ``replace``) raises FileExistsError: ``convert`` and ``vocab`` write through this."""
+    work = Work(target, directory=True)
+    folder = work.begin()
+    for sentence in work.swept:
+        warn(sentence)
+    try:
+        yield folder
+        work.publish(replace=replace)
+    except BaseException:
+        work.discard()
+        raise

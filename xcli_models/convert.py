@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .atomic import Work
+from .atomic import published_folder
 from .auto import checked_config, model_class, tied_in_checkpoint
 from .config import Config, read_json
 from .loading import (
@@ -446,34 +446,27 @@ def convert_checkpoint(
     for name, count in overflow.items():
         (warn or say)(f"{name}: {count} value(s) too large for {str(target).removeprefix('torch.')} became infinite")
 
-    work = Work(dst, directory=True)
-    folder = work.begin()
-    for sentence in work.swept:  # what runs killed earlier left beside dst
-        (warn or say)(sentence)
     try:
-        say(f"writing {'safetensors' if safe else 'pytorch_model.bin'} into {dst}")
-        written = write_weights(prepared, folder, safe=safe, max_shard_size=max_shard_size)
-        n_tensors = len(prepared)
-        n_bytes = sum(t.numel() * t.element_size() for t in prepared.values())
-        del prepared
-        carried, left_behind = carried_files(src)
-        for file in carried:
-            shutil.copyfile(file, folder / file.name)
-        if target is not None and (folder / "config.json").exists():
-            _set_config_dtype(folder / "config.json", target)
-        check = None
-        if verify:
-            say("checking the converted checkpoint against the source")
-            check = verify_conversion(src, folder, dtype=target, tolerance=tolerance)
-            if not check.passed:
-                raise VerificationError(f"the converted checkpoint does not match {src}: {check.summary()}", check)
-        try:
-            work.publish(replace=overwrite)
-        except FileExistsError:
-            raise FileExistsError(f"{dst} exists: another run wrote it while this one was converting") from None
-    except BaseException:
-        work.discard()
-        raise
+        with published_folder(dst, replace=overwrite, warn=warn or say) as folder:
+            say(f"writing {'safetensors' if safe else 'pytorch_model.bin'} into {dst}")
+            written = write_weights(prepared, folder, safe=safe, max_shard_size=max_shard_size)
+            n_tensors = len(prepared)
+            n_bytes = sum(t.numel() * t.element_size() for t in prepared.values())
+            del prepared
+            carried, left_behind = carried_files(src)
+            for file in carried:
+                shutil.copyfile(file, folder / file.name)
+            if target is not None and (folder / "config.json").exists():
+                _set_config_dtype(folder / "config.json", target)
+            check = None
+            if verify:
+                say("checking the converted checkpoint against the source")
+                check = verify_conversion(src, folder, dtype=target, tolerance=tolerance)
+                if not check.passed:
+                    raise VerificationError(f"the converted checkpoint does not match {src}: {check.summary()}",
+                                            check)
+    except FileExistsError:
+        raise FileExistsError(f"{dst} exists: another run wrote it while this one was converting") from None
     shards = sum(1 for f in written if not f.name.endswith(".json"))
     return Conversion(
         source=str(src),

@@ -145,7 +145,7 @@ def _read_config(path: Path, family: str) -> dict[str, Any]:
 def _write(family: str, texts: list[str], output: Path, size: int, lowercase: bool, config: dict[str, Any] | None,
            force: bool) -> Any:
     """Learn into a hidden folder beside ``output``; publish it whole."""
-    from xcli_models.atomic import Work
+    from xcli_models.atomic import published_folder
     from xcli_models.tokenization.trainers import VocabularyError, learn
 
     from ..console import console
@@ -153,23 +153,15 @@ def _write(family: str, texts: list[str], output: Path, size: int, lowercase: bo
 
     if output.exists() and not force:
         raise UsageError(f"{output} exists", "pass --force to replace it")
-    work = Work(output, directory=True)
-    folder = work.begin()
-    for sentence in work.swept:
-        console.warning(sentence)
     try:
-        console.note(f"learning a {family} vocabulary of {size} entries from {len(texts)} text(s)")
-        written = learn(family, texts, folder, size=size, lowercase=lowercase)
-        if config is not None:
-            (folder / "config.json").write_text(json.dumps(written.complete(config), indent=2) + "\n", encoding="utf-8")
-        work.publish(replace=force)
+        with published_folder(output, replace=force, warn=console.warning) as folder:
+            console.note(f"learning a {family} vocabulary of {size} entries from {len(texts)} text(s)")
+            written = learn(family, texts, folder, size=size, lowercase=lowercase)
+            if config is not None:
+                (folder / "config.json").write_text(json.dumps(written.complete(config), indent=2) + "\n",
+                                                    encoding="utf-8")
     except VocabularyError as exc:
-        work.discard()
         raise XcliError(str(exc), "give more text or a smaller --size") from None
     except FileExistsError:
-        work.discard()
         raise UsageError(f"{output} exists: another run wrote it meanwhile", "pass --force to replace it") from None
-    except BaseException:
-        work.discard()
-        raise
     return written
