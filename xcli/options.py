@@ -48,13 +48,10 @@ class QuantizeName(str, Enum):
     int4 = "int4"
 
 
-class RunDtypeName(str, Enum):
-    """The model commands' --dtype: a dtype, or auto (the fast one on this machine)."""
-
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-    auto = "auto"
+#: the model commands' --dtype: a dtype, or auto (the fast one on this machine)
+RunDtypeName = Enum(  # type: ignore[misc]
+    "RunDtypeName", {**{member.name: member.value for member in DtypeName}, "auto": "auto"}, type=str
+)
 
 
 # ----------------------------------------------------------------- input
