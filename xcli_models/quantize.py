@@ -32,8 +32,6 @@ scale on these models); the README measures what it does to accuracy.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -212,8 +210,3 @@ def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
             replaced += 1
     return replaced
 
-
-def describe(model: Any) -> dict[str, int]:
-    """How many projections run in int8 and how many bytes their packed weights take."""
-    layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
-    return {"int8_linears": len(layers), "int8_bytes": sum(m.packed.numel() * m.packed.element_size() for m in layers)}

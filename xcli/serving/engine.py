@@ -136,10 +136,6 @@ class Models:
             return [{"path": k[0], "device": k[1], "dtype": k[2], "for": k[3], "bytes": e.size}
                     for k, e in self._entries.items()]
 
-    def holds(self, task: Any) -> bool:
-        with self._lock:
-            return any(e.task is task for e in self._entries.values())
-
 
 @dataclass
 class _Ticket:
