@@ -56,3 +56,22 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The weight shapes of the products that went through oneDNN (``xcli_models.kernels``)."""
+    from xcli_models import kernels
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch is built without oneDNN")
+    assert kernels.onednn_available()
+    calls: list[tuple[int, ...]] = []
+    real = kernels._linear
+
+    def counting(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        calls.append(tuple(w.shape))
+        return real(x, w, bias)
+
+    monkeypatch.setattr(kernels, "_linear", counting)
+    return calls

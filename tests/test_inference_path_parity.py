@@ -105,19 +105,6 @@ def inputs(padding: str, extra: tuple[str, ...], seed: int) -> dict[str, torch.T
     return out
 
 
-@pytest.fixture
-def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """The weight shapes of the products that went through oneDNN."""
-    calls: list[tuple[int, ...]] = []
-    real = kernels._linear
-
-    def counting(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        calls.append(tuple(w.shape))
-        return real(x, w, bias)
-
-    monkeypatch.setattr(kernels, "_linear", counting)
-    return calls
-
 
 def test_the_tasks_enter_the_one_kernel_context(monkeypatch: pytest.MonkeyPatch) -> None:
     entered: list[dict[str, Any]] = []

@@ -11,22 +11,6 @@ from xcli_models import XGLMConfig, XGLMForCausalLM, kernels
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """The weight shapes of the products that went through oneDNN."""
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("this torch is built without oneDNN")
-    assert kernels.onednn_available()
-    calls: list[tuple[int, ...]] = []
-    real = kernels._linear
-
-    def counting(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        calls.append(tuple(w.shape))
-        return real(x, w, bias)
-
-    monkeypatch.setattr(kernels, "_linear", counting)
-    return calls
-
 
 def test_products_equal_torchs(routed: list[tuple[int, ...]]) -> None:
     generator = torch.Generator().manual_seed(0)
