@@ -34,16 +34,11 @@ def load_task_model(
     if server is None:  # a server keeps its own threads, whatever a client's --threads
         common.set_threads(threads)
     device_name = str(getattr(device, "value", device))
-    dtype_name = str(getattr(dtype, "value", dtype))
     mode = str(getattr(quantize, "value", quantize)) if quantize is not None else None
+    dtype_name = precision(device_name, dtype, mode, generating=command == "generate")
     with usage_errors():
-        picked = common.pick_device(device_name)
-        if dtype_name == "auto":  # (int8 computes in float32 around its products)
-            dtype_name = "float32" if mode is not None else common.fast_dtype(picked)
         family, _ = family_of(resolved.path)
         common.require_head(AutoModel.class_for(resolved.path).__name__, lambda name: name in accept, what, family.name)
-    if mode is not None:
-        check_quantize(mode, picked, dtype_name, generating=command == "generate")
 
     def build() -> Any:
         task = common.load(resolved.path, device=device_name, dtype=dtype_name)
@@ -55,6 +50,21 @@ def load_task_model(
         use = "generate" if command == "generate" else "tasks"  # (int8 differs: weight-only for generate)
         return server.load(resolved.path, device_name, dtype_name, build, kind=f"{use}:{mode or 'float'}")
     return build()
+
+
+def precision(device: str, dtype: Any, quantize: str | None, generating: bool = False) -> str:
+    """The dtype a run computes in on ``device`` (an unavailable device is a usage error): ``--dtype``,
+    with auto the fast one there (float32 around int8 products), checked against ``--quantize``."""
+    from xcli_models.tasks import common
+
+    name = str(getattr(dtype, "value", dtype))
+    with usage_errors():
+        picked = common.pick_device(device)
+    if name == "auto":
+        name = "float32" if quantize is not None else common.fast_dtype(picked)
+    if quantize is not None:
+        check_quantize(quantize, picked, name, generating=generating)
+    return name
 
 
 def check_quantize(mode: str, device: Any, dtype: str, generating: bool = False) -> None:

@@ -124,20 +124,17 @@ def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | Non
     """The model side: the metrics summary, and each record with its prediction (or its error) when
     ``predictions``. Run in process, or by ``xcli serve`` on the records the client read."""
     from xcli_models import training
-    from xcli_models.tasks.common import fast_dtype, pick_device, set_threads
+    from xcli_models.tasks.common import set_threads
 
     from ..invocation import served
-    from ..model_commands import check_quantize
+    from ..model_commands import precision
     from ..models import resolve_model
     from .train import _load
 
     resolved = resolve_model(model)
     if served() is None:
         set_threads(threads)
-    if dtype == "auto":
-        dtype = "float32" if quantize else fast_dtype(pick_device(device.value))
-    if quantize:
-        check_quantize(quantize, pick_device(device.value), dtype)
+    dtype = precision(device.value, dtype, quantize)
     loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
                              {"doc_stride": doc_stride}, other_hint="evaluate needs a checkpoint trained for the task",
                              warm=True, dtype=dtype, quantize=quantize)
