@@ -107,53 +107,51 @@ def _choice(text: str, index: int) -> dict[str, Any]:
     return {"text": text, "index": index, "logprobs": None, "finish_reason": None}
 
 
-class answer:  # noqa: N801 - a namespace for the two ways to answer
-    @staticmethod
-    def whole(query: Query, response: Response) -> Response:
-        """The generate command's lines -> one completions object."""
-        if response.status_code != 200:
-            return response
-        choices = []
-        for i, line in enumerate(bytes(response.body).decode("utf-8").splitlines()):
-            out = json.loads(line)
-            if "error" in out:
-                return JSONResponse({"error": {**out["error"], "prompt": i}}, status_code=400)
-            texts = [s["generated_text"] for s in out["sequences"]] if "sequences" in out else [out["generated_text"]]
-            choices += [_choice(text, i * query.n + j) for j, text in enumerate(texts)]
-        return JSONResponse(_envelope(query, choices, f"cmpl-{uuid.uuid4().hex}", int(time.time())))
+def whole(query: Query, response: Response) -> Response:
+    """The generate command's lines -> one completions object."""
+    if response.status_code != 200:
+        return response
+    choices = []
+    for i, line in enumerate(bytes(response.body).decode("utf-8").splitlines()):
+        out = json.loads(line)
+        if "error" in out:
+            return JSONResponse({"error": {**out["error"], "prompt": i}}, status_code=400)
+        texts = [s["generated_text"] for s in out["sequences"]] if "sequences" in out else [out["generated_text"]]
+        choices += [_choice(text, i * query.n + j) for j, text in enumerate(texts)]
+    return JSONResponse(_envelope(query, choices, f"cmpl-{uuid.uuid4().hex}", int(time.time())))
 
-    @staticmethod
-    async def stream(query: Query, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The --stream pieces -> server-sent events."""
-        ident, created, index = f"cmpl-{uuid.uuid4().hex}", int(time.time()), -1
-        streamed: list[str] = []  # each prompt's text sent so far
 
-        def chunk(text: str, at: int) -> bytes:
-            return b"data: " + json.dumps(_envelope(query, [_choice(text, at)], ident, created)).encode() + b"\n\n"
+async def stream(query: Query, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The --stream pieces -> server-sent events."""
+    ident, created, index = f"cmpl-{uuid.uuid4().hex}", int(time.time()), -1
+    streamed: list[str] = []  # each prompt's text sent so far
 
-        async for line in lines:
-            if not line.strip():
-                yield b": working\n\n"
+    def chunk(text: str, at: int) -> bytes:
+        return b"data: " + json.dumps(_envelope(query, [_choice(text, at)], ident, created)).encode() + b"\n\n"
+
+    async for line in lines:
+        if not line.strip():
+            yield b": working\n\n"
+            continue
+        event = json.loads(line)
+        if "piece" in event:
+            if event["piece"] is None:
+                index += 1
+                streamed.append("")
                 continue
-            event = json.loads(line)
-            if "piece" in event:
-                if event["piece"] is None:
-                    index += 1
-                    streamed.append("")
+            streamed[index] += event["piece"]
+            yield chunk(event["piece"], index)
+        elif "failed" in event:
+            error = {"type": "run_failed", "message": event["failed"]["message"]}
+            yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+        elif "results" in event:
+            for i, result in enumerate(event["results"]):
+                if "error" in result:
+                    kind, message = result["error"]
+                    error = {"type": kind, "message": message, "prompt": i}
+                    yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
                     continue
-                streamed[index] += event["piece"]
-                yield chunk(event["piece"], index)
-            elif "failed" in event:
-                error = {"type": "run_failed", "message": event["failed"]["message"]}
-                yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
-            elif "results" in event:
-                for i, result in enumerate(event["results"]):
-                    if "error" in result:
-                        kind, message = result["error"]
-                        error = {"type": kind, "message": message, "prompt": i}
-                        yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
-                        continue
-                    text, shown = result["ok"]["generated_text"], streamed[i] if i < len(streamed) else ""
-                    if text.startswith(shown) and len(text) > len(shown):  # what the last pieces held back
-                        yield chunk(text[len(shown):], i)
-        yield b"data: [DONE]\n\n"
+                text, shown = result["ok"]["generated_text"], streamed[i] if i < len(streamed) else ""
+                if text.startswith(shown) and len(text) > len(shown):  # what the last pieces held back
+                    yield chunk(text[len(shown):], i)
+    yield b"data: [DONE]\n\n"

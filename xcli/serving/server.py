@@ -240,7 +240,7 @@ class Server:
         return Response(sink.getvalue(), media_type=media)
 
     async def completions(self, request: HttpRequest) -> Response:
-        from .completions import answer, parse
+        from .completions import parse, stream, whole
 
         try:
             body = await _body(request)
@@ -251,11 +251,11 @@ class Server:
             events = _Events(asyncio.get_running_loop())
             exchange = Request(query.argv(stream=True), os.getcwd(), {}, query.records())
             self.pool.submit(self._work, exchange, events.put)
-            return StreamingResponse(answer.stream(query, events.lines(exchange.cancelled)),
+            return StreamingResponse(stream(query, events.lines(exchange.cancelled)),
                                      media_type="text/event-stream")
         response = await asyncio.get_running_loop().run_in_executor(self.pool, self._lines, query.argv(stream=False),
                                                                      query.records())
-        return answer.whole(query, response)
+        return whole(query, response)
 
 
 def _command_request(command: str, body: Any) -> tuple[list[str], list[Record]]:
