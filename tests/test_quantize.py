@@ -179,3 +179,28 @@ def test_int4_weights_for_generation() -> None:
 def test_int4_is_for_generate() -> None:
     result = runner.invoke(app, ["classify", "--no-server", "--quantize", "int4", "x"])
     assert result.exit_code == 2 and "is for generate" in result.stderr
+
+
+def test_evaluate_takes_quantize(tmp_path: Path) -> None:
+    records = tmp_path / "r.jsonl"
+    records.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in [
+        ("a gripping, funny film", "positive"), ("a dull, lifeless mess", "negative"),
+        ("the best film of the year", "positive"), ("tedious and far too long", "negative")]))
+    args = ["evaluate", "-q", "--no-server", "-m", "xcli/sentiment", "-i", str(records)]
+    floats, ints = (runner.invoke(app, [*args, *extra]) for extra in ([], ["--quantize", "int8"]))
+    assert floats.exit_code == ints.exit_code == 0, ints.stderr
+    f32, i8 = json.loads(floats.stdout), json.loads(ints.stdout)
+    assert f32["accuracy"] == i8["accuracy"] == 1.0 and i8["loss"] != f32["loss"]
+    assert abs(i8["loss"] - f32["loss"]) < 0.01
+    refused = runner.invoke(app, [*args, "--quantize", "int4"])
+    assert refused.exit_code == 2 and "is for generate" in refused.stderr
+
+
+@pytest.mark.skipif(not __import__("xcli_models.hardware", fromlist=["x"]).fast_bfloat16(),
+                    reason="int4 takes bfloat16 inputs: this CPU computes them slowly")
+def test_generate_takes_int4() -> None:
+    args = ["generate", "--no-server", "--max-new-tokens", "8", "ROMEO:"]
+    result = runner.invoke(app, [*args, "--quantize", "int4"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["generated_text"].startswith("ROMEO:")
+    assert result.stderr.count("--quantize int4: the generated text may differ from float32's") == 1
