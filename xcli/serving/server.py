@@ -159,9 +159,13 @@ class Server:
         self.pool.submit(self._work, exchange, events.put)
         return StreamingResponse(events.lines(exchange.cancelled), media_type="application/x-ndjson")
 
+    def _hooks(self, exchange: Request) -> Served:
+        """What a served run borrows: its console calls kept for the client, the warm models."""
+        return Served(say=lambda *call: exchange.said.append(list(call)), load=self.engine.models.load)
+
     def _work(self, exchange: Request, put: Callable[[dict[str, Any] | None], None]) -> None:
         """One exchange, in its own thread: open the run, or run a round."""
-        hooks = Served(say=lambda *call: exchange.said.append(list(call)), load=self.engine.models.load)
+        hooks = self._hooks(exchange)
         try:
             parsed = self.engine.parse(exchange, hooks)
             if "measure" in parsed[0]:  # evaluate: all the records at once
@@ -215,7 +219,7 @@ class Server:
 
     def _lines(self, argv: list[str], records: list[Record]) -> Response:
         exchange = Request(argv, os.getcwd(), {}, records)
-        hooks = Served(say=lambda *call: exchange.said.append(list(call)), load=self.engine.models.load)
+        hooks = self._hooks(exchange)
         try:
             parsed = self.engine.parse(exchange, hooks)
             if "measure" in parsed[0]:  # evaluate: its metrics object
