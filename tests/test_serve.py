@@ -568,3 +568,21 @@ def test_sst2_sentences_through_the_server(server: Served) -> None:
     records = "".join(json.dumps({"text": line.split("\t")[0]}) + "\n" for line in lines)
     status, out, _ = same_either_way(server, ["classify", "-q", "-b", "16"], records)
     assert status == 0 and len(out.splitlines()) == 200
+
+
+def test_sizes_and_addresses_the_server_takes() -> None:
+    from xcli.errors import UsageError
+    from xcli.serving import listen
+
+    assert listen.parse_memory("4G") == 4 * 1024**3 and listen.parse_memory("512MiB") == 512 * 1024**2
+    assert listen.parse_memory("1.5gb") == int(1.5 * 1024**3) and listen.parse_memory("1000") == 1000
+    with pytest.raises(UsageError):
+        listen.parse_memory("lots")
+    assert listen.default_memory() > 0
+    assert all(listen.is_loopback(h) for h in ("localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"))
+    assert not any(listen.is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "example.org", "::"))
+    assert wire.parse_address("unix:/tmp/s") == wire.Address(path="/tmp/s")
+    assert wire.parse_address("http://[::1]:8765/") == wire.Address(host="::1", port=8765)
+    for bad in ("tcp://x", "http://host", "http://host:0", "unix:"):
+        with pytest.raises(ValueError):
+            wire.parse_address(bad)
