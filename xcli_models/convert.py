@@ -25,6 +25,13 @@ through each, in float32 on the CPU. The outputs must be identical when no
 value changed (re-packing, or a cast to a wider type), and within
 ``CAST_RTOL[dtype] * max(1, largest |output|)`` after a narrowing cast.
 
+``quantize="int8"|"int4"`` writes a quantized checkpoint (the format: :mod:`xcli_models.quantized_checkpoint`);
+its check compares the stored integers and scales bit for bit with a fresh quantization of the source,
+then the outputs of the quantized checkpoint with those of the source quantized on the fly: they must be
+identical. A quantized source converted with a ``dtype`` is dequantized (a float checkpoint the
+reference loads; its outputs are checked against the quantized source's within
+``QUANT_RTOL[bits] * max(1, largest |output|)``); converted without one it stays quantized (re-packed).
+
 Nothing here prints (``xcli info``'s summary is :mod:`xcli_models.summary`).
 """
 
@@ -47,11 +54,15 @@ from .loading import (
     BIN_INDEX, SAFE_INDEX, CheckpointError, parse_size, read_weights, write_weights,
 )
 from .modeling import PreTrainedModel, build_on_meta, resolve_dtype
+from .quantized_checkpoint import MODES, Spec, check_tensors, dequantize_state, projections, quantize_state, spec_of
 from .registry import capabilities
 
 #: relative tolerance of the output check after a narrowing cast, by target dtype: the largest absolute
 #: output difference may be this times max(1, the largest absolute output of the source)
 CAST_RTOL: dict[torch.dtype, float] = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-5}
+#: relative tolerance of the output check of a dequantized checkpoint against its quantized source, by bits
+#: (the quantized model also rounds its inputs to int8 or bfloat16: a sanity bound, not an error bound)
+QUANT_RTOL: dict[int, float] = {8: 0.1, 4: 0.5}
 
 #: files of a checkpoint directory that are not carried along (other frameworks' weights, pickles)
 _LEFT_BEHIND = (".bin", ".safetensors", ".h5", ".msgpack", ".ot", ".onnx", ".ckpt", ".pt", ".pth", ".tflite", ".pkl")
@@ -134,6 +145,8 @@ class Conversion:
     #: weights of other frameworks and folders (TensorFlow, Flax, ONNX ...)
     left_behind: list[str] = field(default_factory=list)
     check: Check | None = None
+    #: "int8" or "int4" for a quantized checkpoint written, else None
+    quantization: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -265,8 +278,10 @@ def _flatten(value: Any, name: str) -> list[tuple[str, torch.Tensor]]:
     return []
 
 
-def run_sample(cls: type[PreTrainedModel], directory: Path) -> list[tuple[str, torch.Tensor]]:
-    """Load ``directory`` as ``cls`` (float32, CPU) and run the sample input: the float outputs by name."""
+def run_sample(cls: type[PreTrainedModel], directory: Path, quantize: str | None = None) -> list[tuple[str, torch.Tensor]]:
+    """Load ``directory`` as ``cls`` (float32, CPU) and run the sample input: the float outputs by name.
+    ``quantize`` ("int8", "int4"): the float model quantized on the fly, as ``--quantize`` does (int8
+    products where this torch has them; int4 weight-only)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a head the checkpoint lacks is initialised the same way for both sides
         model = cls.from_pretrained(directory, dtype=torch.float32, device="cpu")
@@ -277,6 +292,13 @@ def run_sample(cls: type[PreTrainedModel], directory: Path) -> list[tuple[str, t
         for key, buffer in module._buffers.items():
             if buffer is not None:
                 module._buffers[key] = buffer.clone()
+    if quantize is not None:
+        from .quantize import int8_available, quantize_dynamic_int8, quantize_weight_only
+
+        if quantize == "int8" and int8_available():
+            quantize_dynamic_int8(model)
+        else:
+            quantize_weight_only(model, bits=MODES[quantize])
     try:
         with torch.inference_mode():
             output = model(**sample_inputs(model))
@@ -316,27 +338,69 @@ def _compare_outputs(
             check.output, check.max_abs_diff = name, worst
 
 
+@dataclass
+class _Plan:
+    """What a conversion writes: its tensors before ties and casts, and the quantizations involved."""
+
+    state: dict[str, torch.Tensor]
+    #: weights tied to another stored one, left out (name -> the one kept)
+    tied: dict[str, str]
+    #: the source's quantization (None: a float checkpoint) and the result's
+    source: Spec | None
+    result: Spec | None
+
+    @property
+    def dequantizing(self) -> bool:
+        return self.source is not None and self.result is None
+
+
+def _plan(cls: type[PreTrainedModel], config: Config, src: Path, quantize: str | None,
+          target: torch.dtype | None) -> _Plan:
+    """Read ``src`` and decide (see the module docstring): quantize a float checkpoint, dequantize a
+    quantized one converted with a dtype, or keep it (a quantized one checked)."""
+    meta = meta_model(cls, config, src)
+    source = spec_of(config, str(src / "config.json"))
+    if source is not None and quantize is not None and quantize != source.mode:
+        raise ValueError(f"{src} holds {source.mode} weights already; dequantize it first (convert --dtype float32)")
+    state = read_weights(src)
+    result = source
+    if source is None and quantize is not None:
+        state, result = quantize_state(meta, state, MODES[quantize])
+    elif source is not None and target is not None:
+        state, result = dequantize_state(meta, state, source, str(src)), None
+    elif source is not None:
+        from .quantized_checkpoint import aligned_names
+
+        state = aligned_names(meta, state)
+        check_tensors(state, source, projections(meta), str(src))
+    quantized = set(result.modules) if result is not None else set()
+    tied = {k: v for k, v in tied_in_checkpoint(meta, set(state)).items() if k not in quantized}
+    return _Plan(state, tied, source, result)
+
+
 def verify_conversion(
     source: str | os.PathLike,
     destination: str | os.PathLike,
     *,
     dtype: torch.dtype | str | None = None,
     tolerance: float | None = None,
+    quantize: str | None = None,
 ) -> Check:
     """Check ``destination`` against ``source`` (see the module docstring).
 
-    ``dtype`` is the cast the conversion applied (None: none). ``tolerance`` replaces the
-    default absolute tolerance of the output comparison. Raises ``CheckpointError`` when either
-    side cannot be read; returns the :class:`Check` (``check.passed`` says the verdict).
+    ``dtype`` is the cast the conversion applied (None: none), ``quantize`` its quantization.
+    ``tolerance`` replaces the default absolute tolerance of the output comparison. Raises
+    ``CheckpointError`` when either side cannot be read; returns the :class:`Check`
+    (``check.passed`` says the verdict).
     """
     src, dst = Path(source), Path(destination)
     target = resolve_dtype(dtype) if dtype is not None else None
     cls = model_class(src)
     config = checked_config(cls, src, torch.float32)  # the check runs both checkpoints in float32
-    src_state = read_weights(src)
-    tied = tied_in_checkpoint(meta_model(cls, config, src), set(src_state))
+    plan = _plan(cls, config, src, quantize, target)
+    src_state, tied = plan.state, plan.tied
     dst_state = read_weights(dst)
-    check = Check(model_class=cls.__name__, exact=is_lossless(src_state, target))
+    check = Check(model_class=cls.__name__, exact=is_lossless(src_state, target) and not plan.dequantizing)
     wanted = [n for n in src_state if n not in tied]
     for name in wanted:
         check.tensors += 1
@@ -347,12 +411,14 @@ def verify_conversion(
             check.mismatched.append(f"{name} ({str(got.dtype).removeprefix('torch.')} {list(got.shape)}) "
                                     f"is not what was meant to be written")
     check.mismatched += [f"{name} should not be there" for name in dst_state if name not in src_state or name in tied]
-    del src_state, dst_state
-    reference = run_sample(cls, src)
+    del src_state, dst_state, plan.state
+    reference = run_sample(cls, src, quantize if plan.source is None else None)
     converted = run_sample(model_class(dst), dst)
     _compare_outputs(reference, converted, check)
     if tolerance is not None:
         check.tolerance = float(tolerance)
+    elif plan.dequantizing:
+        check.tolerance = QUANT_RTOL[plan.source.bits] * max(1.0, check.scale)  # type: ignore[union-attr]
     elif check.exact:
         check.tolerance = 0.0
     else:
@@ -385,6 +451,32 @@ def _set_config_dtype(file: Path, dtype: torch.dtype) -> None:
     file.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _set_config_quantization(file: Path, spec: Spec | None) -> None:
+    """config.json's ``quantization`` entry set to ``spec``'s, or removed (a float checkpoint)."""
+    from .quantized_checkpoint import KEY
+
+    data = read_json(file)
+    if spec is None and KEY not in data:
+        return
+    if spec is None:
+        del data[KEY]
+    else:
+        data[KEY] = spec.to_json()
+    file.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _check_quantize(quantize: str | None, safe: bool, target: torch.dtype | None) -> None:
+    if quantize is None:
+        return
+    if quantize not in MODES:
+        raise ValueError(f"cannot quantize to {quantize!r} (use int8 or int4)")
+    if not safe:
+        raise ValueError("a quantized checkpoint is written as safetensors")
+    if target is not None:
+        raise ValueError("a quantized checkpoint keeps its float weights (embeddings, norms, biases) as the "
+                         "source has them: it takes no dtype")
+
+
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if dst.exists() or dst.is_symlink():
         if not dst.is_dir():
@@ -408,6 +500,7 @@ def convert_checkpoint(
     overwrite: bool = False,
     notify: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    quantize: str | None = None,
 ) -> Conversion:
     """Convert the checkpoint directory ``source`` into ``destination`` (see the module docstring).
 
@@ -416,6 +509,8 @@ def convert_checkpoint(
     one file; ``verify``: run :func:`verify_conversion` before ``destination`` appears.
     ``notify`` is told each stage in a few words, ``warn`` each tensor whose values overflow the cast
     and each leftover of a killed run that was removed (a sentence starting "removed" or "restored").
+    ``quantize`` ("int8", "int4"; safetensors, no ``dtype``): a quantized checkpoint; a quantized
+    source with a ``dtype`` is dequantized (see the module docstring).
 
     Raises ``CheckpointError`` (source unreadable, not of a family xcli runs, a model too large
     for the memory available), ``FileExistsError`` (``destination`` exists, or appeared during
@@ -431,25 +526,31 @@ def convert_checkpoint(
         raise ValueError(f"cannot convert to {target} (use float32, bfloat16 or float16)")
     if max_shard_size is not None and parse_size(max_shard_size) <= 0:
         raise ValueError("max_shard_size must be positive")
+    _check_quantize(quantize, safe, target)
     _check_destination(src, dst, overwrite)
     cls = model_class(src)
     config = checked_config(cls, src, torch.float32 if verify else target)
 
     say(f"reading {src}")
-    state = read_weights(src)
-    source_dtypes = _float_dtypes(state)
-    tied = tied_in_checkpoint(meta_model(cls, config, src), set(state))
+    source_dtypes = _float_dtypes(read_weights(src))
+    if quantize is not None:
+        say(f"quantizing the projections to {quantize}")
+    plan = _plan(cls, config, src, quantize, target)
+    tied = plan.tied
+    if plan.dequantizing:
+        say(f"dequantizing the {plan.source.mode} projections")  # type: ignore[union-attr]
     if target is not None:
         say(f"casting to {str(target).removeprefix('torch.')}")
-    prepared, overflow = _prepare(state, tied, target)
-    del state
+    prepared, overflow = _prepare(plan.state, tied, target)
+    plan.state = {}
+    first = set(plan.result.modules) if plan.result is not None else set()
     for name, count in overflow.items():
         (warn or say)(f"{name}: {count} value(s) too large for {str(target).removeprefix('torch.')} became infinite")
 
     try:
         with published_folder(dst, replace=overwrite, warn=warn or say) as folder:
             say(f"writing {'safetensors' if safe else 'pytorch_model.bin'} into {dst}")
-            written = write_weights(prepared, folder, safe=safe, max_shard_size=max_shard_size)
+            written = write_weights(prepared, folder, safe=safe, max_shard_size=max_shard_size, first=first)
             n_tensors = len(prepared)
             n_bytes = sum(t.numel() * t.element_size() for t in prepared.values())
             del prepared
@@ -458,10 +559,12 @@ def convert_checkpoint(
                 shutil.copyfile(file, folder / file.name)
             if target is not None and (folder / "config.json").exists():
                 _set_config_dtype(folder / "config.json", target)
+            if (folder / "config.json").exists():
+                _set_config_quantization(folder / "config.json", plan.result)
             check = None
             if verify:
                 say("checking the converted checkpoint against the source")
-                check = verify_conversion(src, folder, dtype=target, tolerance=tolerance)
+                check = verify_conversion(src, folder, dtype=target, tolerance=tolerance, quantize=quantize)
                 if not check.passed:
                     raise VerificationError(f"the converted checkpoint does not match {src}: {check.summary()}",
                                             check)
@@ -483,4 +586,5 @@ def convert_checkpoint(
         copied=[f.name for f in carried],
         left_behind=left_behind,
         check=check,
+        quantization=plan.result.mode if plan.result is not None else None,
     )

@@ -25,7 +25,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from functools import lru_cache
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -281,12 +281,15 @@ def write_weights(
     *,
     safe: bool = True,
     max_shard_size: int | str | None = None,
+    first: frozenset[str] | set[str] = frozenset(),
 ) -> list[Path]:
     """Write tensors as one file or as shards with an index (safetensors or .bin).
 
     Each file is written beside its target and renamed over it, so a checkpoint that
     is memory-mapped (the model being saved was loaded from it) is never truncated
     under the map; weight files of the same format left from an earlier save are removed.
+    ``first`` (safetensors): tensors placed first in their file, each starting on a 64-byte
+    boundary of the file as long as the sizes before it allow (:func:`save_aligned`).
     """
     from safetensors.torch import save_file
 
@@ -301,8 +304,11 @@ def write_weights(
     for i, names in enumerate(groups, 1):
         name = single if len(groups) == 1 else f"{stem}-{i:05d}-of-{len(groups):05d}.{ext}"
         part = {n: state[n] for n in names}
-        _write_atomically(root / name, lambda tmp: save_file(part, str(tmp), metadata={"format": "pt"})
-                          if safe else torch.save(part, tmp))
+        if safe and first:
+            _write_atomically(root / name, lambda tmp: save_aligned(part, tmp, first))
+        else:
+            _write_atomically(root / name, lambda tmp: save_file(part, str(tmp), metadata={"format": "pt"})
+                              if safe else torch.save(part, tmp))
         written.append(root / name)
         weight_map.update({n: name for n in names})
     if len(groups) > 1:
@@ -316,6 +322,32 @@ def write_weights(
         if old not in written and stale.fullmatch(old.name):
             old.unlink()
     return written
+
+
+def save_aligned(state: Mapping[str, torch.Tensor], file: Path, first: frozenset[str] | set[str],
+                 alignment: int = 64) -> None:
+    """A safetensors file whose data starts on an ``alignment``-byte boundary (the header padded
+    with spaces, as the format allows), ``first``'s tensors in front, those of a size that is a
+    multiple of ``alignment`` before the others: each of those starts on a boundary too."""
+    def key(name: str) -> tuple[bool, bool]:
+        return name not in first, state[name].numel() * state[name].element_size() % alignment != 0
+
+    order = sorted(state, key=key)  # (stable: the given order within each group)
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    position = 0
+    for name in order:
+        size = state[name].numel() * state[name].element_size()
+        header[name] = {"dtype": _SAFE_NAMES[state[name].dtype], "shape": list(state[name].shape),
+                        "data_offsets": [position, position + size]}
+        position += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-(8 + len(raw)) % alignment)
+    with open(file, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        for name in order:
+            tensor = state[name]
+            if tensor.numel():
+                handle.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
 
 def _write_atomically(target: Path, write) -> None:

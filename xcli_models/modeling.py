@@ -227,6 +227,8 @@ class PreTrainedModel(nn.Module):
         for target, source in self.tied_weights.items():
             owner_name, _, attr = target.rpartition(".")
             owner = self.get_submodule(owner_name) if owner_name else self
+            if getattr(owner, "is_quantized", False):  # a quantized head keeps its own integer copy
+                continue
             setattr(owner, attr, self.get_parameter(source))
 
     def init_std(self) -> float:
@@ -261,6 +263,7 @@ class PreTrainedModel(nn.Module):
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
         ignore_mismatched_sizes: bool = False,
+        weight_only: bool | None = None,
         **config_overrides: Any,
     ) -> "PreTrainedModel":
         """Load a Hugging Face checkpoint directory (see the module docstring).
@@ -268,6 +271,11 @@ class PreTrainedModel(nn.Module):
         ``ignore_mismatched_sizes``: a checkpoint tensor whose shape disagrees with the model
         (a classifier head built for other labels) is left out and its weight initialised, as
         a missing head weight is, instead of failing; ``load_report.mismatched`` names them.
+
+        A quantized checkpoint (``xcli convert --quantize``, :mod:`xcli_models.quantized_checkpoint`)
+        gives the quantized model, on the CPU: its projections made from the stored integers,
+        ``weight_only`` choosing int8 weights times bfloat16 inputs (generation) over int8 products
+        (None: int8 products for int8 checkpoints, weight-only for int4).
         """
         directory = Path(path)
         if not directory.is_dir():
@@ -282,7 +290,16 @@ class PreTrainedModel(nn.Module):
         check_memory(config, target_dtype, directory)  # and the config's rules, if it was given
         state = read_weights(directory)
         model = build_on_meta(cls, config, directory)
+        spec = _quantization(config, directory, target_device)
+        if spec is not None:
+            from .quantized_checkpoint import install
+
+            state = install(model, state, spec, weight_only, str(directory))
         model._assign_checkpoint(state, target_dtype, target_device, str(directory), ignore_mismatched_sizes)
+        if spec is not None:
+            from .quantized_checkpoint import quantize_rest
+
+            quantize_rest(model, spec, weight_only)
         model.eval()
         model.name_or_path = str(directory)
         return model
@@ -431,6 +448,18 @@ class PreTrainedModel(nn.Module):
         from .generation.adapters import adapter_for
 
         return adapter_for(self, **options)
+
+
+def _quantization(config: Config, directory: Path, device: torch.device) -> Any:
+    """config.json's ``quantization`` entry, checked (a ``quantized_checkpoint.Spec``), or None."""
+    if getattr(config, "quantization", None) is None:
+        return None
+    from .quantized_checkpoint import spec_of
+
+    spec = spec_of(config, str(config_file(directory)))
+    if device.type != "cpu":
+        raise CheckpointError(f"{directory}: a quantized checkpoint ({spec.mode}) runs on the CPU, not {device.type}")
+    return spec
 
 
 def check_memory(config: Config, dtype: torch.dtype, directory: str | os.PathLike) -> None:

@@ -32,11 +32,13 @@ scale on these models); the README measures what it does to accuracy.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int8_available", "quantize_dynamic_int8",
-           "quantize_weight_only", "quantize_weight_only_int8"]
+__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_groups", "int8_available", "per_channel_int8",
+           "pack_int4", "quantize_dynamic_int8", "quantize_weight_only", "quantize_weight_only_int8", "unpack_int4"]
 
 #: inputs per int4 group (each with its own scale and minimum)
 INT4_GROUP = 64
@@ -55,16 +57,60 @@ def int8_available() -> bool:
         return False
 
 
-def _per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``weight`` (out, in) rounded to int8 with one scale per output channel (its largest
     magnitude / 127); contiguous (a transposed weight, XLNet's, would keep strides the kernels ignore)."""
     scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
     return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
 
 
+def int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``weight`` (out, in) float32 in groups of :data:`INT4_GROUP` inputs, each rounded to 16 levels
+    between its minimum and maximum: the levels (out, in) int32 (0..15), and each group's scale and
+    minimum (out, in / :data:`INT4_GROUP`) float32, a weight being about ``minimum + level * scale``."""
+    n, k = weight.shape
+    groups = weight.reshape(n, k // INT4_GROUP, INT4_GROUP)
+    low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+    scale = (high - low).clamp_min(1e-8) / 15
+    levels = torch.round((groups - low) / scale).clamp(0, 15).to(torch.int32).reshape(n, k)
+    return levels, scale.squeeze(-1), low.squeeze(-1)
+
+
+def pack_int4(levels: torch.Tensor) -> torch.Tensor:
+    """Levels (out, in) 0..15 two to a byte: (out, in / 2) uint8, input ``2j`` in the low four bits
+    of byte ``j`` and input ``2j + 1`` in the high four."""
+    levels = levels.to(torch.uint8)
+    return (levels[:, 0::2] | (levels[:, 1::2] << 4)).contiguous()
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """:func:`pack_int4` undone: (out, in) int32 levels."""
+    packed = packed.to(torch.int32)
+    return torch.stack([packed & 15, packed >> 4], dim=-1).reshape(packed.shape[0], -1)
+
+
+def aligned(tensor: torch.Tensor, alignment: int = 64) -> torch.Tensor:
+    """``tensor`` itself where its data starts on an ``alignment``-byte boundary, else an aligned copy."""
+    if tensor.is_contiguous() and tensor.data_ptr() % alignment == 0:
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)  # torch allocates 64-byte aligned
+
+
+def _from_parts(cls: type, shape_of: torch.Tensor, bias: torch.Tensor | None, *parts: torch.Tensor) -> Any:
+    """A quantized linear of ``cls`` built from its stored parts (``_take``'s arguments), bypassing
+    the quantization of a float weight; ``shape_of``: a tensor of the (out, in) shape."""
+    layer = cls.__new__(cls)
+    _QuantizedLinear.__init__(layer, shape_of, bias)
+    layer._take(*parts)
+    return layer
+
+
 class _QuantizedLinear(nn.Module):
     """What the quantized linears share: the float bias, and ``x @ weight.T + bias`` over any leading
     dimensions, computed by :meth:`_product` on the rows of ``x``."""
+
+    #: a model's ``tie_weights`` leaves a quantized layer alone (a tied LM head has its own copy)
+    is_quantized = True
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -90,9 +136,17 @@ class Int8Linear(_QuantizedLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
-        int8, scale = _per_channel_int8(weight.detach().float())
+        self._take(*per_channel_int8(weight.detach().float()))
+
+    @classmethod
+    def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> "Int8Linear":
+        """The layer of int8 weights (out, in) and their float32 scales (out,) already made (a quantized
+        checkpoint's): exactly the layer the float weight they came from gives."""
+        return _from_parts(cls, int8, bias, int8, scale)
+
+    def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
         self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(int8, None), persistent=False)
-        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("scale", scale.float(), persistent=False)
         self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
@@ -111,9 +165,17 @@ class Int8WeightOnlyLinear(_QuantizedLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
-        int8, scale = _per_channel_int8(weight.detach().float())
-        self.register_buffer("weight_int8", int8, persistent=False)
-        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
+        self._take(*per_channel_int8(weight.detach().float()))
+
+    @classmethod
+    def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> "Int8WeightOnlyLinear":
+        """As :meth:`Int8Linear.from_int8`; ``int8`` is used as it is (a memory-mapped tensor stays one)
+        where it is 64-byte aligned (torch's kernel crashes on weights that are not, measured), else copied."""
+        return _from_parts(cls, int8, bias, int8, scale)
+
+    def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
+        self.register_buffer("weight_int8", aligned(int8), persistent=False)
+        self.register_buffer("scale", scale.float().to(torch.bfloat16), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()
@@ -127,11 +189,20 @@ class Int4WeightOnlyLinear(_QuantizedLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
-        n, k = self.out_features, self.in_features
-        groups = weight.detach().float().reshape(n, k // INT4_GROUP, INT4_GROUP)
-        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
-        scale = (high - low).clamp_min(1e-8) / 15
-        levels = torch.round((groups - low) / scale).clamp(0, 15).to(torch.int32).reshape(n, k)
+        levels, scale, low = int4_groups(weight.detach().float())
+        self._take(levels, scale, low)
+
+    @classmethod
+    def from_packed(cls, packed: torch.Tensor, scale: torch.Tensor, low: torch.Tensor,
+                    bias: torch.Tensor | None) -> "Int4WeightOnlyLinear":
+        """The layer of levels packed two to a byte (:func:`pack_int4`, (out, in / 2) uint8) with each
+        group's float32 scale and minimum ((out, in / :data:`INT4_GROUP`)), as :func:`int4_groups` made
+        them: exactly the layer the float weight gives. The levels are repacked into the kernel's layout."""
+        shape = torch.empty(packed.shape[0], packed.shape[1] * 2, device="meta")
+        return _from_parts(cls, shape, bias, unpack_int4(packed), scale, low)
+
+    def _take(self, levels: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> None:
+        scale, low = scale.float()[..., None], low.float()[..., None]  # (out, groups, 1)
         self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1),
                              persistent=False)
         # the kernel takes, per group and channel, the scale and the value of level 8
@@ -148,13 +219,26 @@ class Int4WeightOnlyLinear(_QuantizedLinear):
                                                           self.scales_and_zeros).float()
 
 
+def headwise_matrix(weight: torch.Tensor, to_heads: bool) -> torch.Tensor:
+    """XLNet's per-head weight (D, H, Dh) as the (out, in) matrix of its product: (H * Dh, D) for a
+    projection to the heads (``x @ W``), (D, H * Dh) for the one back (``x @ W.T``)."""
+    flat = weight.flatten(1)  # (D, H * Dh)
+    return flat.t() if to_heads else flat
+
+
 class _Headwise(nn.Module):
     """XLNet's per-head projection (``x @ W`` or ``x @ W.T`` with W of shape (D, H, Dh)) as a quantized linear."""
 
-    def __init__(self, kind: type[nn.Module], weight: torch.Tensor, to_heads: bool) -> None:
+    is_quantized = True
+
+    def __init__(self, kind: type[nn.Module] | nn.Module, weight: torch.Tensor | None = None,
+                 to_heads: bool = True) -> None:
         super().__init__()
-        flat = weight.detach().flatten(1)  # (D, H * Dh)
-        self.linear = kind(flat.t() if to_heads else flat, None)
+        if isinstance(kind, nn.Module):  # a quantized linear already made (from a quantized checkpoint)
+            self.linear = kind
+            return
+        assert weight is not None
+        self.linear = kind(headwise_matrix(weight.detach(), to_heads), None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
