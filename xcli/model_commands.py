@@ -20,7 +20,8 @@ def load_task_model(
     A checkpoint whose head is not in ``accept`` is a usage error naming its class, raised before
     any weight is read; so is an unavailable ``--device``. Without ``spec``, ``command``'s built-in
     model (``xcli.models.DEFAULT_MODELS``). ``quantize`` ("int8"): its projections in int8
-    (:mod:`xcli_models.quantize`).
+    (:mod:`xcli_models.quantize`); a quantized checkpoint (``xcli convert --quantize``) is loaded as it
+    is stored, whatever ``quantize`` (another mode than its own is a usage error: :func:`quantize_mode`).
     """
     from .invocation import served
     from .models import resolve_model
@@ -34,16 +35,21 @@ def load_task_model(
     if server is None:  # a server keeps its own threads, whatever a client's --threads
         common.set_threads(threads)
     device_name = str(getattr(device, "value", device))
-    mode = str(getattr(quantize, "value", quantize)) if quantize is not None else None
-    dtype_name = precision(device_name, dtype, mode, generating=command == "generate")
+    generating = command == "generate"
+    stored = stored_quantization(resolved.path)
+    mode = quantize_mode(stored, quantize, command or what.partition(":")[0], resolved.path)
+    dtype_name = precision(device_name, dtype, mode, generating=generating, stored=stored is not None)
     with usage_errors():
         family, _ = family_of(resolved.path)
         common.require_head(AutoModel.class_for(resolved.path).__name__, lambda name: name in accept, what, family.name)
 
     def build() -> Any:
+        if stored is not None:  # the checkpoint's own integers, as --quantize would make them
+            return common.load(resolved.path, device=device_name, dtype=dtype_name,
+                               weight_only=weight_only(generating, stored))
         task = common.load(resolved.path, device=device_name, dtype=dtype_name)
         if mode is not None:
-            quantized(task.model, generating=command == "generate", bits=4 if mode == "int4" else 8)
+            quantized(task.model, generating=generating, bits=4 if mode == "int4" else 8)
         return task
 
     if server is not None:  # the server's warm copy
@@ -52,9 +58,47 @@ def load_task_model(
     return build()
 
 
-def precision(device: str, dtype: Any, quantize: str | None, generating: bool = False) -> str:
+def stored_quantization(path: Any) -> str | None:
+    """The quantization a checkpoint holds ("int8", "int4": ``xcli convert --quantize``), or None; a
+    config.json whose entry is not xcli's is a failure to load (exit 1)."""
+    from xcli_models.modeling import config_dict
+    from xcli_models.quantized_checkpoint import spec_of
+
+    spec = spec_of(config_dict(path), f"{path}/config.json")
+    return spec.mode if spec is not None else None
+
+
+def quantize_mode(stored: str | None, quantize: Any, command: str, path: Any = "the checkpoint") -> str | None:
+    """The quantization a run uses: ``--quantize``, or the checkpoint's own. A quantized checkpoint
+    runs as it is: another ``--quantize`` is a usage error, and so is an int4 checkpoint outside
+    generate (the int4 kernel is for generation)."""
+    from .errors import UsageError
+
+    asked = str(getattr(quantize, "value", quantize)) if quantize is not None else None
+    if stored is None:
+        return asked
+    dequantize = f"convert it to a float checkpoint (xcli convert {path} DST --dtype float32)"
+    if asked is not None and asked != stored:
+        raise UsageError(f"--quantize {asked}: the checkpoint holds {stored} weights already",
+                         f"leave --quantize out, or {dequantize} first")
+    if stored == "int4" and command != "generate":
+        raise UsageError(f"the checkpoint holds int4 weights, which only generate runs ({command} cannot)",
+                         f"{dequantize}, or write an int8 one from the float checkpoint")
+    return stored
+
+
+def weight_only(generating: bool, bits: int | str = 8) -> bool:
+    """Whether a quantized model multiplies integer weights with bfloat16 inputs (generation on a CPU
+    that computes bfloat16 fast, and int4 always) rather than int8 inputs (see :func:`quantized`)."""
+    from xcli_models.hardware import fast_bfloat16
+
+    return generating and (fast_bfloat16() or bits in (4, "int4"))
+
+
+def precision(device: str, dtype: Any, quantize: str | None, generating: bool = False, stored: bool = False) -> str:
     """The dtype a run computes in on ``device`` (an unavailable device is a usage error): ``--dtype``,
-    with auto the fast one there (float32 around int8 products), checked against ``--quantize``."""
+    with auto the fast one there (float32 around int8 products), checked against ``--quantize``
+    (or, ``stored``, the checkpoint's quantization)."""
     from xcli_models.tasks import common
 
     name = str(getattr(dtype, "value", dtype))
@@ -63,26 +107,29 @@ def precision(device: str, dtype: Any, quantize: str | None, generating: bool = 
     if name == "auto":
         name = "float32" if quantize is not None else common.fast_dtype(picked)
     if quantize is not None:
-        check_quantize(quantize, picked, name, generating=generating)
+        check_quantize(quantize, picked, name, generating=generating, stored=stored)
     return name
 
 
-def check_quantize(mode: str, device: Any, dtype: str, generating: bool = False) -> None:
+def check_quantize(mode: str, device: Any, dtype: str, generating: bool = False, stored: bool = False) -> None:
     """--quantize runs on the CPU, computing in float32 around its integer products; int4 is for
-    generate, on a CPU that computes bfloat16 fast (its kernel takes bfloat16 inputs)."""
+    generate, on a CPU that computes bfloat16 fast (its kernel takes bfloat16 inputs). ``stored``:
+    the checkpoint's own quantization, named as such."""
     from xcli_models.hardware import fast_bfloat16
 
     from .errors import UsageError
 
+    what = f"an {mode} checkpoint" if stored else f"--quantize {mode}"
     if mode == "int4" and not generating:
         raise UsageError("--quantize int4 (4-bit weights) is for generate", "use --quantize int8")
     if mode == "int4" and not fast_bfloat16():
-        raise UsageError("--quantize int4 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX; see xcli info "
-                         "--processor)", "use --quantize int8")
+        raise UsageError(f"{what} needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX; see xcli info "
+                         "--processor)", "convert it to float32 (xcli convert --dtype float32)" if stored
+                         else "use --quantize int8")
     if device.type != "cpu":
-        raise UsageError(f"--quantize {mode} runs on the CPU (this run's device: {device.type})", "add --device cpu")
+        raise UsageError(f"{what} runs on the CPU (this run's device: {device.type})", "add --device cpu")
     if dtype != "float32":
-        raise UsageError(f"--quantize {mode} computes in float32 around its int8 products: it takes no --dtype "
+        raise UsageError(f"{what} computes in float32 around its integer products: it takes no --dtype "
                          f"{dtype}", "leave --dtype out")
 
 
@@ -90,10 +137,9 @@ def quantized(model: Any, generating: bool = False, bits: int = 8) -> Any:
     """``model`` with its projections quantized (a failure if this torch cannot): for ``generating``
     on a CPU that computes bfloat16 fast, ``bits``-bit weights times bfloat16 inputs (decode steps
     read the weights: a quarter or an eighth of the bytes); otherwise int8 products of int8 inputs."""
-    from xcli_models.hardware import fast_bfloat16
     from xcli_models.quantize import quantize_dynamic_int8, quantize_weight_only
 
-    if generating and (fast_bfloat16() or bits == 4):
+    if weight_only(generating, bits):
         quantize_weight_only(model, bits=bits)
     else:
         quantize_dynamic_int8(model)

@@ -79,10 +79,12 @@ def describe(directory: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(heads, list) or not all(isinstance(h, str) for h in heads):
         raise ConfigError(f"{file}: architectures must be a list of class names, not {show_value(heads)}")
     weights = has_weight_files(root)
+    quantized = data.get("quantization")
     return {
         "family": model_type,
         "heads": heads,
-        "commands": checkpoint_commands(heads, tokenizer=has_tokenizer(root), weights=weights),
+        "commands": checkpoint_commands(heads, tokenizer=has_tokenizer(root), weights=weights,
+                                        bits=quantized.get("bits") if isinstance(quantized, dict) else None),
         "has_weights": weights,
         "size": directory_size(root),
     }

@@ -20,6 +20,7 @@ from .catalog import directory_size
 from .config import Config
 from .loading import CheckpointError, has_weight_files, read_weights, weight_files
 from .modeling import build_on_meta
+from .quantized_checkpoint import spec_of
 from .registry import capabilities
 from .tasks import checkpoint_commands
 
@@ -56,6 +57,14 @@ def _special_tokens(directory: Path, config: Config) -> tuple[dict[str, Any], st
     return tokens, type(tokenizer).__name__, len(tokenizer)
 
 
+def _quantization(spec: Any) -> dict[str, Any] | None:
+    """A quantized checkpoint's mode and how many projections hold int8 and int4 weights."""
+    if spec is None:
+        return None
+    counts = {f"int{bits}": sum(1 for b in spec.modules.values() if b == bits) for bits in (8, 4)}
+    return {"mode": spec.mode, "group_size": spec.to_json()["group_size"], "projections": counts}
+
+
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint directory at a glance (the fields of ``xcli info``).
 
@@ -78,9 +87,12 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     dtypes: dict[str, int] = {}
     model = build_on_meta(cls, config, directory)
     parameters = model.num_parameters()
+    spec = spec_of(config, str(directory / "config.json"))
     if files:
         state = read_weights(directory)
         tied = tied_in_checkpoint(model, set(state))
+        if spec is not None:  # a quantized head is its own copy, not its embedding
+            tied = {k: v for k, v in tied.items() if k not in spec.modules}
         for name, tensor in state.items():
             if name not in tied:
                 key = str(tensor.dtype).removeprefix("torch.")
@@ -98,7 +110,8 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     labelled = any(capabilities(a).classify in _LABELLED for a in names)
     default_labels = [f"LABEL_{i}" for i in range(config.num_labels)]
     labels = [config.id2label[i] for i in sorted(config.id2label)]
-    commands = checkpoint_commands(names, tokenizer=tokenizer_class is not None, weights=bool(files))
+    commands = checkpoint_commands(names, tokenizer=tokenizer_class is not None, weights=bool(files),
+                                   bits=spec.bits if spec is not None else None)
     lang2id = getattr(config, "lang2id", None)
     max_positions = getattr(config, "max_position_embeddings", None)
     return {
@@ -111,6 +124,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         "parameters": parameters,
         "dtypes": dtypes,
         "config_dtype": data.get("dtype") or data.get("torch_dtype"),
+        "quantization": _quantization(spec),
         "has_weights": bool(files),
         "weights": weights,
         "size_on_disk": directory_size(directory),

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import Debug, DtypeName, OutputFormatName, Quiet
+from ..options import Debug, DtypeName, OutputFormatName, QuantizeName, Quiet
 from .info import SummaryFormat
 
 
@@ -72,6 +72,18 @@ Tolerance = Annotated[
     ),
 ]
 ReplaceDst = Annotated[bool, typer.Option("--force", "-f", help="Replace DST if it exists.")]
+QuantizeTo = Annotated[
+    Optional[QuantizeName],
+    typer.Option(
+        "--quantize",
+        case_sensitive=False,
+        help="Write a quantized checkpoint (safetensors): every projection's weights as int8 with a scale per "
+        "output channel, or int4 in groups of 64 (generate only), rounded exactly as a command's --quantize "
+        "does; embeddings, norms and biases stay float. Every command loads it as it is; convert it with "
+        "--dtype float32 to get a float checkpoint back.",
+        show_default=False,
+    ),
+]
 
 
 def convert(
@@ -83,11 +95,12 @@ def convert(
     verify: Verify = True,
     tolerance: Tolerance = None,
     force: ReplaceDst = False,
+    quantize: QuantizeTo = None,
     output_format: SummaryFormat = OutputFormatName.jsonl,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Convert a checkpoint: .bin <-> safetensors, dtype casts, sharding and unsharding.
+    """Convert a checkpoint: .bin <-> safetensors, dtype casts, sharding and unsharding, quantization.
 
     A cache entry (org/name) becomes a standalone directory; tokenizer files and configs come
     along; a weight tied to another is stored once. DST is written beside itself and renamed
@@ -103,6 +116,10 @@ def convert(
       xcli convert facebook/xglm-564M ./xglm-bf16 --dtype bfloat16
 
       xcli convert ./big ./big-sharded --max-shard-size 2GB --format bin
+
+      xcli convert facebook/xglm-564M ./xglm-int8 --quantize int8
+
+      xcli convert ./xglm-int8 ./xglm-float --dtype float32
     """
     from ..console import console
     from ..errors import UsageError, XcliError
@@ -115,6 +132,7 @@ def convert(
     from xcli_models.convert import VerificationError, convert_checkpoint
 
     _check_shard_size(max_shard_size)
+    _check_quantize(quantize, format, dtype, source.path)
     try:
         result = convert_checkpoint(
             source.path,
@@ -127,6 +145,7 @@ def convert(
             overwrite=force,
             notify=console.note,
             warn=_warn,
+            quantize=quantize.value if quantize else None,
         )
     except VerificationError as exc:
         console.summarize_warnings(_WARNINGS)
@@ -154,6 +173,24 @@ def _check_paths(src: str, dst: Path, force: bool) -> Path:
     if target.exists() and not force:
         raise UsageError(f"DST {dst}: exists", "pass --force to replace it")
     return target
+
+
+def _check_quantize(quantize: Any, format: WeightFormat, dtype: Any, source: Any) -> None:
+    """--quantize writes safetensors, keeps the float weights' dtypes, and takes a float checkpoint."""
+    from ..errors import UsageError
+    from ..model_commands import stored_quantization
+
+    if quantize is None:
+        return
+    if format is not WeightFormat.safetensors:
+        raise UsageError("--quantize writes safetensors: it takes no --format bin")
+    if dtype is not None:
+        raise UsageError(f"--quantize keeps the float weights (embeddings, norms, biases) as SRC has them: it "
+                         f"takes no --dtype {dtype.value}", "convert the dtype first, then quantize")
+    stored = stored_quantization(source)
+    if stored is not None and stored != quantize.value:
+        raise UsageError(f"--quantize {quantize.value}: SRC holds {stored} weights already",
+                         "convert it with --dtype float32 first")
 
 
 def _check_shard_size(max_shard_size: str | None) -> None:
@@ -198,6 +235,7 @@ def _emit(summary: dict[str, Any], fmt: OutputFormatName) -> None:
             ("destination", summary["destination"]),
             ("format", f"{summary['format']}, {summary['shards']} file(s), {summary['tensors']} tensors"),
             ("dtype", summary["dtype"] or "kept"),
+            ("quantization", summary["quantization"] or "none"),
             ("check", verdict),
         ]
         sep = "\t" if fmt is OutputFormatName.tsv else "  "

@@ -127,14 +127,16 @@ def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | Non
     from xcli_models.tasks.common import set_threads
 
     from ..invocation import served
-    from ..model_commands import precision
+    from ..model_commands import precision, quantize_mode, stored_quantization
     from ..models import resolve_model
     from .train import _load
 
     resolved = resolve_model(model)
     if served() is None:
         set_threads(threads)
-    dtype = precision(device.value, dtype, quantize)
+    stored = stored_quantization(resolved.path)
+    quantize = quantize_mode(stored, quantize, "evaluate", resolved.path)
+    dtype = precision(device.value, dtype, quantize, stored=stored is not None)
     loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
                              {"doc_stride": doc_stride}, other_hint="evaluate needs a checkpoint trained for the task",
                              warm=True, dtype=dtype, quantize=quantize)

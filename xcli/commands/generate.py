@@ -326,8 +326,10 @@ def _start(emit: Any, run: ModelOptions, search: Search, shape: Shape) -> Job:
             console.warning(f"{option} does not apply to {loaded.class_name}: ignored")
     for warning in generator.warnings:
         console.warning(warning)
-    if run.quantize is not None:
-        console.warning(f"--quantize {run.quantize.value}: the generated text may differ from float32's")
+    stored = getattr(loaded.model.config, "quantization", None)
+    if run.quantize is not None or stored is not None:
+        what = f"--quantize {run.quantize.value}" if stored is None else f"an int{stored['bits']} checkpoint"
+        console.warning(f"{what}: the generated text may differ from float32's")
 
     def prepare(record: Any) -> Any:
         return _prepare(record, generator, shape.field)

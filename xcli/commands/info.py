@@ -124,6 +124,7 @@ def table(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("commands", ", ".join(s["commands"]) or "-"),
         ("parameters", f"{s['parameters']:,} ({_count(s['parameters'])}{'' if weights else ', from config.json'})"),
         ("dtypes", ", ".join(f"{k}: {v:,}" for k, v in s["dtypes"].items()) or "-"),
+        ("quantization", _quantized(s.get("quantization"))),
         ("weights", stored),
         ("size on disk", _size(s["size_on_disk"])),
         ("vocabulary", vocab),
@@ -135,6 +136,14 @@ def table(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("shape", f"{s['layers']} layers, hidden {s['hidden_size']}, {s['attention_heads']} heads"),
     ]
     return rows
+
+
+def _quantized(q: dict[str, Any] | None) -> str:
+    if not q:
+        return "none"
+    held = ", ".join(f"{n} {mode}" for mode, n in q["projections"].items() if n)
+    groups = f", groups of {q['group_size']}" if q["group_size"] else ""
+    return f"{q['mode']} ({held or 'no'} projections{groups}; xcli convert --dtype float32 to dequantize)"
 
 
 def _size(n: int) -> str:

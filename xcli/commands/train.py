@@ -477,7 +477,7 @@ def _load(training: Any, resolved: Any, task: TaskName, labels: list[str] | None
         loaded = training.load_for_training(
             resolved.path, task=None if task is TaskName.auto else task.value, labels=labels,
             dtype=dtype, device=device.value, from_scratch=from_scratch, seed=seed,
-            tune=(options or {}).get("tune", "all"),
+            tune=(options or {}).get("tune", "all"), inference=warm,
         )
         if quantize is not None:  # (evaluate only: int8 inference)
             from ..model_commands import quantized

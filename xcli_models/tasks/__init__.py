@@ -22,12 +22,16 @@ def commands_for(architectures: list[str]) -> list[str]:
     return [command for command in HEAD_COMMANDS if command in served]
 
 
-def checkpoint_commands(architectures: list[str], *, tokenizer: bool, weights: bool) -> list[str]:
+def checkpoint_commands(architectures: list[str], *, tokenizer: bool, weights: bool, bits: "int | None" = None) -> list[str]:
     """The xcli commands a checkpoint serves: ``tokenize`` with a tokenizer; with weights, the head
     commands its classes serve, ``evaluate`` when it has such a head (it scores what the head
-    predicts), ``convert`` and ``train`` (``xcli info`` and ``xcli models``)."""
+    predicts), ``convert`` and ``train`` (``xcli info`` and ``xcli models``). ``bits``: those of a
+    quantized checkpoint (config.json's ``quantization``), which does not train, and with 4 only generates."""
     commands = ["tokenize"] if tokenizer else []
     if weights:  # the model commands need weights
         heads = commands_for(architectures)
-        commands += [*heads, *(["evaluate"] if heads else []), "convert", "train"]
+        if bits == 4:
+            heads = [c for c in heads if c == "generate"]
+        commands += [*heads, *(["evaluate"] if heads and bits != 4 else []), "convert",
+                     *(["train"] if bits is None else [])]
     return commands

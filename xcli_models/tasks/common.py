@@ -139,11 +139,13 @@ def load(
     dtype: str | torch.dtype | None = None,
     accept: Callable[[str], bool] | None = None,
     what: str = "this task",
+    weight_only: bool | None = None,
 ) -> TaskModel:
     """The checkpoint's model (class from config.json) and tokenizer, ready for inference.
 
     ``accept(class_name)`` says whether the checkpoint's class can run the task; when it
-    cannot, :class:`UnsupportedModel` is raised before any weight is read.
+    cannot, :class:`UnsupportedModel` is raised before any weight is read. ``weight_only``:
+    for a quantized checkpoint, which int8 layers (see ``PreTrainedModel.from_pretrained``).
     """
     from ..auto import AutoModel, family_of
     from ..tokenization import AutoTokenizer
@@ -153,7 +155,7 @@ def load(
     if accept is not None:
         require_head(klass.__name__, accept, what, family.name)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = klass.from_pretrained(path, dtype=dtype, device=pick_device(device))
+    model = klass.from_pretrained(path, dtype=dtype, device=pick_device(device), weight_only=weight_only)
     model.eval()
     return TaskModel(model, tokenizer, str(data.get("model_type")), klass.__name__)
 

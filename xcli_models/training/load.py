@@ -86,6 +86,7 @@ def load_for_training(
     from_scratch: bool = False,
     seed: int | None = None,
     tune: str = "all",
+    inference: bool = False,
 ) -> Loaded:
     """The checkpoint's model for ``task`` (None: its own head's), its tokenizer and labels.
 
@@ -101,6 +102,9 @@ def load_for_training(
     frozen) or ``"prompts"`` (MVP lightweight prompt tuning: ``use_prompt`` is switched on, the
     prompts a checkpoint lacks start afresh, and only they learn; the saved config keeps
     ``use_prompt``, so the reference loads the result with its prompts active).
+
+    A quantized checkpoint (``xcli convert --quantize``) cannot learn: a :class:`TrainingError`
+    unless ``inference`` (evaluation), which gets the quantized model.
     """
     from ..tokenization import AutoTokenizer
 
@@ -109,6 +113,10 @@ def load_for_training(
     config = AutoConfig.from_pretrained(directory)
     if tune not in TUNE:
         raise TrainingError(f"tune must be one of {', '.join(TUNE)}, not {tune!r}")
+    stored = getattr(config, "quantization", None)
+    if stored is not None and not inference and not scratch:
+        raise TrainingError(f"{directory} holds quantized weights, which cannot learn; convert it to a float "
+                            f"checkpoint first (xcli convert {directory} DST --dtype float32)")
     had_prompts = bool(getattr(config, "use_prompt", False))
     if tune == "prompts":
         if "use_prompt" not in type(config).defaults:  # a family whose config has prompts (MVP)
