@@ -544,8 +544,101 @@ def _tokenizer_cases() -> list[Case]:
     ]
 
 
+def _quantized(mode: str, *breaks: Callable[[Path], None]) -> Callable[[Path], None]:
+    """The valid checkpoint quantized (``convert --quantize``) in place, then broken by ``breaks``."""
+    def make(directory: Path) -> None:
+        from xcli_models.convert import convert_checkpoint
+
+        made = directory.with_name(directory.name + "-quantized")
+        convert_checkpoint(directory, made, quantize=mode, verify=False)
+        shutil.rmtree(directory)
+        made.rename(directory)
+        for step in breaks:
+            step(directory)
+    return make
+
+
+def _quantization(**changes: Any) -> Callable[[Path], None]:
+    """config.json's quantization entry changed (a value None: the key removed)."""
+    def make(directory: Path) -> None:
+        config = json.loads((directory / "config.json").read_text())
+        entry = config["quantization"]
+        for key, value in changes.items():
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
+        (directory / "config.json").write_text(json.dumps(config))
+    return make
+
+
+def _first_quantized(change: Callable[[str, dict[str, torch.Tensor]], None]) -> Callable[[Path], None]:
+    """The tensors of the first quantized weight config.json names changed by ``change(name, state)``."""
+    def make(directory: Path) -> None:
+        from safetensors.torch import save_file
+        from xcli_models.loading import read_safetensors
+
+        name = sorted(json.loads((directory / "config.json").read_text())["quantization"]["modules"])[0]
+        state = {k: v.clone() for k, v in read_safetensors(directory / "model.safetensors").items()}
+        change(name, state)
+        save_file(state, str(directory / "model.safetensors"))
+    return make
+
+
+def _quantized_cases() -> list[Case]:
+    """Quantized checkpoints whose config entry or integer tensors are wrong, in a classifier (XLNet:
+    per-head projections) and a generator (XGLM: weight-only int8)."""
+    def drop(suffix: str) -> Callable[[str, dict[str, torch.Tensor]], None]:
+        return lambda name, state: state.pop(name + suffix)
+
+    def replace(suffix: str, make: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[str, dict], None]:
+        return lambda name, state: state.__setitem__(name + suffix, make(state[name + suffix]))
+
+    breaks: dict[str, Callable[[Path], None]] = {
+        "a scale missing": _first_quantized(drop("_scale")),
+        "a weight missing": _first_quantized(drop("")),
+        "a scale of the wrong shape": _first_quantized(replace("_scale", lambda t: torch.ones(3))),
+        "a scale of one value": _first_quantized(replace("_scale", lambda t: t[:1].clone())),
+        "a scale in float16": _first_quantized(replace("_scale", lambda t: t.half())),
+        "a scale that is NaN": _first_quantized(replace("_scale", lambda t: torch.full_like(t, float("nan")))),
+        "a weight in float32": _first_quantized(replace("", lambda t: t.float())),
+        "a weight in uint8": _first_quantized(replace("", lambda t: t.view(torch.uint8))),
+        "a weight transposed": _first_quantized(replace("", lambda t: torch.zeros(t.shape[1], t.shape[0] + 1,
+                                                                              dtype=t.dtype))),
+        "bits 3": _quantization(bits=3),
+        "bits 16": _quantization(bits=16),
+        "bits a string": _quantization(bits="8"),
+        "bits true": _quantization(bits=True),
+        "bits missing": _quantization(bits=None),
+        "group_size 32": _quantization(group_size=32),
+        "method another library's": _quantization(method="gptq"),
+        "version 2": _quantization(version=2),
+        "modules a list": _quantization(modules=["lm_head.weight"]),
+        "modules naming an embedding": _quantization(modules={"transformer.word_embedding.weight": 8,
+                                                              "model.embed_tokens.weight": 8}),
+        "modules claiming int4 in an int8 checkpoint": _modules(lambda modules: {k: 4 for k in modules}),
+        "modules with bits a string": _modules(lambda modules: {k: "8" for k in modules}),
+        "the entry a string": _edit_config(quantization="int8"),
+    }
+    cases = [Case(f"{family} quantized: {name}", family, _quantized("int8", make))
+             for family in ("xlnet", "xglm") for name, make in breaks.items()]
+    # (these tiny shapes are ones the int4 kernel cannot take: an int4 checkpoint of them holds int8 weights)
+    cases.append(Case("xglm quantized int4: a weight claimed int4 that the kernel cannot take", "xglm",
+                      _quantized("int4", _modules(lambda modules: {k: 4 for k in modules}))))
+    return cases
+
+
+def _modules(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        config = json.loads((directory / "config.json").read_text())
+        config["quantization"]["modules"] = change(config["quantization"]["modules"])
+        (directory / "config.json").write_text(json.dumps(config))
+    return make
+
+
 CASES: list[Case] = [
     *_value_cases(), *_config_cases(), *_weight_cases(), *_index_cases(), *_directory_cases(), *_tokenizer_cases(),
+    *_quantized_cases(),
 ]
 
 

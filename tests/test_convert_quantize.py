@@ -320,3 +320,24 @@ def test_evaluate_runs_an_int8_checkpoint(checkpoints: Any) -> None:
                                  str(checkpoints("XLNetForSequenceClassification", "int8"))], input=records)
     assert fly.exit_code == stored.exit_code == 0, stored.stderr
     assert json.loads(fly.stdout)["accuracy"] == json.loads(stored.stdout)["accuracy"]
+
+
+def test_an_int4_checkpoint_without_its_minima_is_refused_in_one_line(checkpoints: Any, tmp_path: Path) -> None:
+    """(The hostile corpus, tests/hostile_checkpoints.py, breaks int8 checkpoints; its tiny shapes hold no int4.)"""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    broken = tmp_path / "int4"
+    shutil.copytree(checkpoints("XGLMForCausalLM", "int4"), broken)
+    state = {k: v.clone() for k, v in read_safetensors(broken / "model.safetensors").items()}
+    del state["model.layers.0.fc1.weight_min"]
+    save_file(state, str(broken / "model.safetensors"))
+    for args in (["generate", "--no-server", "-m", str(broken), "hi"], ["info", str(broken)],
+                 ["convert", str(broken), str(tmp_path / "back"), "--dtype", "float32"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and result.stdout == "", (args, result.stderr)
+        lines = result.stderr.splitlines()
+        assert lines[-1] == "xcli: error: cannot load the checkpoint: " + (
+            f"{broken}: model.layers.0.fc1.weight_min is missing (int4 weights need it)"), result.stderr
+    assert not (tmp_path / "back").exists()

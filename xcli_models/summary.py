@@ -20,7 +20,7 @@ from .catalog import directory_size
 from .config import Config
 from .loading import CheckpointError, has_weight_files, read_weights, weight_files
 from .modeling import build_on_meta
-from .quantized_checkpoint import spec_of
+from .quantized_checkpoint import aligned_names, check_tensors, projections, spec_of
 from .registry import capabilities
 from .tasks import checkpoint_commands
 
@@ -93,6 +93,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         tied = tied_in_checkpoint(model, set(state))
         if spec is not None:  # a quantized head is its own copy, not its embedding
             tied = {k: v for k, v in tied.items() if k not in spec.modules}
+            check_tensors(aligned_names(model, state), spec, projections(model), str(directory))
         for name, tensor in state.items():
             if name not in tied:
                 key = str(tensor.dtype).removeprefix("torch.")
