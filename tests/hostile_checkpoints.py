@@ -5,7 +5,8 @@ xcli's own ``save_pretrained``, with the tokenizer files of the built-in models,
 BPE vocabulary for XLM) and breaks it one way: lying or truncated safetensors headers, pickles
 that would run code, truncated zips, absurd or mistyped config values, config.json files that
 are devices, pipes, loops or huge, shard indexes that point outside the directory, missing
-files, unknown model types and classes.
+files, unknown model types and classes, quantized checkpoints (``convert --quantize``) whose
+config entry or integer weights and scales are wrong.
 
 ``write_valid(family, directory)`` writes the valid checkpoints, ``write(case, directory, valid)``
 a case from them; ``model_command(family, directory)`` is the model command (classify, or
