@@ -49,10 +49,11 @@ _xcli() {
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16" -- "$cur")); return ;;
                 --max-shard-size) COMPREPLY=(); return ;;
                 --tolerance) COMPREPLY=(); return ;;
+                --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 -O|--output-format) COMPREPLY=($(compgen -W "jsonl text tsv" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--format --dtype --max-shard-size --verify --no-verify --tolerance -f --force -O --output-format -q --quiet --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--format --dtype --max-shard-size --verify --no-verify --tolerance -f --force --quantize -O --output-format -q --quiet --debug -h --help" -- "$cur"))
             fi
             ;;
         evaluate)

@@ -49,6 +49,7 @@ complete -c xcli -n '__fish_seen_subcommand_from convert' -l max-shard-size -x -
 complete -c xcli -n '__fish_seen_subcommand_from convert' -l verify -l no-verify -d 'Check the result before it appears: every tensor as intended, and...'
 complete -c xcli -n '__fish_seen_subcommand_from convert' -l tolerance -x -d 'Largest absolute output difference the check accepts (default: 0...'
 complete -c xcli -n '__fish_seen_subcommand_from convert' -s f -l force -d 'Replace DST if it exists'
+complete -c xcli -n '__fish_seen_subcommand_from convert' -l quantize -x -a 'int8 int4' -d 'Write a quantized checkpoint (safetensors): every projection\'s...'
 complete -c xcli -n '__fish_seen_subcommand_from convert' -s O -l output-format -x -a 'jsonl text tsv' -d 'jsonl: one JSON object; text: a readable table; tsv: one...'
 complete -c xcli -n '__fish_seen_subcommand_from convert' -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c xcli -n '__fish_seen_subcommand_from convert' -l debug -d 'Show the traceback of an error (also: XCLI_DEBUG=1)'

@@ -19,7 +19,7 @@ from xcli_models.summary import summarize
 BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
 FIELDS = {
     "model", "origin", "path", "family", "model_type", "architectures", "model_class", "commands", "parameters",
-    "dtypes", "config_dtype", "has_weights", "weights", "size_on_disk", "vocab_size", "tokenizer",
+    "dtypes", "config_dtype", "quantization", "has_weights", "weights", "size_on_disk", "vocab_size", "tokenizer",
     "tokenizer_vocab_size", "special_tokens", "labels", "languages", "max_positions", "relative_positions",
     "hidden_size", "layers", "attention_heads",
 }
@@ -49,7 +49,7 @@ def test_every_family(kind: str, tmp_path: Path) -> None:
     assert out["commands"] == [*COMMANDS[kind], *evaluate, "convert", "train"]  # no tokenizer files: no tokenize
     assert out["parameters"] == model.num_parameters()
     assert list(out["dtypes"]) == ["float32"] and out["dtypes"]["float32"] >= out["parameters"] - 64
-    assert out["config_dtype"] == "float32"
+    assert out["config_dtype"] == "float32" and out["quantization"] is None
     weights = out["weights"]
     assert out["has_weights"] is True
     assert weights["format"] == "safetensors" and weights["files"] == ["model.safetensors"] and weights["shards"] == 1
