@@ -1,6 +1,6 @@
 """Load time and peak memory of an XGLM-564M-sized checkpoint: xcli_models against transformers.
 
-    python benchmarks/load_memory.py [--checkpoint DIR] [--repeat N] [--rebuild]
+    python benchmarks/load_memory.py [--checkpoint DIR] [--repeat N] [--rebuild] [--quantize int8,int4]
 
 The first run builds a random-weight float32 checkpoint of facebook/xglm-564M's shape (d_model
 1024, 24 layers, 16 heads, ffn 4096, vocab 256008; 2.3 GB) with transformers and keeps it in
@@ -8,6 +8,11 @@ DIR (default: a folder in the system temp directory). Each measurement then runs
 subprocess, which imports the library, loads the checkpoint (timed; peak RSS read from
 ``resource.getrusage`` afterwards), runs one forward pass (peak RSS again) and hands its logits
 back, so the two libraries are checked against each other on the same input.
+
+``--quantize int8,int4`` adds a column per mode: the checkpoint converted once by ``xcli convert
+--quantize`` (kept beside DIR as DIR-int8, DIR-int4), loaded by xcli_models as ``generate`` loads it
+(weight-only layers: int8 weights used from the memory map, int4 repacked for torch's kernel), with
+its file size; its logits are compared with float32 xcli's for information only.
 
 Linux carries a process's peak RSS over into the program it execs, so this parent stays small:
 it builds the checkpoint in a subprocess too and imports torch only after the measurements.
@@ -45,15 +50,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def quantize(directory: Path, mode: str) -> None:
+    from xcli_models.convert import convert_checkpoint
+
+    convert_checkpoint(directory, quantized_dir(directory, mode), quantize=mode, verify=False, overwrite=True)
+
+
+def quantized_dir(directory: Path, mode: str) -> Path:
+    return directory.with_name(f"{directory.name}-{mode}")
+
+
 def measure(library: str, directory: Path, logits_file: Path) -> dict[str, float]:
     """Runs inside the subprocess: import, load, forward; returns the numbers."""
     start = time.perf_counter()
     import torch
 
-    if library == "xcli_models":
+    if library.startswith("xcli_models"):
         from xcli_models import XGLMForCausalLM
 
-        load = lambda: XGLMForCausalLM.from_pretrained(directory)  # noqa: E731
+        weight_only = True if "-int" in library else None  # as generate loads a quantized checkpoint
+        load = lambda: XGLMForCausalLM.from_pretrained(directory, weight_only=weight_only)  # noqa: E731
     else:
         import transformers
 
@@ -91,9 +107,12 @@ def main() -> None:
                         help="where the checkpoint is (built there if absent)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per library (median time, largest RSS)")
     parser.add_argument("--rebuild", action="store_true", help="build the checkpoint again")
-    parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
+    parser.add_argument("--quantize", default="", metavar="MODES",
+                        help="also quantized checkpoints of these modes (int8,int4), converted once beside DIR")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--logits", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quantize-only", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
@@ -102,29 +121,58 @@ def main() -> None:
     if args.build_only:
         build(args.checkpoint)
         return
+    if args.quantize_only:
+        quantize(args.checkpoint, args.quantize_only)
+        return
+    modes = [m for m in args.quantize.split(",") if m]
+    if any(m not in ("int8", "int4") for m in modes):
+        parser.error("--quantize takes int8, int4 or both (int8,int4)")
+    run_benchmark(args, modes)
 
+
+def run_benchmark(args: argparse.Namespace, modes: list[str]) -> None:
+    """Build what is missing, measure each column in fresh subprocesses, print the table."""
     if args.rebuild or not (args.checkpoint / "model.safetensors").exists():
         print(f"building a random XGLM-564M-sized checkpoint in {args.checkpoint} ...", file=sys.stderr)
         started = time.perf_counter()
         run_child("--build-only", "--checkpoint", str(args.checkpoint))
         print(f"built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    size = sum(f.stat().st_size for f in args.checkpoint.glob("*.safetensors")) / 2**20
+    directories = {lib: args.checkpoint for lib in LIBRARIES}
+    for mode in modes:
+        directories[f"xcli_models-{mode}"] = quantized_dir(args.checkpoint, mode)
+        if args.rebuild or not (quantized_dir(args.checkpoint, mode) / "model.safetensors").exists():
+            print(f"converting it to {mode} ...", file=sys.stderr)
+            run_child("--quantize-only", mode, "--checkpoint", str(args.checkpoint))
+    sizes = {lib: sum(f.stat().st_size for f in d.glob("*.safetensors")) / 2**20 for lib, d in directories.items()}
 
-    runs: dict[str, list[dict[str, float]]] = {lib: [] for lib in LIBRARIES}
+    runs: dict[str, list[dict[str, float]]] = {lib: [] for lib in directories}
     with tempfile.TemporaryDirectory() as scratch:
-        logits = {lib: Path(scratch) / f"{lib}.pt" for lib in LIBRARIES}
-        for _ in range(args.repeat):  # alternate, so that neither always runs on a warmer page cache
-            for lib in LIBRARIES:
-                child = ("--child", lib, "--checkpoint", str(args.checkpoint), "--logits", str(logits[lib]))
+        logits = {lib: Path(scratch) / f"{lib}.pt" for lib in directories}
+        for _ in range(args.repeat):  # alternate, so that none always runs on a warmer page cache
+            for lib, directory in directories.items():
+                child = ("--child", lib, "--checkpoint", str(directory), "--logits", str(logits[lib]))
                 runs[lib].append(json.loads(run_child(*child)))
         import torch
 
-        ours, theirs = (torch.load(logits[lib], weights_only=True) for lib in LIBRARIES)
-    diff = (ours - theirs).abs().max().item()
+        outputs = {lib: torch.load(logits[lib], weights_only=True) for lib in directories}
+    diff = (outputs["xcli_models"] - outputs["transformers"]).abs().max().item()
+    _table(args, runs, sizes, torch.get_num_threads())
+    print(f"logits of the last 4 positions: max abs diff {diff:.2e} ({'same' if diff <= 1e-4 else 'DIFFERENT'})")
+    for mode in modes:
+        off = (outputs[f"xcli_models-{mode}"] - outputs["xcli_models"]).abs().max().item()
+        print(f"  {mode} against float32 xcli: max abs diff {off:.3g} (largest logit "
+              f"{outputs['xcli_models'].abs().max().item():.3g})")
+    if diff > 1e-4:
+        sys.exit(1)
 
-    print(f"checkpoint: {args.checkpoint} ({size:.0f} MiB float32 safetensors), {args.repeat} runs each, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"{'':24}{'xcli_models':>14}{'transformers':>14}{'ratio':>8}")
+
+def _table(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], sizes: dict[str, float],
+           threads: int) -> None:
+    columns = list(runs)
+    print(f"checkpoint: {args.checkpoint} ({sizes['xcli_models']:.0f} MiB float32 safetensors), {args.repeat} runs "
+          f"each, torch threads {threads}")
+    print(f"{'':24}" + "".join(f"{c:>20}" for c in columns) + f"{'ratio':>8}")
+    print(f"{'file size (MiB)':24}" + "".join(f"{sizes[c]:>20.0f}" for c in columns))
     for key, label, pick in [
         ("import_s", "import (s)", statistics.median),
         ("load_s", "load (s)", statistics.median),
@@ -133,11 +181,10 @@ def main() -> None:
         ("rss_after_load_mib", "peak RSS load (MiB)", max),
         ("rss_after_forward_mib", "peak RSS forward (MiB)", max),
     ]:
-        a, b = (pick([r[key] for r in runs[lib]]) for lib in LIBRARIES)
-        print(f"{label:24}{a:>14.2f}{b:>14.2f}{a / b if b else float('nan'):>8.2f}")
-    print(f"logits of the last 4 positions: max abs diff {diff:.2e} ({'same' if diff <= 1e-4 else 'DIFFERENT'})")
-    if diff > 1e-4:
-        sys.exit(1)
+        values = {c: pick([r[key] for r in runs[c]]) for c in columns}
+        a, b = values["xcli_models"], values["transformers"]
+        print(f"{label:24}" + "".join(f"{values[c]:>20.2f}" for c in columns)
+              + f"{a / b if b else float('nan'):>8.2f}")
 
 
 if __name__ == "__main__":
