@@ -231,6 +231,8 @@ def test_from_pretrained_gives_the_quantized_model(checkpoints: Any) -> None:
     assert model.load_report.lines() == []
     with pytest.raises(Exception, match="runs on the CPU"):
         XLNetForSequenceClassification.from_pretrained(path, device="meta")
+    with pytest.raises(ValueError, match="cannot be saved"):
+        model.save_pretrained(path.parent / "saved")
 
 
 # ------------------------------------------------------------------------------------------ back to float

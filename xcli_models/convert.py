@@ -451,10 +451,13 @@ def _set_config_dtype(file: Path, dtype: torch.dtype) -> None:
     file.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _set_config_quantization(file: Path, spec: Spec | None) -> None:
-    """config.json's ``quantization`` entry set to ``spec``'s, or removed (a float checkpoint)."""
+def _set_config(file: Path, dtype: torch.dtype | None, spec: Spec | None) -> None:
+    """config.json's dtype set to ``dtype`` (None: kept) and its ``quantization`` entry to ``spec``'s
+    (None: removed, a float checkpoint)."""
     from .quantized_checkpoint import KEY
 
+    if dtype is not None:
+        _set_config_dtype(file, dtype)
     data = read_json(file)
     if spec is None and KEY not in data:
         return
@@ -465,9 +468,18 @@ def _set_config_quantization(file: Path, spec: Spec | None) -> None:
     file.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _check_quantize(quantize: str | None, safe: bool, target: torch.dtype | None) -> None:
+def _check_options(src: Path, dtype: torch.dtype | str | None, max_shard_size: int | str | None,
+                   quantize: str | None, safe: bool) -> torch.dtype | None:
+    """The options of a conversion checked (a ``CheckpointError`` or ``ValueError``); the target dtype."""
+    if not src.is_dir():
+        raise CheckpointError(f"{src} is not a checkpoint directory")
+    target = resolve_dtype(dtype) if dtype is not None else None
+    if target is not None and target not in CAST_RTOL:
+        raise ValueError(f"cannot convert to {target} (use float32, bfloat16 or float16)")
+    if max_shard_size is not None and parse_size(max_shard_size) <= 0:
+        raise ValueError("max_shard_size must be positive")
     if quantize is None:
-        return
+        return target
     if quantize not in MODES:
         raise ValueError(f"cannot quantize to {quantize!r} (use int8 or int4)")
     if not safe:
@@ -475,6 +487,7 @@ def _check_quantize(quantize: str | None, safe: bool, target: torch.dtype | None
     if target is not None:
         raise ValueError("a quantized checkpoint keeps its float weights (embeddings, norms, biases) as the "
                          "source has them: it takes no dtype")
+    return target
 
 
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
@@ -519,14 +532,7 @@ def convert_checkpoint(
     """
     say = notify or (lambda message: None)
     src, dst = Path(source), Path(destination)
-    if not src.is_dir():
-        raise CheckpointError(f"{src} is not a checkpoint directory")
-    target = resolve_dtype(dtype) if dtype is not None else None
-    if target is not None and target not in CAST_RTOL:
-        raise ValueError(f"cannot convert to {target} (use float32, bfloat16 or float16)")
-    if max_shard_size is not None and parse_size(max_shard_size) <= 0:
-        raise ValueError("max_shard_size must be positive")
-    _check_quantize(quantize, safe, target)
+    target = _check_options(src, dtype, max_shard_size, quantize, safe)
     _check_destination(src, dst, overwrite)
     cls = model_class(src)
     config = checked_config(cls, src, torch.float32 if verify else target)
@@ -557,10 +563,8 @@ def convert_checkpoint(
             carried, left_behind = carried_files(src)
             for file in carried:
                 shutil.copyfile(file, folder / file.name)
-            if target is not None and (folder / "config.json").exists():
-                _set_config_dtype(folder / "config.json", target)
             if (folder / "config.json").exists():
-                _set_config_quantization(folder / "config.json", plan.result)
+                _set_config(folder / "config.json", target, plan.result)
             check = None
             if verify:
                 say("checking the converted checkpoint against the source")

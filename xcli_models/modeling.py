@@ -411,7 +411,14 @@ class PreTrainedModel(nn.Module):
     def save_pretrained(
         self, path: str | os.PathLike, *, safe_serialization: bool = True, max_shard_size: int | str | None = None
     ) -> list[Path]:
-        """Write config.json and the weights in a layout the reference library loads unchanged."""
+        """Write config.json and the weights in a layout the reference library loads unchanged.
+
+        A quantized model (``--quantize``, or loaded from a quantized checkpoint) is refused with a
+        ValueError: its integer layers hold no float weights to write (``xcli convert --quantize``
+        writes quantized checkpoints)."""
+        if any(getattr(module, "is_quantized", False) for module in self.modules()):
+            raise ValueError("a quantized model cannot be saved as a float checkpoint: save the float model, then "
+                             "quantize the checkpoint (xcli convert --quantize)")
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]

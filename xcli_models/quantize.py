@@ -145,7 +145,7 @@ class Int8Linear(_QuantizedLinear):
         return _from_parts(cls, int8, bias, int8, scale)
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(int8, None), persistent=False)
+        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(aligned(int8), None), persistent=False)
         self.register_buffer("scale", scale.float(), persistent=False)
         self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
 
