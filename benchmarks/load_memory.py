@@ -9,10 +9,11 @@ subprocess, which imports the library, loads the checkpoint (timed; peak RSS rea
 ``resource.getrusage`` afterwards), runs one forward pass (peak RSS again) and hands its logits
 back, so the two libraries are checked against each other on the same input.
 
-``--quantize int8,int4`` adds a column per mode: the checkpoint converted once by ``xcli convert
---quantize`` (kept beside DIR as DIR-int8, DIR-int4), loaded by xcli_models as ``generate`` loads it
-(weight-only layers: int8 weights used from the memory map, int4 repacked for torch's kernel), with
-its file size; its logits are compared with float32 xcli's for information only.
+``--quantize int8,int4`` adds two columns per mode: xcli_models+MODE, the float checkpoint loaded
+and quantized on the fly as ``generate --quantize`` does, and xcli_models-MODE, the checkpoint
+converted once by ``xcli convert --quantize`` (kept beside DIR as DIR-int8, DIR-int4) loaded as
+``generate`` loads it (weight-only layers: int8 weights used from the memory map, int4 repacked for
+torch's kernel). Their logits must be identical; against float32 they are shown for information.
 
 Linux carries a process's peak RSS over into the program it execs, so this parent stays small:
 it builds the checkpoint in a subprocess too and imports torch only after the measurements.
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "xcli-bench-xglm-564m"
@@ -60,16 +62,30 @@ def quantized_dir(directory: Path, mode: str) -> Path:
     return directory.with_name(f"{directory.name}-{mode}")
 
 
+def xcli_loader(library: str, directory: Path) -> Any:
+    """xcli_models: float32; +int8/+int4 quantized on the fly after loading (as generate --quantize
+    does); -int8/-int4 a quantized checkpoint, as generate loads it (weight-only layers)."""
+    from xcli_models import XGLMForCausalLM
+    from xcli_models.quantize import quantize_weight_only
+
+    mode = library.removeprefix("xcli_models")
+
+    def load() -> Any:
+        model = XGLMForCausalLM.from_pretrained(directory, weight_only=True if mode.startswith("-") else None)
+        if mode.startswith("+"):
+            quantize_weight_only(model, bits=int(mode.removeprefix("+int")))
+        return model
+
+    return load
+
+
 def measure(library: str, directory: Path, logits_file: Path) -> dict[str, float]:
     """Runs inside the subprocess: import, load, forward; returns the numbers."""
     start = time.perf_counter()
     import torch
 
     if library.startswith("xcli_models"):
-        from xcli_models import XGLMForCausalLM
-
-        weight_only = True if "-int" in library else None  # as generate loads a quantized checkpoint
-        load = lambda: XGLMForCausalLM.from_pretrained(directory, weight_only=weight_only)  # noqa: E731
+        load = xcli_loader(library, directory)
     else:
         import transformers
 
@@ -139,6 +155,7 @@ def run_benchmark(args: argparse.Namespace, modes: list[str]) -> None:
         print(f"built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     directories = {lib: args.checkpoint for lib in LIBRARIES}
     for mode in modes:
+        directories[f"xcli_models+{mode}"] = args.checkpoint
         directories[f"xcli_models-{mode}"] = quantized_dir(args.checkpoint, mode)
         if args.rebuild or not (quantized_dir(args.checkpoint, mode) / "model.safetensors").exists():
             print(f"converting it to {mode} ...", file=sys.stderr)
@@ -160,8 +177,9 @@ def run_benchmark(args: argparse.Namespace, modes: list[str]) -> None:
     print(f"logits of the last 4 positions: max abs diff {diff:.2e} ({'same' if diff <= 1e-4 else 'DIFFERENT'})")
     for mode in modes:
         off = (outputs[f"xcli_models-{mode}"] - outputs["xcli_models"]).abs().max().item()
-        print(f"  {mode} against float32 xcli: max abs diff {off:.3g} (largest logit "
-              f"{outputs['xcli_models'].abs().max().item():.3g})")
+        same = torch.equal(outputs[f"xcli_models-{mode}"], outputs[f"xcli_models+{mode}"])
+        print(f"  {mode} checkpoint: {'identical to' if same else 'DIFFERENT from'} the float one quantized on the "
+              f"fly; against float32 max abs diff {off:.3g} (largest logit {outputs['xcli_models'].abs().max():.3g})")
     if diff > 1e-4:
         sys.exit(1)
 

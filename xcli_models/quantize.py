@@ -85,8 +85,10 @@ def pack_int4(levels: torch.Tensor) -> torch.Tensor:
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """:func:`pack_int4` undone: (out, in) int32 levels."""
-    packed = packed.to(torch.int32)
-    return torch.stack([packed & 15, packed >> 4], dim=-1).reshape(packed.shape[0], -1)
+    levels = torch.empty(packed.shape[0], packed.shape[1] * 2, dtype=torch.int32)
+    levels[:, 0::2] = packed & 15
+    levels[:, 1::2] = packed >> 4
+    return levels
 
 
 def aligned(tensor: torch.Tensor, alignment: int = 64) -> torch.Tensor:
