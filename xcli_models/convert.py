@@ -278,7 +278,9 @@ def _flatten(value: Any, name: str) -> list[tuple[str, torch.Tensor]]:
     return []
 
 
-def run_sample(cls: type[PreTrainedModel], directory: Path, quantize: str | None = None) -> list[tuple[str, torch.Tensor]]:
+def run_sample(
+    cls: type[PreTrainedModel], directory: Path, quantize: str | None = None
+) -> list[tuple[str, torch.Tensor]]:
     """Load ``directory`` as ``cls`` (float32, CPU) and run the sample input: the float outputs by name.
     ``quantize`` ("int8", "int4"): the float model quantized on the fly, as ``--quantize`` does (int8
     products where this torch has them; int4 weight-only)."""

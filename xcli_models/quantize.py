@@ -27,6 +27,11 @@ its row's and its column's scales alone, so a record's numbers do not depend on 
 float32 (see ``tasks.common``). **Error**: each weight and input value is off by at most half its
 scale; an output's error is bounded by ``sum_k |x_k| s_w + |w_k| s_x`` (about 1% of the output's
 scale on these models); the README measures what it does to accuracy.
+
+**Stored.** :func:`per_channel_int8` and :func:`int4_groups` are the only roundings; a quantized
+checkpoint (``xcli convert --quantize``, :mod:`xcli_models.quantized_checkpoint`) stores what they
+give, and ``Int8Linear.from_int8``, ``Int8WeightOnlyLinear.from_int8`` and
+``Int4WeightOnlyLinear.from_packed`` make the very layers the float weight makes from it.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_groups", "int8_available", "per_channel_int8",
-           "pack_int4", "quantize_dynamic_int8", "quantize_weight_only", "quantize_weight_only_int8", "unpack_int4"]
+__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_groups", "int8_available",
+           "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_weight_only", "quantize_weight_only_int8",
+           "unpack_int4"]
 
 #: inputs per int4 group (each with its own scale and minimum)
 INT4_GROUP = 64
