@@ -187,7 +187,8 @@ Quantize = Annotated[
                  "(per-channel weight and per-row input scales; oneDNN, fast with AMX or VNNI): 3-4x faster "
                  "products on batches, numbers within ~1% (the README measures the accuracy it costs); generate "
                  "keeps int8 weights times bfloat16 inputs. int4 (generate, a CPU with fast bfloat16): 4-bit "
-                 "weights in groups of 64, coarser. CPU only.", show_default=False),
+                 "weights in groups of 64, coarser. CPU only. A checkpoint written by convert --quantize runs in its "
+                 "own mode without this option.", show_default=False),
 ]
 Threads = Annotated[
     Optional[int],
