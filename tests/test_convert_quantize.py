@@ -2,7 +2,7 @@
 
 The stored integers and scales are those on-the-fly quantization makes, so a quantized checkpoint
 gives outputs identical to ``--quantize`` on its float source (every family, XLNet's per-head
-projections included, in Python and through classify and generate); it is loaded from the memory
+projections included, in Python and through classify, generate, score, fill-mask and qa); it is loaded from the memory
 map without float weights for its projections; ``convert --dtype float32`` turns it back into a
 float checkpoint the reference loads; the command line says what a quantized checkpoint cannot do.
 """
@@ -169,7 +169,9 @@ RUNS = [("classify", "XLNetForSequenceClassification", "int8"), ("classify", "Mv
         ("classify", "XLMForSequenceClassification", "int8"), ("generate", "XGLMForCausalLM", "int8"),
         ("generate", "XLNetLMHeadModel", "int8"), ("generate", "MvpForConditionalGeneration", "int8"),
         ("generate", "ProphetNetForConditionalGeneration", "int8"), ("generate", "XGLMForCausalLM", "int4"),
-        ("generate", "XLNetLMHeadModel", "int4"), ("score", "XGLMForCausalLM", "int8")]
+        ("generate", "XLNetLMHeadModel", "int4"), ("score", "XGLMForCausalLM", "int8"),
+        ("fill-mask", "XLNetLMHeadModel", "int8"), ("fill-mask", "MvpForConditionalGeneration", "int8"),
+        ("qa", "MvpForQuestionAnswering", "int8"), ("qa", "XLNetForQuestionAnsweringSimple", "int8")]
 
 
 @pytest.mark.parametrize(("command", "class_name", "mode"), RUNS, ids=["-".join(r) for r in RUNS])
@@ -179,6 +181,10 @@ def test_commands_print_the_same_from_the_checkpoint_and_on_the_fly(checkpoints:
         pytest.skip("int4 wants a CPU with fast bfloat16")
     texts = ["The cat sat on the mat.", "A gripping, funny film about nothing at all", "no"]
     records = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    if command == "fill-mask":
+        records = records.replace("mat", "<mask>").replace("film", "<mask>").replace("no", "<mask>")
+    if command == "qa":
+        records = "".join(json.dumps({"question": "Who sat?", "context": t}) + "\n" for t in texts)
     extra = ["--max-new-tokens", "6"] if command == "generate" else []
     args = [command, "--no-server", *extra, "-m"]
     fly = runner.invoke(app, [*args, str(checkpoints(class_name)), "--quantize", mode], input=records)
