@@ -2,9 +2,10 @@
 
 The stored integers and scales are those on-the-fly quantization makes, so a quantized checkpoint
 gives outputs identical to ``--quantize`` on its float source (every family, XLNet's per-head
-projections included, in Python and through classify, generate, score, fill-mask and qa); it is loaded from the memory
-map without float weights for its projections; ``convert --dtype float32`` turns it back into a
-float checkpoint the reference loads; the command line says what a quantized checkpoint cannot do.
+projections included, in Python and through classify, generate, score, fill-mask and qa); it is
+loaded from the memory map without float weights for its projections; ``convert --dtype float32``
+turns it back into a float checkpoint the reference loads; the command line says what a quantized
+checkpoint cannot do.
 """
 
 from __future__ import annotations
