@@ -619,6 +619,7 @@ def _quantized_cases() -> list[Case]:
                                                               "model.embed_tokens.weight": 8}),
         "modules claiming int4 in an int8 checkpoint": _modules(lambda modules: {k: 4 for k in modules}),
         "modules with bits a string": _modules(lambda modules: {k: "8" for k in modules}),
+        "modules leaving one out": _modules(lambda modules: dict(sorted(modules.items())[1:])),
         "the entry a string": _edit_config(quantization="int8"),
     }
     cases = [Case(f"{family} quantized: {name}", family, _quantized("int8", make))

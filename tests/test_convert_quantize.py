@@ -350,3 +350,16 @@ def test_an_int4_checkpoint_without_its_minima_is_refused_in_one_line(checkpoint
         assert lines[-1] == "xcli: error: cannot load the checkpoint: " + (
             f"{broken}: model.layers.0.fc1.weight_min is missing (int4 weights need it)"), result.stderr
     assert not (tmp_path / "back").exists()
+
+
+def test_a_base_model_reads_a_quantized_task_checkpoint(checkpoints: Any) -> None:
+    """As from a float checkpoint: the head's weights are reported unused, the rest is what --quantize makes."""
+    from xcli_models import XGLMModel
+
+    stored = XGLMModel.from_pretrained(checkpoints("XGLMForCausalLM", "int8"))
+    fly = XGLMModel.from_pretrained(checkpoints("XGLMForCausalLM"))
+    quantize_dynamic_int8(fly)
+    assert stored.load_report.unexpected == ["lm_head.weight", "lm_head.weight_scale"]
+    ids = torch.tensor([[5, 9, 13, 2]])
+    with torch.inference_mode():
+        assert torch.equal(stored(input_ids=ids).last_hidden_state, fly(input_ids=ids).last_hidden_state)

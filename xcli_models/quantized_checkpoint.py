@@ -191,7 +191,12 @@ def dequantize_state(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, 
 # ------------------------------------------------------------------------------------- reading
 def check_tensors(state: Mapping[str, torch.Tensor], spec: Spec, found: Mapping[str, Projection], where: str) -> None:
     """Every quantized weight named in ``spec`` is a projection of the model, with its scales (and
-    minima), each of the dtype and shape the format says: else a one-line ``CheckpointError``."""
+    minima), each of the dtype and shape the format says, and no projection holds integers ``spec``
+    does not name: else a one-line ``CheckpointError``."""
+    unnamed = [n for n in found if n not in spec.modules and n in state and not state[n].is_floating_point()]
+    if unnamed:
+        raise CheckpointError(f"{where}: {unnamed[0]} holds {str(state[unnamed[0]].dtype).removeprefix('torch.')} "
+                              f"weights, but config.json's {KEY} does not name it")
     for name, bits in spec.modules.items():
         proj = found.get(name)
         if proj is None:
@@ -230,6 +235,11 @@ def install(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, weight_on
     weight_only = spec.bits == 4 if weight_only is None else weight_only
     found = projections(model)
     rest = aligned_names(model, state)
+    # named as the state is (a task checkpoint read into its base model, or the other way round);
+    # weights this model has no place for stay in the state, reported as unused checkpoint tensors
+    named = aligned_names(model, spec.modules)  # type: ignore[arg-type]
+    ours = model.state_dict(keep_vars=True)
+    spec = Spec(spec.bits, {k: b for k, b in named.items() if k in found or model.names.to_ours(k) in ours})
     check_tensors(rest, spec, found, where)
     dynamic = (spec.bits == 4 or not weight_only) and int8_available()
     for name, bits in spec.modules.items():
