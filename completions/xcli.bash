@@ -62,20 +62,20 @@ _xcli() {
                 --task) COMPREPLY=($(compgen -W "auto sequence-classification token-classification question-answering multiple-choice causal-lm masked-lm plm seq2seq" -- "$cur")); return ;;
                 --predictions) COMPREPLY=(); return ;;  # file names
                 --lang) COMPREPLY=(); return ;;
-                --max-length) COMPREPLY=(); return ;;
-                -b|--batch-size) COMPREPLY=(); return ;;
                 --doc-stride) COMPREPLY=(); return ;;
                 --seed) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
+                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
+                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
+                --max-length) COMPREPLY=(); return ;;
+                -b|--batch-size) COMPREPLY=(); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "float32 bfloat16 float16 auto" -- "$cur")); return ;;
                 --quantize) COMPREPLY=($(compgen -W "int8 int4" -- "$cur")); return ;;
                 --threads) COMPREPLY=(); return ;;
-                --field) COMPREPLY=(); return ;;
-                --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
-                --on-error) COMPREPLY=($(compgen -W "continue stop" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --max-length -b --batch-size --doc-stride --seed --device --dtype --quantize --threads --field --input-format --on-error -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -i --input --task --predictions -f --force --lang --doc-stride --seed --field --input-format --on-error --max-length -b --batch-size --device --dtype --quantize --threads -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         fill-mask)
@@ -245,8 +245,8 @@ _xcli() {
                 --lang) COMPREPLY=(); return ;;
                 --max-length) COMPREPLY=(); return ;;
                 --truncation) COMPREPLY=($(compgen -W "longest_first only_first only_second" -- "$cur")); return ;;
-                --field) COMPREPLY=(); return ;;
                 --pair-field) COMPREPLY=(); return ;;
+                --field) COMPREPLY=(); return ;;
                 -i|--input) COMPREPLY=(); return ;;  # file names
                 --input-format) COMPREPLY=($(compgen -W "auto jsonl text tsv" -- "$cur")); return ;;
                 -o|--output) COMPREPLY=(); return ;;  # file names
@@ -256,7 +256,7 @@ _xcli() {
                 --shard) COMPREPLY=(); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --field --pair-field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model --fields --offsets --count --special-tokens --no-special-tokens --decode --skip-special-tokens --lang --max-length --truncation --pair-field --field -i --input --input-format -o --output -O --output-format -f --force --keep --on-error --shard -q --quiet --debug --no-server -h --help" -- "$cur"))
             fi
             ;;
         train)
