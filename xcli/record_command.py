@@ -43,7 +43,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from .io import Record, RecordStream, RecordWriter, Shard
+    from . import io
+    from .io import Record, RecordStream, RecordWriter
 
 #: the hint a record without its text field gets
 FIELD_HINT = "pick the text field with --field"
@@ -65,7 +66,7 @@ class RecordIO:
     shard: str | None = None
 
     @cached_property
-    def sharding(self) -> "Shard | None":
+    def sharding(self) -> "io.Shard | None":
         """``--shard`` K/N (``auto``: from the launcher's environment); a usage error when it is no shard."""
         from . import io
 

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..console import console
 from ..options import Lang
 from ..record_command import DROP, Job, ModelOptions, RecordIO, command_line, run_record_command
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..console import console
 from ..options import Lang
 from ..record_command import FIELD_HINT, Job, ModelOptions, Option, RecordIO, command_line, run_record_command
 
