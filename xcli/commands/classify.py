@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..console import console
-from ..options import Lang
+from ..options import Lang, choices
 from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, command_line, run_record_command
 
 
-class FunctionName(str, Enum):
-    softmax = "softmax"
-    sigmoid = "sigmoid"
-    none = "none"
-
-
-class AggregationName(str, Enum):
-    none = "none"
-    simple = "simple"
-    first = "first"
-    average = "average"
-    max = "max"
+FunctionName = choices("FunctionName", "softmax", "sigmoid", "none")
+AggregationName = choices("AggregationName", "none", "simple", "first", "average", "max")
 
 
 TopK = Annotated[

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..console import console
-from ..options import Lang, OutputFormatName
+from ..options import Lang, OutputFormatName, choices
 from ..record_command import FIELD_HINT, Job, ModelOptions, Option, RecordIO, command_line, run_record_command
 
 
-class EarlyStopping(str, Enum):
-    true = "true"
-    false = "false"
-    never = "never"
-
-
-class MvpTask(str, Enum):
-    summarize = "summarize"
-    data_to_text = "data-to-text"
-    qa = "qa"
-    question_generation = "question-generation"
-    story = "story"
-    open_dialog = "open-dialog"
-    task_dialog = "task-dialog"
+EarlyStopping = choices("EarlyStopping", "true", "false", "never")
+MvpTask = choices(
+    "MvpTask", "summarize", "data-to-text", "qa", "question-generation", "story", "open-dialog", "task-dialog"
+)
 
 
 def _opt(*names: str, help: str, **kwargs: Any) -> Any:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import Lang
+from ..options import Lang, choices
 from ..record_command import FIELD_HINT, Job, ModelOptions, Option, RecordIO, command_line, run_record_command
 
 
-class RankBy(str, Enum):
-    sum = "sum"
-    mean = "mean"
+RankBy = choices("RankBy", "sum", "mean")
 
 
 Pll = Annotated[

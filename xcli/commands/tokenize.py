@@ -6,23 +6,19 @@ Needs only the tokenizer files, never torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..console import console
-from ..options import Lang, MaxLength, Model
+from ..options import Lang, MaxLength, Model, choices
 from ..record_command import FIELD_HINT, Job, RecordIO, command_line, run_record_command
 
 #: what --fields may name, from the tokenizer's encoding
 FIELDS = ("tokens", "ids", "offsets", "attention_mask", "token_type_ids", "special_tokens_mask")
 
 
-class TruncationName(str, Enum):
-    longest_first = "longest_first"
-    only_first = "only_first"
-    only_second = "only_second"
+TruncationName = choices("TruncationName", "longest_first", "only_first", "only_second")
 
 
 Fields = Annotated[
