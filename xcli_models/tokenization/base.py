@@ -824,20 +824,24 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A tokenizer's JSON file, which must hold an object; any fault is a :class:`TokenizerError`."""
+    try:
+        data = read_json(file)
+    except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
+        raise TokenizerError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{file} must hold a JSON object")
+    return data
+
+
 def read_tokenizer_config(directory: Path) -> dict[str, Any]:
     """Merge special_tokens_map.json and tokenizer_config.json (the latter wins) into kwargs."""
     kwargs: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         file = directory / name
-        if not (file.exists() or file.is_symlink()):  # a dangling link or a loop is refused below
-            continue
-        try:
-            data = read_json(file)
-        except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
-            raise TokenizerError(str(exc)) from None
-        if not isinstance(data, dict):
-            raise TokenizerError(f"{file} must hold a JSON object")
-        kwargs.update(data)
+        if file.exists() or file.is_symlink():  # a dangling link or a loop is refused by the reader
+            kwargs.update(read_json_object(file))
     decoder = kwargs.pop("added_tokens_decoder", None)
     if decoder:
         kwargs["added_tokens_decoder"] = {int(i): AddedToken.from_json(t) for i, t in decoder.items()}

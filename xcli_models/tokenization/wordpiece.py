@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .base import TableVocabulary, Tokenizer, TokenizerError
 
@@ -233,32 +233,21 @@ class BasicTokenizer:
     def _split_punctuation_aligned(self, word: _Word, never_split: set[str]) -> list[_Word]:
         if not self.do_split_on_punc or word.text in never_split:
             return [word]
-        out: list[_Word] = []
-        chars: list[str] = []
-        spans: list[Span] = []
-        for char, span in zip(word.chars, word.spans):
-            if is_punctuation(char):
-                if chars:
-                    out.append(_Word(chars, spans))
-                    chars, spans = [], []
-                out.append(_Word([char], [span]))
-            else:
-                chars.append(char)
-                spans.append(span)
-        if chars:
-            out.append(_Word(chars, spans))
-        return out
+        return _split_aligned(word, is_punctuation, keep=True)
 
 
-def _split_aligned(word: _Word, is_space) -> list[_Word]:
+def _split_aligned(word: _Word, at: Callable[[str], bool], keep: bool = False) -> list[_Word]:
+    """``word`` split at the characters ``at`` accepts, which are dropped (or ``keep``: words of their own)."""
     out: list[_Word] = []
     chars: list[str] = []
     spans: list[Span] = []
     for char, span in zip(word.chars, word.spans):
-        if is_space(char):
+        if at(char):
             if chars:
                 out.append(_Word(chars, spans))
                 chars, spans = [], []
+            if keep:
+                out.append(_Word([char], [span]))
         else:
             chars.append(char)
             spans.append(span)
