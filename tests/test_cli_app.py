@@ -131,6 +131,15 @@ def test_bash_completion_completes_commands_options_and_choices() -> None:
     assert complete("xcli", "tok") == ["tokenize"]
     assert complete("xcli", "tokenize", "--on-error", "") == ["continue", "stop"]
     assert "--output-format" in complete("xcli", "tokenize", "--out")
+    # an option whose values differ between commands completes each command's own
+    assert complete("xcli", "classify", "--dtype", "") == ["float32", "bfloat16", "float16", "auto"]
+    assert complete("xcli", "convert", "--dtype", "") == ["float32", "bfloat16", "float16"]
+    assert complete("xcli", "models", "-O", "") == ["jsonl", "text"]
+    assert complete("xcli", "generate", "--task", "") == ["summarize", "data-to-text", "qa", "question-generation",
+                                                          "story", "open-dialog", "task-dialog"]
+    assert complete("xcli", "classify", "--batch-size", "") == []  # a number: nothing to offer
+    assert {"--model", "--aggregation", "--no-server"} <= set(complete("xcli", "classify", "--"))
+    assert "--aggregation" not in complete("xcli", "qa", "--")
 
 
 @pytest.mark.parametrize(("shell", "name"), [("zsh", "_xcli"), ("fish", "xcli.fish"), ("bash", "xcli.bash")])
