@@ -38,20 +38,29 @@ def test_command_help() -> None:
         assert option in result.stdout
 
 
-def test_every_command_hands_quiet_and_debug_to_the_console() -> None:
+def test_every_command_hands_quiet_and_debug_to_the_console(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """--quiet/--debug are plain options (no parse-time side effect): a command that takes them
-    passes them to console.configure, or they would silently do nothing."""
-    import inspect
-
-    import importlib
-
+    passes them to console.configure first thing, or they would silently do nothing."""
     from xcli.app import COMMANDS
+    from xcli.console import console
 
-    for name, target in COMMANDS.items():
-        module, function_name = target.split(":")
-        function = getattr(importlib.import_module(f"xcli.commands.{module}"), function_name)
-        if "quiet" in inspect.signature(function).parameters:
-            assert "console.configure(quiet=quiet, debug=debug)" in inspect.getsource(function), name
+    class Configured(Exception):
+        pass
+
+    def configure(**given: bool) -> None:
+        calls.append(given)
+        raise Configured  # the command goes no further (serve would start serving)
+
+    calls: list[dict[str, bool]] = []
+    monkeypatch.setattr(console, "configure", configure)
+    needs = {"convert": ["src", "dst"], "train": ["--train", "train.jsonl", "-o", "out"], "merge": ["a.jsonl"],
+             "vocab": ["--family", "xlm", "-o", "out"]}
+    taking = [name for name in COMMANDS if "--quiet" in runner.invoke(app, [name, "--help"]).stdout]
+    assert {"tokenize", "classify", "generate", "evaluate", "train", "serve"} <= set(taking)
+    for name in taking:
+        calls.clear()
+        result = runner.invoke(app, [name, *needs.get(name, []), "--quiet", "--debug"], input="")
+        assert calls == [{"quiet": True, "debug": True}], (name, result.output)
 
 
 def test_version() -> None:
@@ -122,6 +131,15 @@ def test_bash_completion_completes_commands_options_and_choices() -> None:
     assert complete("xcli", "tok") == ["tokenize"]
     assert complete("xcli", "tokenize", "--on-error", "") == ["continue", "stop"]
     assert "--output-format" in complete("xcli", "tokenize", "--out")
+    # an option whose values differ between commands completes each command's own
+    assert complete("xcli", "classify", "--dtype", "") == ["float32", "bfloat16", "float16", "auto"]
+    assert complete("xcli", "convert", "--dtype", "") == ["float32", "bfloat16", "float16"]
+    assert complete("xcli", "models", "-O", "") == ["jsonl", "text"]
+    assert complete("xcli", "generate", "--task", "") == ["summarize", "data-to-text", "qa", "question-generation",
+                                                          "story", "open-dialog", "task-dialog"]
+    assert complete("xcli", "classify", "--batch-size", "") == []  # a number: nothing to offer
+    assert {"--model", "--aggregation", "--no-server"} <= set(complete("xcli", "classify", "--"))
+    assert "--aggregation" not in complete("xcli", "qa", "--")
 
 
 @pytest.mark.parametrize(("shell", "name"), [("zsh", "_xcli"), ("fish", "xcli.fish"), ("bash", "xcli.bash")])

@@ -105,15 +105,45 @@ def describe_app() -> tuple[list[Opt], list[Cmd]]:
 
 
 # --------------------------------------------------------------------- bash
+def _bash_action(opt: Opt) -> str:
+    """What TAB offers after this option: its choices, else nothing (file names, for a path)."""
+    if opt.choices:
+        return f'COMPREPLY=($(compgen -W "{" ".join(opt.choices)}" -- "$cur")); return ;;'
+    return "COMPREPLY=(); return ;;" + ("  # file names" if opt.path else "")
+
+
+def _value_cases(commands: list[Cmd]) -> tuple[list[str], list[str]]:
+    """The ``case`` lines for an option's value: (per command, for an option whose completion
+    differs between commands; for every command, one line per completion)."""
+    actions: dict[str, dict[str, str | None]] = {}  # option name -> command -> action (None: a flag there)
+    for command in commands:
+        for opt in command.options:
+            for name in opt.names:
+                actions.setdefault(name, {})[command.name] = _bash_action(opt) if opt.takes_value else None
+    shared: dict[str, list[str]] = {}  # action -> its patterns
+    own: dict[str, list[str]] = {}
+    for name, by_command in actions.items():
+        kinds = set(by_command.values())
+        if len(kinds) == 1 and None not in kinds:
+            shared.setdefault(kinds.pop(), []).append(name)
+            continue
+        for command, action in by_command.items():
+            if action is not None:
+                own.setdefault(action, []).append(f'"{command} {name}"')
+    return ([f"        {'|'.join(patterns)}) {action}" for action, patterns in own.items()],
+            [f"        {'|'.join(patterns)}) {action}" for action, patterns in shared.items()])
+
+
 def bash(root: list[Opt], commands: list[Cmd]) -> str:
     def words(opts: list[Opt]) -> str:
         return " ".join(n for o in opts for n in o.names)
 
+    own, shared = _value_cases(commands)
     lines = [
         f"# bash completion for xcli; {HEADER}",
         "# use: source completions/xcli.bash",
         "_xcli() {",
-        "    local cur prev cmd i",
+        "    local cur prev cmd i words",
         '    cur="${COMP_WORDS[COMP_CWORD]}"',
         '    prev="${COMP_WORDS[COMP_CWORD-1]}"',
         '    cmd=""',
@@ -123,31 +153,24 @@ def bash(root: list[Opt], commands: list[Cmd]) -> str:
         '            *) cmd="${COMP_WORDS[i]}"; break ;;',
         "        esac",
         "    done",
+        "    # an option's value: first where commands differ, then where they agree",
+        '    case "$cmd $prev" in',
+        *own,
+        "    esac",
+        '    case "$prev" in',
+        *shared,
+        "    esac",
         '    case "$cmd" in',
-        '        "")',
-        f'            COMPREPLY=($(compgen -W "{words(root)} {" ".join(c.name for c in commands)}" -- "$cur"))',
-        "            ;;",
+        f'        "") words="{words(root)} {" ".join(c.name for c in commands)}" ;;',
+        *[f'        {command.name}) words="{words(command.options)}" ;;' for command in commands],
+        "    esac",
+        '    if [[ -z "$cmd" || "$cur" == -* ]]; then',
+        '        COMPREPLY=($(compgen -W "$words" -- "$cur"))',
+        "    fi",
+        "}",
+        "complete -o default -F _xcli xcli",
+        "",
     ]
-    for command in commands:
-        lines.append(f"        {command.name})")
-        lines.append('            case "$prev" in')
-        for opt in command.options:
-            if not opt.takes_value:
-                continue
-            pattern = "|".join(opt.names)
-            if opt.choices:
-                choices = " ".join(opt.choices)
-                lines.append(f'                {pattern}) COMPREPLY=($(compgen -W "{choices}" -- "$cur")); return ;;')
-            elif opt.path:
-                lines.append(f"                {pattern}) COMPREPLY=(); return ;;  # file names")
-            else:
-                lines.append(f"                {pattern}) COMPREPLY=(); return ;;")
-        lines.append("            esac")
-        lines.append('            if [[ "$cur" == -* ]]; then')
-        lines.append(f'                COMPREPLY=($(compgen -W "{words(command.options)}" -- "$cur"))')
-        lines.append("            fi")
-        lines.append("            ;;")
-    lines += ["    esac", "}", "complete -o default -F _xcli xcli", ""]
     return "\n".join(lines)
 
 
@@ -248,9 +271,12 @@ def fish(root: list[Opt], commands: list[Cmd]) -> str:
     at_root = f"'not __fish_seen_subcommand_from {names}'"
     lines += [_fish_option(at_root, opt) for opt in root]
     lines += [f"complete -c xcli -n {at_root} -a {c.name} -d {_fish_text(c.help)}" for c in commands]
+    having: dict[str, list[str]] = {}  # an option's line (without its condition) -> the commands with it
     for command in commands:
-        condition = f"'__fish_seen_subcommand_from {command.name}'"
-        lines += [_fish_option(condition, opt) for opt in command.options]
+        for opt in command.options:
+            having.setdefault(_fish_option("CONDITION", opt), []).append(command.name)
+    for line, names in having.items():
+        lines.append(line.replace("-n CONDITION", f"-n '__fish_seen_subcommand_from {' '.join(names)}'", 1))
     lines.append("")
     return "\n".join(lines)
 

@@ -6,52 +6,35 @@ its whole command line. Only typer and the standard library are imported here.
 
 from __future__ import annotations
 
+import keyword
+import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 
-class InputFormatName(str, Enum):
-    auto = "auto"
-    jsonl = "jsonl"
-    text = "text"
-    tsv = "tsv"
+def choices(name: str, *values: str) -> Any:
+    """A ``str`` Enum of these values, for an option that takes one of them: each member is named
+    as its value, with ``_`` for ``-`` and after a keyword (``OnErrorName.continue_``)."""
+    members = {}
+    for value in values:
+        member = value.replace("-", "_")
+        members[member + "_" if keyword.iskeyword(member) else member] = value
+    return Enum(name, members, type=str, module=sys._getframe(1).f_globals["__name__"])
 
 
-class OutputFormatName(str, Enum):
-    jsonl = "jsonl"
-    text = "text"
-    tsv = "tsv"
-
-
-class OnErrorName(str, Enum):
-    continue_ = "continue"
-    stop = "stop"
-
-
-class DeviceName(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class DtypeName(str, Enum):
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
-class QuantizeName(str, Enum):
-    int8 = "int8"
-    int4 = "int4"
+InputFormatName = choices("InputFormatName", "auto", "jsonl", "text", "tsv")
+OutputFormatName = choices("OutputFormatName", "jsonl", "text", "tsv")
+OnErrorName = choices("OnErrorName", "continue", "stop")
+DeviceName = choices("DeviceName", "auto", "cpu", "cuda")
+DtypeName = choices("DtypeName", "float32", "bfloat16", "float16")
+QuantizeName = choices("QuantizeName", "int8", "int4")
 
 
 #: the model commands' --dtype: a dtype, or auto (the fast one on this machine)
-RunDtypeName = Enum(  # type: ignore[misc]
-    "RunDtypeName", {**{member.name: member.value for member in DtypeName}, "auto": "auto"}, type=str
-)
+RunDtypeName = choices("RunDtypeName", *(member.value for member in DtypeName), "auto")
 
 
 # ----------------------------------------------------------------- input

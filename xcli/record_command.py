@@ -1,16 +1,20 @@
 """The run every record command (tokenize, fill-mask, classify, qa, generate) makes, and the
 option bundles it is given.
 
-A record command gathers its command line into a few frozen bundles right at its top:
+A record command declares only its own options; :func:`command_line` adds the shared ones,
+each written once here, and hands them over gathered into frozen bundles, by the name of the
+parameter that asks for one:
 
-* :class:`RecordIO`: where records come from and go, and what a bad one does (TEXT,
-  ``--input``, ``--input-format``, ``--field``; ``--output``, ``-O``, ``--force``, ``--keep``,
-  ``--on-error``; ``--shard``, the share of the records this process takes);
-* :class:`ModelOptions`: which model and how it runs (``--model``, ``--device``, ``--dtype``,
-  ``--threads``, ``--batch-size``, ``--max-length``, ``--quantize``);
+* ``streams``, a :class:`RecordIO`: where records come from and go, and what a bad one does
+  (TEXT, ``--input``, ``--input-format``, ``--field``; ``--output``, ``-O``, ``--force``,
+  ``--keep``, ``--on-error``; ``--shard``, the share of the records this process takes);
+* ``run``, a :class:`ModelOptions`: which model and how it runs (``--model``, ``--device``,
+  ``--dtype``, ``--threads``, ``--batch-size``, ``--max-length``, ``--quantize``);
+* ``server``: whether an ``xcli serve`` may run it (not ``--no-server``), with ``--quiet`` and
+  ``--debug`` already handed to the console;
 * its own options, in a bundle of its own module (generate's sampling and search settings ...),
 
-then hands :func:`run_record_command` a ``start`` function that loads what it needs and returns
+then it hands :func:`run_record_command` a ``start`` function that loads what it needs and returns
 a :class:`Job` (in process, or in ``xcli serve`` when one runs: the same function). The run is
 always the same:
 
@@ -19,18 +23,28 @@ always the same:
 
 so a command module holds only what is its own: its options, how a record becomes an item
 (``Job.prepare``), how a batch of items becomes results (``Job.process``), its text/tsv columns.
-Only the standard library is imported here; :mod:`xcli.io` and the model core come in at run time.
+Only typer and the standard library are imported here; :mod:`xcli.io` and the model core come in
+at run time.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, NamedTuple, Sequence
+
+from .options import (
+    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, MaxLength,
+    Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet, RunDtypeName,
+    Shard, Texts, Threads,
+)
 
 if TYPE_CHECKING:
-    from .io import Record, RecordStream, RecordWriter, Shard
+    from . import io
+    from .io import Record, RecordStream, RecordWriter
 
 #: the hint a record without its text field gets
 FIELD_HINT = "pick the text field with --field"
@@ -52,7 +66,7 @@ class RecordIO:
     shard: str | None = None
 
     @cached_property
-    def sharding(self) -> "Shard | None":
+    def sharding(self) -> "io.Shard | None":
         """``--shard`` K/N (``auto``: from the launcher's environment); a usage error when it is no shard."""
         from . import io
 
@@ -114,6 +128,106 @@ class Job:
     prepare: Callable[["Record"], Any]
     process: Callable[[list[Any]], Sequence[Any]]
     batch_size: int
+
+
+# ------------------------------------------------------------- the shared options
+def _streams(
+    texts: Texts = None,
+    field: Field = "text",
+    input: Input = None,
+    input_format: InputFormat = InputFormatName.auto,
+    output: Output = None,
+    output_format: OutputFormat = OutputFormatName.jsonl,
+    force: Force = False,
+    keep: Keep = None,
+    on_error: OnError = OnErrorName.continue_,
+    shard: Shard = None,
+) -> RecordIO:
+    return RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
+
+
+def _run(
+    model: Model = None,
+    max_length: MaxLength = None,
+    batch_size: BatchSize = 8,
+    device: Device = DeviceName.auto,
+    dtype: Dtype = RunDtypeName.float32,
+    quantize: Quantize = None,
+    threads: Threads = None,
+) -> ModelOptions:
+    return ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize)
+
+
+def _server(quiet: Quiet = False, debug: Debug = False, no_server: NoServer = False) -> bool:
+    from .console import console
+
+    console.configure(quiet=quiet, debug=debug)
+    return not no_server
+
+
+#: bundle parameter name -> the function whose parameters are its options and which builds it from them
+_BUNDLES: dict[str, Callable[..., Any]] = {"run": _run, "streams": _streams, "server": _server}
+#: the shared options listed before a command's own (the rest come after them)
+_FIRST = ("texts", "model")
+
+
+class Option(NamedTuple):
+    """A shared option as one command declares it instead (another help text, default or type)."""
+
+    annotation: Any
+    default: Any
+
+
+#: :func:`command_line`'s mark for a shared option a command goes without
+DROP = object()
+
+
+def command_line(**changes: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the shared options of the bundles it asks for (parameters named ``streams``,
+    ``run``, ``server``; see the module docstring) and call it with the bundles built.
+
+    ``changes`` adjusts a shared option for this command, by name: a value is its default
+    (``batch_size=32``), an :class:`Option` replaces its declaration, :data:`DROP` leaves it out
+    (its bundle gets the default written here). The command line is the decorated function's
+    signature, which typer reads: TEXT and ``--model`` first, then the command's own options, then
+    the rest of the shared ones (those of ``run``, then ``streams``, then ``server``)."""
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(func, eval_str=True).parameters
+        asked = {name: _shared_options(builder, changes) for name, builder in _BUNDLES.items() if name in own}
+        shared = [param for params in asked.values() for param in params if param.default is not DROP]
+        mine = [param for name, param in own.items() if name not in _BUNDLES]
+        first = sorted((p for p in shared if p.name in _FIRST), key=lambda p: _FIRST.index(p.name))
+        params = first + mine + [p for p in shared if p.name not in _FIRST]
+
+        @functools.wraps(func)
+        def command(**values: Any) -> None:
+            bundles = {}
+            for name, options in asked.items():
+                given = {p.name: values.pop(p.name) for p in options if p.default is not DROP}
+                bundles[name] = _BUNDLES[name](**given)
+            func(**values, **bundles)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+def _shared_options(builder: Callable[..., Any], changes: dict[str, Any]) -> list[inspect.Parameter]:
+    """``builder``'s parameters as this command declares them (see :func:`command_line`)."""
+    params = []
+    for param in inspect.signature(builder, eval_str=True).parameters.values():
+        change = changes.get(param.name, param.default)
+        if change is DROP:
+            param = param.replace(default=DROP)
+        elif isinstance(change, Option):
+            param = param.replace(annotation=change.annotation, default=change.default)
+        else:
+            param = param.replace(default=change)
+        params.append(param)
+    return params
 
 
 def run_record_command(

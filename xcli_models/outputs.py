@@ -3,6 +3,10 @@
 ``out.logits``, ``out["logits"]`` and ``out[0]`` all work; positions count only
 the fields that are set, as the reference's outputs do, so ``return_dict=False``
 callers get the same tuple.
+
+An output is assembled from parts (what a head computes, then what its stack carries). A
+dataclass lists the fields of its last base first, so ``class LMOutput(_DecoderParts, _Scores)``
+reads: loss and logits, then the decoder's cache, hidden states and attentions.
 """
 
 from __future__ import annotations
@@ -41,110 +45,110 @@ class ModelOutput:
 
 
 Tensor = torch.Tensor
-Tuple = tuple
+Layers = tuple[Tensor, ...]
 
 
+# ------------------------------------------------------------------ parts
 @dataclass
-class BaseModelOutput(ModelOutput):
+class _LastHidden(ModelOutput):
     last_hidden_state: Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: Tuple[Tensor, ...] | None = None
-    attentions: Tuple[Tensor, ...] | None = None
-    cross_attentions: Tuple[Tensor, ...] | None = None
 
 
 @dataclass
-class Seq2SeqModelOutput(ModelOutput):
-    last_hidden_state: Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tuple[Tensor, ...] | None = None
-    decoder_attentions: Tuple[Tensor, ...] | None = None
-    cross_attentions: Tuple[Tensor, ...] | None = None
-    encoder_last_hidden_state: Tensor | None = None
-    encoder_hidden_states: Tuple[Tensor, ...] | None = None
-    encoder_attentions: Tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class LMOutput(ModelOutput):
-    """Masked or causal LM (and any per-token logits head)."""
-
+class _Scores(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor | None = None
-    past_key_values: Any = None
-    hidden_states: Tuple[Tensor, ...] | None = None
-    attentions: Tuple[Tensor, ...] | None = None
-    cross_attentions: Tuple[Tensor, ...] | None = None
 
 
 @dataclass
-class Seq2SeqLMOutput(ModelOutput):
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tuple[Tensor, ...] | None = None
-    decoder_attentions: Tuple[Tensor, ...] | None = None
-    cross_attentions: Tuple[Tensor, ...] | None = None
-    encoder_last_hidden_state: Tensor | None = None
-    encoder_hidden_states: Tuple[Tensor, ...] | None = None
-    encoder_attentions: Tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class ClassifierOutput(ModelOutput):
-    """Sequence, token and multiple-choice classification."""
-
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    hidden_states: Tuple[Tensor, ...] | None = None
-    attentions: Tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class Seq2SeqClassifierOutput(ModelOutput):
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tuple[Tensor, ...] | None = None
-    decoder_attentions: Tuple[Tensor, ...] | None = None
-    cross_attentions: Tuple[Tensor, ...] | None = None
-    encoder_last_hidden_state: Tensor | None = None
-    encoder_hidden_states: Tuple[Tensor, ...] | None = None
-    encoder_attentions: Tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class SpanQAOutput(ModelOutput):
+class _Spans(ModelOutput):
     loss: Tensor | None = None
     start_logits: Tensor | None = None
     end_logits: Tensor | None = None
-    hidden_states: Tuple[Tensor, ...] | None = None
-    attentions: Tuple[Tensor, ...] | None = None
 
 
 @dataclass
-class Seq2SeqSpanQAOutput(ModelOutput):
-    loss: Tensor | None = None
-    start_logits: Tensor | None = None
-    end_logits: Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tuple[Tensor, ...] | None = None
-    decoder_attentions: Tuple[Tensor, ...] | None = None
-    cross_attentions: Tuple[Tensor, ...] | None = None
-    encoder_last_hidden_state: Tensor | None = None
-    encoder_hidden_states: Tuple[Tensor, ...] | None = None
-    encoder_attentions: Tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class BeamQAOutput(ModelOutput):
-    """The SQuAD beam-search head of XLM and XLNet."""
-
+class _BeamSpans(ModelOutput):
     loss: Tensor | None = None
     start_top_log_probs: Tensor | None = None
     start_top_index: Tensor | None = None
     end_top_log_probs: Tensor | None = None
     end_top_index: Tensor | None = None
     cls_logits: Tensor | None = None
-    hidden_states: Tuple[Tensor, ...] | None = None
-    attentions: Tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class _Layers(ModelOutput):
+    """An encoder's (or any stack without a cache's) per-layer outputs."""
+
+    hidden_states: Layers | None = None
+    attentions: Layers | None = None
+
+
+@dataclass
+class _DecoderParts(ModelOutput):
+    """A stack that may cache and attend to an encoder."""
+
+    past_key_values: Any = None
+    hidden_states: Layers | None = None
+    attentions: Layers | None = None
+    cross_attentions: Layers | None = None
+
+
+@dataclass
+class _Seq2SeqParts(ModelOutput):
+    """An encoder-decoder: the decoder's cache and layers, then the encoder's."""
+
+    past_key_values: Any = None
+    decoder_hidden_states: Layers | None = None
+    decoder_attentions: Layers | None = None
+    cross_attentions: Layers | None = None
+    encoder_last_hidden_state: Tensor | None = None
+    encoder_hidden_states: Layers | None = None
+    encoder_attentions: Layers | None = None
+
+
+# ---------------------------------------------------------------- outputs
+@dataclass
+class BaseModelOutput(_DecoderParts, _LastHidden):
+    """A stack's output (an encoder leaves the cache and cross-attentions unset)."""
+
+
+@dataclass
+class Seq2SeqModelOutput(_Seq2SeqParts, _LastHidden):
+    """An encoder-decoder's output: the decoder's last hidden state first."""
+
+
+@dataclass
+class LMOutput(_DecoderParts, _Scores):
+    """Masked or causal LM (and any per-token logits head)."""
+
+
+@dataclass
+class Seq2SeqLMOutput(_Seq2SeqParts, _Scores):
+    """An encoder-decoder's LM head."""
+
+
+@dataclass
+class ClassifierOutput(_Layers, _Scores):
+    """Sequence, token and multiple-choice classification."""
+
+
+@dataclass
+class Seq2SeqClassifierOutput(_Seq2SeqParts, _Scores):
+    """An encoder-decoder's sequence classifier."""
+
+
+@dataclass
+class SpanQAOutput(_Layers, _Spans):
+    """Extractive QA: a start and an end score per token."""
+
+
+@dataclass
+class Seq2SeqSpanQAOutput(_Seq2SeqParts, _Spans):
+    """An encoder-decoder's extractive QA head."""
+
+
+@dataclass
+class BeamQAOutput(_Layers, _BeamSpans):
+    """The SQuAD beam-search head of XLM and XLNet."""

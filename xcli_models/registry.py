@@ -91,54 +91,29 @@ class Family:
     tokenizers_by_class: dict[str, str] = field(default_factory=dict)
 
 
+def in_folder(name: str, folder: str, config: str, tokenizer: str, heads: str = "HEADS",
+              **alternatives: str) -> Family:
+    """A family kept in ``xcli_models/families/FOLDER`` as the others are: ``config.py`` holds
+    ``config``, ``modeling.py`` the model classes, ``capabilities.py`` the ``heads`` table;
+    ``tokenizer`` ("module:Class" under :mod:`xcli_models.tokenization`) and the alternatives
+    by ``tokenizer_class`` name."""
+    package = f"xcli_models.families.{folder}"
+    return Family(name=name, config=f"{package}.config:{config}", tokenizer=f"xcli_models.tokenization.{tokenizer}",
+                  models=f"{package}.modeling", heads=f"{package}.capabilities:{heads}",
+                  tokenizers_by_class={k: f"xcli_models.tokenization.{v}" for k, v in alternatives.items()})
+
+
 #: the families by model_type; their order is the order heads are listed in (messages, ``xcli models``)
 FAMILIES: dict[str, Family] = {
-    "xglm": Family(
-        name="XGLM",
-        config="xcli_models.families.xglm.config:XGLMConfig",
-        tokenizer="xcli_models.tokenization.sentencepiece:XGLMTokenizer",
-        models="xcli_models.families.xglm.modeling",
-        heads="xcli_models.families.xglm.capabilities:HEADS",
-    ),
-    "xlm": Family(
-        name="XLM",
-        config="xcli_models.families.xlm.config:XLMConfig",
-        tokenizer="xcli_models.tokenization.moses_bpe:XLMTokenizer",
-        models="xcli_models.families.xlm.modeling",
-        heads="xcli_models.families.xlm.capabilities:HEADS",
-    ),
-    "xlnet": Family(
-        name="XLNet",
-        config="xcli_models.families.xlnet.config:XLNetConfig",
-        tokenizer="xcli_models.tokenization.sentencepiece:XLNetTokenizer",
-        models="xcli_models.families.xlnet.modeling",
-        heads="xcli_models.families.xlnet.capabilities:HEADS",
-    ),
-    "mvp": Family(
-        name="MVP",
-        config="xcli_models.families.mvp.config:MvpConfig",
-        tokenizer="xcli_models.tokenization.byte_bpe:MvpTokenizer",
-        models="xcli_models.families.mvp.modeling",
-        heads="xcli_models.families.mvp.capabilities:HEADS",
-    ),
-    "prophetnet": Family(
-        name="ProphetNet",
-        config="xcli_models.families.prophetnet.config:ProphetNetConfig",
-        tokenizer="xcli_models.tokenization.wordpiece:ProphetNetTokenizer",
-        models="xcli_models.families.prophetnet.modeling",
-        heads="xcli_models.families.prophetnet.capabilities:PROPHETNET_HEADS",
-        tokenizers_by_class={
-            "XLMProphetNetTokenizer": "xcli_models.tokenization.sentencepiece:XLMProphetNetTokenizer"
-        },
-    ),
-    "xlm-prophetnet": Family(
-        name="XLM-ProphetNet",
-        config="xcli_models.families.prophetnet.config:XLMProphetNetConfig",
-        tokenizer="xcli_models.tokenization.sentencepiece:XLMProphetNetTokenizer",
-        models="xcli_models.families.prophetnet.modeling",
-        heads="xcli_models.families.prophetnet.capabilities:XLM_PROPHETNET_HEADS",
-        tokenizers_by_class={"ProphetNetTokenizer": "xcli_models.tokenization.wordpiece:ProphetNetTokenizer"},
-    ),
+    "xglm": in_folder("XGLM", "xglm", "XGLMConfig", "sentencepiece:XGLMTokenizer"),
+    "xlm": in_folder("XLM", "xlm", "XLMConfig", "moses_bpe:XLMTokenizer"),
+    "xlnet": in_folder("XLNet", "xlnet", "XLNetConfig", "sentencepiece:XLNetTokenizer"),
+    "mvp": in_folder("MVP", "mvp", "MvpConfig", "byte_bpe:MvpTokenizer"),
+    "prophetnet": in_folder("ProphetNet", "prophetnet", "ProphetNetConfig", "wordpiece:ProphetNetTokenizer",
+                            "PROPHETNET_HEADS", XLMProphetNetTokenizer="sentencepiece:XLMProphetNetTokenizer"),
+    "xlm-prophetnet": in_folder("XLM-ProphetNet", "prophetnet", "XLMProphetNetConfig",
+                                "sentencepiece:XLMProphetNetTokenizer", "XLM_PROPHETNET_HEADS",
+                                ProphetNetTokenizer="wordpiece:ProphetNetTokenizer"),
 }
 
 

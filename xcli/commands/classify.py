@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..console import console
-from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
-    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet,
-    RunDtypeName, Shard, Texts, Threads,
-)
-from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
+from ..options import Lang, choices
+from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, command_line, run_record_command
 
 
-class FunctionName(str, Enum):
-    softmax = "softmax"
-    sigmoid = "sigmoid"
-    none = "none"
-
-
-class AggregationName(str, Enum):
-    none = "none"
-    simple = "simple"
-    first = "first"
-    average = "average"
-    max = "max"
+FunctionName = choices("FunctionName", "softmax", "sigmoid", "none")
+AggregationName = choices("AggregationName", "none", "simple", "first", "average", "max")
 
 
 TopK = Annotated[
@@ -68,33 +53,18 @@ class ClassifyOptions:
     lang: str | None
 
 
+@command_line(batch_size=32)
 def classify(
-    texts: Texts = None,
-    model: Model = None,
     top_k: TopK = None,
     function: Function = None,
     aggregation: Aggregation = None,
     pair_field: PairField = "text_pair",
     choices_field: ChoicesField = "choices",
     lang: Lang = None,
-    max_length: MaxLength = None,
-    batch_size: BatchSize = 32,
-    device: Device = DeviceName.auto,
-    dtype: Dtype = RunDtypeName.float32,
-    quantize: Quantize = None,
-    threads: Threads = None,
-    field: Field = "text",
-    input: Input = None,
-    input_format: InputFormat = InputFormatName.auto,
-    output: Output = None,
-    output_format: OutputFormat = OutputFormatName.jsonl,
-    force: Force = False,
-    keep: Keep = None,
-    on_error: OnError = OnErrorName.continue_,
-    shard: Shard = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    streams: RecordIO,
+    run: ModelOptions,
+    server: bool,
 ) -> None:
     """Classify with the checkpoint's head; labels come from its id2label.
 
@@ -112,11 +82,9 @@ def classify(
 
       echo '{"text": "The cat sat on the", "choices": ["mat", "moon"]}' | xcli classify -m ./xlnet-swag
     """
-    console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize=quantize)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ClassifyOptions(top_k, function, aggregation, pair_field, choices_field, lang)
-    run_record_command(streams, lambda emit: _start(run, field, options), text_of=_main_result, server=not no_server)
+    run_record_command(streams, lambda emit: _start(run, streams.field, options), text_of=_main_result,
+                       server=server)
 
 
 def _start(run: ModelOptions, field: str, options: ClassifyOptions) -> Job:

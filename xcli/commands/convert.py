@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import Debug, DtypeName, OutputFormatName, QuantizeName, Quiet
+from ..options import Debug, DtypeName, OutputFormatName, QuantizeName, Quiet, choices
 from .info import SummaryFormat
 
 
 _WARNINGS = {"overflow": "tensors with values too large for the new dtype"}
 
 
-class WeightFormat(str, Enum):
-    safetensors = "safetensors"
-    bin = "bin"
+WeightFormat = choices("WeightFormat", "safetensors", "bin")
 
 
 Src = Annotated[

@@ -14,10 +14,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..console import console
-from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Lang, MaxLength,
-    Model, NoServer, OnError, OnErrorName, Quantize, Quiet, RunDtypeName, Threads,
-)
+from ..options import Field, Force, Input, InputFormat, InputFormatName, Lang, OnError, OnErrorName
+from ..record_command import ModelOptions, command_line
 from ..errors import RecordError
 from .train import TaskName
 
@@ -44,27 +42,21 @@ Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Masked LM: seed 
                                    "train's --seed).")]
 
 
+@command_line()
 def evaluate(
-    model: Model = None,
     input: Input = None,
     task: EvalTask = TaskName.auto,
     predictions: Predictions = None,
     force: Force = False,
     lang: Lang = None,
-    max_length: MaxLength = None,
-    batch_size: BatchSize = 8,
     doc_stride: DocStride = None,
     seed: Seed = 42,
-    device: Device = DeviceName.auto,
-    dtype: Dtype = RunDtypeName.float32,
-    quantize: Quantize = None,
-    threads: Threads = None,
     field: Field = "text",
     input_format: InputFormat = InputFormatName.auto,
     on_error: OnError = OnErrorName.continue_,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    run: ModelOptions,
+    server: bool,
 ) -> None:
     """Evaluate a model on records with gold answers; print one JSON object of metrics.
 
@@ -92,21 +84,17 @@ def evaluate(
     from ..record_command import captured_by_server
     from ..serving.client import measured
 
-    console.configure(quiet=quiet, debug=debug)
     if not input:
         raise UsageError("evaluate needs records with gold answers: --input/-i PATH ('-' for stdin)")
-    measure = functools.partial(
-        _measure, model=model, task=task, lang=lang, max_length=max_length, batch_size=batch_size,
-        doc_stride=doc_stride, seed=seed, device=device, dtype=dtype.value, threads=threads, field=field,
-        on_error=on_error, predictions=predictions is not None, quantize=quantize.value if quantize else None,
-    )
+    measure = functools.partial(_measure, run=run, task=task, lang=lang, doc_stride=doc_stride, seed=seed,
+                                field=field, on_error=on_error, predictions=predictions is not None)
     if captured_by_server(measure):
         return
     records = io.read_records(None, input, input_format=input_format, field=field)
     writer_context = (io.open_writer(predictions, force=force) if predictions is not None
                       else contextlib.nullcontext(None))
     with writer_context as writer:
-        summary, outputs = measured(records, measure, server=not no_server)
+        summary, outputs = measured(records, measure, server=server)
         if writer is not None:
             for record, output in outputs:
                 writer.write(record, output)
@@ -117,10 +105,8 @@ def evaluate(
                             "stderr names their lines; the metrics leave them out")
 
 
-def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | None, max_length: int | None,
-             batch_size: int, doc_stride: int | None, seed: int, device: DeviceName, dtype: str, threads: int | None,
-             field: str, on_error: OnErrorName, predictions: bool,
-             quantize: str | None = None) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+def _measure(records: Any, *, run: ModelOptions, task: TaskName, lang: str | None, doc_stride: int | None, seed: int,
+             field: str, on_error: OnErrorName, predictions: bool) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
     """The model side: the metrics summary, and each record with its prediction (or its error) when
     ``predictions``. Run in process, or by ``xcli serve`` on the records the client read."""
     from xcli_models import training
@@ -131,19 +117,19 @@ def _measure(records: Any, *, model: str | None, task: TaskName, lang: str | Non
     from ..models import resolve_model
     from .train import _load
 
-    resolved = resolve_model(model)
+    resolved = resolve_model(run.model)
     if served() is None:
-        set_threads(threads)
+        set_threads(run.threads)
     stored = stored_quantization(resolved.path)
-    quantize = quantize_mode(stored, quantize, "evaluate", resolved.path)
-    dtype = precision(device.value, dtype, quantize, stored=stored is not None)
-    loaded, run_task = _load(training, resolved, task, None, False, seed, device, max_length, lang, field,
+    quantize = quantize_mode(stored, run.quantize, "evaluate", resolved.path)
+    dtype = precision(run.device.value, run.dtype.value, quantize, stored=stored is not None)
+    loaded, run_task = _load(training, resolved, task, None, False, seed, run.device, run.max_length, lang, field,
                              {"doc_stride": doc_stride}, other_hint="evaluate needs a checkpoint trained for the task",
                              warm=True, dtype=dtype, quantize=quantize)
     _check_loaded(loaded, resolved, predictions)
     seen, examples, skipped = _examples(run_task, records, on_error, predictions)
     with console.progress(total=len(examples), unit="records") as bar:
-        result = training.evaluate(loaded.model, run_task, examples, batch_size=batch_size, seed=seed,
+        result = training.evaluate(loaded.model, run_task, examples, batch_size=run.batch_size, seed=seed,
                                    predictions=predictions, on_batch=bar.advance)
     outputs = [(record, where if isinstance(where, RecordError)
                 else _prediction(loaded.task, run_task, result.predictions[where])) for record, where in seen]

@@ -7,12 +7,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..console import console
-from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
-    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet,
-    RunDtypeName, Shard, Texts, Threads,
-)
-from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
+from ..options import Lang
+from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, command_line, run_record_command
 
 TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Predictions per blank.")]
 Targets = Annotated[
@@ -27,30 +23,15 @@ Targets = Annotated[
 ]
 
 
+@command_line(batch_size=8)
 def fill_mask(
-    texts: Texts = None,
-    model: Model = None,
     top_k: TopK = 5,
     targets: Targets = None,
     lang: Lang = None,
-    max_length: MaxLength = None,
-    batch_size: BatchSize = 8,
-    device: Device = DeviceName.auto,
-    dtype: Dtype = RunDtypeName.float32,
-    quantize: Quantize = None,
-    threads: Threads = None,
-    field: Field = "text",
-    input: Input = None,
-    input_format: InputFormat = InputFormatName.auto,
-    output: Output = None,
-    output_format: OutputFormat = OutputFormatName.jsonl,
-    force: Force = False,
-    keep: Keep = None,
-    on_error: OnError = OnErrorName.continue_,
-    shard: Shard = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    streams: RecordIO,
+    run: ModelOptions,
+    server: bool,
 ) -> None:
     """Fill the blanks of texts: mark each with <mask> (or the model's own mask token).
 
@@ -66,11 +47,8 @@ def fill_mask(
 
       xcli fill-mask -m ./mvp --top-k 3 --targets capital,city "Paris is the <mask> of France."
     """
-    console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize=quantize)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
-    run_record_command(streams, lambda writer: _start(run, field, top_k, targets, lang), text_of=_best_fills,
-                       columns=["predictions"])
+    run_record_command(streams, lambda writer: _start(run, streams.field, top_k, targets, lang), text_of=_best_fills,
+                       columns=["predictions"], server=server)
 
 
 def _start(run: ModelOptions, field: str, top_k: int, targets: str | None, lang: str | None) -> Job:

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..console import console
-from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang,
-    MaxLength, Model, NoServer, OnError, OnErrorName, Output, OutputFormatName, Quantize, Quiet, RunDtypeName, Shard,
-    Texts, Threads,
+from ..options import Lang, OutputFormatName, choices
+from ..record_command import FIELD_HINT, Job, ModelOptions, Option, RecordIO, command_line, run_record_command
+
+
+EarlyStopping = choices("EarlyStopping", "true", "false", "never")
+MvpTask = choices(
+    "MvpTask", "summarize", "data-to-text", "qa", "question-generation", "story", "open-dialog", "task-dialog"
 )
-from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
-
-
-class EarlyStopping(str, Enum):
-    true = "true"
-    false = "false"
-    never = "never"
-
-
-class MvpTask(str, Enum):
-    summarize = "summarize"
-    data_to_text = "data-to-text"
-    qa = "qa"
-    question_generation = "question-generation"
-    story = "story"
-    open_dialog = "open-dialog"
-    task_dialog = "task-dialog"
 
 
 def _opt(*names: str, help: str, **kwargs: Any) -> Any:
@@ -197,12 +183,11 @@ class _Shown:
         return text[len(shown):] if shown and text.startswith(shown) else text
 
 
+@command_line(output_format=Option(GenerateOutputFormat, None))
 def generate(
-    texts: Texts = None,
-    model: Model = None,
     max_new_tokens: MaxNewTokens = None,
     min_new_tokens: MinNewTokens = None,
-    max_length: MaxTotalLength = None,
+    max_total_length: MaxTotalLength = None,
     do_sample: DoSample = None,
     num_beams: NumBeams = None,
     num_return_sequences: NumReturnSequences = None,
@@ -223,24 +208,10 @@ def generate(
     task: Task = None,
     lang: Lang = None,
     xlnet_prefix: XlnetPrefix = False,
-    max_input_length: MaxLength = None,
-    batch_size: BatchSize = 8,
-    device: Device = DeviceName.auto,
-    dtype: Dtype = RunDtypeName.float32,
-    quantize: Quantize = None,
-    threads: Threads = None,
-    field: Field = "text",
-    input: Input = None,
-    input_format: InputFormat = InputFormatName.auto,
-    output: Output = None,
-    output_format: GenerateOutputFormat = None,
-    force: Force = False,
-    keep: Keep = None,
-    on_error: OnError = OnErrorName.continue_,
-    shard: Shard = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    streams: RecordIO,
+    run: ModelOptions,
+    server: bool,
 ) -> None:
     """Generate text: continue prompts (causal models) or write outputs from inputs (encoder-decoder).
 
@@ -278,25 +249,23 @@ def generate(
       xcli generate -m RUCAIBox/mvp --task summarize --num-beams 4 < articles.txt
       xcli generate -m ./xglm-564M --stream --stop '\\n' "Q: Why is the sky blue? A:"
     """
-    console.configure(quiet=quiet, debug=debug)
-    fmt = _output_format(output_format, stream, output, shard)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_input_length, quantize=quantize)
-    streams = RecordIO(texts, input, input_format, field, output, fmt, force, keep, on_error, shard)
-    search = Search(max_new_tokens, min_new_tokens, max_length, do_sample, num_beams, num_return_sequences,
+    streams = dataclasses.replace(streams, output_format=_output_format(streams, stream))
+    search = Search(max_new_tokens, min_new_tokens, max_total_length, do_sample, num_beams, num_return_sequences,
                     length_penalty, early_stopping, temperature, top_k, top_p, typical_p, seed, repetition_penalty,
                     no_repeat_ngram_size, bad_words, stop)
-    shape = Shape(field, task, lang, xlnet_prefix, return_full_text, scores, stream)
+    shape = Shape(streams.field, task, lang, xlnet_prefix, return_full_text, scores, stream)
     shown = _Shown()
     several = (num_return_sequences or 1) > 1
     columns = ["generated_text", *(["score"] if scores else []), *(["sequences"] if several else [])]
     run_record_command(streams, lambda emit: _start(emit, run, search, shape), text_of=shown.rest,
-                       columns=columns, on_piece=shown.show, server=not no_server)
+                       columns=columns, on_piece=shown.show, server=server)
 
 
-def _output_format(output_format: OutputFormatName | None, stream: bool, output: Any, shard: str | None) -> str:
+def _output_format(streams: RecordIO, stream: bool) -> str:
     """-O, else text with --stream and jsonl without; --stream writes text to stdout only, unsharded."""
     from ..errors import UsageError
 
+    output_format, output, shard = streams.output_format, streams.output, streams.shard
     fmt = output_format.value if output_format is not None else ("text" if stream else "jsonl")
     if stream and fmt != "text":
         raise UsageError(f"--stream prints text as it is generated: it cannot write -O {fmt}", "leave -O out")

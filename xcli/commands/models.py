@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..options import Debug, Quiet
+from ..options import Debug, Quiet, choices
 
 
-class SourceName(str, Enum):
-    builtin = "builtin"
-    cache = "cache"
-    all = "all"
-
-
-class ListFormatName(str, Enum):
-    jsonl = "jsonl"
-    text = "text"
+SourceName = choices("SourceName", "builtin", "cache", "all")
+ListFormatName = choices("ListFormatName", "jsonl", "text")
 
 
 def models(

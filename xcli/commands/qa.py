@@ -7,13 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..console import console
-from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, Model,
-    NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet, RunDtypeName, Shard,
-    Texts, Threads,
-)
-from ..record_command import Job, ModelOptions, RecordIO, run_record_command
+from ..options import Lang
+from ..record_command import DROP, Job, ModelOptions, RecordIO, command_line, run_record_command
 
 Context = Annotated[
     Optional[str],
@@ -79,9 +74,8 @@ class Fields:
     default_context: str | None
 
 
+@command_line(batch_size=32, max_length=DROP)
 def qa(
-    texts: Texts = None,
-    model: Model = None,
     context: Context = None,
     top_k: TopK = 1,
     doc_stride: DocStride = None,
@@ -93,23 +87,10 @@ def qa(
     question_field: QuestionField = "question",
     context_field: ContextField = "context",
     lang: Lang = None,
-    batch_size: BatchSize = 32,
-    device: Device = DeviceName.auto,
-    dtype: Dtype = RunDtypeName.float32,
-    quantize: Quantize = None,
-    threads: Threads = None,
-    field: Field = "text",
-    input: Input = None,
-    input_format: InputFormat = InputFormatName.auto,
-    output: Output = None,
-    output_format: OutputFormat = OutputFormatName.jsonl,
-    force: Force = False,
-    keep: Keep = None,
-    on_error: OnError = OnErrorName.continue_,
-    shard: Shard = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    streams: RecordIO,
+    run: ModelOptions,
+    server: bool,
 ) -> None:
     """Answer questions with a span of their context (extractive QA).
 
@@ -126,15 +107,12 @@ def qa(
 
       xcli qa -m ./mvp-squad --context "$(cat article.txt)" "Who wrote it?" "When?"
     """
-    console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, quantize=quantize)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     settings = dict(  # QAOptions, built when the model core is imported
         top_k=top_k, doc_stride=doc_stride, max_answer_len=max_answer_len, max_seq_len=max_seq_len,
         max_question_len=max_question_len, handle_impossible=handle_impossible, align_to_words=align_to_words,
     )
-    fields = Fields(question_field, context_field, field, context)
-    run_record_command(streams, lambda emit: _start(run, settings, fields, lang), text_of=_answer, server=not no_server)
+    fields = Fields(question_field, context_field, streams.field, context)
+    run_record_command(streams, lambda emit: _start(run, settings, fields, lang), text_of=_answer, server=server)
 
 
 def _start(run: ModelOptions, settings: dict[str, Any], fields: Fields, lang: str | None) -> Job:

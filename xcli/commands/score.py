@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..console import console
-from ..options import (
-    BatchSize, Debug, Device, DeviceName, Dtype, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, Model,
-    NoServer, OnError, OnErrorName, Output, OutputFormat, OutputFormatName, Quantize, Quiet, RunDtypeName, Shard,
-    Texts, Threads,
-)
-from ..record_command import FIELD_HINT, Job, ModelOptions, RecordIO, run_record_command
+from ..options import Lang, choices
+from ..record_command import FIELD_HINT, Job, ModelOptions, Option, RecordIO, command_line, run_record_command
 
 
-class RankBy(str, Enum):
-    sum = "sum"
-    mean = "mean"
+RankBy = choices("RankBy", "sum", "mean")
 
 
 Pll = Annotated[
@@ -56,32 +48,17 @@ class ScoreOptions:
     lang: str | None
 
 
+@command_line(max_length=Option(ScoreMaxLength, None))
 def score(
-    texts: Texts = None,
-    model: Model = None,
     pll: Pll = False,
     by: By = RankBy.sum,
     target_field: TargetField = "target",
     choices_field: ChoicesField = "choices",
     lang: Lang = None,
-    max_length: ScoreMaxLength = None,
-    batch_size: BatchSize = 8,
-    device: Device = DeviceName.auto,
-    dtype: Dtype = RunDtypeName.float32,
-    quantize: Quantize = None,
-    threads: Threads = None,
-    field: Field = "text",
-    input: Input = None,
-    input_format: InputFormat = InputFormatName.auto,
-    output: Output = None,
-    output_format: OutputFormat = OutputFormatName.jsonl,
-    force: Force = False,
-    keep: Keep = None,
-    on_error: OnError = OnErrorName.continue_,
-    shard: Shard = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    streams: RecordIO,
+    run: ModelOptions,
+    server: bool,
 ) -> None:
     """Score texts under a language model: the log-probability of each record's text.
 
@@ -115,11 +92,9 @@ def score(
       echo '{"text": "Summarize: ...", "target": "A summary."}' | xcli score -m RUCAIBox/mvp
       xcli score -m ./xlm-mlm-enfr-1024 --pll --lang en -O text < sentences.txt
     """
-    console.configure(quiet=quiet, debug=debug)
-    run = ModelOptions(model, device, dtype, threads, batch_size, max_length, quantize=quantize)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
     options = ScoreOptions(pll, by, target_field, choices_field, lang)
-    run_record_command(streams, lambda emit: _start(run, field, options), text_of=_main_result, server=not no_server)
+    run_record_command(streams, lambda emit: _start(run, streams.field, options), text_of=_main_result,
+                       server=server)
 
 
 def _start(run: ModelOptions, field: str, options: ScoreOptions) -> Job:

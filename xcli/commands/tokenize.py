@@ -6,26 +6,19 @@ Needs only the tokenizer files, never torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..console import console
-from ..options import (
-    Debug, Field, Force, Input, InputFormat, InputFormatName, Keep, Lang, MaxLength, Model, NoServer, OnError,
-    OnErrorName, Output, OutputFormat, OutputFormatName, Quiet, Shard, Texts,
-)
-from ..record_command import FIELD_HINT, Job, RecordIO, run_record_command
+from ..options import Lang, MaxLength, Model, choices
+from ..record_command import FIELD_HINT, Job, RecordIO, command_line, run_record_command
 
 #: what --fields may name, from the tokenizer's encoding
 FIELDS = ("tokens", "ids", "offsets", "attention_mask", "token_type_ids", "special_tokens_mask")
 
 
-class TruncationName(str, Enum):
-    longest_first = "longest_first"
-    only_first = "only_first"
-    only_second = "only_second"
+TruncationName = choices("TruncationName", "longest_first", "only_first", "only_second")
 
 
 Fields = Annotated[
@@ -75,8 +68,8 @@ class TokenizeOptions:
         return ["text"] if self.decode else ["count"] if self.count else self.chosen
 
 
+@command_line()
 def tokenize(
-    texts: Texts = None,
     model: Model = None,
     fields: Fields = "tokens,ids",
     offsets: Offsets = False,
@@ -87,19 +80,10 @@ def tokenize(
     lang: Lang = None,
     max_length: MaxLength = None,
     truncation: Truncation = None,
-    field: Field = "text",
     pair_field: PairField = "text_pair",
-    input: Input = None,
-    input_format: InputFormat = InputFormatName.auto,
-    output: Output = None,
-    output_format: OutputFormat = OutputFormatName.jsonl,
-    force: Force = False,
-    keep: Keep = None,
-    on_error: OnError = OnErrorName.continue_,
-    shard: Shard = None,
-    quiet: Quiet = False,
-    debug: Debug = False,
-    no_server: NoServer = False,
+    *,
+    streams: RecordIO,
+    server: bool,
 ) -> None:
     """Split texts into tokens and ids, or decode ids back to text.
 
@@ -113,11 +97,10 @@ def tokenize(
 
       echo '{"ids": [17, 11368, 4, 3]}' | xcli tokenize -m xlnet-base-cased --decode
     """
-    console.configure(quiet=quiet, debug=debug)
     options = TokenizeOptions(_chosen(fields, offsets, count, decode), count, special_tokens, decode,
-                              skip_special_tokens, max_length, truncation, field, pair_field)
-    streams = RecordIO(texts, input, input_format, field, output, output_format, force, keep, on_error, shard)
-    run_record_command(streams, lambda writer: _start(model, lang, options), columns=options.columns)
+                              skip_special_tokens, max_length, truncation, streams.field, pair_field)
+    run_record_command(streams, lambda writer: _start(model, lang, options), columns=options.columns,
+                       server=server)
 
 
 def _chosen(fields: str, offsets: bool, count: bool, decode: bool) -> list[str]:

@@ -13,7 +13,6 @@ import json
 import signal
 import sys
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
@@ -21,37 +20,18 @@ import typer
 
 from ..console import console
 from ..options import (
-    BatchSize, Debug, Device, DeviceName, DtypeName, Field, InputFormat, InputFormatName, Lang, MaxLength,
-    Model, OnErrorName, Quiet, Threads,
+    BatchSize, Debug, Device, DeviceName, DtypeName, Field, InputFormat, InputFormatName, Lang, MaxLength, Model,
+    OnErrorName, Quiet, Threads, choices,
 )
 
 
-class TaskName(str, Enum):
-    auto = "auto"
-    sequence_classification = "sequence-classification"
-    token_classification = "token-classification"
-    question_answering = "question-answering"
-    multiple_choice = "multiple-choice"
-    causal_lm = "causal-lm"
-    masked_lm = "masked-lm"
-    plm = "plm"
-    seq2seq = "seq2seq"
-
-
-class TuneName(str, Enum):
-    all = "all"
-    prompts = "prompts"
-
-
-class SaveName(str, Enum):
-    best = "best"
-    last = "last"
-
-
-class MixedPrecision(str, Enum):
-    no = "no"
-    bf16 = "bf16"
-    fp16 = "fp16"
+TaskName = choices(
+    "TaskName", "auto", "sequence-classification", "token-classification", "question-answering", "multiple-choice",
+    "causal-lm", "masked-lm", "plm", "seq2seq"
+)
+TuneName = choices("TuneName", "all", "prompts")
+SaveName = choices("SaveName", "best", "last")
+MixedPrecision = choices("MixedPrecision", "no", "bf16", "fp16")
 
 
 def _positive(name: str, metavar: str, help: str, *, floor: float = 1) -> Any:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from ..options import Debug, Force, Input, InputFormat, InputFormatName, OnError, OnErrorName, Quiet
+from ..options import Debug, Force, Input, InputFormat, InputFormatName, OnError, OnErrorName, Quiet, choices
 
 FAMILIES = ("xlnet", "xglm", "xlm", "mvp", "prophetnet")
 #: --family's choices (a shell completes them)
-FamilyName = Enum("FamilyName", {name: name for name in FAMILIES}, type=str)  # type: ignore[misc]
+FamilyName = choices("FamilyName", *FAMILIES)
 
 
 def vocab(

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..registry import FAMILIES, load_object
-from ..config import read_json
-from .base import AddedToken, Encoding, Tokenizer, TokenizerError
+from .base import AddedToken, Encoding, Tokenizer, TokenizerError, read_json_object
 
 __all__ = ["AddedToken", "AutoTokenizer", "Encoding", "Tokenizer", "TokenizerError", "tokenizer_class_for"]
-
-
-def _read_json(file: Path) -> dict[str, Any]:
-    try:
-        data = read_json(file)
-    except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
-        raise TokenizerError(str(exc)) from None
-    if not isinstance(data, dict):
-        raise TokenizerError(f"{file} must hold a JSON object")
-    return data
 
 
 def tokenizer_class_for(directory: str | Path) -> type[Tokenizer]:
@@ -36,11 +24,11 @@ def tokenizer_class_for(directory: str | Path) -> type[Tokenizer]:
     tok_config = directory / "tokenizer_config.json"
     wanted = None
     if tok_config.exists():
-        wanted = _read_json(tok_config).get("tokenizer_class")
+        wanted = read_json_object(tok_config).get("tokenizer_class")
         if isinstance(wanted, str):
             wanted = wanted.removesuffix("Fast")
     if config.exists():
-        model_type = _read_json(config).get("model_type")
+        model_type = read_json_object(config).get("model_type")
         if model_type not in FAMILIES:
             known = ", ".join(sorted(FAMILIES))
             raise TokenizerError(f"{config}: model_type {model_type!r} is not supported (xcli runs: {known})")

@@ -1,9 +1,10 @@
 """The behaviour every xcli tokenizer shares.
 
 A concrete tokenizer supplies five things: ``_tokenize`` (plain text -> pieces),
-``_token_to_id`` / ``_id_to_token`` / ``vocab_size`` (the vocabulary), and the
-special-token layout (``build_inputs_with_special_tokens`` and friends). This
-module owns everything around them, so that all five families agree on:
+``_token_to_id`` / ``_id_to_token`` / ``vocab_size`` (the vocabulary; :class:`TableVocabulary`
+serves a vocabulary read as a table), and the special-token ``layout`` (where the special
+tokens go around one text or a pair, with their token types). This module owns everything
+around them, so that all five families agree on:
 
 * special and added tokens typed inside a text: they are split out first
   (longest match wins) and never cut into pieces; ``lstrip``/``rstrip`` on a
@@ -34,6 +35,17 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..config import read_json
+
+#: the special tokens of a fairseq dictionary (MVP's BART vocabulary, XGLM): <s> starts and
+#: classifies, </s> ends and separates
+FAIRSEQ_SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+}
 
 SPECIAL_TOKEN_ATTRIBUTES = (
     "bos_token",
@@ -165,6 +177,16 @@ class Encoding:
         return [n for n in names if getattr(self, n) is not None]
 
 
+@functools.lru_cache(maxsize=None)
+def _parse_layout(layout: str) -> tuple[tuple[str, int], ...]:
+    """A :attr:`Tokenizer.layout` string as (name, token type) pairs: "A sep B:1" -> (A, 0), (sep, 0), (B, 1)."""
+    parsed = []
+    for item in layout.split():
+        name, _, token_type = item.partition(":")
+        parsed.append((name, int(token_type or 0)))
+    return tuple(parsed)
+
+
 class Tokenizer:
     """Base class of all xcli tokenizers (see the module docstring)."""
 
@@ -178,6 +200,11 @@ class Tokenizer:
     default_special_tokens: dict[str, str] = {}
     #: special tokens that lstrip (e.g. "<mask>" in SentencePiece families) by default
     default_lstrip_tokens: tuple[str, ...] = ()
+    #: where the special tokens go around one text and around a pair: "A" and "B" stand for the
+    #: texts, another name for that special token ("sep": ``sep_token_id``); ":N" gives a place
+    #: token type N (default 0). Read by ``build_inputs_with_special_tokens``, the special-tokens
+    #: mask and the token type ids.
+    layout: tuple[str, str] = ("A", "A B")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # a subclass that overrides a way in for text (MVP's tokenize, for one) still checks it
@@ -427,8 +454,18 @@ class Tokenizer:
         return self._id_to_token(index)
 
     # ------------------------------------------------- special-token layout
+    def _laid_out(self, ids_0: list[int], ids_1: list[int] | None) -> list[tuple[list[int], bool, int]]:
+        """The parts of :attr:`layout` for these ids: (ids, whether special, token type)."""
+        parts = []
+        for name, token_type in _parse_layout(self.layout[ids_1 is not None]):
+            if name in ("A", "B"):
+                parts.append((list(ids_0 if name == "A" else ids_1 or []), False, token_type))
+            else:
+                parts.append(([getattr(self, f"{name}_token_id")], True, token_type))
+        return parts
+
     def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        return list(ids_0) if ids_1 is None else list(ids_0) + list(ids_1)
+        return [i for ids, _, _ in self._laid_out(ids_0, ids_1) for i in ids]
 
     def get_special_tokens_mask(
         self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
@@ -436,10 +473,10 @@ class Tokenizer:
         if already_has_special_tokens:
             special = set(self.all_special_ids)
             return [1 if i in special else 0 for i in ids_0]
-        return [0] * (len(ids_0) + (len(ids_1) if ids_1 is not None else 0))
+        return [int(special) for ids, special, _ in self._laid_out(ids_0, ids_1) for _ in ids]
 
     def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        return [0] * len(self.build_inputs_with_special_tokens(ids_0, ids_1))
+        return [token_type for ids, _, token_type in self._laid_out(ids_0, ids_1) for _ in ids]
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return len(self.build_inputs_with_special_tokens([], [] if pair else None))
@@ -623,6 +660,16 @@ class Tokenizer:
     pad_token_type_id: int = 0
 
     # ------------------------------------------------------------ decoding
+    #: decode glues the tokens it keeps whole to their neighbours, whatever
+    #: ``spaces_between_special_tokens`` says (as the reference's fast MVP and its XLNet do)
+    glues_kept_tokens: bool = False
+
+    def _kept_whole(self, special: set[str]) -> set[str]:
+        """The tokens decode keeps whole, apart from the pieces around them: the plain added
+        tokens, and the extra special tokens outside the base vocabulary (as the reference)."""
+        plain_added = {t.content for t in self._added_decoder.values() if not t.special} - special
+        return plain_added | {t for t in self.additional_special_tokens if self._one_token_to_id(t) >= self.vocab_size}
+
     def decode(
         self,
         ids: Sequence[int],
@@ -631,15 +678,13 @@ class Tokenizer:
         spaces_between_special_tokens: bool = True,
     ) -> str:
         special = set(self.all_special_tokens)
-        plain_added = {t.content for t in self._added_decoder.values() if not t.special} - special
-        # extra special tokens outside the base vocabulary are kept apart too, as the reference does
-        plain_added |= {t for t in self.additional_special_tokens if self._one_token_to_id(t) >= self.vocab_size}
+        kept = self._kept_whole(special)
         parts: list[str] = []
         run: list[str] = []
         for token in (self._one_id_to_token(i) for i in ids):
             if skip_special_tokens and token in special:
                 continue
-            if token in plain_added:
+            if token in kept:
                 if run:
                     text = self.convert_tokens_to_string(run)
                     if text:
@@ -650,7 +695,7 @@ class Tokenizer:
                 run.append(token)
         if run:
             parts.append(self.convert_tokens_to_string(run))
-        text = (" " if spaces_between_special_tokens else "").join(parts)
+        text = (" " if spaces_between_special_tokens and not self.glues_kept_tokens else "").join(parts)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean else text
 
@@ -718,6 +763,47 @@ class Tokenizer:
         return cls.__name__
 
 
+class TableVocabulary:
+    """The vocabulary of a tokenizer that reads it as a table (MVP, XLM, ProphetNet): ``encoder``
+    (token -> id) and ``decoder`` (id -> token). Mixed in before :class:`Tokenizer`. An id outside
+    the table reads as the unknown token, or is an error where ``unknown_id_is_error``."""
+
+    encoder: dict[str, int]
+    decoder: dict[int, str]
+    unknown_id_is_error: bool = False
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.encoder)
+
+    def get_vocab(self) -> dict[str, int]:
+        return {**self.encoder, **self._added_encoder}  # type: ignore[attr-defined]
+
+    def _token_to_id(self, token: str) -> int | None:
+        return self.encoder.get(token)
+
+    def _id_to_token(self, index: int) -> str:
+        token = self.decoder.get(index)
+        if token is not None:
+            return token
+        if self.unknown_id_is_error:
+            raise TokenizerError(f"id {index} is not in the vocabulary")
+        return str(self.unk_token)  # type: ignore[attr-defined]
+
+    def _save_bpe_files(self, save_directory: str | os.PathLike, filename_prefix: str | None,
+                        merges: Iterable[str]) -> tuple[str, ...]:
+        """Write the table as vocab.json and these lines as merges.txt (a BPE vocabulary's files)."""
+        directory = Path(save_directory)
+        if not directory.is_dir():
+            raise TokenizerError(f"{directory} is not a directory")
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        vocab_path, merges_path = directory / f"{prefix}vocab.json", directory / f"{prefix}merges.txt"
+        text = json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        vocab_path.write_text(text, encoding="utf-8")
+        merges_path.write_text("".join(line + "\n" for line in merges), encoding="utf-8")
+        return str(vocab_path), str(merges_path)
+
+
 def _truncation_strategy(truncation: bool | str, max_length: int | None) -> str | None:
     if truncation is True:
         return "longest_first"
@@ -738,20 +824,24 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A tokenizer's JSON file, which must hold an object; any fault is a :class:`TokenizerError`."""
+    try:
+        data = read_json(file)
+    except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
+        raise TokenizerError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{file} must hold a JSON object")
+    return data
+
+
 def read_tokenizer_config(directory: Path) -> dict[str, Any]:
     """Merge special_tokens_map.json and tokenizer_config.json (the latter wins) into kwargs."""
     kwargs: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         file = directory / name
-        if not (file.exists() or file.is_symlink()):  # a dangling link or a loop is refused below
-            continue
-        try:
-            data = read_json(file)
-        except ValueError as exc:  # ConfigError: not a regular file, too large, not JSON
-            raise TokenizerError(str(exc)) from None
-        if not isinstance(data, dict):
-            raise TokenizerError(f"{file} must hold a JSON object")
-        kwargs.update(data)
+        if file.exists() or file.is_symlink():  # a dangling link or a loop is refused by the reader
+            kwargs.update(read_json_object(file))
     decoder = kwargs.pop("added_tokens_decoder", None)
     if decoder:
         kwargs["added_tokens_decoder"] = {int(i): AddedToken.from_json(t) for i, t in decoder.items()}

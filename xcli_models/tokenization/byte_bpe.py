@@ -20,14 +20,12 @@ odd budget between the two texts of a pair. Ids are otherwise the same.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import MAX_VOCAB_BYTES, read_bytes, read_json
-from .base import Tokenizer, TokenizerError
+from .base import FAIRSEQ_SPECIAL_TOKENS, TableVocabulary, Tokenizer, TokenizerError
 
 __all__ = ["MvpTokenizer", "MvpTokenizerFast", "byte_alphabet"]
 
@@ -56,21 +54,15 @@ def _read_merges(path: str | os.PathLike) -> list[tuple[str, ...]]:
     return [tuple(line.split()) for line in lines]
 
 
-class MvpTokenizer(Tokenizer):
+class MvpTokenizer(TableVocabulary, Tokenizer):
     """Byte-level BPE tokenizer of MVP (RUCAIBox/mvp), ids identical to the reference's."""
 
     vocab_files = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
     model_input_names = ("input_ids", "attention_mask")
-    default_special_tokens = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "sep_token": "</s>",
-        "cls_token": "<s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
-    }
+    default_special_tokens = {**FAIRSEQ_SPECIAL_TOKENS, "mask_token": "<mask>"}
     default_lstrip_tokens = ("<mask>",)
+    layout = ("cls A sep", "cls A sep sep B sep")  # no token types: all 0
+    unknown_id_is_error = True
     #: add_prefix_space puts a space before every stretch between added tokens (True) or before the text (False)
     prefix_each_stretch = False
 
@@ -193,43 +185,6 @@ class MvpTokenizer(Tokenizer):
         backend, _ = self._backend(bool(options.get("add_prefix_space", False)), with_added=False)
         return backend.encode(text, add_special_tokens=False).tokens
 
-    # --------------------------------------------------------- vocabulary
-    @property
-    def vocab_size(self) -> int:
-        return len(self.encoder)
-
-    def get_vocab(self) -> dict[str, int]:
-        return {**self.encoder, **self.added_tokens_encoder}
-
-    def _token_to_id(self, token: str) -> int | None:
-        return self.encoder.get(token)
-
-    def _id_to_token(self, index: int) -> str:
-        token = self.decoder.get(index)
-        if token is None:
-            raise TokenizerError(f"id {index} is not in the vocabulary")
-        return token
-
-    # ------------------------------------------------------------- layout
-    def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        cls, sep = [self.cls_token_id], [self.sep_token_id]
-        if ids_1 is None:
-            return cls + list(ids_0) + sep
-        return cls + list(ids_0) + sep + sep + list(ids_1) + sep
-
-    def get_special_tokens_mask(
-        self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
-    ) -> list[int]:
-        if already_has_special_tokens:
-            return super().get_special_tokens_mask(ids_0, ids_1, already_has_special_tokens=True)
-        if ids_1 is None:
-            return [1] + [0] * len(ids_0) + [1]
-        return [1] + [0] * len(ids_0) + [1, 1] + [0] * len(ids_1) + [1]
-
-    def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        """MVP has no token types: all zeros, as long as the laid-out sequence."""
-        return [0] * len(self.build_inputs_with_special_tokens(ids_0, ids_1))
-
     # ----------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         data = bytearray()
@@ -243,16 +198,8 @@ class MvpTokenizer(Tokenizer):
 
     # ------------------------------------------------------------- saving
     def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, ...]:
-        directory = Path(save_directory)
-        if not directory.is_dir():
-            raise TokenizerError(f"{directory} is not a directory")
-        prefix = f"{filename_prefix}-" if filename_prefix else ""
-        vocab_path = directory / f"{prefix}vocab.json"
-        merges_path = directory / f"{prefix}merges.txt"
-        vocab_path.write_text(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        lines = ["#version: 0.2\n", *(" ".join(merge) + "\n" for merge in self.merges)]
-        merges_path.write_text("".join(lines), encoding="utf-8")
-        return str(vocab_path), str(merges_path)
+        lines = ["#version: 0.2", *(" ".join(merge) for merge in self.merges)]
+        return self._save_bpe_files(save_directory, filename_prefix, lines)
 
 
 class MvpTokenizerFast(MvpTokenizer):
@@ -265,15 +212,7 @@ class MvpTokenizerFast(MvpTokenizer):
 
     prefix_each_stretch = True
 
-    def decode(
-        self,
-        ids: Sequence[int],
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        spaces_between_special_tokens: bool = True,
-    ) -> str:
-        # the fast reference ignores spaces_between_special_tokens: added tokens are glued in place
-        return super().decode(ids, skip_special_tokens, clean_up_tokenization_spaces, spaces_between_special_tokens=False)
+    glues_kept_tokens = True  # the fast reference ignores spaces_between_special_tokens
 
     def _truncate(self, ids_0, ids_1, offs_0, offs_1, budget: int, strategy: str):
         """``longest_first`` on a pair as the fast reference does it.

@@ -25,7 +25,6 @@ when first needed.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import re
 import unicodedata
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import MAX_VOCAB_BYTES, read_bytes, read_json
-from .base import Tokenizer, TokenizerError
+from .base import TableVocabulary, Tokenizer, TokenizerError
 
 __all__ = ["XLMTokenizer"]
 
@@ -140,7 +139,7 @@ def _read_merges(path: str | os.PathLike) -> dict[tuple[str, ...], int]:
     return {tuple(line.split()[:2]): rank for rank, line in enumerate(lines)}
 
 
-class XLMTokenizer(Tokenizer):
+class XLMTokenizer(TableVocabulary, Tokenizer):
     """XLM tokenizer: Moses (or Jieba/PyThaiNLP/KyTea) words, then ``</w>`` BPE.
 
     Layout: ``<s> A </s>`` and ``<s> A </s> B </s>``; token type ids are 0 up to
@@ -157,6 +156,7 @@ class XLMTokenizer(Tokenizer):
         "cls_token": "</s>",
         "mask_token": "<special1>",
     }
+    layout = ("bos A sep", "bos A sep B:1 sep:1")
     #: token type id of padding
     pad_token_type_id = 0
     #: words whose BPE pieces are remembered (the cache starts over when full)
@@ -238,21 +238,6 @@ class XLMTokenizer(Tokenizer):
             known = ", ".join(self.lang2id)
             raise TokenizerError(f"language {lang!r} is not one of this model's languages ({known})")
         return self.lang2id[lang]
-
-    # --------------------------------------------------------- vocabulary
-    @property
-    def vocab_size(self) -> int:
-        return len(self.encoder)
-
-    def get_vocab(self) -> dict[str, int]:
-        return {**self.encoder, **self.added_tokens_encoder}
-
-    def _token_to_id(self, token: str) -> int | None:
-        return self.encoder.get(token)
-
-    def _id_to_token(self, index: int) -> str:
-        token = self.decoder.get(index)
-        return self.unk_token if token is None else token
 
     # ------------------------------------------------------- tokenisation
     def tokenize(self, text: str, lang: str | None = None, bypass_tokenizer: bool = False) -> list[str]:
@@ -380,25 +365,6 @@ class XLMTokenizer(Tokenizer):
         return pieces
 
     # ------------------------------------------------------------- layout
-    def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        bos, sep = [self.bos_token_id], [self.sep_token_id]
-        if ids_1 is None:
-            return bos + list(ids_0) + sep
-        return bos + list(ids_0) + sep + list(ids_1) + sep
-
-    def get_special_tokens_mask(
-        self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
-    ) -> list[int]:
-        if already_has_special_tokens:
-            return super().get_special_tokens_mask(ids_0, ids_1, already_has_special_tokens=True)
-        if ids_1 is None:
-            return [1] + [0] * len(ids_0) + [1]
-        return [1] + [0] * len(ids_0) + [1] + [0] * len(ids_1) + [1]
-
-    def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        first = [0] * (len(ids_0) + 2)
-        return first if ids_1 is None else first + [1] * (len(ids_1) + 1)
-
     def _assemble(self, ids_0, ids_1, offs_0, offs_1, add_special_tokens, padding, max_length, truncated):
         encoding = super()._assemble(ids_0, ids_1, offs_0, offs_1, add_special_tokens, padding, max_length, truncated)
         if not add_special_tokens and encoding.token_type_ids is not None:
@@ -412,16 +378,8 @@ class XLMTokenizer(Tokenizer):
 
     # ------------------------------------------------------------- saving
     def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, ...]:
-        directory = Path(save_directory)
-        if not directory.is_dir():
-            raise TokenizerError(f"{directory} is not a directory")
-        prefix = f"{filename_prefix}-" if filename_prefix else ""
-        vocab_path = directory / f"{prefix}vocab.json"
-        merges_path = directory / f"{prefix}merges.txt"
-        vocab_path.write_text(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
         ordered = sorted(self.bpe_ranks.items(), key=lambda item: item[1])
-        merges_path.write_text("".join(" ".join(pair) + "\n" for pair, _ in ordered), encoding="utf-8")
-        return str(vocab_path), str(merges_path)
+        return self._save_bpe_files(save_directory, filename_prefix, (" ".join(pair) for pair, _ in ordered))
 
 
 def _lower_each(text: str) -> str:

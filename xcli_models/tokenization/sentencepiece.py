@@ -25,7 +25,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import Tokenizer, TokenizerError, clean_up_tokenization
+from .base import FAIRSEQ_SPECIAL_TOKENS, Tokenizer, TokenizerError
 
 __all__ = [
     "SPIECE_UNDERLINE",
@@ -288,7 +288,7 @@ class XLNetTokenizer(SentencePieceTokenizer):
     }
     # the mask behaves like a word: it takes the space before it
     default_lstrip_tokens = ("<mask>",)
-    cls_token_type_id = 2
+    layout = ("A sep cls:2", "A sep B:1 sep:1 cls:2")
 
     def __init__(
         self,
@@ -411,54 +411,13 @@ class XLNetTokenizer(SentencePieceTokenizer):
                 position = max(sub_end, position)
         return pieces, _with_leading_space(pieces, offsets, text)
 
-    # ------------------------------------------------------- special tokens
-    def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        sep, cls = [self.sep_token_id], [self.cls_token_id]
-        if ids_1 is None:
-            return list(ids_0) + sep + cls
-        return list(ids_0) + sep + list(ids_1) + sep + cls
-
-    def get_special_tokens_mask(
-        self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
-    ) -> list[int]:
-        if already_has_special_tokens:
-            return super().get_special_tokens_mask(ids_0, ids_1, already_has_special_tokens=True)
-        if ids_1 is None:
-            return [0] * len(ids_0) + [1, 1]
-        return [0] * len(ids_0) + [1] + [0] * len(ids_1) + [1, 1]
-
-    def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        types = [0] * (len(ids_0) + 1)
-        if ids_1 is not None:
-            types += [1] * (len(ids_1) + 1)
-        return types + [self.cls_token_type_id]
-
     # -------------------------------------------------------------- decoding
-    def decode(
-        self,
-        ids: Sequence[int],
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        spaces_between_special_tokens: bool = True,
-    ) -> str:
-        """Like the reference XLNet tokenizer: every added token (special or not) is
-        kept whole and glued to its neighbours without spaces;
-        ``spaces_between_special_tokens`` has no effect."""
-        parts: list[str] = []
-        run: list[str] = []
-        for token in self.convert_ids_to_tokens(list(ids), skip_special_tokens=skip_special_tokens):
-            if token in self._added_encoder:
-                if run:
-                    parts.append(self.convert_tokens_to_string(run))
-                    run = []
-                parts.append(token)
-            else:
-                run.append(token)
-        if run:
-            parts.append(self.convert_tokens_to_string(run))
-        text = "".join(parts)
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
-        return clean_up_tokenization(text) if clean else text
+    # as the reference XLNet tokenizer: every added token (special or not) is kept whole and
+    # glued to its neighbours; spaces_between_special_tokens has no effect
+    glues_kept_tokens = True
+
+    def _kept_whole(self, special: set[str]) -> set[str]:
+        return set(self._added_encoder)
 
 
 #: the reference library's fast class gives the same ids; one class serves both names
@@ -473,14 +432,8 @@ class XGLMTokenizer(SentencePieceTokenizer):
     vocab_files = {"vocab_file": "sentencepiece.bpe.model"}
     id_offset = 1
     num_madeup_words = 7
-    default_special_tokens = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "sep_token": "</s>",
-        "cls_token": "<s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-    }
+    default_special_tokens = FAIRSEQ_SPECIAL_TOKENS
+    layout = ("sep A", "sep A sep sep B")  # no token types: all 0
 
     def __init__(
         self,
@@ -507,24 +460,6 @@ class XGLMTokenizer(SentencePieceTokenizer):
     def vocab_size(self) -> int:
         return len(self.sp_model) + self.id_offset + self.num_madeup_words
 
-    def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        sep = [self.sep_token_id]
-        if ids_1 is None:
-            return sep + list(ids_0)
-        return sep + list(ids_0) + sep + sep + list(ids_1)
-
-    def get_special_tokens_mask(
-        self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
-    ) -> list[int]:
-        if already_has_special_tokens:
-            return super().get_special_tokens_mask(ids_0, ids_1, already_has_special_tokens=True)
-        if ids_1 is None:
-            return [1] + [0] * len(ids_0)
-        return [1] + [0] * len(ids_0) + [1, 1] + [0] * len(ids_1)
-
-    def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        return [0] * len(self.build_inputs_with_special_tokens(ids_0, ids_1))
-
 
 XGLMTokenizerFast = XGLMTokenizer
 
@@ -546,26 +481,12 @@ class XLMProphetNetTokenizer(SentencePieceTokenizer):
         "cls_token": "[CLS]",
         "mask_token": "[MASK]",
     }
+    layout = ("A sep", "A sep B sep")
 
     def fixed_tokens(self) -> dict[str, int]:
         fixed = {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3, "[MASK]": 4}
         fixed.update({f"[unused{i}]": 5 + i for i in range(10)})
         return fixed
-
-    def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        sep = [self.sep_token_id]
-        if ids_1 is None:
-            return list(ids_0) + sep
-        return list(ids_0) + sep + list(ids_1) + sep
-
-    def get_special_tokens_mask(
-        self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
-    ) -> list[int]:
-        if already_has_special_tokens:
-            return super().get_special_tokens_mask(ids_0, ids_1, already_has_special_tokens=True)
-        if ids_1 is None:
-            return [0] * len(ids_0) + [1]
-        return [0] * len(ids_0) + [1] + [0] * len(ids_1) + [1]
 
     def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
         # as the reference: all zeros, and for a pair one longer than the ids

@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from .base import Tokenizer, TokenizerError
+from .base import TableVocabulary, Tokenizer, TokenizerError
 
 __all__ = ["BasicTokenizer", "ProphetNetTokenizer", "WordpieceTokenizer"]
 
@@ -233,32 +233,21 @@ class BasicTokenizer:
     def _split_punctuation_aligned(self, word: _Word, never_split: set[str]) -> list[_Word]:
         if not self.do_split_on_punc or word.text in never_split:
             return [word]
-        out: list[_Word] = []
-        chars: list[str] = []
-        spans: list[Span] = []
-        for char, span in zip(word.chars, word.spans):
-            if is_punctuation(char):
-                if chars:
-                    out.append(_Word(chars, spans))
-                    chars, spans = [], []
-                out.append(_Word([char], [span]))
-            else:
-                chars.append(char)
-                spans.append(span)
-        if chars:
-            out.append(_Word(chars, spans))
-        return out
+        return _split_aligned(word, is_punctuation, keep=True)
 
 
-def _split_aligned(word: _Word, is_space) -> list[_Word]:
+def _split_aligned(word: _Word, at: Callable[[str], bool], keep: bool = False) -> list[_Word]:
+    """``word`` split at the characters ``at`` accepts, which are dropped (or ``keep``: words of their own)."""
     out: list[_Word] = []
     chars: list[str] = []
     spans: list[Span] = []
     for char, span in zip(word.chars, word.spans):
-        if is_space(char):
+        if at(char):
             if chars:
                 out.append(_Word(chars, spans))
                 chars, spans = [], []
+            if keep:
+                out.append(_Word([char], [span]))
         else:
             chars.append(char)
             spans.append(span)
@@ -310,7 +299,7 @@ def load_vocab(vocab_file: str | os.PathLike) -> dict[str, int]:
     return {line.rstrip("\n"): index for index, line in enumerate(lines)}
 
 
-class ProphetNetTokenizer(Tokenizer):
+class ProphetNetTokenizer(TableVocabulary, Tokenizer):
     """English ProphetNet (microsoft/prophetnet-large-uncased): WordPiece, ``A [SEP]``,
     ``A [SEP] B [SEP]``; ``[X_SEP]`` separates sentences in summaries."""
 
@@ -321,6 +310,7 @@ class ProphetNetTokenizer(Tokenizer):
         "pad_token": "[PAD]",
         "mask_token": "[MASK]",
     }
+    layout = ("A sep", "A sep B:1 sep:1")
 
     def __init__(
         self,
@@ -339,6 +329,7 @@ class ProphetNetTokenizer(Tokenizer):
         self.vocab_file = str(vocab_file)
         self.vocab = load_vocab(vocab_file)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
+        self.encoder, self.decoder = self.vocab, self.ids_to_tokens  # the reference's names, and TableVocabulary's
         self.do_lower_case = do_lower_case
         self.do_basic_tokenize = do_basic_tokenize
         self.x_sep_token = str(x_sep_token)
@@ -363,20 +354,6 @@ class ProphetNetTokenizer(Tokenizer):
     @property
     def x_sep_token_id(self) -> int:
         return self.convert_tokens_to_ids(self.x_sep_token)
-
-    # ------------------------------------------------------------ vocabulary
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
-    def get_vocab(self) -> dict[str, int]:
-        return {**self.vocab, **self._added_encoder}
-
-    def _token_to_id(self, token: str) -> int | None:
-        return self.vocab.get(token)
-
-    def _id_to_token(self, index: int) -> str:
-        return self.ids_to_tokens.get(index, str(self.unk_token))
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens).replace(" ##", "").strip()
@@ -414,28 +391,6 @@ class ProphetNetTokenizer(Tokenizer):
                 pieces.append(piece)
                 offsets.append(word.span(start, end))
         return pieces, offsets
-
-    # ------------------------------------------------------- special tokens
-    def build_inputs_with_special_tokens(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        sep = [self.sep_token_id]
-        if ids_1 is None:
-            return list(ids_0) + sep
-        return list(ids_0) + sep + list(ids_1) + sep
-
-    def get_special_tokens_mask(
-        self, ids_0: list[int], ids_1: list[int] | None = None, already_has_special_tokens: bool = False
-    ) -> list[int]:
-        if already_has_special_tokens:
-            return super().get_special_tokens_mask(ids_0, ids_1, already_has_special_tokens=True)
-        if ids_1 is None:
-            return [0] * len(ids_0) + [1]
-        return [0] * len(ids_0) + [1] + [0] * len(ids_1) + [1]
-
-    def create_token_type_ids_from_sequences(self, ids_0: list[int], ids_1: list[int] | None = None) -> list[int]:
-        types = [0] * (len(ids_0) + 1)
-        if ids_1 is not None:
-            types += [1] * (len(ids_1) + 1)
-        return types
 
     # ---------------------------------------------------------------- saving
     def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, ...]:

@@ -76,7 +76,6 @@ def evaluate(
     model.eval()
     loss_sum, items = 0.0, 0
     gathered: list[tuple[int | None, Any]] = []
-    answered: list[Any] = []
     try:
         with inference():
             for k, indices in enumerate(eval_batches(task, examples, batch_size)):

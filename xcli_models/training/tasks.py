@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -169,15 +168,22 @@ def _label_index(value: Any, label2id: Mapping[str, int], n: int, what: str = "l
 
 
 # ------------------------------------------------------------------ classification
-class SequenceClassification(Task):
+class _Labelled(Task):
+    """A task whose answers are the checkpoint's labels (``label2id``, ``num_labels``)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, **options: Any) -> None:
+        super().__init__(model, tokenizer, **options)
+        self.label2id = {str(k): int(v) for k, v in self.config.label2id.items()}
+        self.n_labels = self.config.num_labels
+
+
+class SequenceClassification(_Labelled):
     """``text`` (and ``text_pair``) -> ``label``."""
 
     name = "sequence-classification"
 
     def __init__(self, model: PreTrainedModel, tokenizer: Any, **options: Any) -> None:
         super().__init__(model, tokenizer, **options)
-        self.label2id = {str(k): int(v) for k, v in self.config.label2id.items()}
-        self.n_labels = self.config.num_labels
         problem = self.config.problem_type
         self.kind = problem or ("regression" if self.n_labels == 1 else "single_label_classification")
         # pool where the padding does not change the pooled vector (as classify pads)
@@ -273,15 +279,13 @@ class SequenceClassification(Task):
         return {}
 
 
-class TokenClassification(Task):
+class TokenClassification(_Labelled):
     """``tokens`` (words) -> ``labels`` (one per word, on its first piece)."""
 
     name = "token-classification"
 
     def __init__(self, model: PreTrainedModel, tokenizer: Any, **options: Any) -> None:
         super().__init__(model, tokenizer, **options)
-        self.label2id = {str(k): int(v) for k, v in self.config.label2id.items()}
-        self.n_labels = self.config.num_labels
         self.side = tokenizer.padding_side
         #: the labels are IOB1/IOB2/BIOES tags: entity metrics apply
         self.entity_tags = metrics.is_entity_scheme(str(v) for v in self.config.id2label.values())
