@@ -9,7 +9,6 @@ start and end cross-entropies, with positions outside the sequence ignored.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .arguments import Arguments, DeclaredForward, arguments_of, inserted
 from .config import Config
 from .layers.activations import activation
 from .loading import NameTable
@@ -25,24 +25,14 @@ from .outputs import ModelOutput
 
 
 # ------------------------------------------------------------ task models: base, then head
-_ARGUMENT = inspect.Parameter.POSITIONAL_OR_KEYWORD
-
-
 def head_arguments(
     base: Callable[..., Any],
     after: Mapping[str, Sequence[str]],
     drop: Sequence[str] = (),
-) -> tuple[inspect.Parameter, ...]:
+) -> Arguments:
     """A task model's forward arguments: those the base model's ``forward`` takes by position,
     with the head's own inserted after the argument each key of ``after`` names, less ``drop``."""
-    out: list[inspect.Parameter] = []
-    for param in list(inspect.signature(base).parameters.values())[1:]:  # self left out
-        if param.kind != _ARGUMENT:
-            continue
-        if param.name not in drop:
-            out.append(param)
-        out.extend(inspect.Parameter(name, _ARGUMENT, default=None) for name in after.get(param.name, ()))
-    return tuple(out)
+    return inserted(arguments_of(base), after, drop)
 
 
 def head_output(
@@ -67,7 +57,7 @@ def head_output(
     )
 
 
-class TaskModel(PreTrainedModel):
+class TaskModel(DeclaredForward, PreTrainedModel):
     """A task model: the base model, then a head. Subclasses declare only what they add.
 
     * ``base_class``: built from the config as ``self.<base_model_prefix>``; then ``add_head``
@@ -87,34 +77,9 @@ class TaskModel(PreTrainedModel):
     """
 
     base_class: ClassVar[Callable[..., nn.Module]]
-    arguments: ClassVar[tuple[str | inspect.Parameter, ...]] = ()
-    extra_kwargs: ClassVar[bool] = False
     head_inputs: ClassVar[tuple[str, ...]] = ()
     output: ClassVar[type[ModelOutput]] = ModelOutput
     base_path: ClassVar[str] = ""
-    _signature: ClassVar[inspect.Signature]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not cls.arguments or "forward" in cls.__dict__:
-            return
-        params = [
-            a if isinstance(a, inspect.Parameter) else inspect.Parameter(a, _ARGUMENT, default=None)
-            for a in cls.arguments
-        ]
-        if cls.extra_kwargs:
-            params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
-        cls._signature = inspect.Signature(params)
-
-        def forward(self: TaskModel, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
-            return self._forward(*args, **kwargs)
-
-        forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter("self", _ARGUMENT), *params], return_annotation=f"{cls.output.__name__} | tuple"
-        )
-        forward.__qualname__ = f"{cls.__qualname__}.forward"
-        forward.__doc__ = cls.__doc__
-        cls.forward = forward  # type: ignore[method-assign]
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -135,7 +100,7 @@ class TaskModel(PreTrainedModel):
         raise NotImplementedError
 
     def _forward(self, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
-        inputs = dict(self._signature.bind(*args, **kwargs).arguments)
+        inputs = self.bind_arguments(args, kwargs)
         extra = inputs.pop("kwargs", {}) if self.extra_kwargs else {}
         return_dict = inputs.pop("return_dict", None)
         own = {name: inputs.pop(name, None) for name in self.head_inputs}
