@@ -18,12 +18,14 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .arguments import DeclaredForward
 from .config import Config, ConfigError, config_file, read_config_json
 from .loading import CheckpointError, NameTable, legacy_renames, read_weights, write_weights
 from .outputs import BaseModelOutput, ModelOutput
@@ -479,20 +481,31 @@ def check_memory(config: Config, dtype: torch.dtype, directory: str | os.PathLik
         raise CheckpointError(f"{config_file(directory)}: {exc}") from None
 
 
-class EncoderDecoderModel(PreTrainedModel):
+#: the documented arguments of an encoder-decoder model's forward, in order; the reference's
+#: ``cache_position`` is accepted for compatibility: the cache knows its length
+SEQ2SEQ_ARGUMENTS = (
+    "input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "head_mask",
+    "decoder_head_mask", "cross_attn_head_mask", "encoder_outputs", "past_key_values", "inputs_embeds",
+    "decoder_inputs_embeds", "use_cache", "output_attentions", "output_hidden_states", "return_dict",
+    "cache_position",
+)
+
+
+class EncoderDecoderModel(DeclaredForward, PreTrainedModel):
     """An encoder and a decoder that reads its states (MVP, ProphetNet).
 
-    ``forward`` runs ``self.encoder`` (unless ``encoder_outputs`` are given: ours, the
-    reference's, a tuple or a tensor), then ``self.decoder`` over its last hidden state, and
-    returns ``seq2seq_output``: each ``encoder_*`` field from the encoder's output, every other
-    field from the decoder's field of the same name less a ``decoder_`` prefix (or as
-    ``decoder_fields`` renames it). ``decoder_inputs`` is the hook for decoder inputs the
+    ``forward`` takes ``SEQ2SEQ_ARGUMENTS``, runs ``self.encoder`` (unless ``encoder_outputs``
+    are given: ours, the reference's, a tuple or a tensor), then ``self.decoder`` over its last
+    hidden state, and returns ``output``: each ``encoder_*`` field from the encoder's output,
+    every other field from the decoder's field of the same name less a ``decoder_`` prefix (or
+    as ``decoder_fields`` renames it). ``decoder_inputs`` is the hook for decoder inputs the
     caller left out.
 
     Shape: input_ids (B, S), decoder_input_ids (B, T) -> last_hidden_state (B, T, D).
     """
 
-    seq2seq_output: ClassVar[type[ModelOutput]]
+    arguments = SEQ2SEQ_ARGUMENTS
+    output: ClassVar[type[ModelOutput]]
     #: output field -> the decoder output's field, where dropping ``decoder_`` does not name it
     decoder_fields: ClassVar[dict[str, str]] = {}
 
@@ -502,54 +515,38 @@ class EncoderDecoderModel(PreTrainedModel):
     ) -> torch.Tensor | None:
         return decoder_input_ids
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.Tensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        decoder_head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        encoder_outputs: Any = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,  # accepted for compatibility; the Cache knows its length
-    ) -> ModelOutput | tuple:
-        decoder_input_ids = self.decoder_inputs(input_ids, decoder_input_ids, decoder_inputs_embeds)
-        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+    def _forward(self, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
+        call = SimpleNamespace(**self.bind_arguments(args, kwargs, defaults=True))
+        decoder_input_ids = self.decoder_inputs(call.input_ids, call.decoder_input_ids, call.decoder_inputs_embeds)
+        flags = {"output_attentions": call.output_attentions, "output_hidden_states": call.output_hidden_states}
+        encoder_outputs = call.encoder_outputs
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask,
-                inputs_embeds=inputs_embeds, return_dict=True, **flags,
+                input_ids=call.input_ids, attention_mask=call.attention_mask, head_mask=call.head_mask,
+                inputs_embeds=call.inputs_embeds, return_dict=True, **flags,
             )
         encoded = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
             input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
+            attention_mask=call.decoder_attention_mask,
             encoder_hidden_states=encoded.last_hidden_state,
-            encoder_attention_mask=attention_mask,
-            head_mask=decoder_head_mask,
-            cross_attn_head_mask=cross_attn_head_mask,
-            past_key_values=past_key_values,
-            inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
+            encoder_attention_mask=call.attention_mask,
+            head_mask=call.decoder_head_mask,
+            cross_attn_head_mask=call.cross_attn_head_mask,
+            past_key_values=call.past_key_values,
+            inputs_embeds=call.decoder_inputs_embeds,
+            use_cache=call.use_cache,
             return_dict=True,
             **flags,
         )
         values = {}
-        for f in fields(self.seq2seq_output):
+        for f in fields(self.output):
             if f.name.startswith("encoder_"):
                 values[f.name] = getattr(encoded, f.name.removeprefix("encoder_"))
             else:
                 values[f.name] = getattr(decoded, self.decoder_fields.get(f.name, f.name.removeprefix("decoder_")))
-        out = self.seq2seq_output(**values)
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        out = self.output(**values)
+        return_dict = self.config.use_return_dict if call.return_dict is None else call.return_dict
         return out if return_dict else out.to_tuple()
 
 

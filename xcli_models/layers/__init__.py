@@ -6,12 +6,12 @@ from .cache import Cache, KVCache, LayerCache
 from .embeddings import LearnedPositions, SinusoidalPositions, positions_from_mask, sinusoidal_table
 from .feedforward import FeedForward
 from .masks import additive, causal_allowed, decoder_mask, encoder_mask, padding_allowed
-from .stack import run_layers
+from .stack import DecoderStack, Stack, run_layers
 from .transformer import TransformerLayer
 
 __all__ = [
-    "Attention", "Cache", "FeedForward", "KVCache", "LayerCache", "LearnedPositions", "SinusoidalPositions",
-    "TransformerLayer", "activation", "additive", "attend", "causal_allowed", "decoder_mask", "encoder_mask",
-    "merge_heads", "padding_allowed", "positions_from_mask", "projections", "run_layers", "sinusoidal_table",
-    "split_heads",
+    "Attention", "Cache", "DecoderStack", "FeedForward", "KVCache", "LayerCache", "LearnedPositions",
+    "SinusoidalPositions", "Stack", "TransformerLayer", "activation", "additive", "attend", "causal_allowed",
+    "decoder_mask", "encoder_mask", "merge_heads", "padding_allowed", "positions_from_mask", "projections",
+    "run_layers", "sinusoidal_table", "split_heads",
 ]

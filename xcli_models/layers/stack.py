@@ -1,4 +1,4 @@
-"""The layer loop every family's encoder and decoder runs.
+"""The layer loop every family's encoder and decoder runs, and their ``forward``.
 
 ``run_layers`` takes the embedded input through a stack of layers and collects
 what the outputs report: the hidden state before every layer and after the
@@ -18,17 +18,38 @@ is passed in, not branched on:
   collected (XGLM's final layer norm).
 
 A layer returns ``(x, self_attention, cross_attention)``, as ``TransformerLayer`` does.
+
+``Stack`` and ``DecoderStack`` write a stack's ``forward`` once: the documented arguments
+(``ENCODER_ARGUMENTS``, ``DECODER_ARGUMENTS``, or a family's own list), the switches a call
+leaves None taken from the config, the head masks checked, a decoder's cache opened. What a
+family does with the call (embed, mask, run the layers) is its ``run``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from types import SimpleNamespace
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
-from ..outputs import BaseModelOutput
+from ..arguments import DeclaredForward
+from ..modeling import resolve_flags
+from ..outputs import BaseModelOutput, ModelOutput
 from .cache import Cache
+
+#: the documented arguments of an encoder stack's forward (MVP, ProphetNet), in order
+ENCODER_ARGUMENTS = (
+    "input_ids", "attention_mask", "head_mask", "inputs_embeds", "output_attentions", "output_hidden_states",
+    "return_dict",
+)
+#: the documented arguments of a decoder stack's forward (XGLM, MVP, ProphetNet), in order; the
+#: reference's ``cache_position`` is accepted and ignored: the cache knows its length
+DECODER_ARGUMENTS = (
+    "input_ids", "attention_mask", "encoder_hidden_states", "encoder_attention_mask", "head_mask",
+    "cross_attn_head_mask", "past_key_values", "inputs_embeds", "use_cache", "output_attentions",
+    "output_hidden_states", "return_dict", "cache_position",
+)
 
 
 def run_layers(
@@ -107,3 +128,70 @@ def check_head_mask(head_mask: torch.Tensor | None, n_layers: int, name: str = "
     """A per-layer head mask must have one row per layer."""
     if head_mask is not None and head_mask.shape[0] != n_layers:
         raise ValueError(f"{name} must have one row per layer ({n_layers}), not {head_mask.shape[0]}")
+
+
+class Call(SimpleNamespace):
+    """One call of a stack's ``forward``: every declared argument by name (None when not given),
+    ``output_attentions`` and ``output_hidden_states`` resolved to bools and, in a decoder,
+    ``kv_cache`` (the ``Cache`` written to, or None) and ``past`` (the positions it held before)."""
+
+    output_attentions: bool
+    output_hidden_states: bool
+    kv_cache: Cache | None = None
+    past: int = 0
+
+
+class Stack(DeclaredForward):
+    """An encoder stack's ``forward``, written once (mixed in beside ``nn.Module``).
+
+    A call is bound to ``arguments``; None switches take the config's defaults; ``head_mask``
+    (and ``cross_attn_head_mask``) must have one row per layer unless ``any_head_mask``; then
+    the family's ``run`` turns the ``Call`` into the output, a tuple unless ``return_dict``.
+    """
+
+    arguments: ClassVar[tuple[Any, ...]] = ENCODER_ARGUMENTS
+    output: ClassVar[type[ModelOutput]] = BaseModelOutput
+    #: the family also takes other head masks (XLM: one (H,) row for every layer)
+    any_head_mask: ClassVar[bool] = False
+    config: Any
+    layers: nn.ModuleList
+    training: bool
+
+    def run(self, call: Call) -> ModelOutput:
+        """The output of one call (see ``Call``)."""
+        raise NotImplementedError
+
+    def _forward(self, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
+        call = Call(**self.bind_arguments(args, kwargs, defaults=True))
+        call.output_attentions, call.output_hidden_states, return_dict = resolve_flags(
+            self.config, call.output_attentions, call.output_hidden_states, call.return_dict
+        )
+        if not self.any_head_mask:
+            for name in ("head_mask", "cross_attn_head_mask"):
+                check_head_mask(getattr(call, name, None), len(self.layers), name)
+        self.open(call)
+        out = self.run(call)
+        return out if return_dict else out.to_tuple()
+
+    def open(self, call: Call) -> None:
+        """Prepare the call before ``run`` (a decoder opens its cache)."""
+
+    def run_layers(self, x: torch.Tensor, call: Call, **options: Any) -> BaseModelOutput:
+        """``run_layers`` over ``self.layers`` with the call's switches and cache (see the module docstring)."""
+        return run_layers(
+            self.layers, x, cache=call.kv_cache, output_hidden_states=call.output_hidden_states,
+            output_attentions=call.output_attentions, training=self.training, **options,
+        )
+
+
+class DecoderStack(Stack):
+    """A decoder stack's ``forward``: ``Stack``'s, over ``DECODER_ARGUMENTS``, with ``use_cache``
+    defaulting to the config's and the cache opened (``call.kv_cache``, ``call.past``); it holds
+    cross-attention keys when ``encoder_hidden_states`` are given."""
+
+    arguments = DECODER_ARGUMENTS
+
+    def open(self, call: Call) -> None:
+        use_cache = self.config.use_cache if call.use_cache is None else call.use_cache
+        cross = call.encoder_hidden_states is not None
+        call.kv_cache, call.past = open_cache(call.past_key_values, use_cache, len(self.layers), cross=cross)

@@ -107,7 +107,7 @@ class MvpPreTrainedModel(PreTrainedModel):
 class MvpModel(EncoderDecoderModel, MvpPreTrainedModel):
     """The bare encoder-decoder; returns the decoder's last hidden states."""
 
-    seq2seq_output = Seq2SeqModelOutput
+    output = Seq2SeqModelOutput
     shared_weights = {"encoder.embed_tokens.weight": "shared.weight", "decoder.embed_tokens.weight": "shared.weight"}
     ignore_unexpected = (*MvpPreTrainedModel.ignore_unexpected, r"^final_logits_bias$")
 

@@ -1,4 +1,4 @@
-"""MVP's encoder and decoder stacks: BART-shaped post-LN layers run by the shared ``run_layers``.
+"""MVP's encoder and decoder stacks: BART-shaped post-LN layers run by the shared ``Stack``.
 
 The decoder is one code path for a whole sequence and for cached steps: its positions
 continue from the cached length, and it returns the updated ``Cache`` (self-attention keys
@@ -18,8 +18,7 @@ from torch.nn import functional as F
 from ...layers import (
     Attention, FeedForward, LearnedPositions, TransformerLayer, decoder_mask, encoder_mask, projections,
 )
-from ...layers.stack import check_head_mask, open_cache, run_layers
-from ...modeling import resolve_flags
+from ...layers.stack import Call, DecoderStack, Stack
 from ...outputs import BaseModelOutput
 from .config import MvpConfig
 from .prompt import Prompt
@@ -54,7 +53,12 @@ def _clamp_overflow(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class _Stack(nn.Module):
+def _prefixes(prompt: Prompt | None) -> Any:
+    """Each layer's prompt keys and values (None without prompts)."""
+    return prompt() if prompt is not None else None
+
+
+class _MvpStack(nn.Module):
     """What the encoder and decoder share: their input embedding and LayerDrop.
 
     Inputs are token embeddings (times sqrt(d_model) when ``scale_embedding``) plus learned
@@ -90,7 +94,7 @@ class _Stack(nn.Module):
         return F.dropout(x, p=self.dropout, training=self.training)
 
 
-class MvpEncoder(_Stack):
+class MvpEncoder(Stack, _MvpStack):
     """The encoder stack. Shape: input_ids (B, S) -> last_hidden_state (B, S, D)."""
 
     def __init__(self, config: MvpConfig, embed_tokens: nn.Embedding | None = None, use_prompt: bool = False) -> None:
@@ -103,37 +107,19 @@ class MvpEncoder(_Stack):
             Prompt(config, config.encoder_layers, config.encoder_attention_heads) if use_prompt else None
         )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = resolve_flags(
-            self.config, output_attentions, output_hidden_states, return_dict
-        )
-        check_head_mask(head_mask, len(self.layers))
-        x = self._embed(input_ids, inputs_embeds)
-        prompts = self.self_attn_prompt() if self.self_attn_prompt is not None else None
-        out = run_layers(
-            self.layers, x,
-            shared={"self_mask": encoder_mask(attention_mask, x.dtype)},
-            per_layer={"head_mask": head_mask, "self_prefix": prompts},
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+    def run(self, call: Call) -> BaseModelOutput:
+        x = self._embed(call.input_ids, call.inputs_embeds)
+        return self.run_layers(
+            x, call,
+            shared={"self_mask": encoder_mask(call.attention_mask, x.dtype)},
+            per_layer={"head_mask": call.head_mask, "self_prefix": _prefixes(self.self_attn_prompt)},
             layerdrop=self.layerdrop,
-            training=self.training,
             dropped_attention=True,
             after=_clamp_overflow,
         )
-        return out if return_dict else out.to_tuple()
 
 
-class MvpDecoder(_Stack):
+class MvpDecoder(DecoderStack, _MvpStack):
     """The decoder stack, for whole sequences and for cached steps alike.
 
     Shape: input_ids (B, T) with ``past_key_values`` holding P earlier steps;
@@ -152,50 +138,23 @@ class MvpDecoder(_Stack):
             self.self_attn_prompt = Prompt(config, config.decoder_layers, config.decoder_attention_heads)
             self.cross_attn_prompt = Prompt(config, config.decoder_layers, config.decoder_attention_heads)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,  # accepted for compatibility; positions come from the cache
-    ) -> BaseModelOutput | tuple:
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        output_attentions, output_hidden_states, return_dict = resolve_flags(
-            self.config, output_attentions, output_hidden_states, return_dict
-        )
-        check_head_mask(head_mask, len(self.layers))
-        check_head_mask(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
-        has_memory = encoder_hidden_states is not None
-        cache, past = open_cache(past_key_values, use_cache, len(self.layers), cross=has_memory)
-        x = self._embed(input_ids, inputs_embeds, past)
-        t = x.shape[1]
-        out = run_layers(
-            self.layers, x,
+    def run(self, call: Call) -> BaseModelOutput:
+        x = self._embed(call.input_ids, call.inputs_embeds, call.past)
+        t, past = x.shape[1], call.past
+        has_memory = call.encoder_hidden_states is not None
+        return self.run_layers(
+            x, call,
             shared={
-                "self_mask": decoder_mask(attention_mask, t, past + t, x.dtype, x.device),
-                "memory": encoder_hidden_states,
-                "cross_mask": encoder_mask(encoder_attention_mask, x.dtype) if has_memory else None,
+                "self_mask": decoder_mask(call.attention_mask, t, past + t, x.dtype, x.device),
+                "memory": call.encoder_hidden_states,
+                "cross_mask": encoder_mask(call.encoder_attention_mask, x.dtype) if has_memory else None,
             },
             per_layer={
-                "head_mask": head_mask,
-                "cross_head_mask": cross_attn_head_mask,
-                "self_prefix": self.self_attn_prompt() if self.self_attn_prompt is not None else None,
-                "cross_prefix": self.cross_attn_prompt() if self.cross_attn_prompt is not None else None,
+                "head_mask": call.head_mask,
+                "cross_head_mask": call.cross_attn_head_mask,
+                "self_prefix": _prefixes(self.self_attn_prompt),
+                "cross_prefix": _prefixes(self.cross_attn_prompt),
             },
-            cache=cache,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
             cross_attentions=has_memory,
             layerdrop=self.layerdrop,
-            training=self.training,
         )
-        return out if return_dict else out.to_tuple()

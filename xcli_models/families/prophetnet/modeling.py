@@ -24,8 +24,9 @@ from torch.nn import functional as F
 
 from ...generation.adapters import Parts
 from ...heads import TaskModel, head_arguments
-from ...layers.stack import check_head_mask, open_cache, run_layers
-from ...modeling import EncoderDecoderModel, PreTrainedModel, resolve_flags
+from ...arguments import keyword_only
+from ...layers.stack import DECODER_ARGUMENTS, Call, DecoderStack, Stack
+from ...modeling import EncoderDecoderModel, PreTrainedModel
 from ...outputs import BaseModelOutput
 from .blocks import (
     decoder_layer, encoder_layer, learned_positions, new_position_ids, padding_bias, split_streams,
@@ -96,7 +97,7 @@ class ProphetNetPreTrainedModel(PreTrainedModel):
         return self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
 
 
-class ProphetNetEncoder(ProphetNetPreTrainedModel):
+class ProphetNetEncoder(Stack, ProphetNetPreTrainedModel):
     """Embeddings (tokens + learned positions, then a layer norm) and post-LN layers.
 
     Shape: input_ids (B, S) or inputs_embeds (B, S, D) -> last_hidden_state (B, S, D).
@@ -119,45 +120,27 @@ class ProphetNetEncoder(ProphetNetPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.word_embeddings = value
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput | tuple:
-        config = self.config
-        output_attentions, output_hidden_states, return_dict = resolve_flags(
-            config, output_attentions, output_hidden_states, return_dict
-        )
-        inputs_embeds = self._token_embeddings(input_ids, inputs_embeds)
-        check_head_mask(head_mask, len(self.layers))
+    def run(self, call: Call) -> BaseModelOutput:
+        inputs_embeds = self._token_embeddings(call.input_ids, call.inputs_embeds)
         length, device, dtype = inputs_embeds.shape[1], inputs_embeds.device, inputs_embeds.dtype
-
+        attention_mask = call.attention_mask
         mask = None if attention_mask is None else padding_bias(attention_mask.to(device), dtype)
         positions = self.position_embeddings(new_position_ids(self.position_embeddings, 0, length, device))
         hidden = self.embeddings_layer_norm(inputs_embeds + positions)
-        hidden = F.dropout(hidden, p=config.dropout, training=self.training)
-
-        out = run_layers(
-            self.layers, hidden,
-            shared={"self_mask": mask},
-            per_layer={"head_mask": head_mask},
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-        )
-        return out if return_dict else out.to_tuple()
+        hidden = F.dropout(hidden, p=self.config.dropout, training=self.training)
+        return self.run_layers(hidden, call, shared={"self_mask": mask}, per_layer={"head_mask": call.head_mask})
 
 
-class ProphetNetDecoder(ProphetNetPreTrainedModel):
-    """Embeddings for the main and predicting streams, then n-stream layers.
+class ProphetNetDecoder(DecoderStack, ProphetNetPreTrainedModel):
+    """Embeddings for the main and predicting streams, then n-stream layers. ``forward`` takes
+    a decoder stack's arguments (``DecoderStack``) and, by keyword, ``predict_streams`` (see ``run``).
 
     Shape: input_ids (B, T) or inputs_embeds (B, T, D) -> last_hidden_state (B, T, D) (main
     stream) and last_hidden_state_ngram (B, ngram * T, D) (predicting streams, stream-major).
     """
+
+    arguments = (*DECODER_ARGUMENTS, *keyword_only("predict_streams"))
+    output = ProphetNetDecoderModelOutput
 
     def __init__(self, config: ProphetNetConfig, word_embeddings: nn.Embedding | None = None) -> None:
         super().__init__(config)
@@ -192,65 +175,38 @@ class ProphetNetDecoder(ProphetNetPreTrainedModel):
         predict = predict.reshape(1, streams * length, dim).expand(batch, -1, -1)
         return self.embeddings_layer_norm(torch.cat([main, predict.to(main.dtype)], dim=1))
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,  # accepted for API compatibility; the Cache knows its length
-        *,
-        predict_streams: int | None = None,
-    ) -> ProphetNetDecoderModelOutput | tuple:
+    def run(self, call: Call) -> ProphetNetDecoderModelOutput:
         """``predict_streams``: run only the first that many predicting streams (default: all
         ``config.ngram``). No stream depends on a later one, so those run are unchanged; generation
         needs only the first. Only for one-token calls (a longer call's bias layout mixes the
         streams, see ngram.py)."""
         config = self.config
-        streams = config.ngram if predict_streams is None else predict_streams
+        streams = config.ngram if call.predict_streams is None else call.predict_streams
         if not 0 < streams <= config.ngram:
-            raise ValueError(f"predict_streams must be 1 .. ngram ({config.ngram}), not {predict_streams}")
-        use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions, output_hidden_states, return_dict = resolve_flags(
-            config, output_attentions, output_hidden_states, return_dict
-        )
-        inputs_embeds = self._token_embeddings(input_ids, inputs_embeds, "decoder ")
-        check_head_mask(head_mask, len(self.layers))
-        check_head_mask(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
+            raise ValueError(f"predict_streams must be 1 .. ngram ({config.ngram}), not {call.predict_streams}")
+        inputs_embeds = self._token_embeddings(call.input_ids, call.inputs_embeds, "decoder ")
         length, device, dtype = inputs_embeds.shape[1], inputs_embeds.device, inputs_embeds.dtype
         if streams < config.ngram and length > 1:
             raise ValueError(f"predict_streams is for one-token calls, not {length} tokens")
-        cross = encoder_hidden_states is not None
+        cross = call.encoder_hidden_states is not None
+        encoder_attention_mask = call.encoder_attention_mask
 
-        cache, past = open_cache(past_key_values, use_cache, len(self.layers), cross=cross)
         masks = StreamMasks.build(
-            attention_mask, past, length, streams,
+            call.attention_mask, call.past, length, streams,
             num_buckets=config.num_buckets, max_distance=config.relative_max_distance, dtype=dtype, device=device,
         )
         cross_mask = (
             padding_bias(encoder_attention_mask.to(device), dtype) if cross and encoder_attention_mask is not None
             else None
         )
-        hidden = F.dropout(self._embed(inputs_embeds, past, streams), p=config.dropout, training=self.training)
-        run = run_layers(
-            self.layers, hidden,
-            shared={"self_mask": masks, "memory": encoder_hidden_states, "cross_mask": cross_mask},
-            per_layer={"head_mask": head_mask, "cross_head_mask": cross_attn_head_mask},
-            cache=cache,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+        hidden = F.dropout(self._embed(inputs_embeds, call.past, streams), p=config.dropout, training=self.training)
+        run = self.run_layers(
+            hidden, call,
+            shared={"self_mask": masks, "memory": call.encoder_hidden_states, "cross_mask": cross_mask},
+            per_layer={"head_mask": call.head_mask, "cross_head_mask": call.cross_attn_head_mask},
             cross_attentions=config.add_cross_attention,
         )
-        out = split_streams(run, length, config.ngram > 0)
-        return out if return_dict else out.to_tuple()
+        return split_streams(run, length, config.ngram > 0)
 
 
 class ProphetNetModel(EncoderDecoderModel, ProphetNetPreTrainedModel):
@@ -260,7 +216,7 @@ class ProphetNetModel(EncoderDecoderModel, ProphetNetPreTrainedModel):
     last_hidden_state_ngram (B, ngram * T, D).
     """
 
-    seq2seq_output = ProphetNetSeq2SeqModelOutput
+    output = ProphetNetSeq2SeqModelOutput
     decoder_fields = {"decoder_ngram_hidden_states": "hidden_states_ngram"}
     shared_weights = {
         "encoder.word_embeddings.weight": "word_embeddings.weight",

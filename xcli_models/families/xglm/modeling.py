@@ -27,8 +27,9 @@ from ... import layers
 from ...generation.adapters import Parts, last_hidden_state
 from ...heads import TaskModel, head_arguments
 from ...layers import Attention, FeedForward, SinusoidalPositions, TransformerLayer
-from ...layers.stack import check_head_mask, open_cache, run_layers
-from ...modeling import PreTrainedModel, resolve_flags
+from ...arguments import inserted
+from ...layers.stack import DECODER_ARGUMENTS, Call, DecoderStack
+from ...modeling import PreTrainedModel
 from ...outputs import BaseModelOutput, LMOutput
 from .config import XGLMConfig
 from .names import XGLM_NAMES
@@ -119,11 +120,14 @@ class XGLMPreTrainedModel(PreTrainedModel):
     ignore_unexpected = (*PreTrainedModel.ignore_unexpected, r"(^|\.)embed_positions\.weights$")
 
 
-class XGLMModel(XGLMPreTrainedModel):
-    """Embeddings, the decoder layers and the final layer norm.
+class XGLMModel(DecoderStack, XGLMPreTrainedModel):
+    """Embeddings, the decoder layers and the final layer norm. ``forward`` takes a decoder
+    stack's arguments (``DecoderStack``), with ``position_ids`` after ``attention_mask``.
 
     Shape: input_ids (B, T) or inputs_embeds (B, T, D) -> last_hidden_state (B, T, D).
     """
+
+    arguments = inserted(DECODER_ARGUMENTS, {"attention_mask": ("position_ids",)})
 
     def __init__(self, config: XGLMConfig, embed_tokens: nn.Embedding | None = None) -> None:
         super().__init__(config)
@@ -146,63 +150,36 @@ class XGLMModel(XGLMPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_tokens = value
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        cross_attn_head_mask: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        cache_position: torch.Tensor | None = None,  # accepted for API compatibility; the Cache knows its length
-    ) -> BaseModelOutput | tuple:
+    def run(self, call: Call) -> BaseModelOutput:
         config = self.config
-        use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions, output_hidden_states, return_dict = resolve_flags(
-            config, output_attentions, output_hidden_states, return_dict
-        )
-
-        if (input_ids is None) == (inputs_embeds is None):
+        if (call.input_ids is None) == (call.inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        inputs_embeds = call.inputs_embeds
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids.view(-1, input_ids.shape[-1]))
-        length = inputs_embeds.shape[1]
+            inputs_embeds = self.embed_tokens(call.input_ids.view(-1, call.input_ids.shape[-1]))
+        length, past = inputs_embeds.shape[1], call.past
         device, dtype = inputs_embeds.device, inputs_embeds.dtype
-        cross = encoder_hidden_states is not None
+        cross = call.encoder_hidden_states is not None
         if cross and not config.add_cross_attention:
             raise ValueError("encoder_hidden_states given, but this XGLM has no cross-attention (add_cross_attention)")
-        check_head_mask(head_mask, len(self.layers))
-        check_head_mask(cross_attn_head_mask, len(self.layers), "cross_attn_head_mask")
 
-        cache, past = open_cache(past_key_values, use_cache, len(self.layers), cross=cross)
+        position_ids = call.position_ids
         if position_ids is None:
             position_ids = torch.arange(past, past + length, device=device)[None]
         hidden = inputs_embeds + self.embed_positions(position_ids.to(device)).to(dtype)
-        out = run_layers(
-            self.layers,
+        return self.run_layers(
             F.dropout(hidden, p=config.dropout, training=self.training),
+            call,
             shared={
-                "self_mask": _self_attention_mask(attention_mask, length, past + length, dtype, device),
-                "memory": encoder_hidden_states,
-                "cross_mask": layers.encoder_mask(encoder_attention_mask, dtype) if cross else None,
+                "self_mask": _self_attention_mask(call.attention_mask, length, past + length, dtype, device),
+                "memory": call.encoder_hidden_states,
+                "cross_mask": layers.encoder_mask(call.encoder_attention_mask, dtype) if cross else None,
             },
-            per_layer={"head_mask": head_mask, "cross_head_mask": cross_attn_head_mask},
-            cache=cache,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+            per_layer={"head_mask": call.head_mask, "cross_head_mask": call.cross_attn_head_mask},
             cross_attentions=cross,
             layerdrop=config.layerdrop,
-            training=self.training,
             final=self.layer_norm,
         )
-        return out if return_dict else out.to_tuple()
 
 
 class XGLMForCausalLM(XGLMPreTrainedModel, TaskModel):

@@ -29,8 +29,8 @@ from torch.nn import functional as F
 from ... import heads
 from ...heads import TaskModel, head_arguments
 from ...layers import Attention, Cache, FeedForward, TransformerLayer, additive, causal_allowed, projections
-from ...layers.stack import run_layers
-from ...modeling import PreTrainedModel, resolve_flags
+from ...layers.stack import Call, Stack
+from ...modeling import PreTrainedModel
 from ...outputs import BaseModelOutput, BeamQAOutput, ClassifierOutput, LMOutput, SpanQAOutput
 from . import names
 from .config import XLMConfig
@@ -85,12 +85,6 @@ def _pruned(config: XLMConfig, layer: int) -> int:
     return len(set(pruned.get(str(layer), pruned.get(layer, ()))))
 
 
-def _refuse_unknown(name: str, kwargs: dict[str, Any]) -> None:
-    """A misspelt argument is an error, not silently ignored."""
-    if kwargs:
-        raise TypeError(f"{name}.forward got unexpected arguments: {', '.join(sorted(kwargs))}")
-
-
 def _layer(config: XLMConfig, index: int) -> TransformerLayer:
     dim = config.emb_dim
     n_heads = config.n_heads - _pruned(config, index)
@@ -105,8 +99,16 @@ def _layer(config: XLMConfig, index: int) -> TransformerLayer:
     )
 
 
-class XLMModel(XLMPreTrainedModel):
+class XLMModel(Stack, XLMPreTrainedModel):
     """The XLM encoder. Shape: input_ids (B, T) -> last_hidden_state (B, T, D)."""
+
+    arguments = (
+        "input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "lengths", "cache", "head_mask",
+        "inputs_embeds", "output_attentions", "output_hidden_states", "return_dict", "past_key_values", "use_cache",
+        "cache_position",  # the reference's; positions come from the cache
+    )
+    #: a head mask may also be one (H,) row for every layer
+    any_head_mask = True
 
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
@@ -132,64 +134,47 @@ class XLMModel(XLMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        cache: Any = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        past_key_values: Any = None,
-        use_cache: bool | None = None,
-        cache_position: torch.Tensor | None = None,  # the reference's; positions come from the cache
-        **kwargs: Any,
-    ) -> BaseModelOutput | tuple:
-        _refuse_unknown("XLMModel", kwargs)
-        config = self.config
-        output_attentions, output_hidden_states, return_dict = resolve_flags(
-            config, output_attentions, output_hidden_states, return_dict
-        )
-        if input_ids is None and inputs_embeds is None:
+    def open(self, call: Call) -> None:
+        """The cache to write to (``call.kv_cache``), the positions it holds (``call.past``) and
+        those after this call (``call.total``)."""
+        if call.input_ids is None and call.inputs_embeds is None:
             raise ValueError("XLMModel needs input_ids or inputs_embeds")
-        if cache is not None and past_key_values is not None:
+        if call.cache is not None and call.past_key_values is not None:
             raise ValueError("pass either cache (the whole sequence so far) or past_key_values (new tokens only)")
-        store, past, total = self._open_cache(cache, past_key_values, use_cache, input_ids, inputs_embeds)
+        call.kv_cache, call.past, call.total = self._open_cache(
+            call.cache, call.past_key_values, call.use_cache, call.input_ids, call.inputs_embeds
+        )
+
+    def run(self, call: Call) -> BaseModelOutput:
+        input_ids, inputs_embeds, past, total = call.input_ids, call.inputs_embeds, call.past, call.total
         new = total - past
-        whole = cache is not None  # the reference's cache: the input is the whole sequence so far
-        mask = self._padding_mask(attention_mask, lengths, input_ids, inputs_embeds, past, total, whole=whole)
+        whole = call.cache is not None  # the reference's cache: the input is the whole sequence so far
+        mask = self._padding_mask(call.attention_mask, call.lengths, input_ids, inputs_embeds, past, total, whole=whole)
         keep = mask[:, -new:, None]  # (B, new, 1): multiplied into the hidden states
 
         # only the positions the cache has not seen
         def tail(x: torch.Tensor | None) -> torch.Tensor | None:
             return x[:, -new:] if x is not None and x.shape[1] > new else x
 
+        position_ids = call.position_ids
         if position_ids is None:
             device = (input_ids if input_ids is not None else inputs_embeds).device
             position_ids = torch.arange(past, total, device=device)[None, :]
-        x = self._embed(tail(input_ids), tail(inputs_embeds), tail(langs), tail(token_type_ids), tail(position_ids))
+        x = self._embed(
+            tail(input_ids), tail(inputs_embeds), tail(call.langs), tail(call.token_type_ids), tail(position_ids)
+        )
         x = x * keep.to(x.dtype)
 
         if self.causal:  # a plain triangle: the reference ignores padding here
             allowed = causal_allowed(new, total, x.device)  # (1, 1, new, total)
         else:
             allowed = (mask != 0)[:, None, None, :]  # (B, 1, 1, total)
-        out = run_layers(
-            self.layers, x,
+        return self.run_layers(
+            x, call,
             shared={"self_mask": additive(allowed, x.dtype)},
-            per_layer={"head_mask": _per_layer(head_mask, len(self.layers), x.dtype)},
-            cache=store,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+            per_layer={"head_mask": _per_layer(call.head_mask, len(self.layers), x.dtype)},
             after=lambda h: h * keep.to(h.dtype),
         )
-        return out if return_dict else out.to_tuple()
 
     def _open_cache(
         self, cache: Any, past_key_values: Any, use_cache: bool | None,
