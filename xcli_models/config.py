@@ -1,8 +1,9 @@
 """Model configuration: a family's config.json fields as attributes.
 
-Each family's config class lists its documented fields with their defaults in
-``defaults`` and its aliases (``hidden_size`` -> ``emb_dim`` ...) in
-``aliases``. Keys we do not know are kept and written back on save, so a
+Each family's config class lists its documented fields once, in ``fields``: each
+with its kind and its reference default (``Field``), or, for a common field (``COMMON_KINDS``),
+just the family's default; ``defaults`` and ``kinds`` are read from it. Its aliases
+(``hidden_size`` -> ``emb_dim`` ...) are in ``aliases``. Keys we do not know are kept and written back on save, so a
 config survives a round trip through xcli unchanged. No torch here.
 
 A config is checked before anything is built from it: when it is made, each
@@ -26,7 +27,7 @@ import math
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 #: fields every Hugging Face config carries, with the reference defaults
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -120,6 +121,18 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: a field without a reference default: checked when config.json has it, absent otherwise
+NO_DEFAULT: Any = object()
+
+
+class Field(NamedTuple):
+    """A documented field of a family's config: its kind (a key of ``KINDS``) and its reference
+    default (``NO_DEFAULT``: none)."""
+
+    kind: str
+    default: Any = NO_DEFAULT
+
+
 class ConfigError(ValueError):
     """config.json is missing or unreadable, names another model type, or holds a value no model
     can be built from (each message one line, naming the field)."""
@@ -129,12 +142,31 @@ class Config:
     """Base of the family configs (``XLMConfig``, ``XGLMConfig`` ...)."""
 
     model_type: ClassVar[str] = ""
-    #: documented fields of the family and their defaults
+    #: the family's documented fields, in the reference's order: field -> ``Field(kind, default)``,
+    #: or for a common field (its kind in ``COMMON_KINDS``) the family's default alone
+    fields: ClassVar[dict[str, Any]] = {}
+    #: documented fields of the family and their defaults (from ``fields``)
     defaults: ClassVar[dict[str, Any]] = {}
     #: alias -> field, e.g. {"hidden_size": "d_model"}
     aliases: ClassVar[dict[str, str]] = {}
-    #: field -> its kind (a key of ``KINDS``), checked when present; the common fields' come from ``COMMON_KINDS``
+    #: field -> its kind (a key of ``KINDS``), checked when present (from ``fields``; the common
+    #: fields' come from ``COMMON_KINDS``)
     kinds: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "fields" not in cls.__dict__:
+            return
+        cls.defaults, cls.kinds = {}, {}
+        for name, field in cls.fields.items():
+            if not isinstance(field, Field):
+                if name not in COMMON_KINDS:
+                    raise TypeError(f"{cls.__name__}.fields[{name!r}]: a family's own field is a Field(kind, default)")
+                field = Field(COMMON_KINDS[name], field)
+            else:
+                cls.kinds[name] = field.kind
+            if field.default is not NO_DEFAULT:
+                cls.defaults[name] = field.default
 
     def __init__(self, **kwargs: Any) -> None:
         id2label = kwargs.pop("id2label", None)

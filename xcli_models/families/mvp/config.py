@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ...config import Config
+from ...config import Config, Field
 
 
 class MvpConfig(Config):
@@ -16,65 +16,40 @@ class MvpConfig(Config):
     """
 
     model_type: ClassVar[str] = "mvp"
-    defaults: ClassVar[dict[str, Any]] = {
-        "vocab_size": 50267,
-        "max_position_embeddings": 1024,
-        "encoder_layers": 12,
-        "encoder_ffn_dim": 4096,
-        "encoder_attention_heads": 16,
-        "decoder_layers": 12,
-        "decoder_ffn_dim": 4096,
-        "decoder_attention_heads": 16,
-        "encoder_layerdrop": 0.0,
-        "decoder_layerdrop": 0.0,
-        "activation_function": "gelu",
-        "d_model": 1024,
-        "dropout": 0.1,
-        "attention_dropout": 0.0,
-        "activation_dropout": 0.0,
-        "init_std": 0.02,
-        "classifier_dropout": 0.0,
-        "scale_embedding": False,
+    fields: ClassVar[dict[str, Any]] = {
+        "vocab_size": Field("size", 50267),
+        "max_position_embeddings": Field("size", 1024),
+        "encoder_layers": Field("layers", 12),
+        "encoder_ffn_dim": Field("size", 4096),
+        "encoder_attention_heads": Field("size", 16),
+        "decoder_layers": Field("layers", 12),
+        "decoder_ffn_dim": Field("size", 4096),
+        "decoder_attention_heads": Field("size", 16),
+        "num_hidden_layers": Field("layers"),
+        "encoder_layerdrop": Field("rate", 0.0),
+        "decoder_layerdrop": Field("rate", 0.0),
+        "activation_function": Field("text", "gelu"),
+        "d_model": Field("size", 1024),
+        "dropout": Field("rate", 0.1),
+        "attention_dropout": Field("rate", 0.0),
+        "activation_dropout": Field("rate", 0.0),
+        "init_std": Field("scale", 0.02),
+        "classifier_dropout": Field("rate", 0.0),
+        "scale_embedding": Field("flag", False),
         "use_cache": True,
         "pad_token_id": 1,
         "bos_token_id": 0,
         "eos_token_id": 2,
         "is_encoder_decoder": True,
         "decoder_start_token_id": 2,
-        "forced_bos_token_id": None,
-        "forced_eos_token_id": 2,
+        "forced_bos_token_id": Field("token", None),
+        "forced_eos_token_id": Field("tokens", 2),
         # lightweight tuning (layer-wise prompts)
-        "use_prompt": False,
-        "prompt_length": 100,
-        "prompt_mid_dim": 800,
+        "use_prompt": Field("flag", False),
+        "prompt_length": Field("size", 100),
+        "prompt_mid_dim": Field("size", 800),
     }
     aliases: ClassVar[dict[str, str]] = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
-    kinds: ClassVar[dict[str, str]] = {
-        "vocab_size": "size",
-        "max_position_embeddings": "size",
-        "encoder_layers": "layers",
-        "encoder_ffn_dim": "size",
-        "encoder_attention_heads": "size",
-        "decoder_layers": "layers",
-        "decoder_ffn_dim": "size",
-        "decoder_attention_heads": "size",
-        "num_hidden_layers": "layers",
-        "encoder_layerdrop": "rate",
-        "decoder_layerdrop": "rate",
-        "activation_function": "text",
-        "d_model": "size",
-        "dropout": "rate",
-        "attention_dropout": "rate",
-        "activation_dropout": "rate",
-        "init_std": "scale",
-        "classifier_dropout": "rate",
-        "scale_embedding": "flag",
-        "forced_bos_token_id": "token",
-        "forced_eos_token_id": "tokens",
-        "use_prompt": "flag",
-        "prompt_length": "size",
-        "prompt_mid_dim": "size",
-    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ...config import Config, ConfigError
+from ...config import Config, Field, ConfigError
 
 
 class ProphetNetConfig(Config):
@@ -25,26 +25,26 @@ class ProphetNetConfig(Config):
     model_type: ClassVar[str] = "prophetnet"
     #: config.json of the other model type is read too: the architecture is the same
     also_reads: ClassVar[tuple[str, ...]] = ("xlm-prophetnet",)
-    defaults: ClassVar[dict[str, Any]] = {
-        "vocab_size": 30522,
-        "hidden_size": 1024,
-        "encoder_ffn_dim": 4096,
-        "num_encoder_layers": 12,
-        "num_encoder_attention_heads": 16,
-        "decoder_ffn_dim": 4096,
-        "num_decoder_layers": 12,
-        "num_decoder_attention_heads": 16,
-        "activation_function": "gelu",
-        "dropout": 0.1,
-        "attention_dropout": 0.1,
-        "activation_dropout": 0.1,
-        "max_position_embeddings": 512,
-        "init_std": 0.02,
-        "ngram": 2,
-        "num_buckets": 32,
-        "relative_max_distance": 128,
-        "disable_ngram_loss": False,
-        "eps": 0.0,
+    fields: ClassVar[dict[str, Any]] = {
+        "vocab_size": Field("size", 30522),
+        "hidden_size": Field("size", 1024),
+        "encoder_ffn_dim": Field("size", 4096),
+        "num_encoder_layers": Field("layers", 12),
+        "num_encoder_attention_heads": Field("size", 16),
+        "decoder_ffn_dim": Field("size", 4096),
+        "num_decoder_layers": Field("layers", 12),
+        "num_decoder_attention_heads": Field("size", 16),
+        "activation_function": Field("text", "gelu"),
+        "dropout": Field("rate", 0.1),
+        "attention_dropout": Field("rate", 0.1),
+        "activation_dropout": Field("rate", 0.1),
+        "max_position_embeddings": Field("size", 512),
+        "init_std": Field("scale", 0.02),
+        "ngram": Field("size", 2),
+        "num_buckets": Field("size", 32),
+        "relative_max_distance": Field("size", 128),
+        "disable_ngram_loss": Field("flag", False),
+        "eps": Field("rate", 0.0),
         "is_encoder_decoder": True,
         "add_cross_attention": True,
         "use_cache": True,
@@ -54,27 +54,6 @@ class ProphetNetConfig(Config):
         "decoder_start_token_id": 0,
     }
     aliases: ClassVar[dict[str, str]] = {"num_attention_heads": "num_encoder_attention_heads"}
-    kinds: ClassVar[dict[str, str]] = {
-        "vocab_size": "size",
-        "hidden_size": "size",
-        "encoder_ffn_dim": "size",
-        "num_encoder_layers": "layers",
-        "num_encoder_attention_heads": "size",
-        "decoder_ffn_dim": "size",
-        "num_decoder_layers": "layers",
-        "num_decoder_attention_heads": "size",
-        "activation_function": "text",
-        "dropout": "rate",
-        "attention_dropout": "rate",
-        "activation_dropout": "rate",
-        "max_position_embeddings": "size",
-        "init_std": "scale",
-        "ngram": "size",
-        "num_buckets": "size",
-        "relative_max_distance": "size",
-        "disable_ngram_loss": "flag",
-        "eps": "rate",
-    }
 
     def check_fields(self) -> None:
         self._divisible("hidden_size", "num_encoder_attention_heads")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ...config import Config
+from ...config import Config, Field
 
 
 class XGLMConfig(Config):
@@ -16,20 +16,20 @@ class XGLMConfig(Config):
     """
 
     model_type: ClassVar[str] = "xglm"
-    defaults: ClassVar[dict[str, Any]] = {
-        "vocab_size": 256008,
-        "max_position_embeddings": 2048,
-        "d_model": 1024,
-        "ffn_dim": 4096,
-        "num_layers": 24,
-        "attention_heads": 16,
-        "activation_function": "gelu",
-        "dropout": 0.1,
-        "attention_dropout": 0.1,
-        "activation_dropout": 0.0,
-        "layerdrop": 0.0,
-        "init_std": 0.02,
-        "scale_embedding": True,
+    fields: ClassVar[dict[str, Any]] = {
+        "vocab_size": Field("size", 256008),
+        "max_position_embeddings": Field("size", 2048),
+        "d_model": Field("size", 1024),
+        "ffn_dim": Field("size", 4096),
+        "num_layers": Field("layers", 24),
+        "attention_heads": Field("size", 16),
+        "activation_function": Field("text", "gelu"),
+        "dropout": Field("rate", 0.1),
+        "attention_dropout": Field("rate", 0.1),
+        "activation_dropout": Field("rate", 0.0),
+        "layerdrop": Field("rate", 0.0),
+        "init_std": Field("scale", 0.02),
+        "scale_embedding": Field("flag", True),
         "use_cache": True,
         "decoder_start_token_id": 2,
         "pad_token_id": 1,
@@ -40,21 +40,6 @@ class XGLMConfig(Config):
         "num_attention_heads": "attention_heads",
         "hidden_size": "d_model",
         "num_hidden_layers": "num_layers",
-    }
-    kinds: ClassVar[dict[str, str]] = {
-        "vocab_size": "size",
-        "max_position_embeddings": "size",
-        "d_model": "size",
-        "ffn_dim": "size",
-        "num_layers": "layers",
-        "attention_heads": "size",
-        "activation_function": "text",
-        "dropout": "rate",
-        "attention_dropout": "rate",
-        "activation_dropout": "rate",
-        "layerdrop": "rate",
-        "init_std": "scale",
-        "scale_embedding": "flag",
     }
 
     def check_fields(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ...config import Config, ConfigError, show_value
+from ...config import Config, Field, ConfigError, show_value
 
 
 class XLNetConfig(Config):
@@ -17,31 +17,32 @@ class XLNetConfig(Config):
     """
 
     model_type: ClassVar[str] = "xlnet"
-    defaults: ClassVar[dict[str, Any]] = {
-        "vocab_size": 32000,
-        "d_model": 1024,
-        "n_layer": 24,
-        "n_head": 16,
-        "d_inner": 4096,
-        "ff_activation": "gelu",
-        "untie_r": True,
-        "attn_type": "bi",
-        "initializer_range": 0.02,
-        "layer_norm_eps": 1e-12,
-        "dropout": 0.1,
-        "mem_len": 512,
-        "reuse_len": None,
-        "use_mems_eval": True,
-        "use_mems_train": False,
-        "bi_data": False,
-        "clamp_len": -1,
-        "same_length": False,
-        "summary_type": "last",
-        "summary_use_proj": True,
-        "summary_activation": "tanh",
-        "summary_last_dropout": 0.1,
-        "start_n_top": 5,
-        "end_n_top": 5,
+    fields: ClassVar[dict[str, Any]] = {
+        "vocab_size": Field("size", 32000),
+        "d_model": Field("size", 1024),
+        "n_layer": Field("layers", 24),
+        "n_head": Field("size", 16),
+        "d_inner": Field("size", 4096),
+        "ff_activation": Field("text", "gelu"),
+        "untie_r": Field("flag", True),
+        "attn_type": Field("text", "bi"),
+        "initializer_range": Field("scale", 0.02),
+        "layer_norm_eps": Field("scale", 1e-12),
+        "dropout": Field("rate", 0.1),
+        "mem_len": Field("count?", 512),
+        "reuse_len": Field("count?", None),
+        "use_mems_eval": Field("flag", True),
+        "use_mems_train": Field("flag", False),
+        "bi_data": Field("flag", False),
+        "clamp_len": Field("int", -1),
+        "same_length": Field("flag", False),
+        "summary_type": Field("text", "last"),
+        "summary_use_proj": Field("flag", True),
+        "summary_activation": Field("text?", "tanh"),
+        "summary_proj_to_labels": Field("flag"),
+        "summary_last_dropout": Field("rate", 0.1),
+        "start_n_top": Field("size", 5),
+        "end_n_top": Field("size", 5),
         "pad_token_id": 5,
         "bos_token_id": 1,
         "eos_token_id": 2,
@@ -52,34 +53,6 @@ class XLNetConfig(Config):
         "num_attention_heads": "n_head",
         "num_hidden_layers": "n_layer",
         "use_cache": "use_mems_eval",
-    }
-
-    kinds: ClassVar[dict[str, str]] = {
-        "vocab_size": "size",
-        "d_model": "size",
-        "n_layer": "layers",
-        "n_head": "size",
-        "d_inner": "size",
-        "ff_activation": "text",
-        "untie_r": "flag",
-        "attn_type": "text",
-        "initializer_range": "scale",
-        "layer_norm_eps": "scale",
-        "dropout": "rate",
-        "mem_len": "count?",
-        "reuse_len": "count?",
-        "use_mems_eval": "flag",
-        "use_mems_train": "flag",
-        "bi_data": "flag",
-        "clamp_len": "int",
-        "same_length": "flag",
-        "summary_type": "text",
-        "summary_use_proj": "flag",
-        "summary_activation": "text?",
-        "summary_proj_to_labels": "flag",
-        "summary_last_dropout": "rate",
-        "start_n_top": "size",
-        "end_n_top": "size",
     }
 
     def __init__(self, **kwargs: Any) -> None:
