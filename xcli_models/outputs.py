@@ -11,8 +11,8 @@ reads: loss and logits, then the decoder's cache, hidden states and attentions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from dataclasses import dataclass, fields, make_dataclass
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -152,3 +152,29 @@ class Seq2SeqSpanQAOutput(_Seq2SeqParts, _Spans):
 @dataclass
 class BeamQAOutput(_Layers, _BeamSpans):
     """The SQuAD beam-search head of XLM and XLNet."""
+
+
+#: decoder output fields an encoder-decoder output carries under their own name
+_UNPREFIXED = ("last_hidden_state", "past_key_values", "cross_attentions")
+#: encoder output fields it carries, prefixed ``encoder_``
+_ENCODER_FIELDS = ("last_hidden_state", "hidden_states", "attentions")
+
+
+def seq2seq_output(
+    name: str, decoder: type[ModelOutput], *, renamed: Mapping[str, str] | None = None, module: str = __name__
+) -> type[ModelOutput]:
+    """An encoder-decoder model's output class, from its decoder's output class: the decoder's
+    fields in order, each per-layer one (hidden states, self-attentions) with a ``decoder_``
+    prefix unless ``renamed`` names it otherwise (the last hidden states, the cache and the
+    cross-attentions keep their names), then the encoder's last hidden state, hidden states and
+    attentions with an ``encoder_`` prefix (ProphetNet's, whose decoder has n-gram streams).
+
+    Example: ``BaseModelOutput`` gives the fields of ``Seq2SeqModelOutput``.
+    """
+    renamed = renamed or {}
+    own = []
+    for f in fields(decoder):
+        keep = f.name in _UNPREFIXED or f.name.startswith("last_hidden_state")
+        own.append((renamed.get(f.name, f.name if keep else f"decoder_{f.name}"), f.type, None))
+    encoder = [(f"encoder_{f.name}", f.type, None) for f in fields(BaseModelOutput) if f.name in _ENCODER_FIELDS]
+    return make_dataclass(name, own + encoder, bases=(ModelOutput,), namespace={"__module__": module})

@@ -9,24 +9,9 @@ from typing import Any
 import torch
 
 from ...heads import head_output
-from ...outputs import ModelOutput
+from ...outputs import ModelOutput, seq2seq_output
 
 Tensors = tuple[torch.Tensor, ...]
-
-
-@dataclass
-class ProphetNetSeq2SeqModelOutput(ModelOutput):
-    last_hidden_state: torch.Tensor | None = None
-    last_hidden_state_ngram: torch.Tensor | None = None
-    past_key_values: Any = None
-    decoder_hidden_states: Tensors | None = None
-    decoder_ngram_hidden_states: Tensors | None = None
-    decoder_attentions: Tensors | None = None
-    decoder_ngram_attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
-    encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_hidden_states: Tensors | None = None
-    encoder_attentions: Tensors | None = None
 
 
 @dataclass
@@ -40,6 +25,12 @@ class ProphetNetDecoderModelOutput(ModelOutput):
     ngram_attentions: Tensors | None = None
     cross_attentions: Tensors | None = None
 
+
+#: the decoder's fields (the per-layer ones prefixed ``decoder_``), then the encoder's
+ProphetNetSeq2SeqModelOutput = seq2seq_output(
+    "ProphetNetSeq2SeqModelOutput", ProphetNetDecoderModelOutput,
+    renamed={"hidden_states_ngram": "decoder_ngram_hidden_states"}, module=__name__,
+)
 
 _LM_FIELDS = ("loss", "logits", "logits_ngram")
 _STATES = ("last_hidden_state", "last_hidden_state_ngram")
