@@ -10,25 +10,30 @@ from __future__ import annotations
 from ...heads import beam_qa_names, summary_names
 from ...loading import NameTable
 
-_LAYER = "layer.{i}"
-_OURS = "layers.{i}"
+#: the relative attention's parts: the reference's (under ``layer.{i}.rel_attn``) -> ours (under
+#: ``layers.{i}.self_attn``)
+_ATTENTION = {
+    "q": "query.weight",
+    "k": "key.weight",
+    "v": "value.weight",
+    "o": "output.weight",
+    "r": "position.weight",
+    "r_w_bias": "content_bias",
+    "r_r_bias": "position_bias",
+    "r_s_bias": "segment_bias",
+    "seg_embed": "segment_embed",
+}
+#: the rest of a layer: the reference's (under ``layer.{i}``) -> ours (under ``layers.{i}``)
+_LAYER = {
+    "rel_attn.layer_norm": "self_attn_post_norm",
+    "ff.layer_norm": "ffn_post_norm",
+    "ff.layer_1": "ffn.up",
+    "ff.layer_2": "ffn.down",
+}
 
 BASE = NameTable(
-    (
-        (f"{_LAYER}.rel_attn.q", f"{_OURS}.self_attn.query.weight"),
-        (f"{_LAYER}.rel_attn.k", f"{_OURS}.self_attn.key.weight"),
-        (f"{_LAYER}.rel_attn.v", f"{_OURS}.self_attn.value.weight"),
-        (f"{_LAYER}.rel_attn.o", f"{_OURS}.self_attn.output.weight"),
-        (f"{_LAYER}.rel_attn.r", f"{_OURS}.self_attn.position.weight"),
-        (f"{_LAYER}.rel_attn.r_w_bias", f"{_OURS}.self_attn.content_bias"),
-        (f"{_LAYER}.rel_attn.r_r_bias", f"{_OURS}.self_attn.position_bias"),
-        (f"{_LAYER}.rel_attn.r_s_bias", f"{_OURS}.self_attn.segment_bias"),
-        (f"{_LAYER}.rel_attn.seg_embed", f"{_OURS}.self_attn.segment_embed"),
-        (f"{_LAYER}.rel_attn.layer_norm", f"{_OURS}.self_attn_post_norm"),
-        (f"{_LAYER}.ff.layer_norm", f"{_OURS}.ffn_post_norm"),
-        (f"{_LAYER}.ff.layer_1", f"{_OURS}.ffn.up"),
-        (f"{_LAYER}.ff.layer_2", f"{_OURS}.ffn.down"),
-    )
+    tuple((f"layer.{{i}}.rel_attn.{hf}", f"layers.{{i}}.self_attn.{ours}") for hf, ours in _ATTENTION.items())
+    + tuple((f"layer.{{i}}.{hf}", f"layers.{{i}}.{ours}") for hf, ours in _LAYER.items())
 )
 
 #: the heads keep the reference's top-level names except where a shared head has its own parts
