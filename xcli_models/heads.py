@@ -65,7 +65,8 @@ class TaskModel(DeclaredForward, PreTrainedModel):
     * ``arguments``: the forward's arguments in positional order (the base model's with the
       head's own among them, see ``head_arguments``; names or ``inspect.Parameter``\\ s);
       ``extra_kwargs`` also accepts other keyword arguments and hands them to the base model;
-    * ``head_inputs``: the arguments that are the head's own, handed to ``head``, not to the base;
+    * ``head_inputs``: the arguments that are the head's own, handed to ``head``, not to the base
+      (``labels`` unless the class says otherwise);
     * ``head``: the head's output fields from the base model's output;
     * ``output``: the output class, built from ``head``'s fields and, for every other field, the
       base output's field of the same name (hidden states, attentions, caches ...);
@@ -77,7 +78,7 @@ class TaskModel(DeclaredForward, PreTrainedModel):
     """
 
     base_class: ClassVar[Callable[..., nn.Module]]
-    head_inputs: ClassVar[tuple[str, ...]] = ()
+    head_inputs: ClassVar[tuple[str, ...]] = ("labels",)
     output: ClassVar[type[ModelOutput]] = ModelOutput
     base_path: ClassVar[str] = ""
 
@@ -99,13 +100,17 @@ class TaskModel(DeclaredForward, PreTrainedModel):
         """The head's output fields, from the base model's output and the head's own arguments."""
         raise NotImplementedError
 
+    def base_module(self) -> nn.Module:
+        """The module run as the base model."""
+        return self.get_submodule(self.base_path or self.base_model_prefix)
+
     def _forward(self, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
         inputs = self.bind_arguments(args, kwargs)
         extra = inputs.pop("kwargs", {}) if self.extra_kwargs else {}
         return_dict = inputs.pop("return_dict", None)
         own = {name: inputs.pop(name, None) for name in self.head_inputs}
         inputs = self.base_inputs(inputs, own)
-        base = self.get_submodule(self.base_path or self.base_model_prefix)(**inputs, **extra, return_dict=True)
+        base = self.base_module()(**inputs, **extra, return_dict=True)
         result = self.head(base, **own)
         carried = {
             f.name: getattr(base, f.name) for f in fields(self.output) if f.name not in result and hasattr(base, f.name)
@@ -113,6 +118,54 @@ class TaskModel(DeclaredForward, PreTrainedModel):
         out = self.output(**result, **carried)
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         return out if return_dict else out.to_tuple()
+
+
+class TokenClassifierHead:
+    """A head (mixed in before ``TaskModel``): a linear ``classifier`` over every token, after
+    dropout of ``config.<dropout_field>`` when the class names one; labels -100 are ignored.
+
+    Shape: last hidden state (B, T, D) -> logits (B, T, num_labels); labels (B, T).
+    """
+
+    #: the config field holding the dropout before the classifier ("": none)
+    dropout_field: ClassVar[str] = ""
+    config: Config
+    training: bool
+
+    def add_head(self, config: Config) -> None:
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def head(self, base: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        hidden = base.last_hidden_state
+        if self.dropout_field:
+            hidden = F.dropout(hidden, p=getattr(self.config, self.dropout_field), training=self.training)
+        logits = self.classifier(hidden)
+        loss = None if labels is None else token_classification_loss(logits, labels)
+        return {"loss": loss, "logits": logits}
+
+
+class Seq2SeqLMHead:
+    """What the LM heads over an encoder-decoder model share (mixed in before ``TaskModel``):
+    the encoder and decoder are the base model's, and with ``labels`` and no decoder inputs
+    the decoder reads the labels shifted right (the family's
+    ``prepare_decoder_input_ids_from_labels``)."""
+
+    base_model_prefix: ClassVar[str]
+
+    def get_encoder(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix).get_encoder()
+
+    def get_decoder(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix).get_decoder()
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+        given = inputs.get("decoder_input_ids") is not None or inputs.get("decoder_inputs_embeds") is not None
+        if own["labels"] is not None and not given:
+            inputs["decoder_input_ids"] = self.prepare_decoder_input_ids_from_labels(own["labels"])
+        return inputs
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config) -> torch.Tensor:

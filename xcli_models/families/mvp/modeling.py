@@ -21,7 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...generation.adapters import Parts, last_hidden_state
-from ...heads import SpanHead, TaskModel, head_arguments, sequence_classification_loss, token_classification_loss
+from ...heads import (
+    Seq2SeqLMHead, SpanHead, TaskModel, head_arguments, sequence_classification_loss, token_classification_loss,
+)
 from ...modeling import EncoderDecoderModel, PreTrainedModel
 from ...outputs import (
     BaseModelOutput,
@@ -147,7 +149,7 @@ _SEQ2SEQ_TIES = {
 _NO_CACHE = ("past_key_values", "cache_position")
 
 
-class MvpForConditionalGeneration(MvpPreTrainedModel, TaskModel):
+class MvpForConditionalGeneration(Seq2SeqLMHead, MvpPreTrainedModel, TaskModel):
     """MVP with its language-modelling head (logits over the vocabulary plus ``final_logits_bias``).
 
     With ``labels`` and no decoder inputs, the decoder reads the labels shifted right.
@@ -157,7 +159,6 @@ class MvpForConditionalGeneration(MvpPreTrainedModel, TaskModel):
     shared_weights = _SEQ2SEQ_TIES
     output_ties = {"lm_head.weight": "model.shared.weight"}
     arguments = head_arguments(MvpModel.forward, {"decoder_inputs_embeds": ("labels",)})
-    head_inputs = ("labels",)
     output = Seq2SeqLMOutput
 
     def add_head(self, config: MvpConfig) -> None:
@@ -180,21 +181,13 @@ class MvpForConditionalGeneration(MvpPreTrainedModel, TaskModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
-    def get_encoder(self) -> MvpEncoder:
-        return self.model.encoder
-
-    def get_decoder(self) -> MvpDecoder:
-        return self.model.decoder
-
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
         if own["labels"] is not None:
             inputs["use_cache"] = False
-            if inputs.get("decoder_input_ids") is None and inputs.get("decoder_inputs_embeds") is None:
-                inputs["decoder_input_ids"] = self.prepare_decoder_input_ids_from_labels(own["labels"])
-        return inputs
+        return super().base_inputs(inputs, own)
 
     def head(self, base: Seq2SeqModelOutput, labels: torch.Tensor | None = None) -> dict[str, Any]:
         logits = self.lm_head(base.last_hidden_state) + self.final_logits_bias
@@ -207,7 +200,6 @@ class MvpForSequenceClassification(MvpPreTrainedModel, TaskModel):
     base_class = MvpModel
     shared_weights = _SEQ2SEQ_TIES
     arguments = head_arguments(MvpModel.forward, {"decoder_inputs_embeds": ("labels",)}, drop=_NO_CACHE)
-    head_inputs = ("labels",)
     output = Seq2SeqClassifierOutput
 
     def add_head(self, config: MvpConfig) -> None:
@@ -287,7 +279,6 @@ class MvpForCausalLM(MvpPreTrainedModel, TaskModel):
     base_class = _DecoderOnly
     output_ties = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
     arguments = head_arguments(MvpDecoder.forward, {"inputs_embeds": ("labels",)})
-    head_inputs = ("labels",)
     output = LMOutput
     base_path = "model.decoder"
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...generation.adapters import Parts
-from ...heads import TaskModel, head_arguments
+from ...heads import Seq2SeqLMHead, TaskModel, head_arguments
 from ...arguments import keyword_only
 from ...layers.stack import DECODER_ARGUMENTS, Call, DecoderStack, Stack
 from ...modeling import EncoderDecoderModel, PreTrainedModel
@@ -264,7 +264,6 @@ class _StreamLMHead:
     """The LM head over the predicting streams (tied to the word embeddings) and its n-gram
     loss, as ProphetNet's two task models share it (a mixin beside ``TaskModel``)."""
 
-    head_inputs = ("labels",)
     config: ProphetNetConfig
     lm_head: nn.Linear
 
@@ -296,7 +295,7 @@ class _StreamLMHead:
         return {"loss": loss, "logits": logits, "logits_ngram": logits_ngram}
 
 
-class ProphetNetForConditionalGeneration(_StreamLMHead, ProphetNetPreTrainedModel, TaskModel):
+class ProphetNetForConditionalGeneration(Seq2SeqLMHead, _StreamLMHead, ProphetNetPreTrainedModel, TaskModel):
     """``ProphetNetModel`` with the LM head (tied to the word embeddings) over the predicting streams.
     With ``labels`` and no decoder inputs, the decoder reads the labels shifted right.
 
@@ -313,20 +312,8 @@ class ProphetNetForConditionalGeneration(_StreamLMHead, ProphetNetPreTrainedMode
     arguments = head_arguments(ProphetNetModel.forward, {"decoder_inputs_embeds": ("labels",)})
     output = ProphetNetSeq2SeqLMOutput
 
-    def get_encoder(self) -> ProphetNetEncoder:
-        return self.prophetnet.encoder
-
-    def get_decoder(self) -> ProphetNetDecoder:
-        return self.prophetnet.decoder
-
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_right(labels, self.config.decoder_start_token_id, self.config.pad_token_id)
-
-    def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-        if own["labels"] is not None and inputs.get("decoder_input_ids") is None \
-                and inputs.get("decoder_inputs_embeds") is None:
-            inputs["decoder_input_ids"] = self.prepare_decoder_input_ids_from_labels(own["labels"])
-        return inputs
 
 
 class ProphetNetDecoderWrapper(nn.Module):

@@ -289,7 +289,6 @@ class XLMWithLMHeadModel(XLMPreTrainedModel, TaskModel):
     base_class = XLMModel
     output_ties = {"pred_layer.proj.weight": "transformer.embeddings.weight"}
     arguments = head_arguments(XLMModel.forward, {"inputs_embeds": ("labels",)})
-    head_inputs = ("labels",)
     output = LMOutput
     #: generation scores a mask token appended at each step (see .generation)
     generation_adapter_class = XLMAdapter
@@ -314,7 +313,6 @@ class XLMForSequenceClassification(XLMPreTrainedModel, TaskModel):
     base_class = XLMModel
     names = names.SUMMARY
     arguments = head_arguments(XLMModel.forward, {"inputs_embeds": ("labels",)}, drop=_NO_CACHE)
-    head_inputs = ("labels",)
     output = ClassifierOutput
 
     def add_head(self, config: XLMConfig) -> None:
@@ -335,7 +333,6 @@ class XLMForMultipleChoice(XLMPreTrainedModel, TaskModel):
     base_class = XLMModel
     names = names.SUMMARY
     arguments = XLMForSequenceClassification.arguments
-    head_inputs = ("labels",)
     output = ClassifierOutput
 
     def add_head(self, config: XLMConfig) -> None:
@@ -361,22 +358,13 @@ class XLMForMultipleChoice(XLMPreTrainedModel, TaskModel):
         return {"loss": None if labels is None else F.cross_entropy(logits, labels), "logits": logits}
 
 
-class XLMForTokenClassification(XLMPreTrainedModel, TaskModel):
+class XLMForTokenClassification(heads.TokenClassifierHead, XLMPreTrainedModel, TaskModel):
     """A linear classifier over every token (after dropout)."""
 
     base_class = XLMModel
     arguments = XLMForSequenceClassification.arguments
-    head_inputs = ("labels",)
     output = ClassifierOutput
-
-    def add_head(self, config: XLMConfig) -> None:
-        self.classifier = nn.Linear(config.emb_dim, config.num_labels)
-
-    def head(self, base: BaseModelOutput, labels: torch.Tensor | None = None) -> dict[str, Any]:
-        hidden = F.dropout(base.last_hidden_state, p=self.config.dropout, training=self.training)
-        logits = self.classifier(hidden)
-        loss = None if labels is None else heads.token_classification_loss(logits, labels)
-        return {"loss": loss, "logits": logits}
+    dropout_field = "dropout"
 
 
 class XLMForQuestionAnsweringSimple(XLMPreTrainedModel, TaskModel):

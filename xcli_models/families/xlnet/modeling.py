@@ -26,6 +26,7 @@ from ...heads import (
     BeamQAHead,
     SequenceSummary,
     SpanHead,
+    TokenClassifierHead,
     sequence_classification_loss,
     token_classification_loss,
 )
@@ -247,7 +248,6 @@ class XLNetLMHeadModel(XLNetPreTrainedModel, TaskModel):
     base_class = XLNetModel
     output_ties = {"lm_loss.weight": "transformer.word_embedding.weight"}
     arguments = head_arguments(XLNetModel.forward, {_HEAD_AFTER: ("labels",)})
-    head_inputs = ("labels",)
     output = XLNetLMHeadModelOutput
     #: generation predicts a dummy token after the sequence at each step (see .generation)
     generation_adapter_class = XLNetAdapter
@@ -321,7 +321,6 @@ class XLNetForSequenceClassification(XLNetPreTrainedModel, TaskModel):
     base_class = XLNetModel
     names = hf_names.BASE + hf_names.SUMMARY
     arguments = XLNetLMHeadModel.arguments
-    head_inputs = ("labels",)
     output = XLNetForSequenceClassificationOutput
 
     def add_head(self, config: XLNetConfig) -> None:
@@ -334,21 +333,12 @@ class XLNetForSequenceClassification(XLNetPreTrainedModel, TaskModel):
         return {"loss": loss, "logits": logits}
 
 
-class XLNetForTokenClassification(XLNetPreTrainedModel, TaskModel):
+class XLNetForTokenClassification(TokenClassifierHead, XLNetPreTrainedModel, TaskModel):
     """A linear classifier over every token. Shape: logits (B, T, num_labels); labels (B, T), -100 ignored."""
 
     base_class = XLNetModel
     arguments = XLNetLMHeadModel.arguments
-    head_inputs = ("labels",)
     output = XLNetForTokenClassificationOutput
-
-    def add_head(self, config: XLNetConfig) -> None:
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-
-    def head(self, base: XLNetModelOutput, labels: Tensor | None = None) -> dict[str, Any]:
-        logits = self.classifier(base.last_hidden_state)
-        loss = None if labels is None else token_classification_loss(logits, labels)
-        return {"loss": loss, "logits": logits}
 
 
 class XLNetForMultipleChoice(XLNetPreTrainedModel, TaskModel):
@@ -365,7 +355,6 @@ class XLNetForMultipleChoice(XLNetPreTrainedModel, TaskModel):
         "head_mask", "inputs_embeds", "labels", "use_mems", "output_attentions", "output_hidden_states",
         "return_dict",
     )
-    head_inputs = ("labels",)
     output = XLNetForMultipleChoiceOutput
 
     def add_head(self, config: XLNetConfig) -> None:
