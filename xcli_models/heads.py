@@ -104,6 +104,13 @@ class TaskModel(DeclaredForward, PreTrainedModel):
         """The module run as the base model."""
         return self.get_submodule(self.base_path or self.base_model_prefix)
 
+    # the token embeddings are the base model's
+    def get_input_embeddings(self) -> nn.Module:
+        return self.base_module().get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.base_module().set_input_embeddings(value)
+
     def _forward(self, *args: Any, **kwargs: Any) -> ModelOutput | tuple:
         inputs = self.bind_arguments(args, kwargs)
         extra = inputs.pop("kwargs", {}) if self.extra_kwargs else {}

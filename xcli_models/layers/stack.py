@@ -153,9 +153,17 @@ class Stack(DeclaredForward):
     output: ClassVar[type[ModelOutput]] = BaseModelOutput
     #: the family also takes other head masks (XLM: one (H,) row for every layer)
     any_head_mask: ClassVar[bool] = False
+    #: the attribute holding the stack's token embedding (``get_input_embeddings``)
+    token_embeddings: ClassVar[str] = "embed_tokens"
     config: Any
     layers: nn.ModuleList
     training: bool
+
+    def get_input_embeddings(self) -> nn.Module:
+        return getattr(self, self.token_embeddings)
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        setattr(self, self.token_embeddings, value)
 
     def run(self, call: Call) -> ModelOutput:
         """The output of one call (see ``Call``)."""

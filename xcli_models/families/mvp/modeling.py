@@ -175,9 +175,6 @@ class MvpForConditionalGeneration(Seq2SeqLMHead, MvpPreTrainedModel, TaskModel):
         """A checkpoint without ``final_logits_bias`` means a zero bias."""
         self.final_logits_bias = torch.zeros(1, self.lm_head.out_features, dtype=self.model.shared.weight.dtype)
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.shared
-
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
@@ -292,9 +289,6 @@ class MvpForCausalLM(MvpPreTrainedModel, TaskModel):
 
     def generation_parts(self) -> Parts:
         return Parts(decoder=self.model.decoder, hidden=last_hidden_state, head=self.lm_head)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.decoder.embed_tokens
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

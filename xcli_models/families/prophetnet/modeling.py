@@ -103,6 +103,8 @@ class ProphetNetEncoder(Stack, ProphetNetPreTrainedModel):
     Shape: input_ids (B, S) or inputs_embeds (B, S, D) -> last_hidden_state (B, S, D).
     """
 
+    token_embeddings = "word_embeddings"
+
     def __init__(self, config: ProphetNetConfig, word_embeddings: nn.Embedding | None = None) -> None:
         super().__init__(config)
         self.word_embeddings = (
@@ -113,12 +115,6 @@ class ProphetNetEncoder(Stack, ProphetNetPreTrainedModel):
         self.embeddings_layer_norm = nn.LayerNorm(config.hidden_size)
         self.layers = nn.ModuleList(encoder_layer(config) for _ in range(config.num_encoder_layers))
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.word_embeddings = value
 
     def run(self, call: Call) -> BaseModelOutput:
         inputs_embeds = self._token_embeddings(call.input_ids, call.inputs_embeds)
@@ -141,6 +137,7 @@ class ProphetNetDecoder(DecoderStack, ProphetNetPreTrainedModel):
 
     arguments = (*DECODER_ARGUMENTS, *keyword_only("predict_streams"))
     output = ProphetNetDecoderModelOutput
+    token_embeddings = "word_embeddings"
 
     def __init__(self, config: ProphetNetConfig, word_embeddings: nn.Embedding | None = None) -> None:
         super().__init__(config)
@@ -154,12 +151,6 @@ class ProphetNetDecoder(DecoderStack, ProphetNetPreTrainedModel):
         self.layers = nn.ModuleList(decoder_layer(config) for _ in range(config.num_decoder_layers))
         self.embeddings_layer_norm = nn.LayerNorm(dim)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.word_embeddings = value
 
     def _embed(self, inputs_embeds: torch.Tensor, past: int, streams: int) -> torch.Tensor:
         """Main stream: tokens + positions; predicting stream s (of the first ``streams``): the
@@ -273,9 +264,6 @@ class _StreamLMHead:
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.get_decoder().word_embeddings  # type: ignore[attr-defined]
 
     def generation_parts(self) -> Parts:
         """The decoder's first predicting stream feeds the head (it scores the next token); a cached

@@ -144,12 +144,6 @@ class XGLMModel(DecoderStack, XGLMPreTrainedModel):
         self.layer_norm = nn.LayerNorm(dim)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embed_tokens = value
-
     def run(self, call: Call) -> BaseModelOutput:
         config = self.config
         if (call.input_ids is None) == (call.inputs_embeds is None):
@@ -197,12 +191,6 @@ class XGLMForCausalLM(XGLMPreTrainedModel, TaskModel):
 
     def add_head(self, config: XGLMConfig) -> None:
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embed_tokens = value
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

@@ -109,6 +109,7 @@ class XLMModel(Stack, XLMPreTrainedModel):
     )
     #: a head mask may also be one (H,) row for every layer
     any_head_mask = True
+    token_embeddings = "embeddings"
 
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
@@ -130,9 +131,6 @@ class XLMModel(Stack, XLMPreTrainedModel):
         self.layer_norm_emb = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.layers = nn.ModuleList(_layer(config, i) for i in range(config.n_layers))
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
 
     def open(self, call: Call) -> None:
         """The cache to write to (``call.kv_cache``), the positions it holds (``call.past``) and
