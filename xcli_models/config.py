@@ -1,9 +1,10 @@
 """Model configuration: a family's config.json fields as attributes.
 
 Each family's config class lists its documented fields once, in ``fields``: each
-with its kind and its reference default (``Field``), or, for a common field (``COMMON_KINDS``),
-just the family's default; ``defaults`` and ``kinds`` are read from it. Its aliases
-(``hidden_size`` -> ``emb_dim`` ...) are in ``aliases``. Keys we do not know are kept and written back on save, so a
+with its kind, its reference default and the other name config.json may give it
+(``Field``: ``hidden_size`` for XLM's ``emb_dim`` ...), or, for a common field
+(``COMMON_KINDS``), just the family's default; ``defaults``, ``kinds`` and ``aliases``
+are read from it. Keys we do not know are kept and written back on save, so a
 config survives a round trip through xcli unchanged. No torch here.
 
 A config is checked before anything is built from it: when it is made, each
@@ -126,11 +127,13 @@ NO_DEFAULT: Any = object()
 
 
 class Field(NamedTuple):
-    """A documented field of a family's config: its kind (a key of ``KINDS``) and its reference
-    default (``NO_DEFAULT``: none)."""
+    """A documented field of a family's config: its kind (a key of ``KINDS``), its reference
+    default (``NO_DEFAULT``: none) and the other name the reference reads and writes it by
+    (its ``attribute_map``: ``hidden_size``, ``num_attention_heads`` ...), if any."""
 
     kind: str
     default: Any = NO_DEFAULT
+    alias: str = ""
 
 
 class ConfigError(ValueError):
@@ -147,7 +150,7 @@ class Config:
     fields: ClassVar[dict[str, Any]] = {}
     #: documented fields of the family and their defaults (from ``fields``)
     defaults: ClassVar[dict[str, Any]] = {}
-    #: alias -> field, e.g. {"hidden_size": "d_model"}
+    #: alias -> field, e.g. {"hidden_size": "d_model"} (from ``fields``)
     aliases: ClassVar[dict[str, str]] = {}
     #: field -> its kind (a key of ``KINDS``), checked when present (from ``fields``; the common
     #: fields' come from ``COMMON_KINDS``)
@@ -157,7 +160,7 @@ class Config:
         super().__init_subclass__(**kwargs)
         if "fields" not in cls.__dict__:
             return
-        cls.defaults, cls.kinds = {}, {}
+        cls.defaults, cls.kinds, cls.aliases = {}, {}, {}
         for name, field in cls.fields.items():
             if not isinstance(field, Field):
                 if name not in COMMON_KINDS:
@@ -165,6 +168,8 @@ class Config:
                 field = Field(COMMON_KINDS[name], field)
             else:
                 cls.kinds[name] = field.kind
+            if field.alias:
+                cls.aliases[field.alias] = name
             if field.default is not NO_DEFAULT:
                 cls.defaults[name] = field.default
 

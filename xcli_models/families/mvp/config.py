@@ -21,7 +21,7 @@ class MvpConfig(Config):
         "max_position_embeddings": Field("size", 1024),
         "encoder_layers": Field("layers", 12),
         "encoder_ffn_dim": Field("size", 4096),
-        "encoder_attention_heads": Field("size", 16),
+        "encoder_attention_heads": Field("size", 16, alias="num_attention_heads"),
         "decoder_layers": Field("layers", 12),
         "decoder_ffn_dim": Field("size", 4096),
         "decoder_attention_heads": Field("size", 16),
@@ -29,7 +29,7 @@ class MvpConfig(Config):
         "encoder_layerdrop": Field("rate", 0.0),
         "decoder_layerdrop": Field("rate", 0.0),
         "activation_function": Field("text", "gelu"),
-        "d_model": Field("size", 1024),
+        "d_model": Field("size", 1024, alias="hidden_size"),
         "dropout": Field("rate", 0.1),
         "attention_dropout": Field("rate", 0.0),
         "activation_dropout": Field("rate", 0.0),
@@ -49,7 +49,6 @@ class MvpConfig(Config):
         "prompt_length": Field("size", 100),
         "prompt_mid_dim": Field("size", 800),
     }
-    aliases: ClassVar[dict[str, str]] = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model"}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -30,7 +30,7 @@ class ProphetNetConfig(Config):
         "hidden_size": Field("size", 1024),
         "encoder_ffn_dim": Field("size", 4096),
         "num_encoder_layers": Field("layers", 12),
-        "num_encoder_attention_heads": Field("size", 16),
+        "num_encoder_attention_heads": Field("size", 16, alias="num_attention_heads"),
         "decoder_ffn_dim": Field("size", 4096),
         "num_decoder_layers": Field("layers", 12),
         "num_decoder_attention_heads": Field("size", 16),
@@ -53,7 +53,6 @@ class ProphetNetConfig(Config):
         "eos_token_id": 2,
         "decoder_start_token_id": 0,
     }
-    aliases: ClassVar[dict[str, str]] = {"num_attention_heads": "num_encoder_attention_heads"}
 
     def check_fields(self) -> None:
         self._divisible("hidden_size", "num_encoder_attention_heads")

@@ -19,10 +19,10 @@ class XGLMConfig(Config):
     fields: ClassVar[dict[str, Any]] = {
         "vocab_size": Field("size", 256008),
         "max_position_embeddings": Field("size", 2048),
-        "d_model": Field("size", 1024),
+        "d_model": Field("size", 1024, alias="hidden_size"),
         "ffn_dim": Field("size", 4096),
-        "num_layers": Field("layers", 24),
-        "attention_heads": Field("size", 16),
+        "num_layers": Field("layers", 24, alias="num_hidden_layers"),
+        "attention_heads": Field("size", 16, alias="num_attention_heads"),
         "activation_function": Field("text", "gelu"),
         "dropout": Field("rate", 0.1),
         "attention_dropout": Field("rate", 0.1),
@@ -35,11 +35,6 @@ class XGLMConfig(Config):
         "pad_token_id": 1,
         "bos_token_id": 0,
         "eos_token_id": 2,
-    }
-    aliases: ClassVar[dict[str, str]] = {
-        "num_attention_heads": "attention_heads",
-        "hidden_size": "d_model",
-        "num_hidden_layers": "num_layers",
     }
 
     def check_fields(self) -> None:

@@ -17,10 +17,10 @@ class XLMConfig(Config):
 
     model_type: ClassVar[str] = "xlm"
     fields: ClassVar[dict[str, Any]] = {
-        "vocab_size": Field("size", 30145),
-        "emb_dim": Field("size", 2048),
-        "n_layers": Field("layers", 12),
-        "n_heads": Field("size", 16),
+        "vocab_size": Field("size", 30145, alias="n_words"),
+        "emb_dim": Field("size", 2048, alias="hidden_size"),
+        "n_layers": Field("layers", 12, alias="num_hidden_layers"),
+        "n_heads": Field("size", 16, alias="num_attention_heads"),
         "dropout": Field("rate", 0.1),
         "attention_dropout": Field("rate", 0.1),
         "gelu_activation": Field("flag", True),
@@ -55,12 +55,6 @@ class XLMConfig(Config):
         "pruned_heads": Field("object?"),
         "pad_token_id": 2,
         "bos_token_id": 0,
-    }
-    aliases: ClassVar[dict[str, str]] = {
-        "hidden_size": "emb_dim",
-        "num_attention_heads": "n_heads",
-        "num_hidden_layers": "n_layers",
-        "n_words": "vocab_size",
     }
 
     def check_fields(self) -> None:

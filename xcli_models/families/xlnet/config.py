@@ -18,10 +18,10 @@ class XLNetConfig(Config):
 
     model_type: ClassVar[str] = "xlnet"
     fields: ClassVar[dict[str, Any]] = {
-        "vocab_size": Field("size", 32000),
-        "d_model": Field("size", 1024),
-        "n_layer": Field("layers", 24),
-        "n_head": Field("size", 16),
+        "vocab_size": Field("size", 32000, alias="n_token"),
+        "d_model": Field("size", 1024, alias="hidden_size"),
+        "n_layer": Field("layers", 24, alias="num_hidden_layers"),
+        "n_head": Field("size", 16, alias="num_attention_heads"),
         "d_inner": Field("size", 4096),
         "ff_activation": Field("text", "gelu"),
         "untie_r": Field("flag", True),
@@ -31,7 +31,7 @@ class XLNetConfig(Config):
         "dropout": Field("rate", 0.1),
         "mem_len": Field("count?", 512),
         "reuse_len": Field("count?", None),
-        "use_mems_eval": Field("flag", True),
+        "use_mems_eval": Field("flag", True, alias="use_cache"),
         "use_mems_train": Field("flag", False),
         "bi_data": Field("flag", False),
         "clamp_len": Field("int", -1),
@@ -46,13 +46,6 @@ class XLNetConfig(Config):
         "pad_token_id": 5,
         "bos_token_id": 1,
         "eos_token_id": 2,
-    }
-    aliases: ClassVar[dict[str, str]] = {
-        "n_token": "vocab_size",
-        "hidden_size": "d_model",
-        "num_attention_heads": "n_head",
-        "num_hidden_layers": "n_layer",
-        "use_cache": "use_mems_eval",
     }
 
     def __init__(self, **kwargs: Any) -> None:
