@@ -151,6 +151,27 @@ class TokenClassifierHead:
         return {"loss": loss, "logits": logits}
 
 
+class CausalLMHead:
+    """A linear LM head ``lm_head`` (no bias) over the base model's last hidden states, mixed in
+    before ``TaskModel`` (the class ties it with ``output_ties``); ``generate`` runs the base
+    module as the decoder, then the head.
+
+    Shape: last hidden state (B, T, D) -> logits (B, T, vocab_size).
+    """
+
+    def add_head(self, config: Config) -> None:
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def generation_parts(self) -> Any:
+        from .generation.adapters import Parts, last_hidden_state
+
+        base = self.base_module()  # type: ignore[attr-defined]
+        return Parts(decoder=base, hidden=last_hidden_state, head=self.lm_head)
+
+
 class Seq2SeqLMHead:
     """What the LM heads over an encoder-decoder model share (mixed in before ``TaskModel``):
     the encoder and decoder are the base model's, and with ``labels`` and no decoder inputs

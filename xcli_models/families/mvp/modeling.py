@@ -22,7 +22,8 @@ from torch.nn import functional as F
 
 from ...generation.adapters import Parts, last_hidden_state
 from ...heads import (
-    Seq2SeqLMHead, SpanHead, TaskModel, head_arguments, sequence_classification_loss, token_classification_loss,
+    CausalLMHead, Seq2SeqLMHead, SpanHead, TaskModel, head_arguments, sequence_classification_loss,
+    token_classification_loss,
 )
 from ...modeling import EncoderDecoderModel, PreTrainedModel
 from ...outputs import (
@@ -266,7 +267,7 @@ class _DecoderOnly(nn.Module):
         return self.decoder(*args, **kwargs)
 
 
-class MvpForCausalLM(MvpPreTrainedModel, TaskModel):
+class MvpForCausalLM(CausalLMHead, MvpPreTrainedModel, TaskModel):
     """The MVP decoder alone as a causal language model (cross-attention only with encoder states).
 
     As in the reference, this decoder has no prompts, and the loss compares the logits at
@@ -283,15 +284,6 @@ class MvpForCausalLM(MvpPreTrainedModel, TaskModel):
         config.is_decoder = True
         config.is_encoder_decoder = False
         super().__init__(config)
-
-    def add_head(self, config: MvpConfig) -> None:
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-
-    def generation_parts(self) -> Parts:
-        return Parts(decoder=self.model.decoder, hidden=last_hidden_state, head=self.lm_head)
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
 
     def get_decoder(self) -> MvpDecoder:
         return self.model.decoder

@@ -24,8 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ... import layers
-from ...generation.adapters import Parts, last_hidden_state
-from ...heads import TaskModel, head_arguments
+from ...heads import CausalLMHead, TaskModel, head_arguments
 from ...layers import Attention, FeedForward, SinusoidalPositions, TransformerLayer
 from ...arguments import inserted
 from ...layers.stack import DECODER_ARGUMENTS, Call, DecoderStack
@@ -176,7 +175,7 @@ class XGLMModel(DecoderStack, XGLMPreTrainedModel):
         )
 
 
-class XGLMForCausalLM(XGLMPreTrainedModel, TaskModel):
+class XGLMForCausalLM(CausalLMHead, XGLMPreTrainedModel, TaskModel):
     """XGLM with its LM head, tied to the token embeddings; ``labels`` are shifted inside
     (``causal_lm_loss``). Shape: input_ids (B, T) -> logits (B, T, vocab_size).
     """
@@ -188,15 +187,6 @@ class XGLMForCausalLM(XGLMPreTrainedModel, TaskModel):
     )
     head_inputs = ("labels", "num_items_in_batch")
     output = LMOutput
-
-    def add_head(self, config: XGLMConfig) -> None:
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def generation_parts(self) -> Parts:
-        return Parts(decoder=self.model, hidden=last_hidden_state, head=self.lm_head)
 
     def head(
         self, base: BaseModelOutput, labels: torch.Tensor | None = None,
