@@ -128,12 +128,16 @@ NO_DEFAULT: Any = object()
 
 class Field(NamedTuple):
     """A documented field of a family's config: its kind (a key of ``KINDS``), its reference
-    default (``NO_DEFAULT``: none) and the other name the reference reads and writes it by
-    (its ``attribute_map``: ``hidden_size``, ``num_attention_heads`` ...), if any."""
+    default (``NO_DEFAULT``: none), the other name the reference reads and writes it by (its
+    ``attribute_map``: ``hidden_size``, ``num_attention_heads`` ...), and the rules it keeps
+    with another field, checked by ``Config.check_fields``: ``divides`` (a head count divides
+    the hidden size), ``below`` (a token id indexes a table of that many rows)."""
 
     kind: str
     default: Any = NO_DEFAULT
     alias: str = ""
+    divides: str = ""
+    below: str = ""
 
 
 class ConfigError(ValueError):
@@ -166,8 +170,10 @@ class Config:
                 if name not in COMMON_KINDS:
                     raise TypeError(f"{cls.__name__}.fields[{name!r}]: a family's own field is a Field(kind, default)")
                 field = Field(COMMON_KINDS[name], field)
-            else:
+            if name not in COMMON_KINDS:
                 cls.kinds[name] = field.kind
+            elif field.kind != COMMON_KINDS[name]:
+                raise TypeError(f"{cls.__name__}.fields[{name!r}]: a common field, of kind {COMMON_KINDS[name]!r}")
             if field.alias:
                 cls.aliases[field.alias] = name
             if field.default is not NO_DEFAULT:
@@ -247,8 +253,14 @@ class Config:
         """The family's rules over several fields (heads dividing the hidden size ...); ``ConfigError`` if broken.
 
         Checked by :meth:`from_dict` (so for every checkpoint's config) and before a model is built,
-        not when a config is made: as in the reference, fields may be set one by one.
+        not when a config is made: as in the reference, fields may be set one by one. Here: the
+        rules the ``fields`` declare, in their order; a family with more adds them after these.
         """
+        for name, field in self.fields.items():
+            if isinstance(field, Field) and field.divides:
+                self._divisible(field.divides, name)
+            if isinstance(field, Field) and field.below:
+                self._below(name, field.below)
 
     def _divisible(self, field: str, by: str) -> None:
         value, divisor = getattr(self, field), getattr(self, by)

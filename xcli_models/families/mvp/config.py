@@ -21,10 +21,10 @@ class MvpConfig(Config):
         "max_position_embeddings": Field("size", 1024),
         "encoder_layers": Field("layers", 12),
         "encoder_ffn_dim": Field("size", 4096),
-        "encoder_attention_heads": Field("size", 16, alias="num_attention_heads"),
+        "encoder_attention_heads": Field("size", 16, alias="num_attention_heads", divides="d_model"),
         "decoder_layers": Field("layers", 12),
         "decoder_ffn_dim": Field("size", 4096),
-        "decoder_attention_heads": Field("size", 16),
+        "decoder_attention_heads": Field("size", 16, divides="d_model"),
         "num_hidden_layers": Field("layers"),
         "encoder_layerdrop": Field("rate", 0.0),
         "decoder_layerdrop": Field("rate", 0.0),
@@ -37,7 +37,7 @@ class MvpConfig(Config):
         "classifier_dropout": Field("rate", 0.0),
         "scale_embedding": Field("flag", False),
         "use_cache": True,
-        "pad_token_id": 1,
+        "pad_token_id": Field("token", 1, below="vocab_size"),
         "bos_token_id": 0,
         "eos_token_id": 2,
         "is_encoder_decoder": True,
@@ -57,11 +57,6 @@ class MvpConfig(Config):
         # an old config field: generation must start with <s>
         if self.forced_bos_token_id is None and kwargs.get("force_bos_token_to_be_generated", False):
             self.forced_bos_token_id = self.bos_token_id
-
-    def check_fields(self) -> None:
-        self._divisible("d_model", "encoder_attention_heads")
-        self._divisible("d_model", "decoder_attention_heads")
-        self._below("pad_token_id", "vocab_size")
 
     def parameter_estimate(self) -> int:
         d = self.d_model

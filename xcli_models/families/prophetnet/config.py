@@ -30,10 +30,10 @@ class ProphetNetConfig(Config):
         "hidden_size": Field("size", 1024),
         "encoder_ffn_dim": Field("size", 4096),
         "num_encoder_layers": Field("layers", 12),
-        "num_encoder_attention_heads": Field("size", 16, alias="num_attention_heads"),
+        "num_encoder_attention_heads": Field("size", 16, alias="num_attention_heads", divides="hidden_size"),
         "decoder_ffn_dim": Field("size", 4096),
         "num_decoder_layers": Field("layers", 12),
-        "num_decoder_attention_heads": Field("size", 16),
+        "num_decoder_attention_heads": Field("size", 16, divides="hidden_size"),
         "activation_function": Field("text", "gelu"),
         "dropout": Field("rate", 0.1),
         "attention_dropout": Field("rate", 0.1),
@@ -48,16 +48,14 @@ class ProphetNetConfig(Config):
         "is_encoder_decoder": True,
         "add_cross_attention": True,
         "use_cache": True,
-        "pad_token_id": 0,
+        "pad_token_id": Field("token", 0, below="vocab_size"),
         "bos_token_id": 1,
         "eos_token_id": 2,
         "decoder_start_token_id": 0,
     }
 
     def check_fields(self) -> None:
-        self._divisible("hidden_size", "num_encoder_attention_heads")
-        self._divisible("hidden_size", "num_decoder_attention_heads")
-        self._below("pad_token_id", "vocab_size")
+        super().check_fields()
         pad = self.pad_token_id or 0
         if self.max_position_embeddings <= pad + 1:
             raise ConfigError(

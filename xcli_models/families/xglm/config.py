@@ -22,7 +22,7 @@ class XGLMConfig(Config):
         "d_model": Field("size", 1024, alias="hidden_size"),
         "ffn_dim": Field("size", 4096),
         "num_layers": Field("layers", 24, alias="num_hidden_layers"),
-        "attention_heads": Field("size", 16, alias="num_attention_heads"),
+        "attention_heads": Field("size", 16, alias="num_attention_heads", divides="d_model"),
         "activation_function": Field("text", "gelu"),
         "dropout": Field("rate", 0.1),
         "attention_dropout": Field("rate", 0.1),
@@ -32,14 +32,13 @@ class XGLMConfig(Config):
         "scale_embedding": Field("flag", True),
         "use_cache": True,
         "decoder_start_token_id": 2,
-        "pad_token_id": 1,
+        "pad_token_id": Field("token", 1, below="vocab_size"),
         "bos_token_id": 0,
         "eos_token_id": 2,
     }
 
     def check_fields(self) -> None:
-        self._divisible("d_model", "attention_heads")
-        self._below("pad_token_id", "vocab_size")
+        super().check_fields()
         self._below("pad_token_id", "max_position_embeddings", slack=2)  # it also blanks a row of the positions
 
     def parameter_estimate(self) -> int:

@@ -20,7 +20,7 @@ class XLMConfig(Config):
         "vocab_size": Field("size", 30145, alias="n_words"),
         "emb_dim": Field("size", 2048, alias="hidden_size"),
         "n_layers": Field("layers", 12, alias="num_hidden_layers"),
-        "n_heads": Field("size", 16, alias="num_attention_heads"),
+        "n_heads": Field("size", 16, alias="num_attention_heads", divides="emb_dim"),
         "dropout": Field("rate", 0.1),
         "attention_dropout": Field("rate", 0.1),
         "gelu_activation": Field("flag", True),
@@ -37,7 +37,7 @@ class XLMConfig(Config):
         "init_std": Field("scale", 0.02),
         "bos_index": Field("token", 0),
         "eos_index": Field("token", 1),
-        "pad_index": Field("token", 2),
+        "pad_index": Field("token", 2, below="vocab_size"),
         "unk_index": Field("token", 3),
         "mask_index": Field("token", 5),
         "is_encoder": Field("flag", True),
@@ -56,10 +56,6 @@ class XLMConfig(Config):
         "pad_token_id": 2,
         "bos_token_id": 0,
     }
-
-    def check_fields(self) -> None:
-        self._divisible("emb_dim", "n_heads")
-        self._below("pad_index", "vocab_size")
 
     def parameter_estimate(self) -> int:
         d, layers = self.emb_dim, self.n_layers

@@ -21,7 +21,7 @@ class XLNetConfig(Config):
         "vocab_size": Field("size", 32000, alias="n_token"),
         "d_model": Field("size", 1024, alias="hidden_size"),
         "n_layer": Field("layers", 24, alias="num_hidden_layers"),
-        "n_head": Field("size", 16, alias="num_attention_heads"),
+        "n_head": Field("size", 16, alias="num_attention_heads", divides="d_model"),
         "d_inner": Field("size", 4096),
         "ff_activation": Field("text", "gelu"),
         "untie_r": Field("flag", True),
@@ -61,7 +61,7 @@ class XLNetConfig(Config):
         self.d_head = self.d_model // self.n_head
 
     def check_fields(self) -> None:
-        self._divisible("d_model", "n_head")
+        super().check_fields()
         if self.attn_type not in ("bi", "uni"):
             raise ConfigError(
                 f"attn_type must be 'bi' (XLNet) or 'uni' (Transformer-XL), not {show_value(self.attn_type)}"
