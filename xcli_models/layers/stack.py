@@ -133,7 +133,8 @@ def check_head_mask(head_mask: torch.Tensor | None, n_layers: int, name: str = "
 class Call(SimpleNamespace):
     """One call of a stack's ``forward``: every declared argument by name (None when not given),
     ``output_attentions`` and ``output_hidden_states`` resolved to bools and, in a decoder,
-    ``kv_cache`` (the ``Cache`` written to, or None) and ``past`` (the positions it held before)."""
+    ``kv_cache`` (the ``Cache`` written to, or None) and ``past`` (the positions it held before).
+    A family's ``open`` may add what its ``run`` needs (XLM: ``total``)."""
 
     output_attentions: bool
     output_hidden_states: bool
@@ -142,7 +143,8 @@ class Call(SimpleNamespace):
 
 
 class Stack(DeclaredForward):
-    """An encoder stack's ``forward``, written once (mixed in beside ``nn.Module``).
+    """A stack's ``forward``, written once (mixed in before the family's ``nn.Module`` base);
+    as it stands, an encoder's (``ENCODER_ARGUMENTS``).
 
     A call is bound to ``arguments``; None switches take the config's defaults; ``head_mask``
     (and ``cross_attn_head_mask``) must have one row per layer unless ``any_head_mask``; then
