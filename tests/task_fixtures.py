@@ -1,9 +1,11 @@
-"""Tiny random checkpoints with real tokenizers.
+"""Tiny random checkpoints with real tokenizers: the one factory of the tests.
 
-The oracle builders (XLM en-fr BPE, XLNet spiece.model, the MVP/RoBERTa byte-level BPE, with
-vocab_size set to the tokenizer's size) and the comparison helpers shared by the task and CLI
-tests; and :func:`build_native`, the same kind of checkpoint for every family and head written by
-xcli's own classes (no oracle needed).
+:func:`native` (and :func:`build_native`) builds a checkpoint of any family and head with xcli's
+own classes and ``save_pretrained``: every test whose subject is not parity with the reference uses
+it, and runs without the reference installed. The oracle builders (:func:`build`: XLM en-fr BPE,
+XLNet spiece.model, the MVP/RoBERTa byte-level BPE, with vocab_size set to the tokenizer's size)
+and :func:`oracle_pipeline` are for the parity tests; they skip the test where the reference is
+absent.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 
 from conftest import shared_path
-from oracle import ATOL, transformers
+from compare import ATOL, reference
 
 LANGS = {"en": 0, "fr": 1}
 LABELS = {0: "B-PER", 1: "I-PER", 2: "O", 3: "B-LOC", 4: "I-LOC"}
@@ -32,6 +34,7 @@ CONFIGS = {"xlm": "XLMConfig", "xlnet": "XLNetConfig", "mvp": "MvpConfig"}
 
 def oracle_tokenizer(family: str) -> Any:
     """The oracle's slow tokenizer of a family, built from the real files in ../shared/data."""
+    transformers = reference()
     if family == "xlm":
         return transformers.XLMTokenizer(
             str(shared_path("tokenizers", "xlm", "enfr", "xlm-mlm-enfr-1024.vocab.json")),
@@ -52,6 +55,7 @@ def build(directory: Path, family: str, class_name: str, seed: int = 0, **config
     Every weight is perturbed so that predictions are far from uniform (no near-ties in top-k).
     Returns the oracle model (eval), the oracle's slow tokenizer and the directory.
     """
+    transformers = reference()
     tokenizer = oracle_tokenizer(family)
     cfg = getattr(transformers, CONFIGS[family])(vocab_size=len(tokenizer), **{**SIZES[family], **config})
     torch.manual_seed(seed)
@@ -112,9 +116,15 @@ def native_tokenizer(family: str) -> Any:
     return (xcli_models.XGLMTokenizer if family == "xglm" else xcli_models.XLMProphetNetTokenizer)(spm)
 
 
-def build_native(directory: Path, class_name: str, seed: int = 0, **config: Any) -> Path:
-    """A random xcli model of ``class_name`` (tiny, :data:`NATIVE_SIZES`) with its family's real
-    tokenizer, written by xcli's own ``save_pretrained``; ``config`` overrides the sizes."""
+def native(directory: Path, class_name: str, seed: int = 0, *, sizes: dict[str, Any] | None = None,
+           perturb: float = 0.0, **config: Any) -> tuple[Any, Any, Path]:
+    """A random xcli model of ``class_name`` with its family's real tokenizer, written by xcli's own
+    ``save_pretrained`` to ``directory``; (model in eval mode, xcli tokenizer, directory).
+
+    ``sizes`` replaces the family's tiny sizes (:data:`NATIVE_SIZES`), ``config`` overrides single
+    fields; ``perturb`` adds that much Gaussian noise to every weight (predictions far from uniform,
+    as the oracle builder :func:`build` makes them).
+    """
     import xcli_models
 
     family = native_family(class_name)
@@ -126,18 +136,28 @@ def build_native(directory: Path, class_name: str, seed: int = 0, **config: Any)
         special.update(bos_token_id=sep, eos_token_id=sep, decoder_start_token_id=sep)
     elif family == "mvp":
         special["decoder_start_token_id"] = tokenizer.eos_token_id
-    settings = {"vocab_size": len(tokenizer), **NATIVE_SIZES[family],
+    settings = {"vocab_size": len(tokenizer), **(NATIVE_SIZES[family] if sizes is None else sizes),
                 **{k: v for k, v in special.items() if v is not None}, **config}
     model_config = getattr(xcli_models, _NATIVE_CONFIGS[family])(**settings)
     torch.manual_seed(seed)
     model = getattr(xcli_models, class_name)(model_config).eval()
+    if perturb:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * perturb)
     tokenizer.save_pretrained(directory)
     model.save_pretrained(directory)
-    return directory
+    return model, tokenizer, directory
+
+
+def build_native(directory: Path, class_name: str, seed: int = 0, **config: Any) -> Path:
+    """:func:`native`'s directory: a tiny random xcli checkpoint of ``class_name`` (:data:`NATIVE_SIZES`,
+    ``config`` overrides the sizes)."""
+    return native(directory, class_name, seed, **config)[2]
 
 
 def oracle_pipeline(task: str, model: Any, tokenizer: Any) -> Any:
-    return transformers.pipeline(task, model=model, tokenizer=tokenizer, device="cpu")
+    return reference().pipeline(task, model=model, tokenizer=tokenizer, device="cpu")
 
 
 def assert_predictions(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
@@ -145,7 +165,7 @@ def assert_predictions(ours: list[dict[str, Any]], theirs: list[dict[str, Any]])
     assert [p["token_id"] for p in ours] == [int(p["token"]) for p in theirs]
     assert [p["token"] for p in ours] == [p["token_str"] for p in theirs]
     assert [p["sequence"] for p in ours] == [p["sequence"] for p in theirs]
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert abs(a["score"] - float(b["score"])) <= ATOL
 
 
