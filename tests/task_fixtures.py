@@ -10,6 +10,8 @@ absent.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,39 @@ def assert_predictions(ours: list[dict[str, Any]], theirs: list[dict[str, Any]])
 def per_blank(reference: Any) -> list[list[dict[str, Any]]]:
     """The pipeline's answer for one text as one list per blank (it returns a bare list for one)."""
     return [reference] if reference and isinstance(reference[0], dict) else reference
+
+
+# ------------------------------------------------------------------ question answering
+def xquad_records(n_articles: int = 3, single_spaced: bool = False) -> list[tuple[str, str]]:
+    """(question, context) pairs from ../shared/data's XQuAD (English)."""
+    data = json.loads(shared_path("datasets", "xquad", "xquad.en.json").read_text(encoding="utf-8"))
+    records = []
+    for article in data["data"][:n_articles]:
+        for paragraph in article["paragraphs"][:2]:
+            context = " ".join(paragraph["context"].split()) if single_spaced else paragraph["context"]
+            for qa in paragraph["qas"][:2]:
+                records.append((qa["question"], context))
+    return records
+
+
+def oracle_answers(pipe: Any, question: str, context: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """The oracle pipeline's answers, always as a list."""
+    kwargs = dict(options)
+    if "handle_impossible" in kwargs:
+        kwargs["handle_impossible_answer"] = kwargs.pop("handle_impossible")
+    out = pipe(question=question, context=context, **kwargs)
+    return out if isinstance(out, list) else [out]
+
+
+def close(a: float, b: float) -> bool:
+    """Within 1e-4, and (scores are small products of probabilities) within 1e-4 relative too."""
+    return abs(a - b) <= ATOL and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-10)
+
+
+def assert_same_answers(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], what: str) -> None:
+    """Same answers, offsets and order; scores :func:`close`."""
+    assert [(a["answer"], a["start"], a["end"]) for a in ours] == [
+        (a["answer"], a["start"], a["end"]) for a in theirs
+    ], what
+    for a, b in zip(ours, theirs, strict=True):
+        assert close(a["score"], b["score"]), f"{what}: score {a['score']} vs {b['score']}"

@@ -18,8 +18,6 @@ oracle model's own start, end and answerability layers, window by window.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 from types import SimpleNamespace
 from typing import Any, Iterator
 
@@ -29,6 +27,7 @@ import torch
 
 from conftest import shared_path
 from oracle import transformers
+from task_fixtures import assert_same_answers, close, oracle_answers, xquad_records
 from xcli_models.tasks import common
 from xcli_models.tasks.qa import QAError, QAOptions, QuestionAnswerer, spaced_script
 
@@ -49,17 +48,6 @@ CASES = [(0, name) for name in OPTIONS] + [(1, "windows"), (1, "impossible")]
 
 
 # ------------------------------------------------------------------------ data
-def xquad_records(n_articles: int = 3, single_spaced: bool = False) -> list[tuple[str, str]]:
-    data = json.loads(shared_path("datasets", "xquad", "xquad.en.json").read_text(encoding="utf-8"))
-    records = []
-    for article in data["data"][:n_articles]:
-        for paragraph in article["paragraphs"][:2]:
-            context = " ".join(paragraph["context"].split()) if single_spaced else paragraph["context"]
-            for qa in paragraph["qas"][:2]:
-                records.append((qa["question"], context))
-    return records
-
-
 def tokenizer_dir(family: str):
     if family == "mvp":
         root = shared_path("tokenizers", "roberta_bart_mvp")
@@ -159,29 +147,8 @@ def cls_fixed(last: bool) -> Iterator[None]:
         hfqa.select_starts_ends = original
 
 
-def oracle_answers(pipe, question: str, context: str, options: dict[str, Any]) -> list[dict[str, Any]]:
-    kwargs = dict(options)
-    if "handle_impossible" in kwargs:
-        kwargs["handle_impossible_answer"] = kwargs.pop("handle_impossible")
-    out = pipe(question=question, context=context, **kwargs)
-    return out if isinstance(out, list) else [out]
-
-
 def ours_list(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result.get("answers", [{k: result[k] for k in ("answer", "score", "start", "end")}])
-
-
-def assert_same_answers(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], what: str) -> None:
-    assert [(a["answer"], a["start"], a["end"]) for a in ours] == [
-        (a["answer"], a["start"], a["end"]) for a in theirs
-    ], what
-    for a, b in zip(ours, theirs):
-        assert close(a["score"], b["score"]), f"{what}: score {a['score']} vs {b['score']}"
-
-
-def close(a: float, b: float) -> bool:
-    """Within 1e-4, and (scores are small products of probabilities) within 1e-4 relative too."""
-    return abs(a - b) <= ATOL and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-10)
 
 
 def xlm_expected(theirs: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
