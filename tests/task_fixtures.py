@@ -21,6 +21,9 @@ from conftest import shared_path
 from compare import ATOL, reference
 
 LANGS = {"en": 0, "fr": 1}
+#: prompts of three lengths for the generation tests
+GENERATE_PROMPTS = ["Hello world, this is", "The cat",
+                    "A much longer prompt than the others, with a comma and more words"]
 LABELS = {0: "B-PER", 1: "I-PER", 2: "O", 3: "B-LOC", 4: "I-LOC"}
 
 #: tiny sizes with odd head counts

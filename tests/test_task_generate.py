@@ -25,6 +25,7 @@ import torch
 
 from conftest import shared_path
 from oracle import transformers
+from task_fixtures import GENERATE_PROMPTS
 
 from xcli_models.tasks.common import UnsupportedModel, load
 from xcli_models.tasks.generate import (
@@ -195,7 +196,7 @@ def generator(built: Built, **options: Any) -> Generator:
     return Generator(task.model, task.tokenizer, settings=settings, **options)
 
 
-PROMPTS = ["Hello world, this is", "The cat", "A much longer prompt than the others, with a comma and more words"]
+PROMPTS = GENERATE_PROMPTS
 
 
 # ------------------------------------------------------------------------- parity
