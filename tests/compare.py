@@ -22,6 +22,20 @@ def reference() -> Any:
     return pytest.importorskip("transformers", reason=REASON)
 
 
+class _Reference:
+    """A stand-in for the reference module: the first attribute asked for imports it, or skips the
+    test that asked (so a module that uses it in a few tests still runs its other tests without it)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "pytestmark":  # what pytest's collection looks for
+            raise AttributeError(name)
+        return getattr(reference(), name)
+
+
+#: ``from compare import transformers``: the reference library, imported on first use (see :func:`reference`)
+transformers: Any = _Reference()
+
+
 def as_tensors(value: Any) -> list[torch.Tensor]:
     """Flatten nested tuples/lists/caches of tensors into a list, in order."""
     if value is None:

@@ -4,7 +4,9 @@ Sequence heads (XLM, XLNet, MVP) against the text-classification pipeline, singl
 every score function; token heads against the token-classification pipeline with every
 aggregation (XLNet through the fast tokenizer the oracle builds from the checkpoint; XLM's slow
 reference tokenizer has no offsets, so its offsets are checked against the text); multiple
-choice against the oracle model. Checkpoints come from the builders in task_fixtures.
+choice against the oracle model: checkpoints the oracle wrote (``task_fixtures.build``; these
+tests skip without it). What is xcli's own (refusals, truncation, alignment) runs on checkpoints
+xcli wrote (``task_fixtures.native``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import ATOL, transformers
-from task_fixtures import LABELS, build, oracle_pipeline
+from compare import ATOL, transformers
+from task_fixtures import LABELS, build, native, oracle_pipeline
 
 from xcli_models.tasks.classify import (
     ChoicesMissing, SequenceClassifier, TokenClassifier, _fold, align_pieces, classifier_for, default_function,
@@ -217,7 +219,7 @@ def test_multiple_choice_matches_oracle_model(tmp_path: Path, family: str, class
 
 
 def test_heads_that_do_not_classify(tmp_path: Path) -> None:
-    _, _, path = build(tmp_path / "lm", "xlm", "XLMWithLMHeadModel")
+    path = native(tmp_path / "lm", "XLMWithLMHeadModel")[2]
     task = load(path, device="cpu")
     with pytest.raises(UnsupportedModel, match="XLMWithLMHeadModel"):
         classifier_for(task.model, task.tokenizer)
@@ -228,7 +230,7 @@ def test_heads_that_do_not_classify(tmp_path: Path) -> None:
 
 
 def test_long_texts_are_cut_to_the_model(tmp_path: Path) -> None:
-    _, _, path = build(tmp_path / "short", "xlm", "XLMForSequenceClassification", max_position_embeddings=16)
+    path = native(tmp_path / "short", "XLMForSequenceClassification", max_position_embeddings=16)[2]
     task = load(path, device="cpu")
     classifier = classifier_for(task.model, task.tokenizer)
     item = classifier.prepare("word " * 40)
