@@ -88,7 +88,7 @@ def test_choices_are_ranked(root: Path) -> None:
     assert out["scores"][0] == out["scores"][2]
     assert out["choice"] == max(range(3), key=lambda k: out["scores"][k])
     by_mean = run("-m", str(built.path), "--by", "mean", "-O", "text", input=lines(record))
-    means = [s / n for s, n in zip(out["logprobs"], out["tokens"])]
+    means = [s / n for s, n in zip(out["logprobs"], out["tokens"], strict=True)]
     assert by_mean.stdout == f"{max(range(3), key=lambda k: means[k])}\n"
 
 

@@ -31,7 +31,7 @@ def test_cached_equals_uncached(name, beams, root):
     cached = ours.generate(ids, attention_mask=mask, **settings)
     uncached = ours.generate(ids, attention_mask=mask, use_cache=False, **settings)
     assert torch.equal(cached.sequences, uncached.sequences)
-    for a, b in zip(cached.scores, uncached.scores):
+    for a, b in zip(cached.scores, uncached.scores, strict=True):
         finite = ~torch.isinf(b)
         assert torch.equal(torch.isinf(a), torch.isinf(b))
         torch.testing.assert_close(a[finite], b[finite], atol=1e-4, rtol=0)

@@ -68,10 +68,10 @@ def test_sequence_heads_match_pipeline(tmp_path: Path, family: str, class_name: 
         classifier = classifier_for(task.model, task.tokenizer, function=function, batch_size=3)
         ours = classifier(TEXTS, PAIRS)  # singles and pairs in the same batches
         kwargs = {} if function is None else {"function_to_apply": function}
-        for text, pair, mine in zip(TEXTS, PAIRS, ours):
+        for text, pair, mine in zip(TEXTS, PAIRS, ours, strict=True):
             assert_sequence(mine, sequence_reference(pipe, text, pair, **kwargs))
     top = classifier_for(task.model, task.tokenizer, top_k=2)(TEXTS[:2])
-    for text, mine in zip(TEXTS, top):
+    for text, mine in zip(TEXTS, top, strict=True):
         assert_sequence(mine, sequence_reference(pipe, text, None), top_k=2)
 
 
@@ -81,7 +81,7 @@ def test_default_function_follows_the_config(tmp_path: Path) -> None:
     classifier = classifier_for(task.model, task.tokenizer)
     assert classifier.function == "sigmoid"
     pipe = oracle_pipeline("text-classification", ref_model, ref_tok)
-    for text, mine in zip(TEXTS, classifier(TEXTS)):
+    for text, mine in zip(TEXTS, classifier(TEXTS), strict=True):
         assert_sequence(mine, sequence_reference(pipe, text, None))
     config = task.model.config
     config.problem_type = "regression"
@@ -111,7 +111,7 @@ def token_reference(pipe: Any, text: str, aggregation: str) -> list[dict[str, An
 
 def assert_entities(mine: list[dict[str, Any]], theirs: list[dict[str, Any]], offsets: bool = True) -> None:
     assert len(mine) == len(theirs), (mine, theirs)
-    for a, b in zip(mine, theirs):
+    for a, b in zip(mine, theirs, strict=True):
         keys = ["entity", "word", "index"] + (["start", "end"] if offsets else [])
         assert {k: a.get(k) for k in keys if k in b} == {k: b[k] for k in keys if k in b}
         assert abs(a["score"] - float(b["score"])) <= ATOL
@@ -130,7 +130,7 @@ def test_xlnet_token_head_matches_pipeline(xlnet_ner: tuple[Any, Any, Path], agg
     pipe = oracle_pipeline("token-classification", ref_model, transformers.AutoTokenizer.from_pretrained(path))
     task = load(path, device="cpu")
     ours = TokenClassifier(task.model, task.tokenizer, aggregation=aggregation, batch_size=3)(NER_TEXTS)
-    for text, mine in zip(NER_TEXTS, ours):
+    for text, mine in zip(NER_TEXTS, ours, strict=True):
         with pytest.warns() if aggregation in ("first", "average", "max") else _nothing():
             theirs = token_reference(pipe, text, aggregation)
         assert_entities(mine["entities"], theirs)
@@ -155,7 +155,7 @@ def test_xlm_token_head_matches_pipeline(xlm_ner: tuple[Any, Any, Path], aggrega
     pipe = oracle_pipeline("token-classification", ref_model, ref_tok)
     task = load(path, device="cpu")
     ours = TokenClassifier(task.model, task.tokenizer, aggregation=aggregation, batch_size=3)(NER_TEXTS)
-    for text, mine in zip(NER_TEXTS, ours):
+    for text, mine in zip(NER_TEXTS, ours, strict=True):
         theirs = token_reference(pipe, text, aggregation)
         assert all(t["start"] is None for t in theirs)  # the slow reference tokenizer has no offsets
         assert_entities(mine["entities"], theirs, offsets=False)
@@ -205,13 +205,13 @@ def test_multiple_choice_matches_oracle_model(tmp_path: Path, family: str, class
     ]
     classifier = classifier_for(task.model, task.tokenizer, batch_size=2)
     ours = classifier([t for t, _ in records], [c for _, c in records])
-    for (text, choices), mine in zip(records, ours):
+    for (text, choices), mine in zip(records, ours, strict=True):
         enc = ref_tok([text] * len(choices), choices, padding=True, return_tensors="pt")
         with torch.no_grad():
             logits = ref_model(**{k: v[None] for k, v in enc.items()}).logits[0]
         probs = logits.softmax(-1)
         assert mine["choice"] == int(probs.argmax())
-        assert max(abs(a - b) for a, b in zip(mine["scores"], probs.tolist())) <= ATOL
+        assert max(abs(a - b) for a, b in zip(mine["scores"], probs.tolist(), strict=True)) <= ATOL
     with pytest.raises(ChoicesMissing):
         classifier.prepare("text", [])
     with pytest.raises(ChoicesMissing):

@@ -47,10 +47,10 @@ def test_xlm_matches_pipeline(xlm: tuple[Any, Any, Path], top_k: int) -> None:
     texts = TEXTS + ["The model's own token <special1> works too."]
     fill = FillMask(task.model, task.tokenizer, top_k=top_k, batch_size=3)
     ours = fill(texts)
-    for text, mine in zip(texts, ours):
+    for text, mine in zip(texts, ours, strict=True):
         theirs = per_blank(pipe(text.replace("<mask>", "<special1>"), top_k=top_k))
         assert len(mine) == len(theirs) == text.count("<mask>") + text.count("<special1>")
-        for a, b in zip(mine, theirs):
+        for a, b in zip(mine, theirs, strict=True):
             assert_predictions(a, b)
 
 
@@ -66,7 +66,7 @@ def test_xlm_lang_sets_language_embeddings(xlm: tuple[Any, Any, Path]) -> None:
     at = int((enc["input_ids"][0] == ref_tok.mask_token_id).nonzero()[0, 0])
     values, indices = logits[0, at].softmax(-1).topk(4)
     assert [p["token_id"] for p in mine] == indices.tolist()
-    assert max(abs(p["score"] - v) for p, v in zip(mine, values.tolist())) <= ATOL
+    assert max(abs(p["score"] - v) for p, v in zip(mine, values.tolist(), strict=True)) <= ATOL
     # without --lang the language embedding is left out, as the reference pipeline does
     english = FillMask(task.model, task.tokenizer, top_k=4)([text])[0][0]
     assert [p["token_id"] for p in english] != [p["token_id"] for p in mine]
@@ -131,10 +131,10 @@ def test_mvp_matches_pipeline(mvp: tuple[Any, Any, Path]) -> None:
     pipe = oracle_pipeline("fill-mask", ref_model, ref_tok)
     task = load(path, device="cpu")
     ours = FillMask(task.model, task.tokenizer, top_k=3, batch_size=4)(TEXTS)
-    for text, mine in zip(TEXTS, ours):
+    for text, mine in zip(TEXTS, ours, strict=True):
         theirs = per_blank(pipe(text, top_k=3))
         assert len(mine) == len(theirs) == text.count("<mask>")
-        for a, b in zip(mine, theirs):
+        for a, b in zip(mine, theirs, strict=True):
             assert_predictions(a, b)
 
 
@@ -143,7 +143,7 @@ def test_mvp_single_blank_matches_the_fast_tokenizer_pipeline(mvp: tuple[Any, An
     pipe = oracle_pipeline("fill-mask", ref_model, transformers.AutoTokenizer.from_pretrained(path))
     task = load(path, device="cpu")
     texts = [t for t in TEXTS if t.count("<mask>") == 1]
-    for text, mine in zip(texts, FillMask(task.model, task.tokenizer, top_k=2)(texts)):
+    for text, mine in zip(texts, FillMask(task.model, task.tokenizer, top_k=2)(texts), strict=True):
         assert_predictions(mine[0], per_blank(pipe(text, top_k=2))[0])
 
 
@@ -173,7 +173,7 @@ def xlnet_oracle(model: Any, tokenizer: Any, text: str, top_k: int) -> list[tupl
     with torch.no_grad():
         logits = model(**enc, perm_mask=perm_mask, target_mapping=target_mapping).logits
     values, indices = logits[0].softmax(-1).topk(top_k)
-    return list(zip(values.tolist(), indices.tolist()))
+    return list(zip(values.tolist(), indices.tolist(), strict=True))
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -183,15 +183,15 @@ def test_xlnet_matches_oracle_with_perm_mask(tmp_path: Path, seed: int) -> None:
     task = load(path, device="cpu")
     assert task.tokenizer.padding_side == "left"
     ours = FillMask(task.model, task.tokenizer, top_k=3, batch_size=4)(TEXTS)
-    for text, mine in zip(TEXTS, ours):
+    for text, mine in zip(TEXTS, ours, strict=True):
         theirs = xlnet_oracle(ref_model, ref_tok, text, 3)
         assert len(mine) == len(theirs) == text.count("<mask>")
         single = len(theirs) == 1
         ids = ref_tok(text)["input_ids"]
         blanks = [i for i, t in enumerate(ids) if t == ref_tok.mask_token_id]
-        for predictions, (values, indices), blank in zip(mine, theirs, blanks):
+        for predictions, (values, indices), blank in zip(mine, theirs, blanks, strict=True):
             assert [p["token_id"] for p in predictions] == indices
-            assert max(abs(p["score"] - v) for p, v in zip(predictions, values)) <= ATOL
+            assert max(abs(p["score"] - v) for p, v in zip(predictions, values, strict=True)) <= ATOL
             for p in predictions:
                 filled = list(ids)
                 filled[blank] = p["token_id"]

@@ -240,7 +240,7 @@ def test_several_sequences_equal_the_pipeline(root: Path) -> None:
     settings = {"max_new_tokens": 5, "num_beams": 4, "num_return_sequences": 3, "do_sample": False}
     expected = built.reference(PROMPTS[:2], **settings)
     got = generator(built, settings=settings, scores=True)(PROMPTS[:2])
-    for result, texts in zip(got, expected):
+    for result, texts in zip(got, expected, strict=True):
         assert [s["generated_text"] for s in result["sequences"]] == texts
         assert result["generated_text"] == texts[0] and result["score"] == result["sequences"][0]["score"]
         scores = [s["score"] for s in result["sequences"]]

@@ -117,7 +117,7 @@ class ContextFirstFixed(hfqa.QuestionAnsweringPipeline):
         for item in super().preprocess(example, **kwargs):
             ids = item["input_ids"][0].tolist()
             cls = self.tokenizer.cls_token_id
-            mask = [0 if seq == 0 or t == cls else 1 for seq, t in zip(item["encoding"].sequence_ids, ids)]
+            mask = [0 if seq == 0 or t == cls else 1 for seq, t in zip(item["encoding"].sequence_ids, ids, strict=True)]
             item["p_mask"] = torch.tensor([mask])
             yield item
 
@@ -172,7 +172,7 @@ def test_mvp_span_head_matches_the_oracle_pipeline(checkpoints, name: str, seed:
     records = xquad_records()
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(**options))
     results = answerer(records, batch_size=4)
-    for (question, context), result in zip(records, results):
+    for (question, context), result in zip(records, results, strict=True):
         assert_same_answers(ours_list(result), oracle_answers(pipe, question, context, options), f"{name}: {question}")
         assert result["answer"] == context[result["start"] : result["end"]]
 
@@ -186,7 +186,7 @@ def test_xlnet_span_head_matches_the_oracle_pipeline(checkpoints, name: str, see
     # batches of 4 windows: left padding inside each batch
     results = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(**options))(records, batch_size=4)
     with cls_fixed(last=True):
-        for (question, context), result in zip(records, results):
+        for (question, context), result in zip(records, results, strict=True):
             expected = oracle_answers(pipe, question, context, options)
             assert_same_answers(ours_list(result), expected, f"{name}: {question}")
 
@@ -200,7 +200,7 @@ def test_xlm_span_head_matches_the_oracle_slow_pipeline(checkpoints, name: str) 
     results = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(**options))(records, batch_size=3)
     top_k = options.get("top_k", 1)
     with cls_fixed(last=False):
-        for (question, context), result in zip(records, results):
+        for (question, context), result in zip(records, results, strict=True):
             theirs = oracle_answers(pipe, question, context, {**options, "top_k": top_k + 20})
             assert_same_answers(ours_list(result), xlm_expected(theirs, top_k), f"{name}: {question}")
 
@@ -226,7 +226,7 @@ def test_null_scores_match_the_oracle(checkpoints, family: str) -> None:
     records = xquad_records(n_articles=2)
     results = QuestionAnswerer(ours.model, ours.tokenizer, options)(records, batch_size=8)
     with cls_fixed(last=family == "xlnet"):
-        for (question, context), result in zip(records, results):
+        for (question, context), result in zip(records, results, strict=True):
             [mine] = [a for a in result["answers"] if a["answer"] == ""]
             theirs = oracle_null_score(pipe, question, context, 48, 20)
             assert (mine["start"], mine["end"]) == (0, 0) and close(mine["score"], theirs)
@@ -264,7 +264,7 @@ def test_results_do_not_depend_on_batching(checkpoints) -> None:
         answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(top_k=3, max_seq_len=72, doc_stride=24))
         one = answerer(records, batch_size=1)
         many = answerer(records, batch_size=16)
-        for a, b in zip(one, many):
+        for a, b in zip(one, many, strict=True):
             assert_same_answers(a["answers"], b["answers"], family)
 
 
@@ -440,7 +440,7 @@ def test_xlnet_beam_head_matches_a_brute_force_decode(checkpoints, opts: QAOptio
     model, tok, ours = checkpoints("xlnet", "beam", seed)
     records = xquad_records(n_articles=2)
     results = QuestionAnswerer(ours.model, ours.tokenizer, opts)(records, batch_size=3)
-    for (question, context), result in zip(records, results):
+    for (question, context), result in zip(records, results, strict=True):
         expected = xlnet_beam_brute_force(model, tok, question, context, opts)
         assert_same_answers(result["answers"], expected, question)
 
@@ -450,7 +450,7 @@ def test_xlm_beam_head_matches_a_brute_force_decode(checkpoints, opts: QAOptions
     model, tok, ours = checkpoints("xlm", "beam")
     records = xquad_records(n_articles=2, single_spaced=True)[:4]
     results = QuestionAnswerer(ours.model, ours.tokenizer, opts)(records, batch_size=3)
-    for (question, context), result in zip(records, results):
+    for (question, context), result in zip(records, results, strict=True):
         expected = xlm_beam_brute_force(model, tok, question, context, opts)
         assert_same_answers(result["answers"], expected, question)
 
@@ -473,7 +473,7 @@ def test_bfloat16_answers_are_spans_of_the_context_through_onednn(checkpoints, t
     records = xquad_records(n_articles=1)[:6]
     results = QuestionAnswerer(half.model, half.tokenizer, QAOptions(top_k=2))(records)
     assert dtypes and set(dtypes) == {torch.bfloat16}
-    for (_, context), result in zip(records, results):
+    for (_, context), result in zip(records, results, strict=True):
         for answer in result["answers"]:
             assert answer["answer"] == context[answer["start"]:answer["end"]] != ""
             assert 0.0 <= answer["score"] <= 1.0

@@ -106,14 +106,14 @@ def assert_score(result: dict[str, Any], expected: tuple[float, int]) -> None:
 def test_causal_scores_equal_the_oracles_log_softmax(name: str, root: Path) -> None:
     built = build(name, root)
     results = scorer(built, batch_size=2)(TEXTS)
-    for text, result in zip(TEXTS, results):
+    for text, result in zip(TEXTS, results, strict=True):
         assert_score(result, reference_causal(built, text))
 
 
 def test_xlnet_left_to_right_equals_the_oracle(root: Path) -> None:
     built = build("xlnet", root)
     results = scorer(built, batch_size=2)(TEXTS)
-    for text, result in zip(TEXTS, results):
+    for text, result in zip(TEXTS, results, strict=True):
         assert_score(result, reference_xlnet(built, text))
 
 
@@ -122,8 +122,8 @@ def test_encoder_decoder_targets_equal_the_oracle(name: str, root: Path) -> None
     built = build(name, root)
     score = scorer(built, batch_size=2)
     targets = [TARGET, "another, longer target with more words in it", "x"]
-    results = score.run([score.prepare(t, target=g) for t, g in zip(TEXTS, targets)])
-    for text, target, result in zip(TEXTS, targets, results):
+    results = score.run([score.prepare(t, target=g) for t, g in zip(TEXTS, targets, strict=True)])
+    for text, target, result in zip(TEXTS, targets, results, strict=True):
         assert_score(result, reference_seq2seq(built, text, target))
 
 
@@ -146,7 +146,7 @@ def test_pseudo_log_likelihood_equals_the_oracle(name: str, masked_lm: Any, root
         model, tokenizer = built.oracle, built.tokenizer
         score = scorer(built, pll=True, batch_size=3)
     results = score(TEXTS[:2])
-    for text, result in zip(TEXTS[:2], results):
+    for text, result in zip(TEXTS[:2], results, strict=True):
         assert_score(result, reference_pll(model, tokenizer, text))
 
 
@@ -166,7 +166,7 @@ def test_choices_score_the_continuation_only(root: Path) -> None:
     assert result["choice"] == max(range(2), key=lambda k: result["logprobs"][k])
     by_mean = scorer(built, by="mean")
     ranked = by_mean.run([by_mean.prepare(text, choices=choices)])[0]
-    means = [s / n for s, n in zip(ranked["logprobs"], ranked["tokens"])]
+    means = [s / n for s, n in zip(ranked["logprobs"], ranked["tokens"], strict=True)]
     assert ranked["scores"] == pytest.approx(means) and ranked["choice"] == max(range(2), key=lambda k: means[k])
 
 
@@ -199,7 +199,7 @@ def test_batching_never_changes_a_score(name: str, root: Path) -> None:
         score = scorer(built, batch_size=size)
         items = [score.prepare(t, target=t[::-1]) if score.needs_target else score.prepare(t) for t in texts]
         results[size] = score.run(items)
-    for one, many in zip(results[1], results[8]):
+    for one, many in zip(results[1], results[8], strict=True):
         assert one["tokens"] == many["tokens"]
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
 
@@ -209,7 +209,7 @@ def test_pll_batching_never_changes_a_score(masked_lm: Any) -> None:
 
     task = load(masked_lm[2], device="cpu")
     runs = [Scorer(task.model, task.tokenizer, pll=True, batch_size=size)(TEXTS) for size in (1, 8)]
-    for one, many in zip(*runs):
+    for one, many in zip(*runs, strict=True):
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
 
 

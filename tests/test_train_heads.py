@@ -677,7 +677,8 @@ def test_regression_metrics_equal_scipy() -> None:
 
     golds = [0.0, 1.0, 2.0, 2.0, 3.5, 5.0, 1.0]
     predictions = [0.2, 0.8, 2.5, 1.9, 3.0, 4.0, 1.0]
-    assert metrics.mse(golds, predictions) == pytest.approx(sum((p - g) ** 2 for g, p in zip(golds, predictions)) / 7)
+    squares = [(p - g) ** 2 for g, p in zip(golds, predictions, strict=True)]
+    assert metrics.mse(golds, predictions) == pytest.approx(sum(squares) / 7)
     assert metrics.pearson(golds, predictions) == pytest.approx(stats.pearsonr(golds, predictions)[0])
     assert metrics.spearman(golds, predictions) == pytest.approx(stats.spearmanr(golds, predictions)[0])
     assert metrics.pearson([1.0, 1.0], [0.0, 2.0]) != metrics.pearson([1.0, 1.0], [0.0, 2.0])  # NaN: no spread
