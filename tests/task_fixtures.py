@@ -24,6 +24,8 @@ LANGS = {"en": 0, "fr": 1}
 #: prompts of three lengths for the generation tests
 GENERATE_PROMPTS = ["Hello world, this is", "The cat",
                     "A much longer prompt than the others, with a comma and more words"]
+#: texts of three lengths for the scoring tests
+SCORE_TEXTS = ["Hello world, this is", "The cat", "A much longer text than the others, with a comma and more words"]
 LABELS = {0: "B-PER", 1: "I-PER", 2: "O", 3: "B-LOC", 4: "I-LOC"}
 
 #: tiny sizes with odd head counts

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from oracle import ATOL
+from task_fixtures import SCORE_TEXTS
 from task_fixtures import build as build_masked_lm
 from test_task_generate import SPECS, Built, build, ours, root  # noqa: F401 - fixture
 
@@ -26,7 +27,7 @@ from xcli_models.tasks.score import ChoicesError, EmptyText, MissingTarget, Scor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TEXTS = ["Hello world, this is", "The cat", "A much longer text than the others, with a comma and more words"]
+TEXTS = SCORE_TEXTS
 TARGET = "a short target"
 CAUSAL = ["xglm", "xlm", "mvp-causal", "prophetnet-causal", "xlm-prophetnet-causal"]
 SEQ2SEQ = ["mvp", "prophetnet", "xlm-prophetnet"]
