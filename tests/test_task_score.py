@@ -5,7 +5,9 @@ real tokenizers), for every family and language-modelling head. The expected val
 here from the oracle model's logits: the sum of log-softmax values of the scored tokens, for
 causal models (``labels = input_ids``), XLNet left to right (a causal ``perm_mask``),
 encoder-decoder targets (``labels = target``) and pseudo-log-likelihood (each token masked in
-turn). Batching never changes a score; bad inputs raise the record errors the CLI reports.
+turn). Those comparisons skip without the reference; on checkpoints xcli wrote
+(``test_task_generate.native_build``) and without it: batching never changes a score; bad inputs
+raise the record errors the CLI reports; heads that cannot score are refused.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import ATOL
-from task_fixtures import SCORE_TEXTS
+from compare import ATOL
+from task_fixtures import SCORE_TEXTS, native
 from task_fixtures import build as build_masked_lm
-from test_task_generate import SPECS, Built, build, ours, root  # noqa: F401 - fixture
+from test_task_generate import SPECS, Built, build, native_build, ours, root  # noqa: F401 - fixture
 
 from xcli_models.tasks.common import UnsupportedModel
 from xcli_models.tasks.score import ChoicesError, EmptyText, MissingTarget, Scorer, ScoreOptionError, TooLong
@@ -182,7 +184,7 @@ def test_encoder_decoder_choices_are_targets(root: Path) -> None:
 
 
 def test_xlnet_and_pll_choices(root: Path) -> None:
-    built = build("xlnet", root)
+    built = native_build("xlnet", root)
     for options in ({}, {"pll": True}):
         score = scorer(built, **options)
         result = score.run([score.prepare("The cat sat on the", choices=["mat", "big red mat"])])[0]
@@ -193,7 +195,7 @@ def test_xlnet_and_pll_choices(root: Path) -> None:
 # ------------------------------------------------------------------------ batching
 @pytest.mark.parametrize("name", ["xglm", "xlm", "xlnet", "mvp", "prophetnet-causal", "xlm-prophetnet"])
 def test_batching_never_changes_a_score(name: str, root: Path) -> None:
-    built = build(name, root)
+    built = native_build(name, root)
     texts = [TEXTS[2], TEXTS[1], TEXTS[0], TEXTS[1] + " and a tail", TEXTS[2][:20], "Yes"] + TEXTS
     results = {}
     for size in (1, 8):
@@ -205,10 +207,16 @@ def test_batching_never_changes_a_score(name: str, root: Path) -> None:
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
 
 
-def test_pll_batching_never_changes_a_score(masked_lm: Any) -> None:
+@pytest.fixture(scope="module")
+def native_masked_lm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An XLM masked LM (causal: false) written by xcli with the en-fr tokenizer."""
+    return native(tmp_path_factory.mktemp("score-mlm-native"), "XLMWithLMHeadModel", perturb=0.3)
+
+
+def test_pll_batching_never_changes_a_score(native_masked_lm: Any) -> None:
     from xcli_models.tasks.common import load
 
-    task = load(masked_lm[2], device="cpu")
+    task = load(native_masked_lm[2], device="cpu")
     runs = [Scorer(task.model, task.tokenizer, pll=True, batch_size=size)(TEXTS) for size in (1, 8)]
     for one, many in zip(*runs, strict=True):
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
@@ -216,7 +224,7 @@ def test_pll_batching_never_changes_a_score(masked_lm: Any) -> None:
 
 # -------------------------------------------------------------------------- errors
 def test_bad_inputs_are_record_errors(root: Path) -> None:
-    score = scorer(build("xglm", root))
+    score = scorer(native_build("xglm", root))
     with pytest.raises(EmptyText):
         score.prepare("")
     with pytest.raises(EmptyText):
@@ -230,20 +238,20 @@ def test_bad_inputs_are_record_errors(root: Path) -> None:
     with pytest.raises(TooLong, match="at most 128"):
         score.prepare("word " * 300)
     with pytest.raises(TooLong, match="at most 10"):
-        scorer(build("xglm", root), max_length=10).prepare(TEXTS[2])
+        scorer(native_build("xglm", root), max_length=10).prepare(TEXTS[2])
     with pytest.raises(MissingTarget):
-        scorer(build("mvp", root)).prepare("text")
+        scorer(native_build("mvp", root)).prepare("text")
     with pytest.raises(EmptyText):
-        scorer(build("prophetnet-causal", root)).prepare("")
+        scorer(native_build("prophetnet-causal", root)).prepare("")
 
 
-def test_heads_that_cannot_score_are_refused(masked_lm: Any, root: Path) -> None:
+def test_heads_that_cannot_score_are_refused(native_masked_lm: Any, root: Path) -> None:
     from xcli_models.tasks.common import load
 
-    task = load(masked_lm[2], device="cpu")
+    task = load(native_masked_lm[2], device="cpu")
     with pytest.raises(UnsupportedModel, match="pll"):
         Scorer(task.model, task.tokenizer)  # a masked LM needs pll
     with pytest.raises(UnsupportedModel, match="masked-LM head"):
-        scorer(build("xglm", root), pll=True)
+        scorer(native_build("xglm", root), pll=True)
     with pytest.raises(ScoreOptionError):
-        scorer(build("xglm", root), by="median")
+        scorer(native_build("xglm", root), by="median")
