@@ -215,3 +215,21 @@ def assert_same_answers(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
     ], what
     for a, b in zip(ours, theirs, strict=True):
         assert close(a["score"], b["score"]), f"{what}: score {a['score']} vs {b['score']}"
+
+
+#: tiny sizes with weights drawn wide (init_std 0.3), so that answers are far from ties
+QA_SIZES = {
+    "mvp": dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=512, init_std=0.3),
+    "xlnet": dict(d_model=32, n_layer=2, n_head=4, d_inner=48, initializer_range=0.3, start_n_top=4, end_n_top=3),
+    "xlm": dict(emb_dim=32, n_layers=2, n_heads=4, init_std=0.3, embed_init_std=0.3, start_n_top=4, end_n_top=3,
+                n_langs=2, lang2id={"en": 0, "fr": 1}, id2lang={0: "en", 1: "fr"}),
+}
+QA_CLASSES = {("mvp", "span"): "MvpForQuestionAnswering", ("xlnet", "span"): "XLNetForQuestionAnsweringSimple",
+              ("xlnet", "beam"): "XLNetForQuestionAnswering", ("xlm", "span"): "XLMForQuestionAnsweringSimple",
+              ("xlm", "beam"): "XLMForQuestionAnswering"}
+
+
+def qa_checkpoint(directory: Path, family: str, head: str = "span") -> Path:
+    """A tiny question-answering checkpoint of ``family``'s ``head`` ("span" or "beam") written by xcli."""
+    return native(directory, QA_CLASSES[family, head], sizes=QA_SIZES[family])[2]

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compare import reference
-from task_fixtures import assert_same_answers, native, oracle_answers, xquad_records
+from task_fixtures import assert_same_answers, native, oracle_answers, qa_checkpoint, xquad_records
 from xcli.app import app
 from xcli_models.tasks.qa import QAOptions, QuestionAnswerer
 
@@ -30,24 +30,6 @@ def run(*args: str, input: str | None = None) -> Any:
 
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
-
-
-#: tiny sizes with weights drawn wide (init_std 0.3), so that answers are far from ties
-QA_SIZES = {
-    "mvp": dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-                encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=512, init_std=0.3),
-    "xlnet": dict(d_model=32, n_layer=2, n_head=4, d_inner=48, initializer_range=0.3, start_n_top=4, end_n_top=3),
-    "xlm": dict(emb_dim=32, n_layers=2, n_heads=4, init_std=0.3, embed_init_std=0.3, start_n_top=4, end_n_top=3,
-                n_langs=2, lang2id={"en": 0, "fr": 1}, id2lang={0: "en", 1: "fr"}),
-}
-QA_CLASSES = {("mvp", "span"): "MvpForQuestionAnswering", ("xlnet", "span"): "XLNetForQuestionAnsweringSimple",
-              ("xlnet", "beam"): "XLNetForQuestionAnswering", ("xlm", "span"): "XLMForQuestionAnsweringSimple",
-              ("xlm", "beam"): "XLMForQuestionAnswering"}
-
-
-def qa_checkpoint(directory: Path, family: str, head: str = "span") -> Path:
-    """A tiny question-answering checkpoint written by xcli."""
-    return native(directory, QA_CLASSES[family, head], sizes=QA_SIZES[family])[2]
 
 
 @pytest.fixture(scope="module")

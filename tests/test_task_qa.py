@@ -13,6 +13,9 @@ windows are adjusted (``xlm_expected``).
 
 Beam-search heads have no oracle pipeline: they are checked against a brute-force decode of the
 oracle model's own start, end and answerability layers, window by window.
+
+Those comparisons skip without the reference. What is xcli's own (batching, question length, word
+alignment, refusals, bfloat16 spans) runs on checkpoints xcli wrote (``native_checkpoints``).
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ import pytest
 import torch
 
 from conftest import shared_path
-from oracle import transformers
-from task_fixtures import assert_same_answers, close, oracle_answers, xquad_records
+from compare import REASON, transformers
+from task_fixtures import assert_same_answers, close, native, oracle_answers, qa_checkpoint, xquad_records
 from xcli_models.tasks import common
 from xcli_models.tasks.qa import QAError, QAOptions, QuestionAnswerer, spaced_script
 
-hfqa = pytest.importorskip("transformers.pipelines.question_answering")
+
+
+def hfqa() -> Any:
+    """The oracle's question-answering pipeline module (skips without it)."""
+    return pytest.importorskip("transformers.pipelines.question_answering", reason=REASON)
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ATOL = 1e-4
@@ -108,18 +116,36 @@ def checkpoints(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def native_checkpoints(tmp_path_factory):
+    """(family, head) -> our TaskModel of a checkpoint xcli wrote (``task_fixtures.qa_checkpoint``), built once."""
+    cache: dict[tuple[str, str], Any] = {}
+
+    def get(family: str, head: str = "span"):
+        if (family, head) not in cache:
+            path = qa_checkpoint(tmp_path_factory.mktemp(f"native-{family}-{head}"), family, head)
+            cache[family, head] = common.load(path, device="cpu")
+        return cache[family, head]
+
+    return get
+
+
 # -------------------------------------------------------------- oracle helpers
-class ContextFirstFixed(hfqa.QuestionAnsweringPipeline):
+def ContextFirstFixed(**kwargs: Any) -> Any:  # noqa: N802 - a class, made on first use
     """The oracle pipeline with its context-first p_mask defect fixed: only context tokens and CLS
     may be answers (the oracle gives XLNet an all-zero p_mask)."""
 
-    def preprocess(self, example, **kwargs):
-        for item in super().preprocess(example, **kwargs):
-            ids = item["input_ids"][0].tolist()
-            cls = self.tokenizer.cls_token_id
-            mask = [0 if seq == 0 or t == cls else 1 for seq, t in zip(item["encoding"].sequence_ids, ids, strict=True)]
-            item["p_mask"] = torch.tensor([mask])
-            yield item
+    class Fixed(hfqa().QuestionAnsweringPipeline):
+        def preprocess(self, example, **kwargs):
+            for item in super().preprocess(example, **kwargs):
+                ids = item["input_ids"][0].tolist()
+                cls = self.tokenizer.cls_token_id
+                sequence_ids = item["encoding"].sequence_ids
+                mask = [0 if seq == 0 or t == cls else 1 for seq, t in zip(sequence_ids, ids, strict=True)]
+                item["p_mask"] = torch.tensor([mask])
+                yield item
+
+    return Fixed(**kwargs)
 
 
 @contextlib.contextmanager
@@ -130,7 +156,8 @@ def cls_fixed(last: bool) -> Iterator[None]:
     first: XLNet). The arrays are rotated so that CLS sits at 0, the oracle's own
     ``select_starts_ends`` runs, and the positions are rotated back.
     """
-    original = hfqa.select_starts_ends
+    module = hfqa()
+    original = module.select_starts_ends
 
     def select(start, end, p_mask, attention_mask, *args):
         allowed = np.nonzero(np.asarray(p_mask)[0] == 0)[0]
@@ -140,11 +167,11 @@ def cls_fixed(last: bool) -> Iterator[None]:
         starts, ends, scores, null = original(roll(start), roll(end), roll(p_mask), roll(attention_mask), *args)
         return (starts + cls) % length, (ends + cls) % length, scores, null
 
-    hfqa.select_starts_ends = select
+    module.select_starts_ends = select
     try:
         yield
     finally:
-        hfqa.select_starts_ends = original
+        module.select_starts_ends = original
 
 
 def ours_list(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -213,7 +240,7 @@ def oracle_null_score(pipe, question: str, context: str, max_seq_len: int, doc_s
         for item in pipe.preprocess(example, max_seq_len=max_seq_len, doc_stride=doc_stride):
             out = pipe._forward(item)
             mask = out["attention_mask"].numpy()
-            _, _, _, null = hfqa.select_starts_ends(out["start"], out["end"], out["p_mask"], mask, null, 1, True, 15)
+            _, _, _, null = hfqa().select_starts_ends(out["start"], out["end"], out["p_mask"], mask, null, 1, True, 15)
     return null
 
 
@@ -257,9 +284,9 @@ def test_an_impossible_answer_wins_when_cls_is_likeliest() -> None:
     assert QuestionAnswerer(model, ours, QAOptions())(record)[0]["answer"] != ""
 
 
-def test_results_do_not_depend_on_batching(checkpoints) -> None:
+def test_results_do_not_depend_on_batching(native_checkpoints) -> None:
     for family in ("xlnet", "mvp", "xlm"):
-        _, _, ours = checkpoints(family)
+        ours = native_checkpoints(family)
         records = xquad_records(n_articles=2, single_spaced=True)
         answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(top_k=3, max_seq_len=72, doc_stride=24))
         one = answerer(records, batch_size=1)
@@ -283,16 +310,16 @@ def test_windows_cover_the_context_with_the_stride(checkpoints) -> None:
     assert last.first + last.length == len(prepared.spans)
 
 
-def test_question_is_cut_to_max_question_len(checkpoints) -> None:
-    _, _, ours = checkpoints("xlnet")
+def test_question_is_cut_to_max_question_len(native_checkpoints) -> None:
+    ours = native_checkpoints("xlnet")
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(max_question_len=3))
     window = answerer.prepare("one two three four five six seven", "A short context here.").windows[0]
     types = window.token_type_ids
     assert types.count(1) == 3 + 1  # three question tokens and their <sep>
 
 
-def test_no_spaces_turns_word_alignment_off_by_default(checkpoints) -> None:
-    _, _, ours = checkpoints("mvp")
+def test_no_spaces_turns_word_alignment_off_by_default(native_checkpoints) -> None:
+    ours = native_checkpoints("mvp")
     zh = "北京是中华人民共和国的首都，位于华北平原。"
     assert not spaced_script(zh) and spaced_script("Paris is the capital of France.")
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(align_to_words=None, top_k=3))
@@ -303,8 +330,8 @@ def test_no_spaces_turns_word_alignment_off_by_default(checkpoints) -> None:
 
 
 # ------------------------------------------------------------------ bad input
-def test_bad_records_and_options_are_refused(checkpoints) -> None:
-    _, _, ours = checkpoints("mvp")
+def test_bad_records_and_options_are_refused(native_checkpoints) -> None:
+    ours = native_checkpoints("mvp")
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(max_seq_len=16, max_question_len=64))
     for question, context, kind in [
         ("", "ctx", "empty_question"),
@@ -327,13 +354,7 @@ def test_bad_records_and_options_are_refused(checkpoints) -> None:
 
 
 def test_a_model_without_a_qa_head_is_refused(tmp_path) -> None:
-    tok = tokenizer_dir("mvp")
-    config = transformers.MvpConfig(
-        vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16,
-    )
-    transformers.MvpForSequenceClassification(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    native(tmp_path, "MvpForSequenceClassification")
     ours = common.load(tmp_path, device="cpu")
     with pytest.raises(common.UnsupportedModel, match="MvpForSequenceClassification"):
         QuestionAnswerer(ours.model, ours.tokenizer)
@@ -455,16 +476,14 @@ def test_xlm_beam_head_matches_a_brute_force_decode(checkpoints, opts: QAOptions
         assert_same_answers(result["answers"], expected, question)
 
 
-def test_bfloat16_answers_are_spans_of_the_context_through_onednn(checkpoints, tmp_path, monkeypatch) -> None:
+def test_bfloat16_answers_are_spans_of_the_context_through_onednn(tmp_path, monkeypatch) -> None:
     """The README's --dtype bfloat16 path: the model in bfloat16, its products through oneDNN,
     every answer a real span of its context (the spans themselves may move: not float32)."""
     from xcli_models import kernels
 
     if not kernels.onednn_available():
         pytest.skip("this torch has no oneDNN matmul")
-    _, oracle_tok, ours = checkpoints("mvp")
-    ours.model.save_pretrained(tmp_path)
-    oracle_tok.save_pretrained(tmp_path)
+    qa_checkpoint(tmp_path, "mvp")
     half = common.load(tmp_path, device="cpu", dtype="bfloat16")
     assert next(half.model.parameters()).dtype == torch.bfloat16
     dtypes: list[torch.dtype] = []
