@@ -261,7 +261,8 @@ def test_base_and_lm_checkpoints_cross_load_as_in_the_reference(tmp_path):
     """What the reference reports and computes for the same cross loads."""
     transformers = reference()
     _, directory = saved(tmp_path, cls="XGLMModel", writer="reference")
-    same_outputs(XGLMForCausalLM.from_pretrained(directory), transformers.XGLMForCausalLM.from_pretrained(directory).eval())
+    theirs = transformers.XGLMForCausalLM.from_pretrained(directory).eval()
+    same_outputs(XGLMForCausalLM.from_pretrained(directory), theirs)
 
     _, directory = saved(tmp_path, "untied", cls="XGLMModel", writer="reference", tie_word_embeddings=False)
     assert XGLMForCausalLM.from_pretrained(directory).load_report.initialized == ["lm_head.weight"]

@@ -2,12 +2,12 @@
 
 Tiny random checkpoints written by xcli with real tokenizers (see test_training). Each new head
 learns a small synthetic task to (near) zero loss, and (where the reference is installed: tests of
-their own, on the same training run) its checkpoint loads in the oracle with our logits: span and beam-search QA (windows labelled as ``xcli qa`` cuts them, checked
-by hand on a long context), multiple choice, multi-label and regression classifiers, causal LM on
-packed blocks, XLNet's permutation LM, seq2seq (MVP, ProphetNet's n-gram loss), XLM masked LM
-with ``langs``. ``--tune prompts`` changes only MVP's prompts and the result loads with them
-active; ``--freeze-base`` changes only the head; one optimizer step equals the oracle's AdamW
-with its linear schedule.
+their own, on the same training run) its checkpoint loads in the oracle with our logits: span and
+beam-search QA (windows labelled as ``xcli qa`` cuts them, checked by hand on a long context),
+multiple choice, multi-label and regression classifiers, causal LM on packed blocks, XLNet's
+permutation LM, seq2seq (MVP, ProphetNet's n-gram loss), XLM masked LM with ``langs``. ``--tune
+prompts`` changes only MVP's prompts and the result loads with them active; ``--freeze-base``
+changes only the head; one optimizer step equals the oracle's AdamW with its linear schedule.
 """
 
 from __future__ import annotations
