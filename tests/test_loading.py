@@ -468,7 +468,7 @@ def test_published_configs_pass_the_checks():
     for model_type, config_class, _ in _family_classes():
         config_class.from_dict(transformers.AutoConfig.for_model(model_type).to_dict())
         checked += 1
-    assert checked == 6
+    assert checked >= 6  # every family (six today)
 
 
 def test_default_and_builtin_configs_pass_the_checks():
@@ -477,7 +477,7 @@ def test_default_and_builtin_configs_pass_the_checks():
     from xcli_models.auto import AutoConfig
 
     families = list(_family_classes())
-    assert len(families) == 6
+    assert len(families) >= 6  # every family (six today)
     for _, config_class, _ in families:
         config_class()
     builtin = _Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"

@@ -71,7 +71,7 @@ def test_sequence_heads_match_pipeline(tmp_path: Path, family: str, class_name: 
         for text, pair, mine in zip(TEXTS, PAIRS, ours, strict=True):
             assert_sequence(mine, sequence_reference(pipe, text, pair, **kwargs))
     top = classifier_for(task.model, task.tokenizer, top_k=2)(TEXTS[:2])
-    for text, mine in zip(TEXTS, top, strict=True):
+    for text, mine in zip(TEXTS[:2], top, strict=True):
         assert_sequence(mine, sequence_reference(pipe, text, None), top_k=2)
 
 
