@@ -39,6 +39,16 @@ def no_server_of_the_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             os.environ[name] = value
 
 
+@pytest.fixture(autouse=True)
+def registry_left_as_found() -> Iterator[None]:
+    """No test leaves the model registry changed (a toy or fake family registers through monkeypatch)."""
+    from xcli_models.registry import FAMILIES
+
+    before = dict(FAMILIES)
+    yield
+    assert FAMILIES == before, f"the test left the model registry changed: {sorted(FAMILIES.keys() ^ before.keys())}"
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -1,7 +1,9 @@
 """Helpers for parity tests against the reference library (the oracle).
 
-The oracle builds and saves tiny random checkpoints; xcli_models loads them;
-outputs are compared field by field.
+The oracle builds and saves tiny random checkpoints; xcli_models loads them; outputs are compared
+field by field. Importing this module skips the importing test module where the reference is not
+installed: only parity modules import it. Tests that use the reference in a few places only ask
+for it there (``compare.reference()``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-ATOL = 1e-4
+from compare import ATOL, REASON, as_tensors, assert_close, assert_outputs_close  # noqa: F401 (re-exported)
 
-transformers = pytest.importorskip("transformers", reason="the oracle (transformers==4.56.2) is a test extra")
+transformers = pytest.importorskip("transformers", reason=REASON)
 
 
 def oracle_checkpoint(model: Any, directory: Path, **save_kwargs: Any) -> Path:
@@ -22,37 +23,3 @@ def oracle_checkpoint(model: Any, directory: Path, **save_kwargs: Any) -> Path:
     model.eval()
     model.save_pretrained(directory, **save_kwargs)
     return directory
-
-
-def as_tensors(value: Any) -> list[torch.Tensor]:
-    """Flatten nested tuples/lists/caches of tensors into a list, in order."""
-    if value is None:
-        return []
-    if isinstance(value, torch.Tensor):
-        return [value]
-    to_legacy = getattr(value, "to_legacy_cache", None) or getattr(value, "to_legacy", None)
-    if to_legacy is not None:
-        return as_tensors(to_legacy())
-    if isinstance(value, (tuple, list)):
-        return [t for item in value for t in as_tensors(item)]
-    raise TypeError(f"cannot compare {type(value).__name__}")
-
-
-def assert_close(ours: Any, theirs: Any, atol: float = ATOL, what: str = "output") -> None:
-    """Every tensor within ``atol``, with shapes equal."""
-    a, b = as_tensors(ours), as_tensors(theirs)
-    assert len(a) == len(b), f"{what}: {len(a)} tensors vs {len(b)} in the oracle"
-    for i, (x, y) in enumerate(zip(a, b)):
-        assert x.shape == y.shape, f"{what}[{i}]: shape {tuple(x.shape)} vs oracle {tuple(y.shape)}"
-        if x.is_floating_point():
-            diff = (x.float() - y.float()).abs().max().item() if x.numel() else 0.0
-            assert diff <= atol, f"{what}[{i}]: max abs diff {diff:.3g} > {atol}"
-        else:
-            assert torch.equal(x, y), f"{what}[{i}]: values differ"
-
-
-def assert_outputs_close(ours: Any, theirs: Any, fields: list[str] | None = None, atol: float = ATOL) -> None:
-    """Compare the named output fields (default: every field the oracle set)."""
-    names = fields or [k for k in theirs.keys() if getattr(theirs, k, None) is not None]
-    for name in names:
-        assert_close(getattr(ours, name), getattr(theirs, name), atol=atol, what=name)

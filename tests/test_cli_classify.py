@@ -1,8 +1,8 @@
 """``xcli classify`` in-process on tiny random checkpoints with the real tokenizers.
 
 Sequence heads (texts and pairs) against the text-classification pipeline, token heads against
-the token-classification pipeline, multiple choice; bad records; --output-format text; heads
-that do not classify.
+the token-classification pipeline (checkpoints the oracle wrote; skipped without it); on checkpoints
+xcli wrote: multiple choice; bad records; --output-format text and tsv; heads that do not classify.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from oracle import ATOL, transformers
+from compare import ATOL, transformers
 from test_task_classify import NER_TEXTS, SENTIMENT, sequence_reference, token_reference
-from task_fixtures import LABELS, build, oracle_pipeline
+from task_fixtures import LABELS, build, native, oracle_pipeline
 
 from xcli.app import app
 
@@ -36,6 +36,13 @@ def jsonl(text: str) -> list[dict]:
 def xlnet_sst(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
     return build(tmp_path_factory.mktemp("sst") / "ckpt", "xlnet", "XLNetForSequenceClassification", seed=21,
                  id2label=SENTIMENT)
+
+
+@pytest.fixture(scope="module")
+def sst(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """xcli's own sentiment checkpoint (XLNet, three labels)."""
+    return native(tmp_path_factory.mktemp("sst") / "native", "XLNetForSequenceClassification", 21, id2label=SENTIMENT,
+                  perturb=0.3)[2]
 
 
 RECORDS = [
@@ -65,18 +72,19 @@ def test_sequence_head_jsonl_matches_pipeline(xlnet_sst: tuple[Any, Any, Path]) 
     assert abs(top["score"] - theirs[0]["score"]) <= ATOL
 
 
-def test_text_and_tsv_output(xlnet_sst: tuple[Any, Any, Path]) -> None:
-    _, _, path = xlnet_sst
+def test_text_and_tsv_output(sst: Path) -> None:
+    path = sst
     texts = [r["text"] for r in RECORDS]
     full = jsonl(run("classify", "-m", str(path), "--device", "cpu", *texts).stdout)
+    assert len(full) == 3 and all(o["label"] in SENTIMENT.values() for o in full)
     text = run("classify", "-m", str(path), "-O", "text", "--device", "cpu", *texts)
     assert text.stdout.splitlines() == [o["label"] for o in full]
     tsv = run("classify", "-m", str(path), "-O", "tsv", "--device", "cpu", *texts).stdout.splitlines()
     assert tsv[0].split("\t")[:2] == ["label", "score"] and len(tsv) == 4
 
 
-def test_bad_records_and_unused_options(xlnet_sst: tuple[Any, Any, Path]) -> None:
-    _, _, path = xlnet_sst
+def test_bad_records_and_unused_options(sst: Path) -> None:
+    path = sst
     lines = '{"id": 1}\n{"id": 2, "text": "fine", "text_pair": 3}\n[1]\n{"id": 4, "text": "fine"}\n'
     result = run("classify", "-m", str(path), "--aggregation", "simple", "--device", "cpu", input=lines)
     assert result.exit_code == 4
@@ -108,7 +116,7 @@ def test_token_head_entities_match_pipeline(xlnet_ner: tuple[Any, Any, Path]) ->
 
 
 def test_multiple_choice_records(tmp_path: Path) -> None:
-    _, _, path = build(tmp_path / "mc", "xlm", "XLMForMultipleChoice", seed=23)
+    path = native(tmp_path / "mc", "XLMForMultipleChoice", 23)[2]
     lines = (
         '{"id": "q1", "text": "The cat sat on the", "choices": ["mat", "moon", "dog"]}\n'
         '{"id": "q2", "text": "No choices here"}\n'
@@ -127,7 +135,7 @@ def test_multiple_choice_records(tmp_path: Path) -> None:
 
 
 def test_heads_that_do_not_classify(tmp_path: Path) -> None:
-    _, _, path = build(tmp_path / "lm", "mvp", "MvpForConditionalGeneration")
+    path = native(tmp_path / "lm", "MvpForConditionalGeneration")[2]
     result = run("classify", "-m", str(path), "hello")
     assert result.exit_code == 2
     assert "MvpForConditionalGeneration" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -132,7 +132,8 @@ def test_token_classification_entity_scores_are_seqevals(tmp_path: Path) -> None
             example = task.encode(record)
             batch = task.collate([example])
             logits = loaded.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
-            guesses.append([TAGS[int(i)] for i, gold in zip(logits.argmax(-1), example.labels) if gold != -100])
+            guesses.append([TAGS[int(i)] for i, gold in zip(logits.argmax(-1), example.labels, strict=True)
+                            if gold != -100])
     golds = [r["labels"] for r in NER]
     lines = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [line["labels"] for line in lines] == guesses and [line["gold"] for line in lines] == golds
@@ -238,7 +239,7 @@ def test_multi_label_and_regression_heads(tmp_path: Path, kind: str) -> None:
         config = dict(num_labels=3, problem_type=kind, id2label=names, label2id={v: k for k, v in names.items()})
         records = [{"text": t, "label": labels} for t, labels in zip(POSITIVE[:3] + NEGATIVE[:3],
                                                                     [["fun"], ["fun", "long"], [], ["sad"],
-                                                                     ["sad", "long"], ["long"]])]
+                                                                     ["sad", "long"], ["long"]], strict=True)]
     path = build_native(tmp_path / "m", "XLNetForSequenceClassification", seed=4, **config)
     data = write_jsonl(tmp_path / "d.jsonl", records)
     predictions = tmp_path / "p.jsonl"

@@ -1,7 +1,8 @@
 """``xcli fill-mask`` in-process on tiny random checkpoints with the real tokenizers.
 
 JSONL in, JSONL out (in input order, whatever the batching), compared with the oracle's
-pipeline; bad records; --output-format text; options the model cannot honour.
+pipeline (a checkpoint the oracle wrote; skipped without it); on checkpoints xcli wrote: bad
+records; --output-format text; targets and languages; options the model cannot honour.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from oracle import ATOL
-from task_fixtures import build, oracle_pipeline, per_blank
+from compare import ATOL
+from task_fixtures import build, native, oracle_pipeline, per_blank
 
 from xcli.app import app
 
@@ -31,13 +32,20 @@ def jsonl(text: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def mvp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+def oracle_mvp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    """(the oracle's model, its tokenizer, the checkpoint it wrote); skips without the oracle."""
     return build(tmp_path_factory.mktemp("mvp") / "ckpt", "mvp", "MvpForConditionalGeneration", seed=11)
 
 
 @pytest.fixture(scope="module")
+def mvp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    """(xcli's model, its tokenizer, the checkpoint xcli wrote)."""
+    return native(tmp_path_factory.mktemp("mvp") / "native", "MvpForConditionalGeneration", 11, perturb=0.3)
+
+
+@pytest.fixture(scope="module")
 def xlm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
-    return build(tmp_path_factory.mktemp("xlm") / "ckpt", "xlm", "XLMWithLMHeadModel", seed=12)
+    return native(tmp_path_factory.mktemp("xlm") / "native", "XLMWithLMHeadModel", 12, perturb=0.3)
 
 
 RECORDS = [
@@ -47,8 +55,8 @@ RECORDS = [
 ]
 
 
-def test_jsonl_in_jsonl_out_matches_the_pipeline(mvp: tuple[Any, Any, Path]) -> None:
-    ref_model, ref_tok, path = mvp
+def test_jsonl_in_jsonl_out_matches_the_pipeline(oracle_mvp: tuple[Any, Any, Path]) -> None:
+    ref_model, ref_tok, path = oracle_mvp
     lines = "".join(json.dumps(r) + "\n" for r in RECORDS)
     result = run("fill-mask", "-m", str(path), "-k", "3", "-b", "2", "--keep", "source", "--device", "cpu",
                  input=lines)
@@ -106,10 +114,7 @@ def test_targets_lang_and_xlm_mask_token(xlm: tuple[Any, Any, Path]) -> None:
 
 
 def test_models_without_a_masked_lm_head(tmp_path: Path, mvp: tuple[Any, Any, Path]) -> None:
-    from oracle import transformers
-
-    config = transformers.XGLMConfig(vocab_size=64, d_model=16, num_layers=1, attention_heads=2, ffn_dim=16)
-    transformers.XGLMForCausalLM(config).save_pretrained(tmp_path / "xglm")
+    native(tmp_path / "xglm", "XGLMForCausalLM")
     result = run("fill-mask", "-m", str(tmp_path / "xglm"), "a <mask>")
     assert result.exit_code == 2
     assert "XGLMForCausalLM" in result.stderr and "masked-LM head" in result.stderr

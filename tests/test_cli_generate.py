@@ -1,9 +1,10 @@
-"""``xcli generate`` on tiny random checkpoints with real tokenizers, against the oracle's pipelines.
+"""``xcli generate`` on tiny random checkpoints with real tokenizers, and against the oracle's pipelines.
 
 JSONL in, JSONL out in input order whatever the batching; greedy and beam texts equal to the
-reference pipelines; sampling reproducible with --seed across runs and batch sizes; --stop;
-several sequences; bad records; -O text; --stream as a real process writing into a pipe; usage
-errors for what a checkpoint or an option combination cannot do.
+reference pipelines (checkpoints the oracle wrote: ``oracle_built``, skipped without it); on
+checkpoints xcli wrote (``lm``), without the reference: sampling reproducible with --seed across
+runs and batch sizes; --stop; bad records; -O text; --stream as a real process writing into a
+pipe; usage errors for what a checkpoint or an option combination cannot do.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from oracle import transformers
+from compare import reference
+from task_fixtures import GENERATE_PROMPTS as PROMPTS
+from task_fixtures import native
 from test_cli_support import HERE, xcli_env
-from test_task_generate import PROMPTS, TOKENIZERS, build, root  # noqa: F401 - fixture
 
 from xcli.app import app
 from xcli.commands.generate import _unescape
@@ -43,6 +45,43 @@ def jsonl(text: str) -> list[dict[str, Any]]:
 
 def records(*texts: str) -> str:
     return "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("generate")
+
+
+def build(name: str, root: Path) -> Any:
+    """The oracle's checkpoint of ``name`` (``test_task_generate.build``); skips without the oracle."""
+    reference()
+    from test_task_generate import build as oracle_built
+
+    return oracle_built(name, root)
+
+
+#: xcli's own generating checkpoints: tiny, weights perturbed so that next tokens are far from ties
+LM_CLASSES = {"xglm": ("XGLMForCausalLM", dict(d_model=24, attention_heads=3, num_layers=2, ffn_dim=40,
+                                               max_position_embeddings=128)),
+              "mvp": ("MvpForConditionalGeneration", dict(d_model=24, encoder_layers=2, decoder_layers=2,
+                                                          encoder_attention_heads=3, decoder_attention_heads=3,
+                                                          encoder_ffn_dim=40, decoder_ffn_dim=40,
+                                                          max_position_embeddings=128))}
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``lm(name)``: the directory of xcli's tiny ``xglm`` or ``mvp`` checkpoint, written once."""
+    paths: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in paths:
+            class_name, sizes = LM_CLASSES[name]
+            # seed 1: its greedy XGLM text has several words (test_stop_cuts_the_text cuts at the third)
+            paths[name] = native(tmp_path_factory.mktemp(name) / name, class_name, 1, sizes=sizes, perturb=0.3)[2]
+        return paths[name]
+
+    return get
 
 
 @pytest.mark.parametrize("name", ["xglm", "mvp", "xlm-prophetnet-causal"])
@@ -82,10 +121,10 @@ def test_options_reach_the_generation(root: Path) -> None:
     # --max-total-length counts the prompt of a causal model, as the reference does
     encoded = built.tokenizer(PROMPTS[1], return_tensors="pt")
     length = encoded["input_ids"].shape[1] + 3
-    reference = built.oracle.generate(**encoded, max_length=length, do_sample=False, num_beams=1)
-    assert reference.shape[1] == length
+    oracle_ids = built.oracle.generate(**encoded, max_length=length, do_sample=False, num_beams=1)
+    assert oracle_ids.shape[1] == length
     result = run("-m", str(built.path), *GREEDY, "--max-total-length", str(length), PROMPTS[1])
-    assert jsonl(result.stdout)[0]["generated_text"] == built.tokenizer.decode(reference[0], skip_special_tokens=True)
+    assert jsonl(result.stdout)[0]["generated_text"] == built.tokenizer.decode(oracle_ids[0], skip_special_tokens=True)
 
 
 def test_several_sequences_with_scores(root: Path) -> None:
@@ -101,9 +140,8 @@ def test_several_sequences_with_scores(root: Path) -> None:
     assert set(jsonl(single.stdout)[0]) == {"generated_text", "score"}
 
 
-def test_seed_reproducible_across_runs_and_batch_sizes(root: Path) -> None:
-    built = build("xglm", root)
-    args = ["-m", str(built.path), "--device", "cpu", "--sample", "--top-k", "0", "--top-p", "0.95", "--typical-p",
+def test_seed_reproducible_across_runs_and_batch_sizes(lm: Any) -> None:
+    args = ["-m", str(lm("xglm")), "--device", "cpu", "--sample", "--top-k", "0", "--top-p", "0.95", "--typical-p",
             "0.99", "-t", "2", "-N", "8", "-n", "2", "--seed", "3", "-O", "text"]
     lines = records(*PROMPTS, PROMPTS[1])
     outs = [run(*args, "-b", size, input=lines).stdout for size in ("1", "4", "4")]
@@ -113,28 +151,28 @@ def test_seed_reproducible_across_runs_and_batch_sizes(root: Path) -> None:
     assert run(*args[:-5], "--seed", "4", "-O", "text", input=lines).stdout != outs[0]
 
 
-def test_stop_cuts_the_text(root: Path) -> None:
-    built = build("xglm", root)
-    plain = jsonl(run("-m", str(built.path), *GREEDY, "-N", "10", "--new-text", PROMPTS[0]).stdout)[0]["generated_text"]
+def test_stop_cuts_the_text(lm: Any) -> None:
+    path = lm("xglm")
+    plain = jsonl(run("-m", str(path), *GREEDY, "-N", "10", "--new-text", PROMPTS[0]).stdout)[0]["generated_text"]
     stop = plain.split()[2]
-    result = run("-m", str(built.path), *GREEDY, "-N", "10", "--new-text", "--stop", stop, "--stop", "\\n", PROMPTS[0])
+    result = run("-m", str(path), *GREEDY, "-N", "10", "--new-text", "--stop", stop, "--stop", "\\n", PROMPTS[0])
     assert jsonl(result.stdout)[0]["generated_text"] == plain[: plain.index(stop)]
     assert _unescape("a\\nb\\t\\\\n\\x") == "a\nb\t\\n\\x"
 
 
-def test_bad_records_get_error_lines(root: Path) -> None:
-    built = build("mvp", root)
+def test_bad_records_get_error_lines(lm: Any) -> None:
+    path = lm("mvp")
     lines = ('{"id": 1, "text": "fine"}\n{"id": 2, "body": "x"}\n{"id": 3, "text": 5}\nnot json\n'
              '{"id": 5, "text": "ok"}\n')
-    result = run("-m", str(built.path), *GREEDY, "-N", "3", input=lines)
+    result = run("-m", str(path), *GREEDY, "-N", "3", input=lines)
     assert result.exit_code == 4
     out = jsonl(result.stdout)
     assert [o.get("error", {}).get("type") for o in out] == [None, "missing_field", "wrong_type", "invalid_json", None]
     assert "line 2: missing_field" in result.stderr
-    stopped = run("-m", str(built.path), *GREEDY, "-N", "3", "--on-error", "stop", input=lines)
+    stopped = run("-m", str(path), *GREEDY, "-N", "3", "--on-error", "stop", input=lines)
     assert stopped.exit_code == 1 and len(jsonl(stopped.stdout)) == 2
     # the text of failed records is an empty line in text output
-    text = run("-m", str(built.path), *GREEDY, "-N", "3", "-O", "text", input=lines)
+    text = run("-m", str(path), *GREEDY, "-N", "3", "-O", "text", input=lines)
     assert text.exit_code == 4 and text.stdout.split("\n")[1:4] == ["", "", ""]
 
 
@@ -148,15 +186,12 @@ def test_mvp_task_template_and_fields(root: Path) -> None:
     assert [[o["generated_text"]] for o in jsonl(result.stdout)] == expected
 
 
-def test_usage_errors(root: Path, tmp_path: Path) -> None:
+def test_usage_errors(lm: Any, tmp_path: Path) -> None:
     # a checkpoint without a generative head: one line naming what it has
-    tokenizer = TOKENIZERS["xglm"]()
-    config = transformers.XGLMConfig(vocab_size=len(tokenizer), d_model=24, attention_heads=3, num_layers=1, ffn_dim=32)
-    transformers.XGLMModel(config).save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
+    native(tmp_path / "base", "XGLMModel")
     result = run("-m", str(tmp_path / "base"), "--device", "cpu", "Hello")
     assert result.exit_code == 2 and "XGLMModel" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    xglm, mvp = str(build("xglm", root).path), str(build("mvp", root).path)
+    xglm, mvp = str(lm("xglm")), str(lm("mvp"))
     cases = [
         ([xglm, "--stream", "-O", "jsonl"], "--stream"),
         ([xglm, "--stream", "-o", str(tmp_path / "out.txt")], "--stream"),
@@ -175,10 +210,9 @@ def test_usage_errors(root: Path, tmp_path: Path) -> None:
     assert "--xlnet-prefix does not apply" in warned.stderr and "--return-full-text does not apply" in warned.stderr
 
 
-def test_stream_prints_as_it_generates(root: Path) -> None:
+def test_stream_prints_as_it_generates(lm: Any) -> None:
     """A real process writing into a pipe: the text comes in pieces, and the bytes are those of -O text."""
-    built = build("xglm", root)
-    args = ["-m", str(built.path), "--device", "cpu", "-N", "100", "--min-new-tokens", "100", "--threads", "1"]
+    args = ["-m", str(lm("xglm")), "--device", "cpu", "-N", "100", "--min-new-tokens", "100", "--threads", "1"]
     prompts = ["Hello world", "A tab\tand a line"]
     expected = run(*args, "-O", "text", *prompts)
     assert expected.exit_code == 0, expected.stderr

@@ -1,8 +1,9 @@
 """``xcli qa`` in-process on tiny random checkpoints with the real tokenizers.
 
-JSONL in and out against the oracle's question-answering pipeline (MVP), the library's answers
-for the other heads, TEXT arguments with --context, bad records, --output-format text, --top-k,
-and checkpoints without a question-answering head.
+JSONL in and out against the oracle's question-answering pipeline (MVP; skipped without the
+reference), the library's answers for every head, TEXT arguments with --context, bad records,
+--output-format text, --top-k, and checkpoints without a question-answering head: on checkpoints
+written by xcli (``task_fixtures.native``), which need no reference.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from test_task_qa import (  # noqa: F401 - fixtures
-    assert_same_answers, checkpoints, oracle_answers, tokenizer_dir, xquad_records,
-)
-from oracle import transformers
+from compare import reference
+from task_fixtures import assert_same_answers, native, oracle_answers, qa_checkpoint, xquad_records
 from xcli.app import app
 from xcli_models.tasks.qa import QAOptions, QuestionAnswerer
 
@@ -34,9 +33,20 @@ def jsonl(text: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def mvp(checkpoints, tmp_path_factory) -> tuple[Any, Any, Path]:
-    model, tok, _ = checkpoints("mvp")
-    path = tmp_path_factory.mktemp("cli-mvp")
+def mvp(tmp_path_factory) -> tuple[None, None, Path]:
+    """(None, None, an xcli-written MVP question-answering checkpoint)."""
+    return None, None, qa_checkpoint(tmp_path_factory.mktemp("cli-mvp"), "mvp")
+
+
+@pytest.fixture(scope="module")
+def oracle_mvp(tmp_path_factory) -> tuple[Any, Any, Path]:
+    """(the oracle's MVP question-answering model, its fast tokenizer, the checkpoint it wrote)."""
+    reference()
+    from test_task_qa import oracle_model, tokenizer_dir
+
+    tok = tokenizer_dir("mvp")
+    model = oracle_model("mvp", "span", len(tok), 0)
+    path = tmp_path_factory.mktemp("cli-oracle-mvp")
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return model, tok, path
@@ -50,22 +60,22 @@ def as_lines(items: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in items)
 
 
-def test_jsonl_in_jsonl_out_matches_the_oracle_pipeline(mvp) -> None:
-    model, tok, path = mvp
+def test_jsonl_in_jsonl_out_matches_the_oracle_pipeline(oracle_mvp) -> None:
+    model, tok, path = oracle_mvp
     items = records()
     result = run("qa", "-m", str(path), "--device", "cpu", "-b", "2", "--threads", "1", input=as_lines(items))
     assert result.exit_code == 0, result.stderr
     out = jsonl(result.stdout)
     assert [o["id"] for o in out] == [r["id"] for r in items]
-    pipe = transformers.pipeline("question-answering", model=model, tokenizer=tok)
+    pipe = reference().pipeline("question-answering", model=model, tokenizer=tok)
     for record, mine in zip(items, out, strict=True):
         theirs = oracle_answers(pipe, record["question"], record["context"], {})
         assert set(mine) == {"id", "answer", "score", "start", "end"}
         assert_same_answers([mine], theirs, record["question"])
 
 
-def test_options_reach_the_decoder(mvp) -> None:
-    model, tok, path = mvp
+def test_options_reach_the_decoder(oracle_mvp) -> None:
+    model, tok, path = oracle_mvp
     items = records(3)
     options = {"top_k": 3, "max_seq_len": 64, "doc_stride": 16, "max_answer_len": 6, "handle_impossible": True}
     result = run(
@@ -73,15 +83,21 @@ def test_options_reach_the_decoder(mvp) -> None:
         "--max-answer-len", "6", "--handle-impossible", "--keep", "question", input=as_lines(items),
     )
     assert result.exit_code == 0, result.stderr
-    pipe = transformers.pipeline("question-answering", model=model, tokenizer=tok)
+    pipe = reference().pipeline("question-answering", model=model, tokenizer=tok)
     for record, mine in zip(jsonl(result.stdout), items, strict=True):
         assert record["question"] == mine["question"] and len(record["answers"]) == 3
         assert record["answer"] == record["answers"][0]["answer"]
         assert_same_answers(record["answers"], oracle_answers(pipe, mine["question"], mine["context"], options), "")
+
+
+def test_no_align_to_words_reaches_the_decoder(mvp) -> None:
+    _, _, path = mvp
+    items = records(3)
     words = jsonl(run("qa", "-m", str(path), "--no-align-to-words", "-k", "2", input=as_lines(items)).stdout)
     expected = QuestionAnswerer(*_ours(path), QAOptions(top_k=2, align_to_words=False))(
         [(r["question"], r["context"]) for r in items]
     )
+    assert len(words) == len(expected) == 3
     assert [w["answers"] for w in words] == [e["answers"] for e in expected]
 
 
@@ -93,10 +109,8 @@ def _ours(path: Path) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize("family,head", [("xlnet", "span"), ("xlm", "span"), ("xlnet", "beam"), ("xlm", "beam")])
-def test_every_head_answers_as_the_library_does(checkpoints, tmp_path, family: str, head: str) -> None:
-    model, tok, _ = checkpoints(family, head)
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+def test_every_head_answers_as_the_library_does(tmp_path, family: str, head: str) -> None:
+    qa_checkpoint(tmp_path, family, head)
     items = records(3)
     result = run("qa", "-m", str(tmp_path), "-k", "2", "--max-seq-len", "96", input=as_lines(items))
     assert result.exit_code == 0, result.stderr
@@ -161,13 +175,7 @@ def test_usage_errors(mvp, tmp_path) -> None:
     assert run("qa", "-m", str(path), "--top-k", "0", "-c", "x", "q").exit_code == 2
     lang = run("qa", "-m", str(path), "--lang", "fr", "-c", "x", "q")
     assert lang.exit_code == 2 and "XLM" in lang.stderr
-    tok = tokenizer_dir("mvp")
-    config = transformers.MvpConfig(
-        vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16,
-    )
-    transformers.MvpForConditionalGeneration(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    native(tmp_path, "MvpForConditionalGeneration")
     wrong = run("qa", "-m", str(tmp_path), "-c", "x", "q")
     assert wrong.exit_code == 2
     assert "MvpForConditionalGeneration" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
@@ -175,6 +183,7 @@ def test_usage_errors(mvp, tmp_path) -> None:
 
 def test_qa_reads_the_documented_window_of_records_per_round(tmp_path, monkeypatch) -> None:
     from task_fixtures import build_native
+
     from xcli import io
     from xcli.model_commands import window
 

@@ -2,8 +2,9 @@
 
 JSONL in, JSONL out in input order whatever the batching; causal texts, encoder-decoder targets and
 pseudo-log-likelihood equal to the numbers tests/test_task_score.py computes from the oracle's
-logits; choices ranked; bad records (missing, empty or non-Unicode text, bad choices, too long)
-give error lines and exit 4; heads that cannot score are usage errors (exit 2).
+logits (checkpoints the oracle wrote; skipped without it); on checkpoints xcli wrote: choices
+ranked; bad records (missing, empty or non-Unicode text, bad choices, too long) give error lines and
+exit 4; heads that cannot score are usage errors (exit 2).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from oracle import ATOL
-from test_task_generate import build, root  # noqa: F401 - fixture
-from test_task_score import TEXTS, masked_lm, reference_causal, reference_pll, reference_seq2seq  # noqa: F401
+from compare import ATOL, reference
+from task_fixtures import SCORE_TEXTS as TEXTS
+from task_fixtures import build as build_masked_lm
+from task_fixtures import native
 
 from xcli.app import app
 
@@ -37,6 +39,48 @@ def lines(*records: dict[str, Any]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
+def oracle_numbers() -> Any:
+    """tests/test_task_score.py, whose ``reference_*`` compute scores from the oracle's logits."""
+    reference()
+    import test_task_score
+
+    return test_task_score
+
+
+def build(name: str, root: Path) -> Any:
+    """The oracle's checkpoint of ``name`` (``test_task_generate.build``); skips without the oracle."""
+    reference()
+    from test_task_generate import build as oracle_built
+
+    return oracle_built(name, root)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("score")
+
+
+@pytest.fixture(scope="module")
+def masked_lm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An XLM masked LM (causal: false), saved by the oracle with the en-fr tokenizer."""
+    return build_masked_lm(tmp_path_factory.mktemp("score-mlm"), "xlm", "XLMWithLMHeadModel")
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``lm(name)``: xcli's own causal ``xglm`` or ``xlm`` checkpoint, written once."""
+    classes = {"xglm": ("XGLMForCausalLM", {}), "xlm": ("XLMWithLMHeadModel", {"causal": True})}
+    paths: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in paths:
+            class_name, config = classes[name]
+            paths[name] = native(tmp_path_factory.mktemp(name) / name, class_name, perturb=0.3, **config)[2]
+        return paths[name]
+
+    return get
+
+
 def test_texts_score_as_the_oracle_in_input_order(root: Path) -> None:
     built = build("xglm", root)
     records = [{"id": i, "text": t} for i, t in enumerate([TEXTS[2], TEXTS[0], TEXTS[1], TEXTS[0]])]
@@ -49,7 +93,7 @@ def test_texts_score_as_the_oracle_in_input_order(root: Path) -> None:
     assert [o["id"] for o in out] == [0, 1, 2, 3]
     assert set(out[0]) == {"id", "logprob", "mean_logprob", "tokens", "perplexity"}
     for record, o in zip(records, out, strict=True):
-        logprob, n = reference_causal(built, record["text"])
+        logprob, n = oracle_numbers().reference_causal(built, record["text"])
         assert o["tokens"] == n and abs(o["logprob"] - logprob) <= ATOL
     for one, many in zip(outputs["1"], outputs["8"], strict=True):  # batching never changes a score
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
@@ -61,7 +105,7 @@ def test_encoder_decoder_scores_the_target(root: Path) -> None:
     result = run("-m", str(built.path), "--target-field", "summary", input=lines(*records))
     assert result.exit_code == 0, result.stderr
     for record, o in zip(records, jsonl(result.stdout), strict=True):
-        logprob, n = reference_seq2seq(built, record["text"], record["summary"])
+        logprob, n = oracle_numbers().reference_seq2seq(built, record["text"], record["summary"])
         assert o["tokens"] == n and abs(o["logprob"] - logprob) <= ATOL
     missing = run("-m", str(built.path), input=lines(records[0]))
     assert missing.exit_code == 4
@@ -73,33 +117,32 @@ def test_pll_scores_a_masked_lm_and_is_required_for_it(masked_lm: Any) -> None:
     result = run("-m", str(path), "--pll", "-O", "text", *TEXTS[:2])
     assert result.exit_code == 0, result.stderr
     for text, value in zip(TEXTS[:2], result.stdout.splitlines(), strict=True):
-        assert abs(float(value) - reference_pll(model, tokenizer, text)[0]) <= ATOL
+        assert abs(float(value) - oracle_numbers().reference_pll(model, tokenizer, text)[0]) <= ATOL
     refused = run("-m", str(path), "a text")
     assert refused.exit_code == 2 and "pll" in refused.stderr and not refused.stdout
 
 
-def test_choices_are_ranked(root: Path) -> None:
-    built = build("xlm", root)
+def test_choices_are_ranked(lm: Any) -> None:
+    path = lm("xlm")
     record = {"id": "q", "text": "The cat sat on the", "choices": ["mat", "moon and the stars", "mat"]}
-    result = run("-m", str(built.path), input=lines(record))
+    result = run("-m", str(path), input=lines(record))
     assert result.exit_code == 0, result.stderr
     out = jsonl(result.stdout)[0]
     assert out["id"] == "q" and set(out) == {"id", "choice", "scores", "logprobs", "tokens"}
     assert out["scores"][0] == out["scores"][2]
     assert out["choice"] == max(range(3), key=lambda k: out["scores"][k])
-    by_mean = run("-m", str(built.path), "--by", "mean", "-O", "text", input=lines(record))
-    means = [s / n for s, n in zip(out["logprobs"], out["tokens"])]
+    by_mean = run("-m", str(path), "--by", "mean", "-O", "text", input=lines(record))
+    means = [s / n for s, n in zip(out["logprobs"], out["tokens"], strict=True)]
     assert by_mean.stdout == f"{max(range(3), key=lambda k: means[k])}\n"
 
 
-def test_bad_records_give_error_lines_and_exit_4(root: Path) -> None:
-    built = build("xglm", root)
+def test_bad_records_give_error_lines_and_exit_4(lm: Any) -> None:
     records = [
         {"id": 0, "text": "fine"}, {"id": 1}, {"id": 2, "text": ""}, {"id": 3, "text": 7},
         {"id": 4, "text": "x", "choices": "mat"}, {"id": 5, "text": "word " * 200}, {"id": 6, "text": "also fine"},
     ]
     body = lines(*records) + '{"id": 7, "text": "bad \\ud800 text"}\n'
-    result = run("-m", str(built.path), "-b", "3", input=body)
+    result = run("-m", str(lm("xglm")), "-b", "3", input=body)
     assert result.exit_code == 4
     out = jsonl(result.stdout)
     assert [o["id"] for o in out] == list(range(8))
@@ -110,13 +153,11 @@ def test_bad_records_give_error_lines_and_exit_4(root: Path) -> None:
     assert "line 6" in result.stderr and "at most 128" in out[5]["error"]["message"]
 
 
-def test_heads_and_lengths_that_cannot_be_scored_are_usage_errors(tmp_path: Path, root: Path) -> None:
-    from task_fixtures import build_native
-
-    classifier = build_native(tmp_path / "cls", "XLNetForSequenceClassification")
+def test_heads_and_lengths_that_cannot_be_scored_are_usage_errors(tmp_path: Path, lm: Any) -> None:
+    classifier = native(tmp_path / "cls", "XLNetForSequenceClassification")[2]
     refused = run("-m", str(classifier), "a text")
     assert refused.exit_code == 2 and "language-modelling head" in refused.stderr
-    too_long = run("-m", str(build("xglm", root).path), "--max-length", "1000", "a text")
+    too_long = run("-m", str(lm("xglm")), "--max-length", "1000", "a text")
     assert too_long.exit_code == 2 and "--max-length" in too_long.stderr
-    not_masked = run("-m", str(build("xglm", root).path), "--pll", "a text")
+    not_masked = run("-m", str(lm("xglm")), "--pll", "a text")
     assert not_masked.exit_code == 2 and "masked-LM head" in not_masked.stderr

@@ -1,7 +1,8 @@
-"""``xcli train`` in-process on tiny random checkpoints saved by the oracle with real tokenizers.
+"""``xcli train`` in-process on tiny random checkpoints written by xcli with real tokenizers.
 
 A classifier grown from a base checkpoint learns a separable set and its output loads in
-``xcli classify`` and in the oracle with the same logits; the same seed gives the same weights;
+``xcli classify`` (and in the oracle with the same logits, where it is installed); the same seed
+gives the same weights;
 bad records are counted, named by line and end in exit 4 (or stop the run); an existing output is
 refused; usage errors; a causal LM from plain text on stdin and a seq2seq model.
 """
@@ -9,6 +10,7 @@ refused; usage errors; a causal LM from plain text on stdin and a seq2seq model.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from oracle import assert_close, transformers
+from compare import assert_close, reference
+from conftest import shared_path
 from test_training import SENTIMENT, TEXTS, build
 
 from xcli.app import app
-from xcli_models import AutoModel
+from xcli_models import AutoModel, AutoTokenizer
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,11 +51,20 @@ def sentiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", SENTIMENT)
 
 
-def test_grown_classifier_learns_and_loads_in_classify_and_the_oracle(tmp_path: Path, base: Path,
-                                                                       sentiment: Path) -> None:
-    out = tmp_path / "sst"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, base: Path, sentiment: Path) -> tuple[Any, Path]:
+    """A sentiment classifier grown from ``base`` by ``xcli train``: (the run's result, its output)."""
+    out = tmp_path_factory.mktemp("trained") / "sst"
     result = run("-m", str(base), "--labels", "neg,pos", "--train", str(sentiment), "--dev", str(sentiment),
                  "-o", str(out), "--lr", "1e-2", "--epochs", "10", "-b", "4", "--log-every", "4")
+    return result, out
+
+
+TRAINED_TEXTS = ["a great film", "an awful film", "lovely", "boring"]
+
+
+def test_grown_classifier_learns_and_loads_in_classify(trained: tuple[Any, Path]) -> None:
+    result, out = trained
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["output"] == str(out) and summary["model_class"] == "XLNetForSequenceClassification"
@@ -63,23 +75,33 @@ def test_grown_classifier_learns_and_loads_in_classify_and_the_oracle(tmp_path: 
               for line in result.stderr.splitlines() if "/40 (epoch" in line]
     assert len(logged) == 10 and logged[-1] < logged[0] / 2
     assert "new sequence-classification head" in result.stderr and "dev loss" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst"]  # no temporary directory left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sst"]  # no temporary directory left
 
-    texts = ["a great film", "an awful film", "lovely", "boring"]
-    reference = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
     ours = AutoModel.from_pretrained(out)
+    assert ours.config.id2label == {0: "neg", 1: "pos"}
+    tokenizer = AutoTokenizer.from_pretrained(out)
     with torch.no_grad():
-        theirs = reference(**batch).logits
-        assert_close(ours(**batch).logits, theirs)
-    assert reference.config.id2label == {0: "neg", 1: "pos"}
-
-    classified = runner.invoke(app, ["classify", "-m", str(out), *COMMON, *texts])
+        predicted = [int(ours(input_ids=torch.tensor([tokenizer.encode(t)])).logits.argmax(-1)) for t in TRAINED_TEXTS]
+    classified = runner.invoke(app, ["classify", "-m", str(out), *COMMON, *TRAINED_TEXTS])
     assert classified.exit_code == 0, classified.stderr
     labels = [json.loads(line)["label"] for line in classified.stdout.splitlines()]
-    assert labels == [reference.config.id2label[int(i)] for i in theirs.argmax(-1)]
+    assert labels == [ours.config.id2label[i] for i in predicted]
     assert labels == ["pos", "neg", "pos", "neg"]
+
+
+def test_the_trained_classifier_loads_in_the_oracle(trained: tuple[Any, Path]) -> None:
+    transformers = reference()
+    result, out = trained
+    assert result.exit_code == 0, result.stderr
+    oracle = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(TRAINED_TEXTS, padding=True, return_tensors="pt")
+    ours = AutoModel.from_pretrained(out)
+    with torch.no_grad():
+        theirs = oracle(**batch).logits
+        assert_close(ours(**batch).logits, theirs)
+    assert oracle.config.id2label == {0: "neg", 1: "pos"}
+    assert [oracle.config.id2label[int(i)] for i in theirs.argmax(-1)] == ["pos", "neg", "pos", "neg"]
 
 
 def test_the_same_seed_gives_the_same_checkpoint(tmp_path: Path, base: Path, sentiment: Path) -> None:
@@ -165,26 +187,58 @@ GENERATIVE = [
 ]
 
 
-@pytest.mark.parametrize("family,class_name,auto,line", GENERATIVE, ids=[g[1] for g in GENERATIVE])
-def test_language_models_train_from_stdin(tmp_path: Path, family: str, class_name: str, auto: str,
-                                          line: Any) -> None:
-    _, path = build(tmp_path / "ckpt", family, class_name, seed=12)
-    out = tmp_path / "out"
+@pytest.fixture(scope="module", params=GENERATIVE, ids=[g[1] for g in GENERATIVE])
+def trained_lm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, Path, str]:
+    """A language model trained for 6 steps from stdin: (the run's result, the base, the output, the auto class)."""
+    family, class_name, auto, line = request.param
+    root = tmp_path_factory.mktemp(family)
+    _, path = build(root / "ckpt", family, class_name, seed=12)
+    out = root / "out"
     lines = "".join(line(t) + "\n" for t in TEXTS * 2)
     result = run("-m", str(path), "--train", "-", "-o", str(out), "--max-steps", "6", "-b", "2", "--lr", "1e-2",
                  input=lines)
+    return result, path, out, auto
+
+
+def test_language_models_train_from_stdin(trained_lm: tuple[Any, Path, Path, str]) -> None:
+    result, path, out, _ = trained_lm
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
+    class_name = json.loads((path / "config.json").read_text())["architectures"][0]
     assert summary["model_class"] == class_name and summary["train_records"] == 8 and summary["steps"] == 6
-    reference = getattr(transformers, auto).from_pretrained(out).eval()
+    ours, before = AutoModel.from_pretrained(out), AutoModel.from_pretrained(path)
+    assert type(ours).__name__ == class_name and ours.load_report.lines() == []
+    moved = [name for name, p in ours.state_dict().items() if not torch.equal(p, before.state_dict()[name])]
+    assert moved  # the six steps changed the weights
+    ids = torch.tensor([[2, 15, 27, 31, 8, 2]])
+    with torch.no_grad():
+        assert torch.isfinite(ours(input_ids=ids, labels=ids).loss)
+
+
+def test_trained_language_models_load_in_the_oracle(trained_lm: tuple[Any, Path, Path, str]) -> None:
+    transformers = reference()
+    result, _, out, auto = trained_lm
+    assert result.exit_code == 0, result.stderr
+    oracle = getattr(transformers, auto).from_pretrained(out).eval()
     ours = AutoModel.from_pretrained(out)
     ids = torch.tensor([[2, 15, 27, 31, 8, 2]])
     with torch.no_grad():
-        assert_close(ours(input_ids=ids, labels=ids).logits, reference(input_ids=ids, labels=ids).logits)
+        assert_close(ours(input_ids=ids, labels=ids).logits, oracle(input_ids=ids, labels=ids).logits)
 
 
 # ------------------------------------------------------------------ defects found by new users
 def test_tokenizer_files_the_tokenizer_does_not_write_are_carried_over(tmp_path: Path, sentiment: Path) -> None:
+    _, path = build(tmp_path / "fast", "xlnet", "XLNetModel", seed=11)
+    shutil.copyfile(shared_path("tokenizers", "xlnet", "tokenizer.json"), path / "tokenizer.json")  # xcli writes none
+    out = tmp_path / "out"
+    result = run("-m", str(path), "--labels", "neg,pos", "--train", str(sentiment), "-o", str(out), "--max-steps", "1")
+    assert result.exit_code == 0, result.stderr
+    assert (out / "tokenizer.json").read_bytes() == (path / "tokenizer.json").read_bytes()
+    assert (out / "spiece.model").read_bytes() == (path / "spiece.model").read_bytes()
+
+
+def test_the_oracle_s_fast_tokenizer_files_are_carried_over(tmp_path: Path, sentiment: Path) -> None:
+    transformers = reference()  # writes the fast tokenizer's tokenizer.json, and reads both back
     _, path = build(tmp_path / "fast", "xlnet", "XLNetModel", seed=11)
     transformers.XLNetTokenizerFast(vocab_file=str(path / "spiece.model")).save_pretrained(path)
     assert (path / "tokenizer.json").is_file()

@@ -1,9 +1,11 @@
 """`xcli convert` and xcli_models.convert: round trips for every family, the numerical check,
 and sources that are truncated, lying, hostile, empty or of another kind.
 
-The oracle (transformers 4.56.2) builds tiny random checkpoints and saves them as
-``pytorch_model.bin`` (tied weights stored twice, as it writes .bin files); each conversion
-result must load in the oracle and give its outputs back.
+Tiny random checkpoints of xcli's classes are written as the reference writes ``pytorch_model.bin``
+(every name of its state dict, tied weights stored twice: :func:`save_bin`); each conversion result
+must load and give the model's outputs back. The oracle (transformers 4.56.2) is used where it is
+the point: checkpoints it wrote convert, and the results load in it with its outputs
+(``test_conversions_of_the_oracle_s_checkpoints_load_in_it``; skipped without it).
 """
 
 from __future__ import annotations
@@ -25,17 +27,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from oracle import transformers
+from compare import reference
 
+import xcli_models
 import xcli_models.convert as convert_module
 from xcli.app import app
 from xcli_models.convert import VerificationError, convert_checkpoint, verify_conversion
 from xcli_models.loading import CheckpointError, read_safetensors, read_weights
 
-transformers.logging.set_verbosity_error()
 runner = CliRunner()
 
-#: one tiny configuration per family (and English ProphetNet): (oracle class, its config class, fields)
+#: one tiny configuration per family (and English ProphetNet): (class, its config class, fields)
 KINDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "xlm": ("XLMWithLMHeadModel", "XLMConfig", dict(
         vocab_size=40, emb_dim=24, n_layers=2, n_heads=3, max_position_embeddings=24, n_langs=3)),
@@ -58,19 +60,38 @@ KINDS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-def oracle_model(kind: str, seed: int = 0, class_name: str | None = None, **config: Any) -> Any:
-    """A tiny random oracle model; weights drawn wide so that any lost or changed value shows."""
+def tiny_model(kind: str, seed: int = 0, class_name: str | None = None, writer: str = "xcli", **config: Any) -> Any:
+    """A tiny random model of xcli's classes (``writer="xcli"``) or of the oracle's (``"reference"``,
+    skipped without it); weights drawn wide so that any lost or changed value shows."""
+    library = xcli_models if writer == "xcli" else reference()
     name, config_class, fields = KINDS[kind]
     torch.manual_seed(seed)
-    model = getattr(transformers, class_name or name)(getattr(transformers, config_class)(**{**fields, **config}))
+    model = getattr(library, class_name or name)(getattr(library, config_class)(**{**fields, **config}))
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.05 * torch.randn_like(param))
     return model.eval()
 
 
+def oracle_model(kind: str, seed: int = 0, class_name: str | None = None, **config: Any) -> Any:
+    """:func:`tiny_model` of the oracle's classes."""
+    return tiny_model(kind, seed, class_name, writer="reference", **config)
+
+
 def save_bin(model: Any, directory: Path) -> Path:
+    """``pytorch_model.bin`` as the reference writes it: every name of the state dict, a tied weight
+    under each of its names (sharing one storage), and a generation_config.json beside a generating
+    head's. xcli's own models are written so by hand."""
     model.save_pretrained(directory, safe_serialization=False)
+    if type(model).__module__.startswith("xcli_models."):
+        from xcli_models.generation.config import model_defaults
+        from xcli_models.registry import capabilities
+
+        assert [p.name for p in directory.glob("pytorch_model*")] == ["pytorch_model.bin"]
+        state = {model.names.to_hf(k): v for k, v in model.state_dict().items()}
+        torch.save(state, directory / "pytorch_model.bin")
+        if capabilities(type(model).__name__).generate:
+            model_defaults(model).save_pretrained(directory)
     return directory
 
 
@@ -83,9 +104,17 @@ def sample(model: Any, seed: int = 5) -> dict[str, torch.Tensor]:
     return inputs
 
 
+def logits(directory: Path, class_name: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Load ``directory`` with xcli (float32, as ``class_name``) and run ``inputs``: the logits."""
+    model = getattr(xcli_models, class_name).from_pretrained(directory, dtype=torch.float32)
+    assert not model.load_report.lines(), model.load_report.lines()
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
 def oracle_logits(directory: Path, class_name: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Load ``directory`` with the oracle (float32) and run ``inputs``: the logits."""
-    model = getattr(transformers, class_name).from_pretrained(directory, torch_dtype=torch.float32).eval()
+    model = getattr(reference(), class_name).from_pretrained(directory, torch_dtype=torch.float32).eval()
     with torch.no_grad():
         return model(**inputs).logits
 
@@ -113,9 +142,9 @@ def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 @pytest.fixture(scope="module")
 def bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Path]]:
-    """Per kind: the oracle model and its .bin checkpoint."""
+    """Per kind: xcli's model and its .bin checkpoint in the reference's layout."""
     root = tmp_path_factory.mktemp("bins")
-    return {kind: (m := oracle_model(kind), save_bin(m, root / kind)) for kind in KINDS}
+    return {kind: (m := tiny_model(kind), save_bin(m, root / kind)) for kind in KINDS}
 
 
 # ------------------------------------------------------------------------------ round trips
@@ -128,7 +157,7 @@ def test_round_trips(kind: str, bins: dict[str, tuple[Any, Path]], tmp_path: Pat
     with torch.no_grad():
         expected = model(**inputs).logits
 
-    # .bin -> safetensors: exact, tied weights stored once (as the oracle's own safetensors)
+    # .bin -> safetensors: exact, tied weights stored once (as a model's own safetensors)
     safe = tmp_path / "safe"
     result = cli("convert", src, safe)
     assert result.exit_code == 0, result.stderr
@@ -137,11 +166,11 @@ def test_round_trips(kind: str, bins: dict[str, tuple[Any, Path]], tmp_path: Pat
     assert report["check"]["mismatched"] == [] and report["check"]["tolerance"] == 0.0
     assert sorted(os.listdir(safe)) == sorted(report["files"])
     assert "model.safetensors" in report["files"] and "pytorch_model.bin" in report["left_behind"]
-    model.save_pretrained(tmp_path / "oracle-safe")
-    theirs = read_safetensors(tmp_path / "oracle-safe" / "model.safetensors")
+    model.save_pretrained(tmp_path / "own-safe")
+    theirs = read_safetensors(tmp_path / "own-safe" / "model.safetensors")
     assert set(read_safetensors(safe / "model.safetensors")) == set(theirs)
     assert report["tied"] and all(name not in read_weights(safe) for name in report["tied"])
-    assert torch.equal(oracle_logits(safe, class_name, inputs), expected)
+    assert torch.equal(logits(safe, class_name, inputs), expected)
 
     # safetensors -> .bin again, sharded with an index: the source's tensors, each tied copy stored once
     tied = report["tied"]
@@ -158,7 +187,7 @@ def test_round_trips(kind: str, bins: dict[str, tuple[Any, Path]], tmp_path: Pat
     for names in shards.values():  # each shard within the limit, or a single tensor larger than it
         assert len(names) == 1 or sum(stored[n].numel() * 4 for n in names) <= 8000
     assert same_tensors(stored, {k: v for k, v in read_weights(src).items() if k not in tied})
-    assert torch.equal(oracle_logits(sharded, class_name, inputs), expected)
+    assert torch.equal(logits(sharded, class_name, inputs), expected)
 
     # unshard: one safetensors file again, bit for bit the first one
     single = tmp_path / "single"
@@ -176,7 +205,7 @@ def test_round_trips(kind: str, bins: dict[str, tuple[Any, Path]], tmp_path: Pat
     assert {t.dtype for t in read_weights(half).values() if t.is_floating_point()} == {torch.bfloat16}
     config = json.loads((half / "config.json").read_text())
     assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"
-    theirs = oracle_logits(half, class_name, inputs)
+    theirs = logits(half, class_name, inputs)
     assert (theirs - expected).abs().max() <= 5e-2 * max(1.0, expected.abs().max().item())
 
     # bfloat16 -> float32: exact (widening), and within bfloat16 rounding of the original
@@ -189,8 +218,31 @@ def test_round_trips(kind: str, bins: dict[str, tuple[Any, Path]], tmp_path: Pat
         assert restored[name].dtype == torch.float32
         assert torch.equal(restored[name], tensor.to(torch.bfloat16).float())
         assert torch.allclose(restored[name], tensor, rtol=2**-8, atol=0)
-    theirs = oracle_logits(full, class_name, inputs)
+    theirs = logits(full, class_name, inputs)
     assert (theirs - expected).abs().max() <= 5e-2 * max(1.0, expected.abs().max().item())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_conversions_of_the_oracle_s_checkpoints_load_in_it(kind: str, tmp_path: Path) -> None:
+    """The oracle's own .bin -> safetensors (its own safetensors' names), -> sharded .bin: each loads in
+    the oracle with its outputs, bit for bit."""
+    model = oracle_model(kind)
+    src = save_bin(model, tmp_path / "src")
+    class_name = KINDS[kind][0]
+    inputs = sample(model)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    safe, sharded = tmp_path / "safe", tmp_path / "sharded"
+    result = cli("convert", src, safe)
+    assert result.exit_code == 0, result.stderr
+    model.save_pretrained(tmp_path / "oracle-safe")
+    assert set(read_safetensors(safe / "model.safetensors")) == set(
+        read_safetensors(tmp_path / "oracle-safe" / "model.safetensors"))
+    assert torch.equal(oracle_logits(safe, class_name, inputs), expected)
+    result = cli("convert", safe, sharded, "--format", "bin", "--max-shard-size", "8kB")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["shards"] > 1
+    assert torch.equal(oracle_logits(sharded, class_name, inputs), expected)
 
 
 #: head classes whose inputs differ (3-d multiple choice, eos-reading classifier, span heads, decoder only)
@@ -208,7 +260,7 @@ HEADS = [
 
 @pytest.mark.parametrize(("kind", "class_name", "config"), HEADS, ids=[h[1] for h in HEADS])
 def test_every_head_is_checked(kind: str, class_name: str, config: dict, tmp_path: Path) -> None:
-    src = save_bin(oracle_model(kind, 1, class_name, **config), tmp_path / "src")
+    src = save_bin(tiny_model(kind, 1, class_name, **config), tmp_path / "src")
     result = convert_checkpoint(src, tmp_path / "dst", dtype="float16")
     assert result.check is not None and result.check.passed and result.check.model_class == class_name
     assert result.check.tensors == result.tensors and not result.check.exact
@@ -254,7 +306,7 @@ def test_hf_cache_entry_becomes_a_standalone_directory(
     assert (out / "config.json").read_bytes() == (src / "config.json").read_bytes()
     inputs = sample(model)
     with torch.no_grad():
-        assert torch.equal(oracle_logits(out, "MvpForConditionalGeneration", inputs), model(**inputs).logits)
+        assert torch.equal(logits(out, "MvpForConditionalGeneration", inputs), model(**inputs).logits)
 
 
 def test_tokenizer_files_and_configs_come_along(bins: dict[str, tuple[Any, Path]], tmp_path: Path) -> None:
@@ -452,7 +504,7 @@ def test_the_output_comparison_is_live(bins: dict[str, tuple[Any, Path]], tmp_pa
 
 
 def test_overflow_is_warned_about(tmp_path: Path) -> None:
-    model = oracle_model("xglm", 2)
+    model = tiny_model("xglm", 2)
     with torch.no_grad():
         model.model.layer_norm.bias[0] = 1e6  # fine in float32, infinite in float16
     src = save_bin(model, tmp_path / "src")
@@ -520,7 +572,7 @@ def _bad_source(case: str, src: Path, good: Path) -> None:
         safe.write_bytes(struct.pack("<Q", 2**62) + b"{}")
     elif case == "truncated bin":
         safe.unlink()
-        model = oracle_model("xlm")
+        model = tiny_model("xlm")
         model.save_pretrained(src, safe_serialization=False)
         data = (src / "pytorch_model.bin").read_bytes()
         (src / "pytorch_model.bin").write_bytes(data[: len(data) * 2 // 3])
@@ -558,7 +610,7 @@ BAD_SOURCES = {
 @pytest.fixture(scope="module")
 def good_xlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("good") / "xlm"
-    oracle_model("xlm").save_pretrained(directory)
+    tiny_model("xlm").save_pretrained(directory)
     return directory
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.test_generation_parity import FAMILIES, models, prompts, root, scenario  # noqa: F401
+from tests.test_generation_parity import FAMILIES, models, ours_model, prompts, root, scenario  # noqa: F401
 from xcli_models.generation import GenerationConfig, TextStream, generate
 from xcli_models.generation.adapters import adapter_for
 from xcli_models.generation.stopping import cut_at_stop
@@ -24,14 +24,14 @@ CACHED_FAMILIES = [n for n in FAMILIES if n != "xlnet" and "prophetnet" not in n
 @pytest.mark.parametrize("name", CACHED_FAMILIES)
 @pytest.mark.parametrize("beams", [1, 3])
 def test_cached_equals_uncached(name, beams, root):
-    _, ours = models(name, root, 0)
+    ours = ours_model(name, root, 0)
     ids, mask = prompts(name, 3, 0)
     settings = dict(max_new_tokens=9, num_beams=beams, output_scores=True, return_dict_in_generate=True,
-                    eos_token_id=scenario(name, root, 3, 0)["eos_token_id"])
+                    eos_token_id=scenario(name, root, 3, 0, native=True)["eos_token_id"])
     cached = ours.generate(ids, attention_mask=mask, **settings)
     uncached = ours.generate(ids, attention_mask=mask, use_cache=False, **settings)
     assert torch.equal(cached.sequences, uncached.sequences)
-    for a, b in zip(cached.scores, uncached.scores):
+    for a, b in zip(cached.scores, uncached.scores, strict=True):
         finite = ~torch.isinf(b)
         assert torch.equal(torch.isinf(a), torch.isinf(b))
         torch.testing.assert_close(a[finite], b[finite], atol=1e-4, rtol=0)
@@ -54,7 +54,7 @@ def test_prophetnet_uncached_is_the_reference(name, beams, root):
 def test_xlnet_mems_are_the_reference_scheme(root):
     """XLNet's cache is the reference's mems reuse (the last two tokens rerun): the tokens differ from
     a full rerun in general, so use_cache=False means the reference without mems (tested in parity)."""
-    _, ours = models("xlnet", root, 0)
+    ours = ours_model("xlnet", root, 0)
     ids, mask = prompts("xlnet", 1, 0)
     adapter = adapter_for(ours)
     with torch.inference_mode():
@@ -87,7 +87,7 @@ class ForceAt:
 def test_stop_strings_are_exact(name, root):
     """A row stops at the step whose token completes a stop string, however many tokens it spans;
     the text is cut before it; the other rows go on."""
-    _, ours = models(name, root, 5)
+    ours = ours_model(name, root, 5)
     ids, mask = prompts(name, 3, 5)
     pad = FAMILIES[name].pad
     settings = dict(max_new_tokens=12, eos_token_id=None, return_dict_in_generate=True, decode=letters)
@@ -114,7 +114,7 @@ def test_stop_string_inside_a_token(root):
     assert cut_at_stop("abz.q", ["."]) == ("abz", True)
     assert cut_at_stop("abc", ["x", "c"]) == ("ab", True)
     assert cut_at_stop("abc", ["q"]) == ("abc", False)
-    _, ours = models("xglm", root, 5)
+    ours = ours_model("xglm", root, 5)
     ids, mask = prompts("xglm", 1, 5)
     start = ids.shape[1]
     force = ForceAt(start + 4, 3)  # the 5th new token is "xy"
@@ -132,7 +132,7 @@ def test_stop_string_inside_a_token(root):
 
 
 def test_stop_strings_need_a_decoder(root):
-    _, ours = models("xglm", root, 0)
+    ours = ours_model("xglm", root, 0)
     ids, mask = prompts("xglm", 1, 0)
     with pytest.raises(ValueError, match="tokenizer"):
         ours.generate(ids, attention_mask=mask, stop_strings=["x"], max_new_tokens=3)
@@ -144,7 +144,7 @@ class FakeTokenizer:
 
 
 def test_tokenizer_gives_texts_and_stop_strings(root):
-    _, ours = models("mvp", root, 5)
+    ours = ours_model("mvp", root, 5)
     ids, mask = prompts("mvp", 2, 5)
     out = ours.generate(ids, attention_mask=mask, max_new_tokens=6, tokenizer=FakeTokenizer(),
                         return_dict_in_generate=True)
@@ -153,14 +153,14 @@ def test_tokenizer_gives_texts_and_stop_strings(root):
 
 @pytest.mark.parametrize("name", ["xglm", "mvp", "xlm-clm", "xlnet"])
 def test_lengths_are_exact(name, root):
-    _, ours = models(name, root, 6)
+    ours = ours_model(name, root, 6)
     ids, mask = prompts(name, 3, 6)
     start = 1 if FAMILIES[name].encoder_decoder else ids.shape[1]
     out = ours.generate(ids, attention_mask=mask, max_new_tokens=7, eos_token_id=None)
     assert out.shape[1] == start + 7
     out = ours.generate(ids, attention_mask=mask, max_length=start + 4, eos_token_id=None)
     assert out.shape[1] == start + 4
-    eos = scenario(name, root, 3, 6)["eos_token_id"]
+    eos = scenario(name, root, 3, 6, native=True)["eos_token_id"]
     free = ours.generate(ids, attention_mask=mask, max_new_tokens=10, eos_token_id=eos)
     assert (free[:, start:] == eos).any(), "the scenario's EOS comes up"
     for minimum in (2, 5):
@@ -176,7 +176,7 @@ def test_lengths_are_exact(name, root):
 
 
 def test_streamer_sees_every_step(root):
-    _, ours = models("xglm", root, 0)
+    ours = ours_model("xglm", root, 0)
     ids, mask = prompts("xglm", 3, 0)
     seen = []
     out = ours.generate(ids, attention_mask=mask, max_new_tokens=6, streamer=seen.append)
@@ -186,7 +186,7 @@ def test_streamer_sees_every_step(root):
 
 
 def test_text_stream_pieces_make_the_final_text(root):
-    _, ours = models("xglm", root, 5)
+    ours = ours_model("xglm", root, 5)
     ids, mask = prompts("xglm", 2, 5)
     settings = dict(max_new_tokens=12, eos_token_id=None, decode=letters, return_dict_in_generate=True)
     free = ours.generate(ids, attention_mask=mask, **settings)
@@ -256,14 +256,14 @@ def test_generation_config_files(tmp_path):
     (dict(diversity_penalty=0.5, num_beam_groups=2), "not supported"),
 ])
 def test_refused_settings(settings, message, root):
-    _, ours = models("xglm", root, 0)
+    ours = ours_model("xglm", root, 0)
     ids, mask = prompts("xglm", 1, 0)
     with pytest.raises(ValueError, match=message):
         ours.generate(ids, attention_mask=mask, max_new_tokens=3, **settings)
 
 
 def test_unknown_option_and_model_without_head(root):
-    _, ours = models("xglm", root, 0)
+    ours = ours_model("xglm", root, 0)
     ids, mask = prompts("xglm", 1, 0)
     with pytest.raises(TypeError, match="num_beam"):
         ours.generate(ids, attention_mask=mask, num_beam=3)
@@ -284,7 +284,7 @@ def test_attention_mask_inferred_from_padding(root):
 
 def test_sequence_scores(root):
     """Greedy/sampling scores: the length-penalised sum of the tokens' log-probabilities."""
-    _, ours = models("xglm", root, 0)
+    ours = ours_model("xglm", root, 0)
     ids, mask = prompts("xglm", 2, 0)
     out = ours.generate(ids, attention_mask=mask, max_new_tokens=5, eos_token_id=None, output_scores=True,
                         return_dict_in_generate=True, length_penalty=1.0)
@@ -314,7 +314,7 @@ def test_defaults_from_config_json_alone(root, tmp_path):
 
 
 def test_sequence_scores_without_step_scores(root):
-    _, ours = models("mvp", root, 0)
+    ours = ours_model("mvp", root, 0)
     ids, mask = prompts("mvp", 2, 0)
     settings = dict(max_new_tokens=5, return_dict_in_generate=True)
     full = ours.generate(ids, attention_mask=mask, output_scores=True, **settings)

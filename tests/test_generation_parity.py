@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.oracle import transformers
+from compare import transformers
 import xcli_models
 
 VOCAB = 16  # small, so that EOS comes up and beams finish at different lengths
@@ -41,33 +41,29 @@ class Family:
     model_type: str | None = None  # rewrite config.json's model_type (XLM-ProphetNet)
 
 
-def _xglm():
-    return transformers.XGLMConfig(vocab_size=VOCAB, d_model=24, attention_heads=3, num_layers=2, ffn_dim=40,
-                                   max_position_embeddings=64, init_std=0.3)
+#: each config's fields; ``config(library)`` builds the oracle's config, or ours from the same fields
+_FIELDS = {
+    "XGLMConfig": dict(vocab_size=VOCAB, d_model=24, attention_heads=3, num_layers=2, ffn_dim=40,
+                       max_position_embeddings=64, init_std=0.3),
+    "XLMConfig": dict(vocab_size=VOCAB, emb_dim=24, n_heads=3, n_layers=2, causal=True, max_position_embeddings=64,
+                      n_langs=1, init_std=0.2, embed_init_std=0.3),
+    "XLNetConfig": dict(vocab_size=VOCAB, d_model=24, n_head=3, d_head=8, n_layer=2, d_inner=40,
+                        initializer_range=0.5),
+    "MvpConfig": dict(vocab_size=VOCAB, d_model=24, encoder_layers=2, decoder_layers=2, encoder_attention_heads=3,
+                      decoder_attention_heads=3, encoder_ffn_dim=40, decoder_ffn_dim=40, max_position_embeddings=64,
+                      init_std=0.3),
+    "ProphetNetConfig": dict(vocab_size=VOCAB, hidden_size=24, num_encoder_layers=2, num_decoder_layers=2,
+                             num_encoder_attention_heads=3, num_decoder_attention_heads=3, encoder_ffn_dim=40,
+                             decoder_ffn_dim=40, ngram=2, num_buckets=8, relative_max_distance=16,
+                             max_position_embeddings=64, init_std=0.2),
+}
 
 
-def _xlm():
-    return transformers.XLMConfig(vocab_size=VOCAB, emb_dim=24, n_heads=3, n_layers=2, causal=True,
-                                  max_position_embeddings=64, n_langs=1, init_std=0.2, embed_init_std=0.3)
+def _config(name: str) -> Any:
+    return lambda library=transformers, cls=None: (cls or getattr(library, name))(**_FIELDS[name])
 
 
-def _xlnet():
-    return transformers.XLNetConfig(vocab_size=VOCAB, d_model=24, n_head=3, d_head=8, n_layer=2, d_inner=40,
-                                    initializer_range=0.5)
-
-
-def _mvp():
-    return transformers.MvpConfig(vocab_size=VOCAB, d_model=24, encoder_layers=2, decoder_layers=2,
-                                  encoder_attention_heads=3, decoder_attention_heads=3, encoder_ffn_dim=40,
-                                  decoder_ffn_dim=40, max_position_embeddings=64, init_std=0.3)
-
-
-def _prophetnet():
-    return transformers.ProphetNetConfig(vocab_size=VOCAB, hidden_size=24, num_encoder_layers=2,
-                                         num_decoder_layers=2, num_encoder_attention_heads=3,
-                                         num_decoder_attention_heads=3, encoder_ffn_dim=40, decoder_ffn_dim=40,
-                                         ngram=2, num_buckets=8, relative_max_distance=16,
-                                         max_position_embeddings=64, init_std=0.2)
+_xglm, _xlm, _xlnet, _mvp, _prophetnet = (_config(n) for n in _FIELDS)
 
 
 FAMILIES = {
@@ -111,6 +107,28 @@ def models(name: str, root: Path, seed: int = 0, **overrides: Any) -> tuple[Any,
     return _CACHE[key]
 
 
+_OURS: dict[tuple, Any] = {}
+
+
+def ours_model(name: str, root: Path, seed: int = 0, **overrides: Any) -> Any:
+    """Our model alone, written by xcli's own ``save_pretrained`` and loaded back (no oracle), built
+    once per session: for the tests of the engine on its own terms."""
+    key = (name, seed, tuple(sorted(overrides.items())))
+    if key not in _OURS:
+        family = FAMILIES[name]
+        klass = getattr(xcli_models, family.ours)
+        config = family.config(cls=klass.config_class)
+        for k, v in overrides.items():
+            setattr(config, k, v)
+        torch.manual_seed(seed)
+        directory = root / f"ours-{name}-{seed}-{len(_OURS)}"
+        klass(config).eval().save_pretrained(directory)
+        ours = klass.from_pretrained(directory)
+        assert not ours.load_report.lines()
+        _OURS[key] = ours
+    return _OURS[key]
+
+
 @pytest.fixture(scope="session")
 def root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("generation")
@@ -142,12 +160,13 @@ def run_both(name: str, root: Path, batch: int, seed: int = 0, model_overrides: 
 _SCENARIOS: dict[tuple, dict[str, Any]] = {}
 
 
-def scenario(name: str, root: Path, batch: int, seed: int) -> dict[str, Any]:
+def scenario(name: str, root: Path, batch: int, seed: int, native: bool = False) -> dict[str, Any]:
     """Settings taken from the plain greedy output so that they matter: an EOS token that some rows
-    produce after a few steps (rows then end at different lengths), and bad words it contains."""
-    key = (name, batch, seed)
+    produce after a few steps (rows then end at different lengths), and bad words it contains.
+    ``native``: of :func:`ours_model`'s model, else of the model :func:`models` loads."""
+    key = (name, batch, seed, native)
     if key not in _SCENARIOS:
-        _, ours = models(name, root, seed)
+        ours = ours_model(name, root, seed) if native else models(name, root, seed)[1]
         ids, mask = prompts(name, batch, seed)
         out = ours.generate(ids, attention_mask=mask, max_new_tokens=10, eos_token_id=None, min_new_tokens=0)
         new = out[:, -10:].tolist()

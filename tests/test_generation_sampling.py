@@ -33,7 +33,7 @@ def oracle_sample(name, root, batch, seed, **settings):
 
 def assert_same_distribution(ours_scores, oracle_scores):
     assert len(ours_scores) == len(oracle_scores)
-    for step, (a, b) in enumerate(zip(ours_scores, oracle_scores)):
+    for step, (a, b) in enumerate(zip(ours_scores, oracle_scores, strict=True)):
         assert torch.equal(torch.isinf(a), torch.isinf(b)), f"step {step}: different tokens filtered out"
         finite = ~torch.isinf(b)
         torch.testing.assert_close(a[finite], b[finite], atol=1e-4, rtol=0, msg=f"step {step}")

@@ -1,4 +1,8 @@
-"""`xcli info`: one JSON object (or a table) describing a checkpoint, for every family."""
+"""`xcli info`: one JSON object (or a table) describing a checkpoint, for every family.
+
+On checkpoints xcli wrote (``test_convert.tiny_model``); the built-in models' parameter counts and
+special tokens are checked against the reference (skipped without it).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import transformers
-from test_convert import KINDS, cli, one_line_error, oracle_model
+from compare import transformers
+from test_convert import KINDS, cli, one_line_error, save_bin, tiny_model
 
 from xcli_models.convert import convert_checkpoint
 from xcli_models.summary import summarize
@@ -39,7 +43,7 @@ def info(*args: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_family(kind: str, tmp_path: Path) -> None:
-    model = oracle_model(kind)
+    model = tiny_model(kind)
     model.save_pretrained(tmp_path)
     out = info(tmp_path)
     assert set(out) == FIELDS
@@ -64,9 +68,9 @@ def test_every_family(kind: str, tmp_path: Path) -> None:
 
 
 def test_xlm_languages_labels_and_a_tied_bin(tmp_path: Path) -> None:
-    model = oracle_model("xlm", class_name="XLMForSequenceClassification", id2label={0: "neg", 1: "pos", 2: "mixed"},
+    model = tiny_model("xlm", class_name="XLMForSequenceClassification", id2label={0: "neg", 1: "pos", 2: "mixed"},
                          lang2id={"de": 0, "en": 1, "fr": 2}, id2lang={0: "de", 1: "en", 2: "fr"})
-    model.save_pretrained(tmp_path, safe_serialization=False)
+    save_bin(model, tmp_path)  # the tied copies stored twice, as the reference writes .bin files
     out = info(tmp_path)
     assert out["languages"] == {"de": 0, "en": 1, "fr": 2}
     assert out["labels"] == ["neg", "pos", "mixed"] and out["commands"] == ["classify", "evaluate", "convert", "train"]
@@ -74,15 +78,15 @@ def test_xlm_languages_labels_and_a_tied_bin(tmp_path: Path) -> None:
 
 
 def test_tied_weights_are_counted_once(tmp_path: Path) -> None:
-    model = oracle_model("mvp")
-    model.save_pretrained(tmp_path, safe_serialization=False)  # the .bin holds the tied copies too
+    model = tiny_model("mvp")
+    save_bin(model, tmp_path)  # the .bin holds the tied copies too, as the reference writes it
     out = info(tmp_path)
     assert out["parameters"] == model.num_parameters()
     assert out["weights"]["tensors"] == len(model.state_dict()) - 3  # lm_head and the two embed_tokens
 
 
 def test_converted_checkpoints(tmp_path: Path) -> None:
-    oracle_model("xglm").save_pretrained(tmp_path / "src")
+    tiny_model("xglm").save_pretrained(tmp_path / "src")
     convert_checkpoint(tmp_path / "src", tmp_path / "bf16", dtype="bfloat16", max_shard_size="10kB", safe=False,
                        verify=False)
     out = summarize(tmp_path / "bf16")
@@ -118,13 +122,13 @@ def test_builtin_models_without_weights(name: str, arch: str, tokenizer: str) ->
 
 
 def test_text_and_tsv_tables(tmp_path: Path) -> None:
-    oracle_model("xlm", lang2id={"en": 0, "fr": 1}, n_langs=2).save_pretrained(tmp_path)
+    tiny_model("xlm", lang2id={"en": 0, "fr": 1}, n_langs=2).save_pretrained(tmp_path)
     result = cli("info", tmp_path, "-O", "text")
     assert result.exit_code == 0, result.stderr
     rows = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in result.stdout.splitlines()}
     assert rows["family"] == "XLM (xlm)" and rows["languages"] == "en=0, fr=1"
     assert rows["commands"] == "fill-mask, generate, score, evaluate, convert, train" and rows["max positions"] == "24"
-    assert rows["parameters"].startswith(f"{oracle_model('xlm', n_langs=2).num_parameters():,} (")
+    assert rows["parameters"].startswith(f"{tiny_model('xlm', n_langs=2).num_parameters():,} (")
     tsv = cli("info", tmp_path, "--output-format", "tsv")
     assert tsv.exit_code == 0 and all(line.count("\t") == 1 for line in tsv.stdout.splitlines())
     assert "weights\tsafetensors, 1 file(s)" in tsv.stdout
@@ -132,7 +136,7 @@ def test_text_and_tsv_tables(tmp_path: Path) -> None:
 
 def test_model_from_the_hub_cache_and_xcli_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc"
-    oracle_model("xglm").save_pretrained(snapshot)
+    tiny_model("xglm").save_pretrained(snapshot)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     out = info("acme/tiny")
     assert out["origin"] == "cache" and out["family"] == "XGLM" and out["model"] == "acme/tiny"
@@ -157,7 +161,7 @@ def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_directory_without_weights_says_so(tmp_path: Path) -> None:
     """Exit 0 (documented: info is informational), with has_weights false, no model commands, a warning."""
-    model = oracle_model("xlnet")
+    model = tiny_model("xlnet")
     model.save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     result = cli("info", tmp_path)
@@ -176,7 +180,7 @@ def test_absurd_configs_are_refused_before_anything_is_built(tmp_path: Path, mon
 
     import xcli_models.config as config_module
 
-    oracle_model("xglm").save_pretrained(tmp_path)
+    tiny_model("xglm").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "num_layers": 1_000_000}))
     started = time.monotonic()
@@ -194,7 +198,7 @@ def test_absurd_configs_are_refused_before_anything_is_built(tmp_path: Path, mon
 
 
 def test_architectures_naming_a_class_xcli_lacks(tmp_path: Path) -> None:
-    oracle_model("mvp").save_pretrained(tmp_path)
+    tiny_model("mvp").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["MvpForTimeTravel"]}))
     result = cli("info", tmp_path)

@@ -264,7 +264,7 @@ def assemble(body: list[Line], *, bom: bool = False, crlf: list[bool] | None = N
     """Join lines into a stream: an optional BOM before all, CRLF or LF each, the last one perhaps bare."""
     crlf = crlf or [False] * len(body)
     chunks, numbered = [BOM if bom else b""], []
-    for number_, (line, cr) in enumerate(zip(body, crlf), 1):
+    for number_, (line, cr) in enumerate(zip(body, crlf, strict=True), 1):
         if line.bom_first and number_ == 1 and not bom:  # its BOM is the stream's: the line is fine
             line = Line("valid", line.data, id=json.loads(line.data[len(BOM):])["id"])
         chunks.append(line.data + (b"\r\n" if cr else b"\n"))
@@ -286,7 +286,7 @@ def check_contract(out: bytes, err: str, exit_code: int | None, numbered: list[t
     got = [json.loads(line, parse_constant=_no_constants) for line in output_lines(out)]
     assert len(got) == len(numbered), f"{len(got)} output lines for {len(numbered)} records"
     any_bad = False
-    for obj, (number_, line) in zip(got, numbered):
+    for obj, (number_, line) in zip(got, numbered, strict=True):
         bad = line.bad_cli if cli else line.bad_io
         any_bad |= bad
         assert isinstance(obj, dict)

@@ -28,7 +28,7 @@ def test_products_equal_torchs(routed: list[tuple[int, ...]]) -> None:
     with torch.inference_mode(), kernels.onednn_matmuls():
         got = products()
     assert len(routed) == len(expected)
-    for a, e in zip(got, expected):
+    for a, e in zip(got, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype
         tolerance = 2e-2 if a.dtype == torch.bfloat16 else 1e-5
         torch.testing.assert_close(a, e, atol=tolerance, rtol=tolerance)

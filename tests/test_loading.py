@@ -1,8 +1,10 @@
 """The generic loading and saving machinery (xcli_models.loading / modeling / auto), on tiny XGLM checkpoints.
 
-Layouts the reference writes (safetensors, shards, .bin, bfloat16), what xcli writes back,
-zero-copy loading, base <-> task checkpoints, AutoModel, and a one-line CheckpointError for
-every kind of broken or hostile checkpoint.
+The layouts (safetensors, shards, .bin, bfloat16) as xcli writes them and as the reference writes
+them, zero-copy loading, base <-> task checkpoints, AutoModel, and a one-line CheckpointError for
+every kind of broken or hostile checkpoint. The checkpoints are xcli's own, so these tests run
+without the reference; it is used only where it is the point (the layouts it writes, xcli's
+checkpoints loading in it, the published configs), and those tests skip without it.
 """
 
 from __future__ import annotations
@@ -14,24 +16,33 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.oracle import assert_close, transformers
+from compare import assert_close, reference
 from xcli_models import AutoConfig, AutoModel, CheckpointError, XGLMConfig, XGLMForCausalLM, XGLMModel
 from xcli_models.loading import read_safetensors, weight_files
 
 TINY = dict(vocab_size=97, d_model=24, ffn_dim=40, num_layers=2, attention_heads=3, max_position_embeddings=32)
 
 
-def oracle(seed: int = 0, cls: str = "XGLMForCausalLM", **overrides):
+def tiny(seed: int = 0, cls: str = "XGLMForCausalLM", writer: str = "xcli", **overrides):
+    """A random tiny XGLM model of xcli's (``writer="xcli"``) or of the reference's, in eval mode."""
+    import xcli_models
+
+    library = xcli_models if writer == "xcli" else reference()
     torch.manual_seed(seed)
-    return getattr(transformers, cls)(transformers.XGLMConfig(**{**TINY, **overrides})).eval()
+    return getattr(library, cls)(library.XGLMConfig(**{**TINY, **overrides})).eval()
 
 
-def saved(tmp_path: Path, name: str = "ckpt", seed: int = 0, cls: str = "XGLMForCausalLM", save=None, **overrides):
-    """(oracle model, directory it was saved to with ``save`` kwargs)."""
-    model = oracle(seed, cls, **overrides)
+def saved(tmp_path: Path, name: str = "ckpt", seed: int = 0, cls: str = "XGLMForCausalLM", save=None,
+          writer: str = "xcli", **overrides):
+    """(the model, the directory it was saved to with ``save`` kwargs) by ``writer``'s ``save_pretrained``."""
+    model = tiny(seed, cls, writer, **overrides)
     directory = tmp_path / name
     model.save_pretrained(directory, **(save or {}))
     return model, directory
+
+
+#: the two libraries whose checkpoints xcli loads; the reference's skip where it is absent
+WRITERS = pytest.mark.parametrize("writer", ["xcli", "reference"])
 
 
 IDS = torch.tensor([[5, 9, 33, 2, 17, 60], [1, 1, 4, 8, 15, 16]])
@@ -54,44 +65,50 @@ def one_line_error(excinfo) -> str:
     return message
 
 
-# ------------------------------------------------------------------ layouts the reference writes
-def test_single_safetensors(tmp_path):
-    ref, directory = saved(tmp_path)
+# ------------------------------------------------------------------ layouts xcli and the reference write
+@WRITERS
+def test_single_safetensors(tmp_path, writer):
+    ref, directory = saved(tmp_path, writer=writer)
     assert [p.name for p in weight_files(directory)] == ["model.safetensors"]
     ours = XGLMForCausalLM.from_pretrained(directory)
     assert not ours.training and not ours.load_report.lines()
     same_outputs(ours, ref)
 
 
-def test_sharded_safetensors(tmp_path):
-    ref, directory = saved(tmp_path, save=dict(max_shard_size="20KB"))
+@WRITERS
+def test_sharded_safetensors(tmp_path, writer):
+    ref, directory = saved(tmp_path, save=dict(max_shard_size="20KB"), writer=writer)
     files = weight_files(directory)
     assert len(files) > 2 and (directory / "model.safetensors.index.json").exists()
     same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
 
 
+@WRITERS
 @pytest.mark.parametrize("shard", [None, "20KB"])
-def test_pytorch_model_bin(tmp_path, shard):
+def test_pytorch_model_bin(tmp_path, shard, writer):
     save = dict(safe_serialization=False, **({"max_shard_size": shard} if shard else {}))
-    ref, directory = saved(tmp_path, save=save)
+    ref, directory = saved(tmp_path, save=save, writer=writer)
     names = {p.name for p in weight_files(directory)}
     assert all(n.endswith(".bin") for n in names) and (len(names) > 1) == bool(shard)
     same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
 
 
-def test_bfloat16_checkpoint_and_dtype_argument(tmp_path):
-    ref = oracle(1).to(torch.bfloat16)
+@WRITERS
+def test_bfloat16_checkpoint_and_dtype_argument(tmp_path, writer):
+    ref = tiny(1, writer=writer).to(torch.bfloat16)
     directory = tmp_path / "bf16"
     ref.save_pretrained(directory)
     assert read_safetensors(directory / "model.safetensors")["model.embed_tokens.weight"].dtype == torch.bfloat16
 
     ours = XGLMForCausalLM.from_pretrained(directory)  # float32 unless asked
     assert ours.dtype == torch.float32
-    same_outputs(ours, transformers.XGLMForCausalLM.from_pretrained(directory, dtype=torch.float32).eval())
+    widened = tiny(1, writer=writer)  # the saved bfloat16 weights, widened
+    widened.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    same_outputs(ours, widened)
 
     auto = XGLMForCausalLM.from_pretrained(directory, dtype="auto")  # the checkpoint's own dtype
     assert {p.dtype for p in auto.parameters()} == {torch.bfloat16}
-    same_outputs(auto, transformers.XGLMForCausalLM.from_pretrained(directory, dtype="auto").eval(), atol=0.05)
+    same_outputs(auto, ref, atol=0.05)
 
     half = XGLMForCausalLM.from_pretrained(directory, dtype="float16")
     assert half.dtype == torch.float16 and half.lm_head.weight is half.model.embed_tokens.weight
@@ -168,8 +185,8 @@ def test_save_over_the_mapped_checkpoint(tmp_path):
     same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
     ours.save_pretrained(directory)  # and back to one file: the stale shards and index go
     left = sorted(p.name for p in directory.iterdir())
-    assert left == ["config.json", "generation_config.json", "model.safetensors"]
-    same_outputs(transformers.XGLMForCausalLM.from_pretrained(directory).eval(), ref)
+    assert left == ["config.json", "model.safetensors"]  # (xcli writes generation_config.json only when it has one)
+    same_outputs(XGLMForCausalLM.from_pretrained(directory), ref)
 
 
 # ------------------------------------------------------------------ what xcli writes
@@ -179,11 +196,11 @@ def test_save_over_the_mapped_checkpoint(tmp_path):
     ids=["safetensors", "sharded", "bin", "sharded-bin"],
 )
 def test_saved_checkpoints_load_in_the_reference(tmp_path, save):
-    ref, directory = saved(tmp_path)
+    ref, directory = saved(tmp_path, writer="reference")
     ours = XGLMForCausalLM.from_pretrained(directory)
     out = tmp_path / "ours"
     ours.save_pretrained(out, **save)
-    reloaded, info = transformers.XGLMForCausalLM.from_pretrained(out, output_loading_info=True)
+    reloaded, info = reference().XGLMForCausalLM.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
     same_outputs(ours, reloaded.eval())
     same_outputs(XGLMForCausalLM.from_pretrained(out), ref)
@@ -197,9 +214,15 @@ def test_bfloat16_save(tmp_path):
     out = tmp_path / "bf16"
     XGLMForCausalLM.from_pretrained(directory, dtype=torch.bfloat16).save_pretrained(out)
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
-    reloaded = transformers.XGLMForCausalLM.from_pretrained(out, dtype="auto")
-    assert reloaded.dtype == torch.bfloat16
+    assert read_safetensors(out / "model.safetensors")["model.embed_tokens.weight"].dtype == torch.bfloat16
     assert XGLMForCausalLM.from_pretrained(out, dtype="auto").dtype == torch.bfloat16
+
+
+def test_bfloat16_save_loads_in_the_reference(tmp_path):
+    _, directory = saved(tmp_path)
+    out = tmp_path / "bf16"
+    XGLMForCausalLM.from_pretrained(directory, dtype=torch.bfloat16).save_pretrained(out)
+    assert reference().XGLMForCausalLM.from_pretrained(out, dtype="auto").dtype == torch.bfloat16
 
 
 # ------------------------------------------------------------------ base <-> task checkpoints
@@ -207,14 +230,16 @@ def test_base_checkpoint_into_the_lm_class(tmp_path):
     base, directory = saved(tmp_path, cls="XGLMModel")
     ours = XGLMForCausalLM.from_pretrained(directory)
     assert not ours.load_report.lines()  # the head is tied to the embeddings: nothing is missing
-    same_outputs(ours, transformers.XGLMForCausalLM.from_pretrained(directory).eval())
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight
+    with torch.no_grad():
+        states = base(input_ids=IDS, attention_mask=MASK).last_hidden_state
+        assert_close(ours(input_ids=IDS, attention_mask=MASK).logits, states @ base.embed_tokens.weight.T,
+                     what="logits of the tied head")
 
     base, directory = saved(tmp_path, "untied", cls="XGLMModel", tie_word_embeddings=False)
     ours = XGLMForCausalLM.from_pretrained(directory)
     assert ours.load_report.initialized == ["lm_head.weight"] and not ours.load_report.unexpected
     assert "lm_head.weight" in ours.load_report.lines()[0]
-    _, info = transformers.XGLMForCausalLM.from_pretrained(directory, output_loading_info=True)
-    assert info["missing_keys"] == ["lm_head.weight"]
     with torch.no_grad():
         assert_close(ours.model(input_ids=IDS, attention_mask=MASK).last_hidden_state,
                      base(input_ids=IDS, attention_mask=MASK).last_hidden_state, what="base states")
@@ -225,12 +250,33 @@ def test_lm_checkpoint_into_the_base_class(tmp_path):
     ref, directory = saved(tmp_path, tie_word_embeddings=False)
     ours = XGLMModel.from_pretrained(directory)
     assert ours.load_report.unexpected == ["lm_head.weight"] and not ours.load_report.initialized
+    same_outputs(ours, ref.model)
+    out = tmp_path / "base"
+    ours.save_pretrained(out)
+    assert "layers.0.fc1.weight" in read_safetensors(out / "model.safetensors")  # no "model." prefix, as the reference
+    same_outputs(XGLMModel.from_pretrained(out), ref.model)
+
+
+def test_base_and_lm_checkpoints_cross_load_as_in_the_reference(tmp_path):
+    """What the reference reports and computes for the same cross loads."""
+    transformers = reference()
+    _, directory = saved(tmp_path, cls="XGLMModel", writer="reference")
+    theirs = transformers.XGLMForCausalLM.from_pretrained(directory).eval()
+    same_outputs(XGLMForCausalLM.from_pretrained(directory), theirs)
+
+    _, directory = saved(tmp_path, "untied", cls="XGLMModel", writer="reference", tie_word_embeddings=False)
+    assert XGLMForCausalLM.from_pretrained(directory).load_report.initialized == ["lm_head.weight"]
+    _, info = transformers.XGLMForCausalLM.from_pretrained(directory, output_loading_info=True)
+    assert info["missing_keys"] == ["lm_head.weight"]
+
+    _, directory = saved(tmp_path, "lm", writer="reference", tie_word_embeddings=False)
+    ours = XGLMModel.from_pretrained(directory)
+    assert ours.load_report.unexpected == ["lm_head.weight"]
     theirs, info = transformers.XGLMModel.from_pretrained(directory, output_loading_info=True)
     assert info["unexpected_keys"] == ["lm_head.weight"]
     same_outputs(ours, theirs.eval())
     out = tmp_path / "base"
     ours.save_pretrained(out)
-    assert "layers.0.fc1.weight" in read_safetensors(out / "model.safetensors")  # no "model." prefix, as the reference
     same_outputs(transformers.XGLMModel.from_pretrained(out).eval(), theirs)
 
 
@@ -416,17 +462,28 @@ def _family_classes():
 
 
 def test_published_configs_pass_the_checks():
-    """The reference's defaults (the published base models' shapes) and the built-in configs."""
+    """The reference's defaults (the published base models' shapes)."""
+    transformers = reference()
+    checked = 0
+    for model_type, config_class, _ in _family_classes():
+        config_class.from_dict(transformers.AutoConfig.for_model(model_type).to_dict())
+        checked += 1
+    assert checked >= 6  # every family (six today)
+
+
+def test_default_and_builtin_configs_pass_the_checks():
     from pathlib import Path as _Path
 
     from xcli_models.auto import AutoConfig
 
-    for model_type, config_class, _ in _family_classes():
-        reference = transformers.AutoConfig.for_model(model_type)
-        config_class.from_dict(reference.to_dict())
+    families = list(_family_classes())
+    assert len(families) >= 6  # every family (six today)
+    for _, config_class, _ in families:
         config_class()
     builtin = _Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
-    for config in builtin.glob("*/*/config.json"):
+    configs = sorted(builtin.glob("*/*/config.json"))
+    assert configs
+    for config in configs:
         AutoConfig.from_pretrained(config.parent)
 
 

@@ -181,7 +181,7 @@ def test_qa_reads_a_long_context_in_windows(native: Callable[..., Path], class_n
                {"id": 2, "question": "What kept me watching?", "context": LONG[:20_000]},
                {"id": 3, "question": "Where?", "context": "It rained in Paris."}]
     out = assert_long_record_cut(run("qa", "-m", str(native(class_name)), input=lines(*records)), 3, warned=False)
-    for record, answer in zip(records, out):
+    for record, answer in zip(records, out, strict=True):
         assert record["context"][answer["start"]:answer["end"]] == answer["answer"]
 
 

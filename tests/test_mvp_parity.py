@@ -166,7 +166,7 @@ def test_tuple_outputs(cls_name: str, tmp_path: Path) -> None:
     a, b = run_both(ref, ours, input_ids=ids, attention_mask=mask, return_dict=False, output_hidden_states=True,
                     output_attentions=True)
     assert isinstance(a, tuple) and len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert_close(x, y, what=f"tuple[{i}]")
 
 
@@ -285,8 +285,14 @@ def test_cached_decoding_matches_full_seq2seq(cfg: str, tmp_path: Path) -> None:
             past = out.past_key_values
             assert isinstance(past, Cache) and past.get_seq_length() == step.stop
     real = dec_mask.bool()
-    for i, (ours_layer, ref_layer) in enumerate(zip(past.to_legacy(), full_ref.past_key_values.to_legacy_cache())):
-        for j, (x, y) in enumerate(zip(ours_layer, ref_layer)):
+    # the reference allocates one cache layer per encoder layer (config.num_hidden_layers): those past
+    # the decoder's stay empty, and are not compared
+    ref_layers = full_ref.past_key_values.to_legacy_cache()
+    filled = [layer for layer in ref_layers if any(t is not None for t in layer)]
+    assert all(t is None for layer in ref_layers[len(filled):] for t in layer)
+    layers = zip(past.to_legacy(), filled, strict=True)
+    for i, (ours_layer, ref_layer) in enumerate(layers):
+        for j, (x, y) in enumerate(zip(ours_layer, ref_layer, strict=True)):
             if j < 2:  # self-attention keys/values: (B, H, T, Dh), compared at real positions
                 x, y = x.transpose(1, 2)[real], y.transpose(1, 2)[real]
             assert_close(x, y, what=f"cache layer {i} entry {j}")

@@ -4,7 +4,9 @@ Sequence heads (XLM, XLNet, MVP) against the text-classification pipeline, singl
 every score function; token heads against the token-classification pipeline with every
 aggregation (XLNet through the fast tokenizer the oracle builds from the checkpoint; XLM's slow
 reference tokenizer has no offsets, so its offsets are checked against the text); multiple
-choice against the oracle model. Checkpoints come from the builders in task_fixtures.
+choice against the oracle model: checkpoints the oracle wrote (``task_fixtures.build``; these
+tests skip without it). What is xcli's own (refusals, truncation, alignment) runs on checkpoints
+xcli wrote (``task_fixtures.native``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import ATOL, transformers
-from task_fixtures import LABELS, build, oracle_pipeline
+from compare import ATOL, transformers
+from task_fixtures import LABELS, build, native, oracle_pipeline
 
 from xcli_models.tasks.classify import (
     ChoicesMissing, SequenceClassifier, TokenClassifier, _fold, align_pieces, classifier_for, default_function,
@@ -66,10 +68,10 @@ def test_sequence_heads_match_pipeline(tmp_path: Path, family: str, class_name: 
         classifier = classifier_for(task.model, task.tokenizer, function=function, batch_size=3)
         ours = classifier(TEXTS, PAIRS)  # singles and pairs in the same batches
         kwargs = {} if function is None else {"function_to_apply": function}
-        for text, pair, mine in zip(TEXTS, PAIRS, ours):
+        for text, pair, mine in zip(TEXTS, PAIRS, ours, strict=True):
             assert_sequence(mine, sequence_reference(pipe, text, pair, **kwargs))
     top = classifier_for(task.model, task.tokenizer, top_k=2)(TEXTS[:2])
-    for text, mine in zip(TEXTS, top):
+    for text, mine in zip(TEXTS[:2], top, strict=True):
         assert_sequence(mine, sequence_reference(pipe, text, None), top_k=2)
 
 
@@ -79,7 +81,7 @@ def test_default_function_follows_the_config(tmp_path: Path) -> None:
     classifier = classifier_for(task.model, task.tokenizer)
     assert classifier.function == "sigmoid"
     pipe = oracle_pipeline("text-classification", ref_model, ref_tok)
-    for text, mine in zip(TEXTS, classifier(TEXTS)):
+    for text, mine in zip(TEXTS, classifier(TEXTS), strict=True):
         assert_sequence(mine, sequence_reference(pipe, text, None))
     config = task.model.config
     config.problem_type = "regression"
@@ -109,7 +111,7 @@ def token_reference(pipe: Any, text: str, aggregation: str) -> list[dict[str, An
 
 def assert_entities(mine: list[dict[str, Any]], theirs: list[dict[str, Any]], offsets: bool = True) -> None:
     assert len(mine) == len(theirs), (mine, theirs)
-    for a, b in zip(mine, theirs):
+    for a, b in zip(mine, theirs, strict=True):
         keys = ["entity", "word", "index"] + (["start", "end"] if offsets else [])
         assert {k: a.get(k) for k in keys if k in b} == {k: b[k] for k in keys if k in b}
         assert abs(a["score"] - float(b["score"])) <= ATOL
@@ -128,7 +130,7 @@ def test_xlnet_token_head_matches_pipeline(xlnet_ner: tuple[Any, Any, Path], agg
     pipe = oracle_pipeline("token-classification", ref_model, transformers.AutoTokenizer.from_pretrained(path))
     task = load(path, device="cpu")
     ours = TokenClassifier(task.model, task.tokenizer, aggregation=aggregation, batch_size=3)(NER_TEXTS)
-    for text, mine in zip(NER_TEXTS, ours):
+    for text, mine in zip(NER_TEXTS, ours, strict=True):
         with pytest.warns() if aggregation in ("first", "average", "max") else _nothing():
             theirs = token_reference(pipe, text, aggregation)
         assert_entities(mine["entities"], theirs)
@@ -153,7 +155,7 @@ def test_xlm_token_head_matches_pipeline(xlm_ner: tuple[Any, Any, Path], aggrega
     pipe = oracle_pipeline("token-classification", ref_model, ref_tok)
     task = load(path, device="cpu")
     ours = TokenClassifier(task.model, task.tokenizer, aggregation=aggregation, batch_size=3)(NER_TEXTS)
-    for text, mine in zip(NER_TEXTS, ours):
+    for text, mine in zip(NER_TEXTS, ours, strict=True):
         theirs = token_reference(pipe, text, aggregation)
         assert all(t["start"] is None for t in theirs)  # the slow reference tokenizer has no offsets
         assert_entities(mine["entities"], theirs, offsets=False)
@@ -203,13 +205,13 @@ def test_multiple_choice_matches_oracle_model(tmp_path: Path, family: str, class
     ]
     classifier = classifier_for(task.model, task.tokenizer, batch_size=2)
     ours = classifier([t for t, _ in records], [c for _, c in records])
-    for (text, choices), mine in zip(records, ours):
+    for (text, choices), mine in zip(records, ours, strict=True):
         enc = ref_tok([text] * len(choices), choices, padding=True, return_tensors="pt")
         with torch.no_grad():
             logits = ref_model(**{k: v[None] for k, v in enc.items()}).logits[0]
         probs = logits.softmax(-1)
         assert mine["choice"] == int(probs.argmax())
-        assert max(abs(a - b) for a, b in zip(mine["scores"], probs.tolist())) <= ATOL
+        assert max(abs(a - b) for a, b in zip(mine["scores"], probs.tolist(), strict=True)) <= ATOL
     with pytest.raises(ChoicesMissing):
         classifier.prepare("text", [])
     with pytest.raises(ChoicesMissing):
@@ -217,7 +219,7 @@ def test_multiple_choice_matches_oracle_model(tmp_path: Path, family: str, class
 
 
 def test_heads_that_do_not_classify(tmp_path: Path) -> None:
-    _, _, path = build(tmp_path / "lm", "xlm", "XLMWithLMHeadModel")
+    path = native(tmp_path / "lm", "XLMWithLMHeadModel")[2]
     task = load(path, device="cpu")
     with pytest.raises(UnsupportedModel, match="XLMWithLMHeadModel"):
         classifier_for(task.model, task.tokenizer)
@@ -228,7 +230,7 @@ def test_heads_that_do_not_classify(tmp_path: Path) -> None:
 
 
 def test_long_texts_are_cut_to_the_model(tmp_path: Path) -> None:
-    _, _, path = build(tmp_path / "short", "xlm", "XLMForSequenceClassification", max_position_embeddings=16)
+    path = native(tmp_path / "short", "XLMForSequenceClassification", max_position_embeddings=16)[2]
     task = load(path, device="cpu")
     classifier = classifier_for(task.model, task.tokenizer)
     item = classifier.prepare("word " * 40)

@@ -4,7 +4,8 @@ Tiny random checkpoints saved by transformers 4.56.2 carry the REAL tokenizers f
 ../shared/data (XLM en-fr BPE, XLNet spiece.model, the MVP/RoBERTa byte-level BPE), with
 vocab_size set to the tokenizer's size. XLM and MVP are compared with the oracle's fill-mask
 pipeline; XLNet (no reference pipeline) with the oracle model called with the same perm_mask and
-target_mapping. The builders live in task_fixtures.
+target_mapping. The builders live in task_fixtures; the tests of what is xcli's own (refusals,
+batching, the helpers) use checkpoints xcli wrote and run without the oracle.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import ATOL, transformers
-from task_fixtures import LANGS, assert_predictions, build, oracle_pipeline, per_blank
+from compare import ATOL, transformers
+from task_fixtures import LANGS, assert_predictions, build, native, oracle_pipeline, per_blank
 
 from xcli_models.tasks.common import UnsupportedModel, load
 from xcli_models.tasks.fill_mask import FillMask, MaskMissing, TargetError
@@ -46,10 +47,10 @@ def test_xlm_matches_pipeline(xlm: tuple[Any, Any, Path], top_k: int) -> None:
     texts = TEXTS + ["The model's own token <special1> works too."]
     fill = FillMask(task.model, task.tokenizer, top_k=top_k, batch_size=3)
     ours = fill(texts)
-    for text, mine in zip(texts, ours):
+    for text, mine in zip(texts, ours, strict=True):
         theirs = per_blank(pipe(text.replace("<mask>", "<special1>"), top_k=top_k))
         assert len(mine) == len(theirs) == text.count("<mask>") + text.count("<special1>")
-        for a, b in zip(mine, theirs):
+        for a, b in zip(mine, theirs, strict=True):
             assert_predictions(a, b)
 
 
@@ -65,7 +66,7 @@ def test_xlm_lang_sets_language_embeddings(xlm: tuple[Any, Any, Path]) -> None:
     at = int((enc["input_ids"][0] == ref_tok.mask_token_id).nonzero()[0, 0])
     values, indices = logits[0, at].softmax(-1).topk(4)
     assert [p["token_id"] for p in mine] == indices.tolist()
-    assert max(abs(p["score"] - v) for p, v in zip(mine, values.tolist())) <= ATOL
+    assert max(abs(p["score"] - v) for p, v in zip(mine, values.tolist(), strict=True)) <= ATOL
     # without --lang the language embedding is left out, as the reference pipeline does
     english = FillMask(task.model, task.tokenizer, top_k=4)([text])[0][0]
     assert [p["token_id"] for p in english] != [p["token_id"] for p in mine]
@@ -91,13 +92,13 @@ def test_targets_as_the_reference(xlm: tuple[Any, Any, Path], caplog: pytest.Log
         FillMask(task.model, task.tokenizer, targets=["   "])
 
 
-def test_missing_mask_and_wrong_heads(xlm: tuple[Any, Any, Path], tmp_path: Path) -> None:
-    _, _, path = xlm
+def test_missing_mask_and_wrong_heads(tmp_path: Path) -> None:
+    path = native(tmp_path / "xlm", "XLMWithLMHeadModel")[2]
     task = load(path, device="cpu")
     fill = FillMask(task.model, task.tokenizer)
     with pytest.raises(MaskMissing, match="<mask> or <special1>"):
         fill.prepare("no blank here")
-    _, _, other = build(tmp_path / "seq", "xlm", "XLMForSequenceClassification")
+    other = native(tmp_path / "seq", "XLMForSequenceClassification")[2]
     with pytest.raises(UnsupportedModel, match="XLMForSequenceClassification"):
         load(other, device="cpu", accept=lambda name: name in ("XLMWithLMHeadModel",), what="fill-mask")
     seq = load(other, device="cpu")
@@ -107,14 +108,7 @@ def test_missing_mask_and_wrong_heads(xlm: tuple[Any, Any, Path], tmp_path: Path
 
 @pytest.mark.parametrize("class_name", ["XGLMForCausalLM", "XLMProphetNetForConditionalGeneration"])
 def test_families_without_masked_lm(tmp_path: Path, class_name: str) -> None:
-    if class_name == "XGLMForCausalLM":
-        config = transformers.XGLMConfig(vocab_size=64, d_model=16, num_layers=1, attention_heads=2, ffn_dim=16)
-    else:
-        config = transformers.XLMProphetNetConfig(
-            vocab_size=64, hidden_size=16, encoder_ffn_dim=16, decoder_ffn_dim=16, num_encoder_layers=1,
-            num_decoder_layers=1, num_encoder_attention_heads=2, num_decoder_attention_heads=2, ngram=2,
-        )
-    getattr(transformers, class_name)(config).save_pretrained(tmp_path)
+    native(tmp_path, class_name)
     from xcli_models.auto import AutoModel
 
     model = AutoModel.from_pretrained(tmp_path)
@@ -137,10 +131,10 @@ def test_mvp_matches_pipeline(mvp: tuple[Any, Any, Path]) -> None:
     pipe = oracle_pipeline("fill-mask", ref_model, ref_tok)
     task = load(path, device="cpu")
     ours = FillMask(task.model, task.tokenizer, top_k=3, batch_size=4)(TEXTS)
-    for text, mine in zip(TEXTS, ours):
+    for text, mine in zip(TEXTS, ours, strict=True):
         theirs = per_blank(pipe(text, top_k=3))
         assert len(mine) == len(theirs) == text.count("<mask>")
-        for a, b in zip(mine, theirs):
+        for a, b in zip(mine, theirs, strict=True):
             assert_predictions(a, b)
 
 
@@ -149,19 +143,20 @@ def test_mvp_single_blank_matches_the_fast_tokenizer_pipeline(mvp: tuple[Any, An
     pipe = oracle_pipeline("fill-mask", ref_model, transformers.AutoTokenizer.from_pretrained(path))
     task = load(path, device="cpu")
     texts = [t for t in TEXTS if t.count("<mask>") == 1]
-    for text, mine in zip(texts, FillMask(task.model, task.tokenizer, top_k=2)(texts)):
+    for text, mine in zip(texts, FillMask(task.model, task.tokenizer, top_k=2)(texts), strict=True):
         assert_predictions(mine[0], per_blank(pipe(text, top_k=2))[0])
 
 
-def test_batching_does_not_change_results(mvp: tuple[Any, Any, Path]) -> None:
-    _, _, path = mvp
+def test_batching_does_not_change_results(tmp_path: Path) -> None:
+    path = native(tmp_path / "mvp", "MvpForConditionalGeneration", 2, perturb=0.3)[2]
     task = load(path, device="cpu")
     one = FillMask(task.model, task.tokenizer, top_k=2, batch_size=1)(TEXTS)
     many = FillMask(task.model, task.tokenizer, top_k=2, batch_size=8)(TEXTS)
-    for a, b in zip(one, many):
-        for x, y in zip(a, b):
+    assert len(one) == len(many) == len(TEXTS)
+    for a, b in zip(one, many, strict=True):
+        for x, y in zip(a, b, strict=True):
             assert [p["token_id"] for p in x] == [p["token_id"] for p in y]
-            assert max(abs(p["score"] - q["score"]) for p, q in zip(x, y)) <= ATOL
+            assert max(abs(p["score"] - q["score"]) for p, q in zip(x, y, strict=True)) <= ATOL
 
 
 # ------------------------------------------------------------------------------- XLNet
@@ -178,7 +173,7 @@ def xlnet_oracle(model: Any, tokenizer: Any, text: str, top_k: int) -> list[tupl
     with torch.no_grad():
         logits = model(**enc, perm_mask=perm_mask, target_mapping=target_mapping).logits
     values, indices = logits[0].softmax(-1).topk(top_k)
-    return list(zip(values.tolist(), indices.tolist()))
+    return list(zip(values.tolist(), indices.tolist(), strict=True))
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -188,15 +183,15 @@ def test_xlnet_matches_oracle_with_perm_mask(tmp_path: Path, seed: int) -> None:
     task = load(path, device="cpu")
     assert task.tokenizer.padding_side == "left"
     ours = FillMask(task.model, task.tokenizer, top_k=3, batch_size=4)(TEXTS)
-    for text, mine in zip(TEXTS, ours):
+    for text, mine in zip(TEXTS, ours, strict=True):
         theirs = xlnet_oracle(ref_model, ref_tok, text, 3)
         assert len(mine) == len(theirs) == text.count("<mask>")
         single = len(theirs) == 1
         ids = ref_tok(text)["input_ids"]
         blanks = [i for i, t in enumerate(ids) if t == ref_tok.mask_token_id]
-        for predictions, (values, indices), blank in zip(mine, theirs, blanks):
+        for predictions, (values, indices), blank in zip(mine, theirs, blanks, strict=True):
             assert [p["token_id"] for p in predictions] == indices
-            assert max(abs(p["score"] - v) for p, v in zip(predictions, values)) <= ATOL
+            assert max(abs(p["score"] - v) for p, v in zip(predictions, values, strict=True)) <= ATOL
             for p in predictions:
                 filled = list(ids)
                 filled[blank] = p["token_id"]

@@ -11,6 +11,9 @@ Oracle quirks (see the issue): the deprecated XLMProphetNet* classes have no ``g
 oracle is ProphetNetFor* (same architecture and weights) and xcli loads the checkpoint as
 XLM-ProphetNet; the oracle's MvpForCausalLM crashes with its cache, so it generates uncached.
 The builders here are shared with tests/test_cli_generate.py.
+
+What is xcli's own (seeded sampling, stop strings, streaming, truncation) runs on checkpoints xcli
+wrote (:func:`native_build`) and needs no reference; the pipeline comparisons skip without it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import pytest
 import torch
 
 from conftest import shared_path
-from oracle import transformers
+from compare import transformers
+from task_fixtures import GENERATE_PROMPTS, native
 
 from xcli_models.tasks.common import UnsupportedModel, load
 from xcli_models.tasks.generate import (
@@ -174,6 +178,25 @@ def build(name: str, root: Path, seed: int = 0) -> Built:
     return _BUILT[key]
 
 
+#: the xcli class of each spec, and what its config needs besides the tiny sizes
+NATIVE = {"xglm": ("XGLMForCausalLM", {}), "xlm": ("XLMWithLMHeadModel", {"causal": True}),
+          "xlnet": ("XLNetLMHeadModel", {}), "mvp-causal": ("MvpForCausalLM", {}),
+          "prophetnet-causal": ("ProphetNetForCausalLM", {}), "xlm-prophetnet-causal": ("XLMProphetNetForCausalLM", {}),
+          "mvp": ("MvpForConditionalGeneration", {}), "prophetnet": ("ProphetNetForConditionalGeneration", {}),
+          "xlm-prophetnet": ("XLMProphetNetForConditionalGeneration", {})}
+
+
+def native_build(name: str, root: Path, seed: int = 0) -> Built:
+    """As :func:`build`, written by xcli's own classes (``task_fixtures.native``, weights perturbed
+    alike): a Built with no oracle model, and xcli's tokenizer."""
+    key = (f"native-{name}", seed)
+    if key not in _BUILT:
+        class_name, config = NATIVE[name]
+        _, tokenizer, path = native(root / f"native-{name}-{seed}", class_name, seed, perturb=0.3, **config)
+        _BUILT[key] = Built(name, None, tokenizer, path)
+    return _BUILT[key]
+
+
 @pytest.fixture(scope="session")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("generate")
@@ -195,7 +218,7 @@ def generator(built: Built, **options: Any) -> Generator:
     return Generator(task.model, task.tokenizer, settings=settings, **options)
 
 
-PROMPTS = ["Hello world, this is", "The cat", "A much longer prompt than the others, with a comma and more words"]
+PROMPTS = GENERATE_PROMPTS
 
 
 # ------------------------------------------------------------------------- parity
@@ -239,7 +262,7 @@ def test_several_sequences_equal_the_pipeline(root: Path) -> None:
     settings = {"max_new_tokens": 5, "num_beams": 4, "num_return_sequences": 3, "do_sample": False}
     expected = built.reference(PROMPTS[:2], **settings)
     got = generator(built, settings=settings, scores=True)(PROMPTS[:2])
-    for result, texts in zip(got, expected):
+    for result, texts in zip(got, expected, strict=True):
         assert [s["generated_text"] for s in result["sequences"]] == texts
         assert result["generated_text"] == texts[0] and result["score"] == result["sequences"][0]["score"]
         scores = [s["score"] for s in result["sequences"]]
@@ -250,7 +273,7 @@ def test_several_sequences_equal_the_pipeline(root: Path) -> None:
 
 @pytest.mark.parametrize("name", ["xglm", "mvp"])
 def test_seed_makes_sampling_reproducible_across_runs_and_batches(name: str, root: Path) -> None:
-    built = build(name, root)
+    built = native_build(name, root)
     settings = {"max_new_tokens": 8, "do_sample": True, "top_k": 0, "temperature": 2.0, "num_return_sequences": 2}
     def texts(results: list[dict[str, Any]]) -> list[list[str]]:
         return [[s["generated_text"] for s in r["sequences"]] for r in results]
@@ -266,7 +289,7 @@ def test_seed_makes_sampling_reproducible_across_runs_and_batches(name: str, roo
 
 @pytest.mark.parametrize("name", ["xglm", "mvp", "xlnet"])
 def test_stop_strings_cut_exactly(name: str, root: Path) -> None:
-    built = build(name, root)
+    built = native_build(name, root)
     settings = {"max_new_tokens": 12, "do_sample": False, "num_beams": 1}
     plain = generator(built, settings=settings, return_full_text=False)
     first = plain.prepare(PROMPTS[0])
@@ -292,7 +315,7 @@ def test_stop_strings_cut_exactly(name: str, root: Path) -> None:
 
 def test_stream_pieces_add_up_to_the_text(root: Path) -> None:
     for name in ("mvp-causal", "xlm-prophetnet"):
-        built = build(name, root)
+        built = native_build(name, root)
         settings = {"max_new_tokens": 10, "do_sample": False, "num_beams": 1}
         gen = generator(built, settings=settings)
         prompt = gen.prepare(PROMPTS[0])
@@ -390,21 +413,21 @@ def test_xlm_lang_sets_language_embeddings(root: Path) -> None:
 
 
 def test_long_prompts_are_truncated_to_fit(root: Path) -> None:
-    built = build("xglm", root)
+    built = native_build("xglm", root)
     gen = generator(built, settings={"max_new_tokens": 4}, max_input_length=6)
     prompt = gen.prepare(PROMPTS[2])
     whole = ours(built).tokenizer.encode(PROMPTS[2])
     assert prompt.truncated and len(prompt) == 6
     assert prompt.input_ids[0] == whole[0] and prompt.input_ids[1:] == whole[-5:]  # `</s>` start, then the end
     assert not gen.prepare("Hi").truncated
-    mvp = generator(build("mvp", root), settings={"max_new_tokens": 4}, max_input_length=6)
+    mvp = generator(native_build("mvp", root), settings={"max_new_tokens": 4}, max_input_length=6)
     item = mvp.prepare(PROMPTS[2])
-    assert item.truncated and item.input_ids[:5] == ours(build("mvp", root)).tokenizer.encode(PROMPTS[2])[:5]
+    assert item.truncated and item.input_ids[:5] == ours(native_build("mvp", root)).tokenizer.encode(PROMPTS[2])[:5]
     # a decoder-only model with learned positions keeps room for the new tokens
-    xlm = generator(build("xlm", root), settings={"max_new_tokens": 100})
+    xlm = generator(native_build("xlm", root), settings={"max_new_tokens": 100})
     assert xlm.limit == 128 - 100
     with pytest.raises(GenerateOptionError, match="positions"):
-        generator(build("xlm", root), settings={"max_new_tokens": 200})
+        generator(native_build("xlm", root), settings={"max_new_tokens": 200})
 
 
 def test_streamed_text_never_takes_back_what_it_showed(root: Path) -> None:
@@ -412,7 +435,7 @@ def test_streamed_text_never_takes_back_what_it_showed(root: Path) -> None:
     "isn't"): what is streamed must stay a prefix of the final text."""
     from xcli_models.generation import TextStream
 
-    built = build("prophetnet-causal", root)
+    built = native_build("prophetnet-causal", root)
     gen = generator(built, settings={"max_new_tokens": 4})
     prompt = gen.prepare("well")
     tok = ours(built).tokenizer

@@ -13,13 +13,14 @@ windows are adjusted (``xlm_expected``).
 
 Beam-search heads have no oracle pipeline: they are checked against a brute-force decode of the
 oracle model's own start, end and answerability layers, window by window.
+
+Those comparisons skip without the reference. What is xcli's own (batching, question length, word
+alignment, refusals, bfloat16 spans) runs on checkpoints xcli wrote (``native_checkpoints``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 from types import SimpleNamespace
 from typing import Any, Iterator
 
@@ -28,11 +29,17 @@ import pytest
 import torch
 
 from conftest import shared_path
-from oracle import transformers
+from compare import REASON, transformers
+from task_fixtures import assert_same_answers, close, native, oracle_answers, qa_checkpoint, xquad_records
 from xcli_models.tasks import common
 from xcli_models.tasks.qa import QAError, QAOptions, QuestionAnswerer, spaced_script
 
-hfqa = pytest.importorskip("transformers.pipelines.question_answering")
+
+
+def hfqa() -> Any:
+    """The oracle's question-answering pipeline module (skips without it)."""
+    return pytest.importorskip("transformers.pipelines.question_answering", reason=REASON)
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ATOL = 1e-4
@@ -49,17 +56,6 @@ CASES = [(0, name) for name in OPTIONS] + [(1, "windows"), (1, "impossible")]
 
 
 # ------------------------------------------------------------------------ data
-def xquad_records(n_articles: int = 3, single_spaced: bool = False) -> list[tuple[str, str]]:
-    data = json.loads(shared_path("datasets", "xquad", "xquad.en.json").read_text(encoding="utf-8"))
-    records = []
-    for article in data["data"][:n_articles]:
-        for paragraph in article["paragraphs"][:2]:
-            context = " ".join(paragraph["context"].split()) if single_spaced else paragraph["context"]
-            for qa in paragraph["qas"][:2]:
-                records.append((qa["question"], context))
-    return records
-
-
 def tokenizer_dir(family: str):
     if family == "mvp":
         root = shared_path("tokenizers", "roberta_bart_mvp")
@@ -120,18 +116,36 @@ def checkpoints(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def native_checkpoints(tmp_path_factory):
+    """(family, head) -> our TaskModel of a checkpoint xcli wrote (``task_fixtures.qa_checkpoint``), built once."""
+    cache: dict[tuple[str, str], Any] = {}
+
+    def get(family: str, head: str = "span"):
+        if (family, head) not in cache:
+            path = qa_checkpoint(tmp_path_factory.mktemp(f"native-{family}-{head}"), family, head)
+            cache[family, head] = common.load(path, device="cpu")
+        return cache[family, head]
+
+    return get
+
+
 # -------------------------------------------------------------- oracle helpers
-class ContextFirstFixed(hfqa.QuestionAnsweringPipeline):
+def ContextFirstFixed(**kwargs: Any) -> Any:  # noqa: N802 - a class, made on first use
     """The oracle pipeline with its context-first p_mask defect fixed: only context tokens and CLS
     may be answers (the oracle gives XLNet an all-zero p_mask)."""
 
-    def preprocess(self, example, **kwargs):
-        for item in super().preprocess(example, **kwargs):
-            ids = item["input_ids"][0].tolist()
-            cls = self.tokenizer.cls_token_id
-            mask = [0 if seq == 0 or t == cls else 1 for seq, t in zip(item["encoding"].sequence_ids, ids)]
-            item["p_mask"] = torch.tensor([mask])
-            yield item
+    class Fixed(hfqa().QuestionAnsweringPipeline):
+        def preprocess(self, example, **kwargs):
+            for item in super().preprocess(example, **kwargs):
+                ids = item["input_ids"][0].tolist()
+                cls = self.tokenizer.cls_token_id
+                sequence_ids = item["encoding"].sequence_ids
+                mask = [0 if seq == 0 or t == cls else 1 for seq, t in zip(sequence_ids, ids, strict=True)]
+                item["p_mask"] = torch.tensor([mask])
+                yield item
+
+    return Fixed(**kwargs)
 
 
 @contextlib.contextmanager
@@ -142,7 +156,8 @@ def cls_fixed(last: bool) -> Iterator[None]:
     first: XLNet). The arrays are rotated so that CLS sits at 0, the oracle's own
     ``select_starts_ends`` runs, and the positions are rotated back.
     """
-    original = hfqa.select_starts_ends
+    module = hfqa()
+    original = module.select_starts_ends
 
     def select(start, end, p_mask, attention_mask, *args):
         allowed = np.nonzero(np.asarray(p_mask)[0] == 0)[0]
@@ -152,36 +167,15 @@ def cls_fixed(last: bool) -> Iterator[None]:
         starts, ends, scores, null = original(roll(start), roll(end), roll(p_mask), roll(attention_mask), *args)
         return (starts + cls) % length, (ends + cls) % length, scores, null
 
-    hfqa.select_starts_ends = select
+    module.select_starts_ends = select
     try:
         yield
     finally:
-        hfqa.select_starts_ends = original
-
-
-def oracle_answers(pipe, question: str, context: str, options: dict[str, Any]) -> list[dict[str, Any]]:
-    kwargs = dict(options)
-    if "handle_impossible" in kwargs:
-        kwargs["handle_impossible_answer"] = kwargs.pop("handle_impossible")
-    out = pipe(question=question, context=context, **kwargs)
-    return out if isinstance(out, list) else [out]
+        module.select_starts_ends = original
 
 
 def ours_list(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result.get("answers", [{k: result[k] for k in ("answer", "score", "start", "end")}])
-
-
-def assert_same_answers(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], what: str) -> None:
-    assert [(a["answer"], a["start"], a["end"]) for a in ours] == [
-        (a["answer"], a["start"], a["end"]) for a in theirs
-    ], what
-    for a, b in zip(ours, theirs):
-        assert close(a["score"], b["score"]), f"{what}: score {a['score']} vs {b['score']}"
-
-
-def close(a: float, b: float) -> bool:
-    """Within 1e-4, and (scores are small products of probabilities) within 1e-4 relative too."""
-    return abs(a - b) <= ATOL and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-10)
 
 
 def xlm_expected(theirs: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
@@ -205,7 +199,7 @@ def test_mvp_span_head_matches_the_oracle_pipeline(checkpoints, name: str, seed:
     records = xquad_records()
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(**options))
     results = answerer(records, batch_size=4)
-    for (question, context), result in zip(records, results):
+    for (question, context), result in zip(records, results, strict=True):
         assert_same_answers(ours_list(result), oracle_answers(pipe, question, context, options), f"{name}: {question}")
         assert result["answer"] == context[result["start"] : result["end"]]
 
@@ -219,7 +213,7 @@ def test_xlnet_span_head_matches_the_oracle_pipeline(checkpoints, name: str, see
     # batches of 4 windows: left padding inside each batch
     results = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(**options))(records, batch_size=4)
     with cls_fixed(last=True):
-        for (question, context), result in zip(records, results):
+        for (question, context), result in zip(records, results, strict=True):
             expected = oracle_answers(pipe, question, context, options)
             assert_same_answers(ours_list(result), expected, f"{name}: {question}")
 
@@ -233,7 +227,7 @@ def test_xlm_span_head_matches_the_oracle_slow_pipeline(checkpoints, name: str) 
     results = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(**options))(records, batch_size=3)
     top_k = options.get("top_k", 1)
     with cls_fixed(last=False):
-        for (question, context), result in zip(records, results):
+        for (question, context), result in zip(records, results, strict=True):
             theirs = oracle_answers(pipe, question, context, {**options, "top_k": top_k + 20})
             assert_same_answers(ours_list(result), xlm_expected(theirs, top_k), f"{name}: {question}")
 
@@ -246,7 +240,7 @@ def oracle_null_score(pipe, question: str, context: str, max_seq_len: int, doc_s
         for item in pipe.preprocess(example, max_seq_len=max_seq_len, doc_stride=doc_stride):
             out = pipe._forward(item)
             mask = out["attention_mask"].numpy()
-            _, _, _, null = hfqa.select_starts_ends(out["start"], out["end"], out["p_mask"], mask, null, 1, True, 15)
+            _, _, _, null = hfqa().select_starts_ends(out["start"], out["end"], out["p_mask"], mask, null, 1, True, 15)
     return null
 
 
@@ -259,7 +253,7 @@ def test_null_scores_match_the_oracle(checkpoints, family: str) -> None:
     records = xquad_records(n_articles=2)
     results = QuestionAnswerer(ours.model, ours.tokenizer, options)(records, batch_size=8)
     with cls_fixed(last=family == "xlnet"):
-        for (question, context), result in zip(records, results):
+        for (question, context), result in zip(records, results, strict=True):
             [mine] = [a for a in result["answers"] if a["answer"] == ""]
             theirs = oracle_null_score(pipe, question, context, 48, 20)
             assert (mine["start"], mine["end"]) == (0, 0) and close(mine["score"], theirs)
@@ -290,14 +284,14 @@ def test_an_impossible_answer_wins_when_cls_is_likeliest() -> None:
     assert QuestionAnswerer(model, ours, QAOptions())(record)[0]["answer"] != ""
 
 
-def test_results_do_not_depend_on_batching(checkpoints) -> None:
+def test_results_do_not_depend_on_batching(native_checkpoints) -> None:
     for family in ("xlnet", "mvp", "xlm"):
-        _, _, ours = checkpoints(family)
+        ours = native_checkpoints(family)
         records = xquad_records(n_articles=2, single_spaced=True)
         answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(top_k=3, max_seq_len=72, doc_stride=24))
         one = answerer(records, batch_size=1)
         many = answerer(records, batch_size=16)
-        for a, b in zip(one, many):
+        for a, b in zip(one, many, strict=True):
             assert_same_answers(a["answers"], b["answers"], family)
 
 
@@ -316,16 +310,16 @@ def test_windows_cover_the_context_with_the_stride(checkpoints) -> None:
     assert last.first + last.length == len(prepared.spans)
 
 
-def test_question_is_cut_to_max_question_len(checkpoints) -> None:
-    _, _, ours = checkpoints("xlnet")
+def test_question_is_cut_to_max_question_len(native_checkpoints) -> None:
+    ours = native_checkpoints("xlnet")
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(max_question_len=3))
     window = answerer.prepare("one two three four five six seven", "A short context here.").windows[0]
     types = window.token_type_ids
     assert types.count(1) == 3 + 1  # three question tokens and their <sep>
 
 
-def test_no_spaces_turns_word_alignment_off_by_default(checkpoints) -> None:
-    _, _, ours = checkpoints("mvp")
+def test_no_spaces_turns_word_alignment_off_by_default(native_checkpoints) -> None:
+    ours = native_checkpoints("mvp")
     zh = "北京是中华人民共和国的首都，位于华北平原。"
     assert not spaced_script(zh) and spaced_script("Paris is the capital of France.")
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(align_to_words=None, top_k=3))
@@ -336,8 +330,8 @@ def test_no_spaces_turns_word_alignment_off_by_default(checkpoints) -> None:
 
 
 # ------------------------------------------------------------------ bad input
-def test_bad_records_and_options_are_refused(checkpoints) -> None:
-    _, _, ours = checkpoints("mvp")
+def test_bad_records_and_options_are_refused(native_checkpoints) -> None:
+    ours = native_checkpoints("mvp")
     answerer = QuestionAnswerer(ours.model, ours.tokenizer, QAOptions(max_seq_len=16, max_question_len=64))
     for question, context, kind in [
         ("", "ctx", "empty_question"),
@@ -360,13 +354,7 @@ def test_bad_records_and_options_are_refused(checkpoints) -> None:
 
 
 def test_a_model_without_a_qa_head_is_refused(tmp_path) -> None:
-    tok = tokenizer_dir("mvp")
-    config = transformers.MvpConfig(
-        vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16,
-    )
-    transformers.MvpForSequenceClassification(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    native(tmp_path, "MvpForSequenceClassification")
     ours = common.load(tmp_path, device="cpu")
     with pytest.raises(common.UnsupportedModel, match="MvpForSequenceClassification"):
         QuestionAnswerer(ours.model, ours.tokenizer)
@@ -473,7 +461,7 @@ def test_xlnet_beam_head_matches_a_brute_force_decode(checkpoints, opts: QAOptio
     model, tok, ours = checkpoints("xlnet", "beam", seed)
     records = xquad_records(n_articles=2)
     results = QuestionAnswerer(ours.model, ours.tokenizer, opts)(records, batch_size=3)
-    for (question, context), result in zip(records, results):
+    for (question, context), result in zip(records, results, strict=True):
         expected = xlnet_beam_brute_force(model, tok, question, context, opts)
         assert_same_answers(result["answers"], expected, question)
 
@@ -483,21 +471,19 @@ def test_xlm_beam_head_matches_a_brute_force_decode(checkpoints, opts: QAOptions
     model, tok, ours = checkpoints("xlm", "beam")
     records = xquad_records(n_articles=2, single_spaced=True)[:4]
     results = QuestionAnswerer(ours.model, ours.tokenizer, opts)(records, batch_size=3)
-    for (question, context), result in zip(records, results):
+    for (question, context), result in zip(records, results, strict=True):
         expected = xlm_beam_brute_force(model, tok, question, context, opts)
         assert_same_answers(result["answers"], expected, question)
 
 
-def test_bfloat16_answers_are_spans_of_the_context_through_onednn(checkpoints, tmp_path, monkeypatch) -> None:
+def test_bfloat16_answers_are_spans_of_the_context_through_onednn(tmp_path, monkeypatch) -> None:
     """The README's --dtype bfloat16 path: the model in bfloat16, its products through oneDNN,
     every answer a real span of its context (the spans themselves may move: not float32)."""
     from xcli_models import kernels
 
     if not kernels.onednn_available():
         pytest.skip("this torch has no oneDNN matmul")
-    _, oracle_tok, ours = checkpoints("mvp")
-    ours.model.save_pretrained(tmp_path)
-    oracle_tok.save_pretrained(tmp_path)
+    qa_checkpoint(tmp_path, "mvp")
     half = common.load(tmp_path, device="cpu", dtype="bfloat16")
     assert next(half.model.parameters()).dtype == torch.bfloat16
     dtypes: list[torch.dtype] = []
@@ -506,7 +492,7 @@ def test_bfloat16_answers_are_spans_of_the_context_through_onednn(checkpoints, t
     records = xquad_records(n_articles=1)[:6]
     results = QuestionAnswerer(half.model, half.tokenizer, QAOptions(top_k=2))(records)
     assert dtypes and set(dtypes) == {torch.bfloat16}
-    for (_, context), result in zip(records, results):
+    for (_, context), result in zip(records, results, strict=True):
         for answer in result["answers"]:
             assert answer["answer"] == context[answer["start"]:answer["end"]] != ""
             assert 0.0 <= answer["score"] <= 1.0

@@ -5,7 +5,9 @@ real tokenizers), for every family and language-modelling head. The expected val
 here from the oracle model's logits: the sum of log-softmax values of the scored tokens, for
 causal models (``labels = input_ids``), XLNet left to right (a causal ``perm_mask``),
 encoder-decoder targets (``labels = target``) and pseudo-log-likelihood (each token masked in
-turn). Batching never changes a score; bad inputs raise the record errors the CLI reports.
+turn). Those comparisons skip without the reference; on checkpoints xcli wrote
+(``test_task_generate.native_build``) and without it: batching never changes a score; bad inputs
+raise the record errors the CLI reports; heads that cannot score are refused.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import ATOL
+from compare import ATOL
+from task_fixtures import SCORE_TEXTS, native
 from task_fixtures import build as build_masked_lm
-from test_task_generate import SPECS, Built, build, ours, root  # noqa: F401 - fixture
+from test_task_generate import SPECS, Built, build, native_build, ours, root  # noqa: F401 - fixture
 
 from xcli_models.tasks.common import UnsupportedModel
 from xcli_models.tasks.score import ChoicesError, EmptyText, MissingTarget, Scorer, ScoreOptionError, TooLong
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TEXTS = ["Hello world, this is", "The cat", "A much longer text than the others, with a comma and more words"]
+TEXTS = SCORE_TEXTS
 TARGET = "a short target"
 CAUSAL = ["xglm", "xlm", "mvp-causal", "prophetnet-causal", "xlm-prophetnet-causal"]
 SEQ2SEQ = ["mvp", "prophetnet", "xlm-prophetnet"]
@@ -106,14 +109,14 @@ def assert_score(result: dict[str, Any], expected: tuple[float, int]) -> None:
 def test_causal_scores_equal_the_oracles_log_softmax(name: str, root: Path) -> None:
     built = build(name, root)
     results = scorer(built, batch_size=2)(TEXTS)
-    for text, result in zip(TEXTS, results):
+    for text, result in zip(TEXTS, results, strict=True):
         assert_score(result, reference_causal(built, text))
 
 
 def test_xlnet_left_to_right_equals_the_oracle(root: Path) -> None:
     built = build("xlnet", root)
     results = scorer(built, batch_size=2)(TEXTS)
-    for text, result in zip(TEXTS, results):
+    for text, result in zip(TEXTS, results, strict=True):
         assert_score(result, reference_xlnet(built, text))
 
 
@@ -122,8 +125,8 @@ def test_encoder_decoder_targets_equal_the_oracle(name: str, root: Path) -> None
     built = build(name, root)
     score = scorer(built, batch_size=2)
     targets = [TARGET, "another, longer target with more words in it", "x"]
-    results = score.run([score.prepare(t, target=g) for t, g in zip(TEXTS, targets)])
-    for text, target, result in zip(TEXTS, targets, results):
+    results = score.run([score.prepare(t, target=g) for t, g in zip(TEXTS, targets, strict=True)])
+    for text, target, result in zip(TEXTS, targets, results, strict=True):
         assert_score(result, reference_seq2seq(built, text, target))
 
 
@@ -146,7 +149,7 @@ def test_pseudo_log_likelihood_equals_the_oracle(name: str, masked_lm: Any, root
         model, tokenizer = built.oracle, built.tokenizer
         score = scorer(built, pll=True, batch_size=3)
     results = score(TEXTS[:2])
-    for text, result in zip(TEXTS[:2], results):
+    for text, result in zip(TEXTS[:2], results, strict=True):
         assert_score(result, reference_pll(model, tokenizer, text))
 
 
@@ -166,7 +169,7 @@ def test_choices_score_the_continuation_only(root: Path) -> None:
     assert result["choice"] == max(range(2), key=lambda k: result["logprobs"][k])
     by_mean = scorer(built, by="mean")
     ranked = by_mean.run([by_mean.prepare(text, choices=choices)])[0]
-    means = [s / n for s, n in zip(ranked["logprobs"], ranked["tokens"])]
+    means = [s / n for s, n in zip(ranked["logprobs"], ranked["tokens"], strict=True)]
     assert ranked["scores"] == pytest.approx(means) and ranked["choice"] == max(range(2), key=lambda k: means[k])
 
 
@@ -181,7 +184,7 @@ def test_encoder_decoder_choices_are_targets(root: Path) -> None:
 
 
 def test_xlnet_and_pll_choices(root: Path) -> None:
-    built = build("xlnet", root)
+    built = native_build("xlnet", root)
     for options in ({}, {"pll": True}):
         score = scorer(built, **options)
         result = score.run([score.prepare("The cat sat on the", choices=["mat", "big red mat"])])[0]
@@ -192,30 +195,36 @@ def test_xlnet_and_pll_choices(root: Path) -> None:
 # ------------------------------------------------------------------------ batching
 @pytest.mark.parametrize("name", ["xglm", "xlm", "xlnet", "mvp", "prophetnet-causal", "xlm-prophetnet"])
 def test_batching_never_changes_a_score(name: str, root: Path) -> None:
-    built = build(name, root)
+    built = native_build(name, root)
     texts = [TEXTS[2], TEXTS[1], TEXTS[0], TEXTS[1] + " and a tail", TEXTS[2][:20], "Yes"] + TEXTS
     results = {}
     for size in (1, 8):
         score = scorer(built, batch_size=size)
         items = [score.prepare(t, target=t[::-1]) if score.needs_target else score.prepare(t) for t in texts]
         results[size] = score.run(items)
-    for one, many in zip(results[1], results[8]):
+    for one, many in zip(results[1], results[8], strict=True):
         assert one["tokens"] == many["tokens"]
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
 
 
-def test_pll_batching_never_changes_a_score(masked_lm: Any) -> None:
+@pytest.fixture(scope="module")
+def native_masked_lm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An XLM masked LM (causal: false) written by xcli with the en-fr tokenizer."""
+    return native(tmp_path_factory.mktemp("score-mlm-native"), "XLMWithLMHeadModel", perturb=0.3)
+
+
+def test_pll_batching_never_changes_a_score(native_masked_lm: Any) -> None:
     from xcli_models.tasks.common import load
 
-    task = load(masked_lm[2], device="cpu")
+    task = load(native_masked_lm[2], device="cpu")
     runs = [Scorer(task.model, task.tokenizer, pll=True, batch_size=size)(TEXTS) for size in (1, 8)]
-    for one, many in zip(*runs):
+    for one, many in zip(*runs, strict=True):
         assert abs(one["logprob"] - many["logprob"]) <= 1e-5
 
 
 # -------------------------------------------------------------------------- errors
 def test_bad_inputs_are_record_errors(root: Path) -> None:
-    score = scorer(build("xglm", root))
+    score = scorer(native_build("xglm", root))
     with pytest.raises(EmptyText):
         score.prepare("")
     with pytest.raises(EmptyText):
@@ -229,20 +238,20 @@ def test_bad_inputs_are_record_errors(root: Path) -> None:
     with pytest.raises(TooLong, match="at most 128"):
         score.prepare("word " * 300)
     with pytest.raises(TooLong, match="at most 10"):
-        scorer(build("xglm", root), max_length=10).prepare(TEXTS[2])
+        scorer(native_build("xglm", root), max_length=10).prepare(TEXTS[2])
     with pytest.raises(MissingTarget):
-        scorer(build("mvp", root)).prepare("text")
+        scorer(native_build("mvp", root)).prepare("text")
     with pytest.raises(EmptyText):
-        scorer(build("prophetnet-causal", root)).prepare("")
+        scorer(native_build("prophetnet-causal", root)).prepare("")
 
 
-def test_heads_that_cannot_score_are_refused(masked_lm: Any, root: Path) -> None:
+def test_heads_that_cannot_score_are_refused(native_masked_lm: Any, root: Path) -> None:
     from xcli_models.tasks.common import load
 
-    task = load(masked_lm[2], device="cpu")
+    task = load(native_masked_lm[2], device="cpu")
     with pytest.raises(UnsupportedModel, match="pll"):
         Scorer(task.model, task.tokenizer)  # a masked LM needs pll
     with pytest.raises(UnsupportedModel, match="masked-LM head"):
-        scorer(build("xglm", root), pll=True)
+        scorer(native_build("xglm", root), pll=True)
     with pytest.raises(ScoreOptionError):
-        scorer(build("xglm", root), by="median")
+        scorer(native_build("xglm", root), by="median")

@@ -97,7 +97,7 @@ def test_encodings_pairs_and_decoding(pair, corpus: list[str]) -> None:
     ours, ref, _ = pair
     texts = corpus[:: max(1, len(corpus) // 250)]
     bad = []
-    for a, b in zip(texts, texts[1:] + [None]):
+    for a, b in zip(texts, texts[1:] + [None], strict=True):
         mine = ours.encode_plus(a, b)
         theirs = ref(a, b, return_special_tokens_mask=True)
         if (mine.input_ids, mine.attention_mask, mine.special_tokens_mask) != (
@@ -202,7 +202,7 @@ def test_offsets_examples(default_pair) -> None:
     ours, _ = default_pair
     text = "Hello,  UNwant\u00e9d [SEP] e\u0301t\u00e9 \u4e2d\u6587 unaffable"
     pieces, offsets = ours.tokenize_with_offsets(text)
-    assert [(p, text[a:b]) for p, (a, b) in zip(pieces, offsets)] == [
+    assert [(p, text[a:b]) for p, (a, b) in zip(pieces, offsets, strict=True)] == [
         ("hello", "Hello"), (",", ","), ("unwanted", "UNwant\u00e9d"), ("[SEP]", "[SEP]"), ("et", "e\u0301t"),
         ("##e", "\u00e9"), ("\u4e2d", "\u4e2d"), ("\u6587", "\u6587"), ("una", "una"), ("##ffa", "ffa"), ("##ble", "ble"),
     ]

@@ -195,7 +195,7 @@ def _check(encoding, ref, offsets: bool = False):
 def test_pairs_match_references(toks, corpus):
     ours, _, slow, fast = toks
     texts = corpus[len(HARD_CASES) :: 25] + HARD_CASES
-    for a, b in zip(texts, reversed(texts)):
+    for a, b in zip(texts, reversed(texts), strict=True):
         _check(ours.encode_plus(a, b), slow(a, b, return_special_tokens_mask=True))
         if b:  # the fast reference drops an empty second text (the slow one keeps it, as we do)
             ref = fast(a, b, return_special_tokens_mask=True, return_offsets_mapping=True)
@@ -267,7 +267,7 @@ def test_padding_matches_references(toks, side):
 def test_decode_matches_references(toks, corpus):
     ours, ours_fast, slow, fast = toks
     texts = corpus[::7]
-    for a, b in zip(texts, reversed(texts)):
+    for a, b in zip(texts, reversed(texts), strict=True):
         ids = slow.encode(a, b)
         for skip in (False, True):
             assert ours.decode(ids, skip_special_tokens=skip) == slow.decode(ids, skip_special_tokens=skip), a

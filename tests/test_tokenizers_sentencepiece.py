@@ -223,7 +223,7 @@ def test_decode(setup: Setup, corpus: list[str]) -> None:
     ours, ref = setup.ours, setup.ref
     bad = []
     texts = corpus[:60] + corpus[60::20]
-    for a, b in zip(texts, texts[1:] + [None]):
+    for a, b in zip(texts, texts[1:] + [None], strict=True):
         ids = ref.encode(a, b)
         for options in ({}, {"skip_special_tokens": True}, {"clean_up_tokenization_spaces": True},
                         {"spaces_between_special_tokens": False}):
@@ -330,7 +330,7 @@ def test_offsets_examples() -> None:
     text = "Hello  world, a <mask> b ``q''"
     pieces, offsets = xlnet.tokenize_with_offsets(text)
     assert pieces == xlnet.tokenize(text)
-    assert list(zip(pieces, offsets)) == [
+    assert list(zip(pieces, offsets, strict=True)) == [
         ("▁", (0, 1)), ("Hello", (0, 5)), ("▁world", (6, 12)), (",", (12, 13)), ("▁a", (13, 15)),
         ("<mask>", (15, 22)), ("▁", (22, 23)), ("b", (23, 24)), ("▁", (24, 25)), ('"', (26, 27)),
         ("q", (27, 28)), ('"', (29, 30)),

@@ -224,7 +224,7 @@ def _check_encoding(ours_enc, ref_enc):
 def test_pairs_match_reference(enfr):
     ours, ref = enfr
     eng, fra = _lines("fra", "eng", 60, seed=4), _lines("fra", "fra", 60, seed=4)
-    for a, b in [*zip(eng, fra), ("", "x"), ("a <special1> b", "<s>")]:
+    for a, b in [*zip(eng, fra, strict=True), ("", "x"), ("a <special1> b", "<s>")]:
         for special in (True, False):
             _check_encoding(
                 ours.encode_plus(a, b, add_special_tokens=special),
@@ -286,7 +286,7 @@ def test_padding_matches_reference(enfr, side):
 def test_decode_matches_reference(enfr):
     ours, ref = enfr
     texts = HARD_CASES + _lines("fra", "fra", 80, seed=5)
-    for a, b in zip(texts, reversed(texts)):
+    for a, b in zip(texts, reversed(texts), strict=True):
         ids = ref.encode(a, b)
         for skip in (False, True):
             assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip), a

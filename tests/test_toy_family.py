@@ -212,7 +212,7 @@ def test_classify(toy_family: None, vocabulary: Path, tmp_path: Path) -> None:
     from xcli_models.tokenization import AutoTokenizer
 
     model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
-    for text, mine in zip(TEXTS, out):
+    for text, mine in zip(TEXTS, out, strict=True):
         ids = torch.tensor([tokenizer.encode(text)])
         with torch.no_grad():
             probs = model(ids).logits[0].softmax(-1)
@@ -235,7 +235,7 @@ def test_generate(toy_family: None, vocabulary: Path, tmp_path: Path) -> None:
     assert len(out) == len(TEXTS)
     # a causal head: the prompt, then the new tokens
     assert all(o["generated_text"].startswith(text) and len(o["generated_text"]) > len(text)
-               for o, text in zip(out, TEXTS))
+               for o, text in zip(out, TEXTS, strict=True))
 
     # batching (left padding, positions that skip it) never changes a text: one prompt at a time agrees
     alone = [jsonl(runner.invoke(app, [*args, text]).stdout)[0] for text in TEXTS]

@@ -82,7 +82,7 @@ def test_two_processes_train_as_one_with_the_global_batch(job: Path) -> None:
     lines_one, lines_two = _lines(job / "one.jsonl"), _lines(job / "two.jsonl")
     assert [line["step"] for line in lines_two] == list(range(1, 7))
     assert [sorted(a) for a in lines_one] == [sorted(b) for b in lines_two]
-    for a, b in zip(lines_one, lines_two):
+    for a, b in zip(lines_one, lines_two, strict=True):
         for key, value in a.items():
             assert b[key] == pytest.approx(value, abs=ATOL), (a["step"], key)
 

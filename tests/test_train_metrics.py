@@ -105,10 +105,10 @@ def test_token_classifier_dev_metrics_are_seqevals_on_its_predictions(tmp_path: 
 
     golds, guesses = [], []
     with torch.no_grad():
-        for example, record in zip(examples, records):
+        for example, record in zip(examples, records, strict=True):
             batch = task.collate([example])
             logits = loaded.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
-            words = [labels[int(i)] for i, gold in zip(logits.argmax(-1), example.labels) if gold != -100]
+            words = [labels[int(i)] for i, gold in zip(logits.argmax(-1), example.labels, strict=True) if gold != -100]
             golds.append(record["labels"])
             guesses.append(words)
     with warnings.catch_warnings():
@@ -116,7 +116,7 @@ def test_token_classifier_dev_metrics_are_seqevals_on_its_predictions(tmp_path: 
         assert result.metrics["f1"] == pytest.approx(seqeval.f1_score(golds, guesses), abs=1e-12)
         assert result.metrics["precision"] == pytest.approx(seqeval.precision_score(golds, guesses), abs=1e-12)
         assert result.metrics["recall"] == pytest.approx(seqeval.recall_score(golds, guesses), abs=1e-12)
-    flat = [(g, p) for gs, ps in zip(golds, guesses) for g, p in zip(gs, ps)]
+    flat = [(g, p) for gs, ps in zip(golds, guesses, strict=True) for g, p in zip(gs, ps, strict=True)]
     assert result.metrics["accuracy"] == pytest.approx(sum(g == p for g, p in flat) / len(flat))
 
 

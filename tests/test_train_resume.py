@@ -70,7 +70,7 @@ def test_a_restored_trainer_continues_bit_for_bit(tmp_path: Path) -> None:
         resumed = second.train(examples, examples[:6], save=saved.append)
         assert resumed.steps == result.steps and resumed.best_step == result.best_step
         assert resumed.train_loss == result.train_loss and resumed.dev_metrics == result.dev_metrics
-        for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
+        for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values(), strict=True):
             assert torch.equal(a, b), (stop_at, name)
 
 

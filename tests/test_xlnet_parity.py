@@ -432,7 +432,7 @@ def test_decoding_with_left_padding(tmp_path: Path) -> None:
         keep = x["attention_mask"][0].bool()
         alone, alone_logits = decode(x["input_ids"][:1, keep], None)
     assert torch.equal(padded[0, -3:], alone[0, -3:])
-    for got, want in zip(padded_logits, alone_logits):
+    for got, want in zip(padded_logits, alone_logits, strict=True):
         assert_close(got[:1], want, what="padded row")
 
 
