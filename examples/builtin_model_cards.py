@@ -99,7 +99,7 @@ def card(name: str, work: Path, dest: Path) -> str:
         lines.append(f"| {label} | {fmt.format(measured[key])} |")
     lines += [
         "",
-        f"On {measured['records']} records. tests/test_builtin_models.py re-measures these numbers from the shipped "
+        f"On {measured['records']} records. tests/cli/test_builtin_models.py re-measures these numbers from the shipped "
         "weights (a slow test).",
         "",
         "## How it was built",

@@ -1,5 +1,11 @@
 """Shared test fixtures: where the shared data lives, a skip when it is absent, and one_thread.
 
+The tests mirror the package: ``cli/`` (xcli: commands, I/O, serving), ``families/`` (each family
+against the reference), ``tokenization/``, ``generation/``, ``tasks/``, ``training/`` and ``core/``
+(loading, conversion, quantization, kernels, layers). The helper modules (``compare``, ``oracle``,
+``task_fixtures`` ...) stay here; every test folder is importable by module name, so a test file
+may use another's builders (``from test_training import build``).
+
 Every test runs its commands in process (or in the processes it starts): an ``xcli serve`` the
 user left running on the default socket, or named by ``XCLI_SERVER``, is out of the tests' reach
 (the runtime folder where the default socket is looked for is a fresh empty one).
@@ -8,6 +14,7 @@ user left running on the default socket, or named by ``XCLI_SERVER``, is out of 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +22,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+for _folder in sorted(Path(__file__).parent.iterdir()):
+    if _folder.is_dir() and _folder.name.isidentifier() and not _folder.name.startswith("_"):
+        sys.path.insert(0, str(_folder))
 SHARED_DATA = Path(os.environ.get("XCLI_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 

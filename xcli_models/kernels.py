@@ -19,7 +19,7 @@ runs in: ``torch.inference_mode`` and, unless told otherwise, :func:`onednn_matm
 (``xcli_models.tasks``: classify, fill-mask, qa, score, the task side of generate; evaluation in
 training) enter it as ``tasks.common.inference``, the same function, and
 ``generation.engine.generate`` enters it with ``onednn`` off on a GPU or when asked. Nothing else
-installs the mode. ``tests/test_inference_path_parity.py`` compares every family with the reference
+installs the mode. ``tests/families/test_inference_path_parity.py`` compares every family with the reference
 inside this same context, so the numbers the tests check are the numbers the CLI prints.
 """
 

@@ -1,6 +1,6 @@
 """Scoring texts under a language model (xcli_models.tasks.score) against the oracle's log-softmax.
 
-Tiny random checkpoints saved by transformers 4.56.2 (the builders of tests/test_task_generate.py,
+Tiny random checkpoints saved by transformers 4.56.2 (the builders of tests/tasks/test_task_generate.py,
 real tokenizers), for every family and language-modelling head. The expected values are computed
 here from the oracle model's logits: the sum of log-softmax values of the scored tokens, for
 causal models (``labels = input_ids``), XLNet left to right (a causal ``perm_mask``),

@@ -13,7 +13,7 @@ import pytest
 from xcli_models.tokenization import AutoTokenizer
 from xcli_models.tokenization.trainers import FAMILIES, VocabularyError, learn
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SHAKESPEARE = SHARED / "text" / "tinyshakespeare.txt"
 
 #: family -> (lower-case, the reference tokenizer class)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.test_generation_parity import FAMILIES, models, ours_model, prompts, root, scenario  # noqa: F401
+from test_generation_parity import FAMILIES, models, ours_model, prompts, root, scenario  # noqa: F401
 from xcli_models.generation import GenerationConfig, TextStream, generate
 from xcli_models.generation.adapters import adapter_for
 from xcli_models.generation.stopping import cut_at_stop

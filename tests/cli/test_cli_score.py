@@ -1,7 +1,7 @@
 """``xcli score`` on tiny random checkpoints with real tokenizers, against the oracle's log-softmax sums.
 
 JSONL in, JSONL out in input order whatever the batching; causal texts, encoder-decoder targets and
-pseudo-log-likelihood equal to the numbers tests/test_task_score.py computes from the oracle's
+pseudo-log-likelihood equal to the numbers tests/tasks/test_task_score.py computes from the oracle's
 logits (checkpoints the oracle wrote; skipped without it); on checkpoints xcli wrote: choices
 ranked; bad records (missing, empty or non-Unicode text, bad choices, too long) give error lines and
 exit 4; heads that cannot score are usage errors (exit 2).
@@ -40,7 +40,7 @@ def lines(*records: dict[str, Any]) -> str:
 
 
 def oracle_numbers() -> Any:
-    """tests/test_task_score.py, whose ``reference_*`` compute scores from the oracle's logits."""
+    """tests/tasks/test_task_score.py, whose ``reference_*`` compute scores from the oracle's logits."""
     reference()
     import test_task_score
 

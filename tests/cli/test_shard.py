@@ -26,7 +26,7 @@ from xcli.errors import UsageError
 from xcli.io import Record, RecordWriter, Shard, parse_shard, read_records
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 RECORD_COMMANDS = ["tokenize", "fill-mask", "classify", "qa", "generate", "score"]
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import shared_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILTIN = ROOT / "xcli_models" / "data" / "builtin" / "xcli"
 NAMES = ["sentiment", "ner", "shakespeare", "fill-mask"]
 #: the commands each model answers (beyond tokenize and evaluate)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_generation_parity import ALL, FAMILIES, models, prompts, root, scenario  # noqa: F401
+from test_generation_parity import ALL, FAMILIES, models, prompts, root, scenario  # noqa: F401
 
 SETTINGS = {
     "plain": dict(),  # the reference's default top_k=50 applies

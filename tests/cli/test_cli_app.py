@@ -14,7 +14,7 @@ from test_cli_support import BOOT, make_fake_model, xcli_env
 from xcli import __version__, completions
 from xcli.app import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 

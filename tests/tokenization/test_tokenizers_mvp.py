@@ -21,7 +21,7 @@ from xcli_models.tokenization.byte_bpe import MvpTokenizer, MvpTokenizerFast
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
-BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin" / "RUCAIBox" / "mvp"
+BUILTIN = Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin" / "RUCAIBox" / "mvp"
 # sha256 of the shipped files (shared/data/SOURCES.md, section A)
 SHA256 = {
     "vocab.json": "9e7f63c2d15d666b52e21d250d2e513b87c9b713cfa6987a82ed89e5e6e50655",

@@ -32,7 +32,7 @@ transformers = pytest.importorskip("transformers", reason="the oracle (transform
 transformers.logging.set_verbosity_error()  # the oracle's truncation warnings
 
 XLNET_SPM = ("tokenizers", "xlnet", "spiece.model")
-BUILTIN_XLNET = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin" / "xlnet" / "xlnet-base-cased"
+BUILTIN_XLNET = Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin" / "xlnet" / "xlnet-base-cased"
 
 
 @dataclass

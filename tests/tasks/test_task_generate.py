@@ -10,7 +10,7 @@ greedy and beam search.
 Oracle quirks (see the issue): the deprecated XLMProphetNet* classes have no ``generate``, so the
 oracle is ProphetNetFor* (same architecture and weights) and xcli loads the checkpoint as
 XLM-ProphetNet; the oracle's MvpForCausalLM crashes with its cache, so it generates uncached.
-The builders here are shared with tests/test_cli_generate.py.
+The builders here are shared with tests/cli/test_cli_generate.py.
 
 What is xcli's own (seeded sampling, stop strings, streaming, truncation) runs on checkpoints xcli
 wrote (:func:`native_build`) and needs no reference; the pipeline comparisons skip without it.

@@ -23,7 +23,7 @@ transformers = pytest.importorskip("transformers", reason="the oracle (transform
 transformers.logging.set_verbosity_error()  # the oracle's truncation warnings
 
 VOCAB = ("tokenizers", "prophetnet", "prophetnet-large-uncased.prophetnet.tokenizer")
-BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin" / "microsoft" / "prophetnet-large-uncased"
+BUILTIN = Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin" / "microsoft" / "prophetnet-large-uncased"
 
 VARIANTS = {
     "default": {},

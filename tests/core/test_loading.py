@@ -480,7 +480,7 @@ def test_default_and_builtin_configs_pass_the_checks():
     assert len(families) >= 6  # every family (six today)
     for _, config_class, _ in families:
         config_class()
-    builtin = _Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
+    builtin = _Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin"
     configs = sorted(builtin.glob("*/*/config.json"))
     assert configs
     for config in configs:

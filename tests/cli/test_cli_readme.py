@@ -15,7 +15,7 @@ from conftest import shared_path
 from test_cli_support import xcli_env
 from xcli.models import builtin_root
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if not (builtin_root() / "xlnet" / "xlnet-base-cased" / "spiece.model").exists():
     pytest.skip("the built-in xlnet-base-cased tokenizer is not there yet", allow_module_level=True)
 

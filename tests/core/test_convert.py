@@ -314,7 +314,7 @@ def test_tokenizer_files_and_configs_come_along(bins: dict[str, tuple[Any, Path]
 
     src = tmp_path / "src"
     shutil.copytree(bins["xlnet"][1], src)
-    builtin = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin" / "xlnet" / "xlnet-base-cased"
+    builtin = Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin" / "xlnet" / "xlnet-base-cased"
     for name in ("spiece.model", "tokenizer_config.json"):
         shutil.copyfile(builtin / name, src / name)
     (src / "README.md").write_text("# tiny\n")

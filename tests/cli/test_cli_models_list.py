@@ -17,7 +17,7 @@ from xcli import models as resolution
 from xcli.app import app
 
 runner = CliRunner()
-BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
+BUILTIN = Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin"
 FIELDS = ["id", "source", "family", "heads", "commands", "has_weights", "size", "path"]
 
 
@@ -125,7 +125,7 @@ def test_the_builtin_models(hub: Path) -> None:
     assert names and [e["id"] for e in entries] == names  # the cache is empty
     for entry in entries:
         assert list(entry) == FIELDS and entry["source"] == "builtin"
-        if entry["id"].startswith("xcli/"):  # the trained built-in models (tests/test_builtin_models.py)
+        if entry["id"].startswith("xcli/"):  # the trained built-in models (tests/cli/test_builtin_models.py)
             assert entry["has_weights"] is True and {"tokenize", "evaluate"} <= set(entry["commands"])
         else:  # tokenizers only
             assert entry["commands"] == ["tokenize"] and entry["has_weights"] is False

@@ -20,7 +20,7 @@ from test_convert import KINDS, cli, one_line_error, save_bin, tiny_model
 from xcli_models.convert import convert_checkpoint
 from xcli_models.summary import summarize
 
-BUILTIN = Path(__file__).resolve().parents[1] / "xcli_models" / "data" / "builtin"
+BUILTIN = Path(__file__).resolve().parents[2] / "xcli_models" / "data" / "builtin"
 FIELDS = {
     "model", "origin", "path", "family", "model_type", "architectures", "model_class", "commands", "parameters",
     "dtypes", "config_dtype", "quantization", "has_weights", "weights", "size_on_disk", "vocab_size", "tokenizer",

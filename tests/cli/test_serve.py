@@ -34,7 +34,7 @@ from xcli.app import app
 from xcli.serving import client, wire
 from xcli.serving.engine import Batcher, Cancelled
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
