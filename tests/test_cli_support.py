@@ -99,6 +99,20 @@ def make_fake_model(folder: Path) -> Path:
     return folder
 
 
+def invoke(*args: str, input: str | bytes | None = None, env: dict | None = None) -> Any:
+    """``xcli ARGS`` in this process (typer's CliRunner): the result's exit_code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from xcli.app import app
+
+    return CliRunner().invoke(app, list(args), input=input, env=env)
+
+
+def jsonl(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a command's JSONL output."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def xcli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])

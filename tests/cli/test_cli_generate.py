@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from compare import reference
 from task_fixtures import GENERATE_PROMPTS as PROMPTS
 from task_fixtures import native
-from test_cli_support import HERE, xcli_env
+from test_cli_support import HERE, jsonl, xcli_env
 
 from xcli.app import app
 from xcli.commands.generate import _unescape
@@ -37,10 +37,6 @@ GREEDY = ["--device", "cpu", "--greedy", "--num-beams", "1"]
 
 def run(*args: str, input: str | None = None) -> Any:
     return runner.invoke(app, ["generate", *args], input=input)
-
-
-def jsonl(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def records(*texts: str) -> str:

@@ -13,23 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from compare import reference
 from task_fixtures import assert_same_answers, native, oracle_answers, qa_checkpoint, xquad_records
-from xcli.app import app
+from test_cli_support import invoke as run, jsonl
 from xcli_models.tasks.qa import QAOptions, QuestionAnswerer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-runner = CliRunner()
-
-
-def run(*args: str, input: str | None = None) -> Any:
-    return runner.invoke(app, list(args), input=input)
-
-
-def jsonl(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from task_fixtures import SCORE_TEXTS as TEXTS
 from task_fixtures import build as build_masked_lm
 from task_fixtures import native
 
+from test_cli_support import jsonl
 from xcli.app import app
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,10 +30,6 @@ runner = CliRunner()
 
 def run(*args: str, input: str | None = None) -> Any:
     return runner.invoke(app, ["score", "--device", "cpu", *args], input=input)
-
-
-def jsonl(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def lines(*records: dict[str, Any]) -> str:

@@ -10,21 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from test_cli_support import fake_model  # noqa: F401 - fixture
-from xcli.app import app
+from test_cli_support import fake_model, invoke as run, jsonl  # noqa: F401 - fake_model: a fixture
 from xcli.models import builtin_root
 
-runner = CliRunner()
-
-
-def run(*args: str, input: str | bytes | None = None, env: dict | None = None):
-    return runner.invoke(app, list(args), input=input, env=env)
-
-
-def jsonl(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 # ------------------------------------------------------------------ basics

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from test_cli_support import jsonl
 from xcli.app import app
 from xcli_models import layers
 from xcli_models.config import Config
@@ -175,10 +176,6 @@ def save(model: PreTrainedModel, vocabulary: Path, directory: Path) -> Path:
     for file in vocabulary.iterdir():
         (directory / file.name).write_bytes(file.read_bytes())
     return directory
-
-
-def jsonl(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 # ------------------------------------------------------------------------------ tests

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from task_fixtures import build_native
 
 import xcli_models
+from test_cli_support import jsonl
 from xcli.app import app
 from xcli_models.tasks import common
 
@@ -52,10 +53,6 @@ def run(*args: str, input: str | None = None) -> Any:
 
 def lines(*records: dict[str, Any]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
-
-
-def jsonl(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 @pytest.fixture(scope="module")
