@@ -18,16 +18,20 @@ product (rows x in x out)    float32    oneDNN int8 (this)      ``_int_mm``     
 ===========================  =========  ======================  ================  ==================
 
 so batched task work gains 3-4x in its products; a decode step of one sequence (reading the
-weights) hardly gains. For generation, :func:`quantize_weight_only_int8` keeps int8 weights and
+weights) hardly gained in that measurement (re-measured in CPU time, 1 thread, weights out of the
+cache: 0.46 ms against float32's 1.21, and 3.8x on XGLM's 256k-row LM head; the README's table),
+but it rounds the activations, which generation keeps in float. For generation, :func:`quantize_weight_only_int8` keeps int8 weights and
 multiplies them with bfloat16 inputs by torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
 (float32 0.39 ms, this kernel with float32 inputs 2.5 ms), where the CPU computes bfloat16 fast.
+With weights out of the cache it is 1.5-2.5x float32 (bound by its arithmetic: it converts and
+scales every weight before the multiply), which is what limits ``generate --quantize int8``.
 That kernel converts the weight again for every 4 rows, so its time grows with the rows (a prompt):
 from :data:`DEQUANTIZE_FROM_ROWS` rows on, the weight is turned into bfloat16 a chunk at a time and
 multiplied by oneDNN's bfloat16 product instead (:func:`dequantized_product`; same int8 weights).
 Measured in CPU time, 1 thread, ``_weight_int8pack_mm`` / dequantized (ms):
 
 =============  ===========  ===========  ===========  ===========  ============
-product        8 rows       16 rows      64 rows      256 rows     2048 rows
+in x out       8 rows       16 rows      64 rows      256 rows     2048 rows
 =============  ===========  ===========  ===========  ===========  ============
 1024 x 1024    0.26 / 0.41  0.49 / 0.44  2.00 / 0.59  8.1 / 1.3    67 / 7.0
 1024 x 4096    1.06 / 1.71  2.12 / 1.68  8.40 / 2.62  35 / 4.7     277 / 46
