@@ -20,8 +20,9 @@ product (rows x in x out)    float32    oneDNN int8 (this)      ``_int_mm``     
 so batched task work gains 3-4x in its products; a decode step of one sequence (reading the
 weights) hardly gained in that measurement (re-measured in CPU time, 1 thread, weights out of the
 cache: 0.46 ms against float32's 1.21, and 3.8x on XGLM's 256k-row LM head; the README's table),
-but it rounds the activations, which generation keeps in float. For generation, :func:`quantize_weight_only_int8` keeps int8 weights and
-multiplies them with bfloat16 inputs by torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
+but it rounds the activations, which generation keeps in float. For generation,
+:func:`quantize_weight_only_int8` keeps int8 weights and multiplies them with bfloat16 inputs by
+torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
 (float32 0.39 ms, this kernel with float32 inputs 2.5 ms), where the CPU computes bfloat16 fast.
 With weights out of the cache it is 1.5-2.5x float32 (bound by its arithmetic: it converts and
 scales every weight before the multiply), which is what limits ``generate --quantize int8``.
