@@ -22,7 +22,10 @@ left-padded for decoder-only models) and settings: exactly ``--new-tokens`` new 
 * new tokens/s: batch x new tokens over the wall time of the whole call;
 * peak RSS of the process during the call (the kernel's high-water mark, reset before it), and
   how much that exceeds what was resident before the call;
-* whether both libraries produced identical sequences (they must).
+* whether both libraries produced identical sequences (they must);
+* CPU tokens/s: the same tokens over the process's CPU time for the call. With ``--threads 1`` this
+  is the figure a loaded machine leaves standing (time spent waiting for a core is not counted);
+  with more threads it also counts the threads' spinning, so compare wall times there.
 
 For batch-1 greedy the weight-reading ceiling is reported too: the weights one token reads (the
 decoder and the LM head; for encoder-decoder models the encoder runs once per prompt) over the
@@ -188,16 +191,19 @@ def worker(args: argparse.Namespace) -> None:
 
         run(2)  # warm-up
         ttft = min(_timed(lambda: run(1))[1] for _ in range(args.repeat))
-        times, peaks = [], []
+        times, peaks, cpu = [], [], []
         for _ in range(args.repeat):
             with PeakRss() as memory:
+                start_cpu = time.process_time()
                 out, seconds = _timed(lambda: run(args.new_tokens))
+                cpu.append(time.process_time() - start_cpu)
             times.append(seconds)
             peaks.append((memory.peak, memory.peak - memory.before))
         best = min(times)
         new = out.shape[1] - (ids.shape[1] if spec["causal"] else 1)
         results.append(dict(
             case, seconds=best, ttft=ttft, tokens_per_s=case["batch"] * new / best, new_tokens=new,
+            cpu_tokens_per_s=case["batch"] * new / min(cpu),
             peak_rss_mib=max(p for p, _ in peaks), added_rss_mib=max(a for _, a in peaks),
             sequences=out.tolist(),
         ))
@@ -314,6 +320,7 @@ def _best(kept: dict | None, new: dict) -> dict:
         if case["seconds"] < old["seconds"]:
             old.update(seconds=case["seconds"], tokens_per_s=case["tokens_per_s"])
         old["ttft"] = min(old["ttft"], case["ttft"])
+        old["cpu_tokens_per_s"] = max(old["cpu_tokens_per_s"], case["cpu_tokens_per_s"])
         old["peak_rss_mib"] = max(old["peak_rss_mib"], case["peak_rss_mib"])
         old["added_rss_mib"] = max(old["added_rss_mib"], case["added_rss_mib"])
     return kept
@@ -323,7 +330,7 @@ def _print_model(name: str, cases: list[dict], per_library: dict, read: int, ban
     ceiling = bandwidth * 1e9 / read
     print(f"\n{name}: {read / 1e9:.2f} GB of weights per decode step; batch-1 ceiling {ceiling:.1f} tokens/s")
     print(f"{'batch':>5} {'strategy':>8} {'library':>12} {'TTFT s':>8} {'tok/s':>8} {'vs ref':>7} "
-          f"{'of ceil':>7} {'peak MiB':>9} {'+MiB':>7} identical")
+          f"{'of ceil':>7} {'cpu tok/s':>9} {'vs ref':>7} {'peak MiB':>9} {'+MiB':>7} identical")
     for i, case in enumerate(cases):
         rows = {lib: data["cases"][i] for lib, data in per_library.items()}
         reference = rows.get("transformers")
@@ -335,10 +342,12 @@ def _print_model(name: str, cases: list[dict], per_library: dict, read: int, ban
                 pairs = [(a, b) for r, q in zip(row["sequences"], rows["xcli"]["sequences"]) for a, b in zip(r, q)]
                 same = f"{sum(a == b for a, b in pairs) / len(pairs):.0%} tokens"
             speedup = row["tokens_per_s"] / reference["tokens_per_s"] if reference else float("nan")
+            cpu_speedup = row["cpu_tokens_per_s"] / reference["cpu_tokens_per_s"] if reference else float("nan")
             headline = case["batch"] == 1 and case["strategy"] == "greedy"
             of_ceiling = f"{row['tokens_per_s'] / ceiling:.0%}" if headline else ""
             print(f"{case['batch']:>5} {case['strategy']:>8} {lib:>12} {row['ttft']:>8.3f} {row['tokens_per_s']:>8.2f} "
-                  f"{speedup:>6.2f}x {of_ceiling:>7} {row['peak_rss_mib']:>9.0f} {row['added_rss_mib']:>7.0f} {same}")
+                  f"{speedup:>6.2f}x {of_ceiling:>7} {row['cpu_tokens_per_s']:>9.2f} {cpu_speedup:>6.2f}x "
+                  f"{row['peak_rss_mib']:>9.0f} {row['added_rss_mib']:>7.0f} {same}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,25 @@ product (rows x in x out)    float32    oneDNN int8 (this)      ``_int_mm``     
 ===========================  =========  ======================  ================  ==================
 
 so batched task work gains 3-4x in its products; a decode step of one sequence (reading the
-weights) hardly gains. For generation, :func:`quantize_weight_only_int8` keeps int8 weights and
-multiplies them with bfloat16 inputs by torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
+weights) hardly gained in that measurement (re-measured in CPU time, 1 thread, weights out of the
+cache: 0.46 ms against float32's 1.21, and 3.8x on XGLM's 256k-row LM head; the README's table),
+but it rounds the activations, which generation keeps in float. For generation,
+:func:`quantize_weight_only_int8` keeps int8 weights and multiplies them with bfloat16 inputs by
+torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
 (float32 0.39 ms, this kernel with float32 inputs 2.5 ms), where the CPU computes bfloat16 fast.
+With weights out of the cache it is 1.5-2.5x float32 (bound by its arithmetic: it converts and
+scales every weight before the multiply), which is what limits ``generate --quantize int8``.
+That kernel converts the weight again for every 4 rows, so its time grows with the rows (a prompt):
+from :data:`DEQUANTIZE_FROM_ROWS` rows on, the weight is turned into bfloat16 a chunk at a time and
+multiplied by oneDNN's bfloat16 product instead (:func:`dequantized_product`; same int8 weights).
+Measured in CPU time, 1 thread, ``_weight_int8pack_mm`` / dequantized (ms):
+
+=============  ===========  ===========  ===========  ===========  ============
+in x out       8 rows       16 rows      64 rows      256 rows     2048 rows
+=============  ===========  ===========  ===========  ===========  ============
+1024 x 1024    0.26 / 0.41  0.49 / 0.44  2.00 / 0.59  8.1 / 1.3    67 / 7.0
+1024 x 4096    1.06 / 1.71  2.12 / 1.68  8.40 / 2.62  35 / 4.7     277 / 46
+=============  ===========  ===========  ===========  ===========  ============
 
 **Exact in rows.** The int8 products are summed exactly (integers) and each output is scaled by
 its row's and its column's scales alone, so a record's numbers do not depend on its batch, as in
@@ -48,6 +64,10 @@ __all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_g
 
 #: inputs per int4 group (each with its own scale and minimum)
 INT4_GROUP = 64
+#: from this many rows on, an int8 weight-only product dequantizes its weight (see :func:`dequantized_product`)
+DEQUANTIZE_FROM_ROWS = 16
+#: output channels dequantized at a time there (8 MiB of bfloat16 for 1024 inputs)
+CHUNK = 4096
 
 
 @lru_cache(maxsize=None)
@@ -131,8 +151,9 @@ class _QuantizedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         out = self._product(x.reshape(-1, self.in_features))
-        if self.bias is not None:
-            out = out + self.bias
+        # a bfloat16 product plus the float32 bias is summed in float32 (type promotion), one step
+        # instead of a cast and an add, the very same numbers
+        out = out.float() if self.bias is None else torch.add(self.bias, out)
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -186,7 +207,24 @@ class Int8WeightOnlyLinear(_QuantizedLinear):
         self.register_buffer("scale", scale.float().to(torch.bfloat16), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()
+        rows = rows.to(torch.bfloat16)
+        if rows.shape[0] < DEQUANTIZE_FROM_ROWS:
+            return torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
+        return dequantized_product(rows, self.weight_int8, self.scale)
+
+
+def dequantized_product(rows: torch.Tensor, int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``rows`` (M, in) bfloat16 times the int8 weight (out, in), scaled per output channel, for many
+    rows (a prompt): the weight turned into bfloat16 (exact: integers of up to 8 bits) :data:`CHUNK`
+    output channels at a time and multiplied by oneDNN's bfloat16 product (summed in float32, rounded
+    to bfloat16 once, as ``_weight_int8pack_mm`` rounds its result), then scaled in float32. Float32
+    (M, out)."""
+    out = torch.empty(rows.shape[0], int8.shape[0])
+    for start in range(0, int8.shape[0], CHUNK):
+        stop = min(start + CHUNK, int8.shape[0])
+        product = torch.nn.functional.linear(rows, int8[start:stop].to(torch.bfloat16))
+        torch.mul(product, scale[start:stop].float(), out=out[:, start:stop])
+    return out
 
 
 class Int4WeightOnlyLinear(_QuantizedLinear):

@@ -150,6 +150,25 @@ def test_weight_only_int8_for_generation_is_close_to_float(monkeypatch: pytest.M
         assert kinds == {kind}
 
 
+def test_weight_only_int8_for_many_rows_dequantizes_to_the_same_quantized_product() -> None:
+    """A prompt's rows (from DEQUANTIZE_FROM_ROWS on) take the bfloat16 product of the dequantized
+    weight instead of ``_weight_int8pack_mm``: the same int8 weights, within the float error of the
+    row-by-row kernel, and the same numbers run to run."""
+    from xcli_models.quantize import DEQUANTIZE_FROM_ROWS, Int8WeightOnlyLinear
+
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(256, 5000)  # more outputs than a chunk
+    layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
+    x = torch.randn(DEQUANTIZE_FROM_ROWS + 3, 256, generator=generator)
+    with torch.inference_mode():
+        exact, many = linear(x), layer(x)
+        one_by_one = torch.cat([layer(row[None]) for row in x])
+        assert torch.equal(many, layer(x))
+    scale = exact.abs().max()
+    assert float((many - one_by_one).abs().max() / scale) < 0.01  # two bfloat16 roundings apart at most
+    assert float((many - exact).abs().max() / scale) < 0.03
+
+
 @pytest.mark.skipif(not __import__("xcli_models.hardware", fromlist=["x"]).fast_bfloat16(),
                     reason="int4 takes bfloat16 inputs: this CPU computes them slowly")
 def test_int4_weights_for_generation() -> None:
