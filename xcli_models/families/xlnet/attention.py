@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ...layers import FeedForward, TransformerLayer, additive, attend, merge_heads, split_heads
+from .memory import LayerMemory
 
 if TYPE_CHECKING:
     from .config import XLNetConfig
@@ -111,7 +112,9 @@ class RelativeAttention(nn.Module):
     ``output`` (no residual, no norm: those belong to the layer).
 
     Shape:
-        h: (B, T, D); g: (B, P, D) or None; memory: (B, M, D) or None; positions: (B|1, R, D);
+        h: (B, T, D); g: (B, P, D) or None; memory: (B, M, D), or a ``LayerMemory`` (the memory's
+        keys and values, and the positions projected: ``positions`` is then unused), or None;
+        positions: (B|1, R, D);
         segments: (B, T, K) booleans, True where query and key lie in different segments, or None;
         mask_h, mask_g: additive, broadcastable to (B, H, T, K), or None;
         target_mapping: (B, P, T), row p one-hot on the position prediction p is made for.
@@ -186,8 +189,8 @@ class RelativeAttention(nn.Module):
         h: torch.Tensor,
         g: torch.Tensor | None,
         *,
-        positions: torch.Tensor,
-        memory: torch.Tensor | None = None,
+        positions: torch.Tensor | None,
+        memory: torch.Tensor | LayerMemory | None = None,
         segments: torch.Tensor | None = None,
         mask_h: torch.Tensor | None = None,
         mask_g: torch.Tensor | None = None,
@@ -195,9 +198,14 @@ class RelativeAttention(nn.Module):
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
-        k, v = self._heads(self.key, source), self._heads(self.value, source)
-        k_pos = self._heads(self.position, positions.to(h.dtype))  # (B|1, H, R, Dh)
+        if isinstance(memory, LayerMemory):  # keys, values and positions of the memory kept projected
+            k, v = memory.extend(self._heads(self.key, h), self._heads(self.value, h))
+            k_pos = memory.positions(lambda table: self._heads(self.position, table))
+        else:
+            assert positions is not None, "positions are needed unless the memory is projected"
+            source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
+            k, v = self._heads(self.key, source), self._heads(self.value, source)
+            k_pos = self._heads(self.position, positions.to(h.dtype))  # (B|1, H, R, Dh)
         args = (k, v, k_pos, segments)
 
         out_h, weights_h = self._attend(self._heads(self.query, h), *args, mask_h, head_mask, output_attentions)

@@ -36,6 +36,7 @@ from . import names as hf_names
 from .attention import HeadwiseLinear, RelativeAttention, XLNetLayer, relative_sinusoids, two_stream_masks
 from .config import XLNetConfig
 from .generation import XLNetAdapter
+from .memory import LayerMemory, ProjectedMems
 from .outputs import (
     Mems,
     XLNetForMultipleChoiceOutput,
@@ -154,14 +155,21 @@ class XLNetModel(XLNetPreTrainedModel):
         x = self.word_embedding(input_ids) if inputs_embeds is None else inputs_embeds
         batch, qlen, _ = x.shape
         dtype, device = x.dtype, x.device
-        memories: Sequence[Tensor | None] = [None] * len(self.layers)
-        if mems is not None and len(mems) and mems[0] is not None:
-            memories = mems  # (M, B, D) each
-        mlen = memories[0].shape[0] if memories[0] is not None else 0
+        memories: Sequence[Tensor | LayerMemory | None] = [None] * len(self.layers)
+        projected = mems if isinstance(mems, ProjectedMems) else None
+        if projected is not None:
+            if self.training:
+                raise ValueError("ProjectedMems are for inference: they leave out the dropout on positions")
+            memories, mlen = projected.layers, projected.length
+            projected.prepare(qlen, batch, dtype, device)
+        else:
+            if mems is not None and len(mems) and mems[0] is not None:
+                memories = mems  # (M, B, D) each
+            mlen = memories[0].shape[0] if memories[0] is not None else 0
 
         mask_h, mask_g = two_stream_masks(self.config, qlen, mlen, attention_mask, input_mask, perm_mask, dtype, device)
         context = {
-            "positions": self._drop(self._positions(qlen, mlen, batch, device).to(dtype)),
+            "positions": None if projected else self._drop(self._positions(qlen, mlen, batch, device).to(dtype)),
             "segments": _segments(token_type_ids, mlen),
             "mask_h": mask_h,
             "mask_g": mask_g,
@@ -173,9 +181,20 @@ class XLNetModel(XLNetPreTrainedModel):
             g = self._drop(self.mask_emb.expand(batch, target_mapping.shape[1], -1))
         out = self._run_layers(
             h, g, memories, _head_masks(head_mask, len(self.layers), dtype), context,
-            use_mems=use_mems, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            use_mems=use_mems and projected is None, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
+        if projected is not None:
+            out.mems = projected  # type: ignore[assignment]
         return out if return_dict else out.to_tuple()
+
+    def projected_mems(self) -> ProjectedMems:
+        """An empty ``ProjectedMems`` for this model: pass it as ``mems`` (generation: see .memory)."""
+        cfg = self.config
+        return ProjectedMems(
+            len(self.layers), self._positions, bidirectional=cfg.attn_type == "bi", per_row=bool(cfg.bi_data),
+            reuse_len=cfg.reuse_len, mem_len=cfg.mem_len,
+        )
 
     def _positions(self, qlen: int, mlen: int, batch: int, device: torch.device) -> Tensor:
         """The relative position encodings of the call. Shape: (K + T or more, B', D), see relative_sinusoids."""
@@ -186,11 +205,13 @@ class XLNetModel(XLNetPreTrainedModel):
         )
 
     def _run_layers(
-        self, h: Tensor, g: Tensor | None, memories: Sequence[Tensor | None], head_masks: Sequence[Tensor | None],
+        self, h: Tensor, g: Tensor | None, memories: Sequence[Tensor | LayerMemory | None],
+        head_masks: Sequence[Tensor | None],
         context: dict[str, Any], *, use_mems: bool, output_attentions: bool, output_hidden_states: bool,
     ) -> XLNetModelOutput:
         """XLNet's own layer loop: two streams (content h, query g) through every layer, each
-        layer's memory kept from the content stream before it. Shape: h (B, T, D), g (B, P, D)."""
+        layer's memory kept from the content stream before it (a ``LayerMemory`` keeps its own).
+        Shape: h (B, T, D), g (B, P, D); memories (M, B, D) each."""
         new_mems: list[Tensor] = []
         hidden_states: list[Tensor] = []
         attentions: list[Any] = []
@@ -199,9 +220,11 @@ class XLNetModel(XLNetPreTrainedModel):
                 new_mems.append(self._cache(h, memory))
             if output_hidden_states:
                 hidden_states.extend((h,) if g is None else (h, g))
+            if isinstance(memory, Tensor):
+                memory = memory.transpose(0, 1).to(h.dtype)  # (B, M, D)
             h, g, weights_h, weights_g = layer(
                 h, g,
-                memory=None if memory is None else memory.transpose(0, 1).to(h.dtype),  # (B, M, D)
+                memory=memory,
                 head_mask=layer_head_mask,
                 output_attentions=output_attentions,
                 **context,
