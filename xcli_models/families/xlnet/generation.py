@@ -8,9 +8,10 @@ rerun each step -- is the reference with ``use_mems_eval=False`` and may pick ot
 the reference, XLNet gets no attention mask: left padding is visible to the prompt.
 
 The memory is kept projected (``ProjectedMems``: each layer's keys and values and its projected
-relative positions), so a step projects its three tokens only, where the reference re-projects
-the whole context in every layer; ``projected=False`` keeps the reference's ``mems`` of states
-instead (the same tokens: the tests compare the two).
+relative positions), so a step projects its new tokens only, where the reference re-projects the
+whole context in every layer, and the dummy's content stream, which nothing reads, is not run
+(``XLNetModel.next_token_states``); ``projected=False`` keeps the reference's ``mems`` of states
+and runs the model's forward instead (the same tokens: the tests compare the two).
 """
 
 from __future__ import annotations
@@ -50,19 +51,24 @@ class XLNetAdapter(Adapter):
         state.cache = out.mems if self.use_cache else None
         return out.logits[:, -1].float()
 
+    def _run_projected(self, state: State, ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.transformer.next_token_states(ids, state.cache)  # (B, 1, D)
+        return self.model.lm_loss(hidden[:, -1]).float()
+
     def start(self, input_ids, attention_mask, decoder_input_ids=None):
         state = State(ids=input_ids)
-        mems = None
-        # the model keeps a memory when use_mems_eval says so; ProjectedMems leave out dropout
-        if self.use_cache and self.projected and self.model.config.use_mems_eval and not self.model.training:
-            mems = self.model.transformer.projected_mems()
-        return state, self._run(state, input_ids, mems)
+        config = self.model.config
+        # the model keeps a memory when use_mems_eval says so; see next_token_states for the rest
+        if self.use_cache and self.projected and config.use_mems_eval and not (self.model.training or config.same_length):
+            state.cache = self.model.transformer.projected_mems()
+            return state, self._run_projected(state, input_ids)
+        return state, self._run(state, input_ids, None)
 
     def step(self, state, tokens):
         state.ids = torch.cat([state.ids, tokens[:, None]], dim=1)
         if isinstance(state.cache, ProjectedMems):
             state.cache.crop_end(self.rerun)
-            return self._run(state, state.ids[:, -self.rerun:], state.cache)
+            return self._run_projected(state, state.ids[:, -self.rerun:])
         if state.cache:
             mems = tuple(m[: -self.rerun] for m in state.cache)
             return self._run(state, state.ids[:, -self.rerun:], mems)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch.nn import functional as F
 
 from ...layers import KVCache
 
@@ -72,11 +73,15 @@ class LayerMemory:
         self._projected: Tensor | None = None  # (1|B, H, R, Dh)
         self._version = -1
 
-    def extend(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+    def extend(self, key: Tensor, value: Tensor, *, placeholders: int = 0) -> tuple[Tensor, Tensor]:
         """The memory's keys and values, then the call's ``key``/``value`` (B, H, T, Dh); keeps the
-        rows the model's ``mems`` would."""
-        before = self.cache.length
+        rows the model's ``mems`` would, as if the call had ``placeholders`` more tokens (zeros:
+        tokens nothing reads, whose rows the caller drops before they are used)."""
+        before, t = self.cache.length, key.shape[2]
+        if placeholders:
+            key, value = (F.pad(x, (0, 0, 0, placeholders)) for x in (key, value))
         key_all, value_all = self.cache.append(key, value)
+        key_all, value_all = key_all[:, :, : before + t], value_all[:, :, : before + t]
         new = key.shape[2]
         if self.reuse_len is not None and self.reuse_len > 0:
             new = min(new, self.reuse_len)

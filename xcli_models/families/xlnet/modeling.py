@@ -155,21 +155,14 @@ class XLNetModel(XLNetPreTrainedModel):
         x = self.word_embedding(input_ids) if inputs_embeds is None else inputs_embeds
         batch, qlen, _ = x.shape
         dtype, device = x.dtype, x.device
-        memories: Sequence[Tensor | LayerMemory | None] = [None] * len(self.layers)
-        projected = mems if isinstance(mems, ProjectedMems) else None
-        if projected is not None:
-            if self.training:
-                raise ValueError("ProjectedMems are for inference: they leave out the dropout on positions")
-            memories, mlen = projected.layers, projected.length
-            projected.prepare(qlen, batch, dtype, device)
-        else:
-            if mems is not None and len(mems) and mems[0] is not None:
-                memories = mems  # (M, B, D) each
-            mlen = memories[0].shape[0] if memories[0] is not None else 0
+        memories: Sequence[Tensor | None] = [None] * len(self.layers)
+        if mems is not None and len(mems) and mems[0] is not None:
+            memories = mems  # (M, B, D) each
+        mlen = memories[0].shape[0] if memories[0] is not None else 0
 
         mask_h, mask_g = two_stream_masks(self.config, qlen, mlen, attention_mask, input_mask, perm_mask, dtype, device)
         context = {
-            "positions": None if projected else self._drop(self._positions(qlen, mlen, batch, device).to(dtype)),
+            "positions": self._drop(self._positions(qlen, mlen, batch, device).to(dtype)),
             "segments": _segments(token_type_ids, mlen),
             "mask_h": mask_h,
             "mask_g": mask_g,
@@ -181,20 +174,43 @@ class XLNetModel(XLNetPreTrainedModel):
             g = self._drop(self.mask_emb.expand(batch, target_mapping.shape[1], -1))
         out = self._run_layers(
             h, g, memories, _head_masks(head_mask, len(self.layers), dtype), context,
-            use_mems=use_mems and projected is None, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            use_mems=use_mems, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
-        if projected is not None:
-            out.mems = projected  # type: ignore[assignment]
         return out if return_dict else out.to_tuple()
 
+    # --------------------------------------------------------- generation
     def projected_mems(self) -> ProjectedMems:
-        """An empty ``ProjectedMems`` for this model: pass it as ``mems`` (generation: see .memory)."""
+        """An empty ``ProjectedMems`` for this model, for ``next_token_states``."""
         cfg = self.config
         return ProjectedMems(
             len(self.layers), self._positions, bidirectional=cfg.attn_type == "bi", per_row=bool(cfg.bi_data),
             reuse_len=cfg.reuse_len, mem_len=cfg.mem_len,
         )
+
+    def next_token_states(self, input_ids: Tensor, mems: ProjectedMems) -> Tensor:
+        """The query stream's output for the position after ``input_ids``, over ``mems`` (updated).
+
+        What ``forward`` gives for ``input_ids`` and a dummy token after them that no token sees
+        (``perm_mask``) and that alone is predicted (``target_mapping``), with ``mems`` the memory
+        -- the reference's generation step -- less the dummy's content stream, which nothing reads:
+        the memory keeps a placeholder row for the dummy, as ``mems`` keep its states, which the
+        next step drops (see .generation). Inference only: no dropout, no masks or segments, and
+        not with ``same_length`` (which would hide early keys from the query).
+
+        Shape: input_ids (B, T) -> (B, 1, D).
+        """
+        if self.training or self.config.same_length:
+            raise ValueError("next_token_states is for inference, without same_length")
+        x = self.word_embedding(input_ids)
+        batch, qlen, _ = x.shape
+        mask_h, _ = two_stream_masks(self.config, qlen, mems.length, None, None, None, x.dtype, x.device)
+        mems.prepare(qlen, batch, x.dtype, x.device)
+        context = {"positions": None, "segments": None, "mask_h": mask_h, "mask_g": None, "target_mapping": None,
+                   "next_query": True}
+        g = self.mask_emb.expand(batch, 1, -1).to(x.dtype)
+        out = self._run_layers(x, g, mems.layers, [None] * len(self.layers), context, use_mems=False,
+                               output_attentions=False, output_hidden_states=False)
+        return out.last_hidden_state
 
     def _positions(self, qlen: int, mlen: int, batch: int, device: torch.device) -> Tensor:
         """The relative position encodings of the call. Shape: (K + T or more, B', D), see relative_sinusoids."""
