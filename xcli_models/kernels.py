@@ -5,8 +5,8 @@ faster for the products inference is made of; measured on a 2-core AMD EPYC (AVX
 2.13, 2 threads): a matrix-vector product (a decode step: one row times each weight) streams
 the weight at ~27 GB/s through oneDNN against ~16 GB/s through MKL, with a machine read
 bandwidth of ~33 GB/s; a few rows times a weight (beams, small batches) runs ~1.5x faster; a
-batch of a few thousand rows (task commands) 10-25 % faster. On Intel processors products of 2 or 3
-rows stay with MKL (``_MKL_ROWS``: there oneDNN's kernel for them is the slower one).
+batch of a few thousand rows (task commands) 10-25 % faster. On Intel processors products of 1 to 3
+rows stay with MKL (``_MKL_ROWS``: there oneDNN's kernels for them are the slower ones).
 
 ``onednn_matmuls()`` is a context in which ``F.linear`` (every ``nn.Linear``) and ``x @ W`` with
 a 2-D ``W`` (XLNet's per-head projections) run as oneDNN matmuls when they can: tensors on the
@@ -87,11 +87,13 @@ def _row_invariant_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor |
 
 
 #: products of this many rows that MKL computes faster than oneDNN on Intel processors: float32, measured
-#: on a 2-core Xeon with AMX (torch 2.13, one thread): oneDNN's kernel for 2 or 3 rows ran at about half
-#: MKL's speed on XLNet-base and MVP-large weights (XLNet-base batch-1 generation, whose steps are 3-row
-#: products: 20.2 tokens/s through MKL against 14.7), while from 4 rows on oneDNN was as fast or faster
-#: and for 1 row about the same. (On AMD processors oneDNN is kept for every product: see above.)
-_MKL_ROWS = (2, 3)
+#: on a 2-core Xeon with AMX (torch 2.13, a shared machine): with one thread oneDNN's kernel for 2 or 3
+#: rows ran at about half MKL's speed on XLNet-base and MVP-large weights (XLNet-base batch-1 generation,
+#: whose steps are 3-row products: 20.2 tokens/s through MKL against 14.7); with two threads under load,
+#: batch-1 greedy generation (1-row products) ran 1.2x the reference through MKL against 0.63x through
+#: oneDNN for MVP-large, 0.99x against 0.75x for XGLM-564M. From 4 rows on oneDNN was as fast or faster.
+#: (On AMD processors oneDNN is kept for every product: see above.)
+_MKL_ROWS = (1, 2, 3)
 
 
 def _mkl_rows() -> tuple[int, ...]:
@@ -152,7 +154,7 @@ def inference(onednn: bool = True, *, batch_invariant: bool = False) -> Iterator
     record's numbers never depend on the records beside it in a batch, provided the batch holds
     no padding (the tasks batch inputs of one length only: see
     :func:`xcli_models.tasks.common.map_by_length`). Generation leaves it off: a decode step of
-    one sequence is a matrix-vector product, oneDNN's fastest, and doubling it would cost speed.
+    one sequence is a matrix-vector product, and doubling it would cost speed.
 
     This is the CLI's kernel path: the tasks and ``generate`` enter it and nothing else does, and the
     reference-parity tests run inside it.
