@@ -19,6 +19,12 @@ INSTRUCTIONS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "am
 BFLOAT16 = ("avx512_bf16", "amx_bf16")
 
 
+def processor_vendor() -> str:
+    """``"intel"``, ``"amd"`` or ``"other"``, from the processor's model name."""
+    name = _cpu()[0].lower()
+    return "intel" if "intel" in name else "amd" if "amd" in name else "other"
+
+
 def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
     """The first processor's model name and instruction flags in ``/proc/cpuinfo``'s text."""
     name, flags = "", set()

@@ -5,7 +5,8 @@ faster for the products inference is made of; measured on a 2-core AMD EPYC (AVX
 2.13, 2 threads): a matrix-vector product (a decode step: one row times each weight) streams
 the weight at ~27 GB/s through oneDNN against ~16 GB/s through MKL, with a machine read
 bandwidth of ~33 GB/s; a few rows times a weight (beams, small batches) runs ~1.5x faster; a
-batch of a few thousand rows (task commands) 10-25 % faster.
+batch of a few thousand rows (task commands) 10-25 % faster. On Intel processors products of 1 to 3
+rows stay with MKL (``_MKL_ROWS``: there oneDNN's kernels for them are the slower ones).
 
 ``onednn_matmuls()`` is a context in which ``F.linear`` (every ``nn.Linear``) and ``x @ W`` with
 a 2-D ``W`` (XLNet's per-head projections) run as oneDNN matmuls when they can: tensors on the
@@ -85,10 +86,33 @@ def _row_invariant_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor |
     return _linear(pair, w, bias)[:1].reshape(*x.shape[:-1], w.shape[0])
 
 
+#: products of this many rows that MKL computes faster than oneDNN on Intel processors: float32, measured
+#: on a 2-core Xeon with AMX (torch 2.13, a shared machine): with one thread oneDNN's kernel for 2 or 3
+#: rows ran at about half MKL's speed on XLNet-base and MVP-large weights (XLNet-base batch-1 generation,
+#: whose steps are 3-row products: 20.2 tokens/s through MKL against 14.7); with two threads under load,
+#: batch-1 greedy generation (1-row products) ran 1.2x the reference through MKL against 0.63x through
+#: oneDNN for MVP-large, 0.99x against 0.75x for XGLM-564M. From 4 rows on oneDNN was as fast or faster.
+#: (On AMD processors oneDNN is kept for every product: see above.)
+_MKL_ROWS = (1, 2, 3)
+
+
+def _mkl_rows() -> tuple[int, ...]:
+    from .hardware import processor_vendor
+
+    return _MKL_ROWS if processor_vendor() == "intel" else ()
+
+
 class _OneDnnMatmuls(TorchFunctionMode):
     def __init__(self, row_invariant: bool = False) -> None:
         super().__init__()
         self.linear = _row_invariant_linear if row_invariant else _linear
+        # (row-invariant products keep one kernel for every row count)
+        self.mkl_rows = () if row_invariant else _mkl_rows()
+
+    def _onednn(self, x: Any, w: Any, bias: Any) -> bool:
+        if not _eligible(x, w, bias):
+            return False
+        return not (self.mkl_rows and x.dtype == torch.float32 and x.numel() // x.shape[-1] in self.mkl_rows)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -96,12 +120,12 @@ class _OneDnnMatmuls(TorchFunctionMode):
             x = args[0] if args else kwargs.get("input")
             w = args[1] if len(args) > 1 else kwargs.get("weight")
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if _eligible(x, w, bias):
+            if self._onednn(x, w, bias):
                 return self.linear(x, w, bias)
         elif func in _MATMULS and len(args) == 2 and not kwargs:
             x, w = args
             if torch.backends.mkldnn.enabled and isinstance(w, torch.Tensor) and w.dim() == 2:
-                if _eligible(x, w.t(), None):
+                if self._onednn(x, w.t(), None):
                     return self.linear(x, w.t(), None)
         return func(*args, **kwargs)
 
@@ -130,7 +154,7 @@ def inference(onednn: bool = True, *, batch_invariant: bool = False) -> Iterator
     record's numbers never depend on the records beside it in a batch, provided the batch holds
     no padding (the tasks batch inputs of one length only: see
     :func:`xcli_models.tasks.common.map_by_length`). Generation leaves it off: a decode step of
-    one sequence is a matrix-vector product, oneDNN's fastest, and doubling it would cost speed.
+    one sequence is a matrix-vector product, and doubling it would cost speed.
 
     This is the CLI's kernel path: the tasks and ``generate`` enter it and nothing else does, and the
     reference-parity tests run inside it.

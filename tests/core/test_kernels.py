@@ -12,7 +12,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
-def test_products_equal_torchs(routed: list[tuple[int, ...]]) -> None:
+@pytest.fixture(params=["onednn for every row count", "MKL for 1 to 3 rows"])
+def mkl_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[int, ...]:
+    """Both kernel choices, whatever this processor's (``kernels._MKL_ROWS`` applies on Intel processors)."""
+    rows = () if request.param.startswith("onednn") else kernels._MKL_ROWS
+    monkeypatch.setattr(kernels, "_mkl_rows", lambda: rows)
+    return rows
+
+
+def test_products_equal_torchs(routed: list[tuple[int, ...]], mkl_rows: tuple[int, ...]) -> None:
     generator = torch.Generator().manual_seed(0)
     w = torch.randn(301, 257, generator=generator)
     b = torch.randn(301, generator=generator)
@@ -27,7 +35,8 @@ def test_products_equal_torchs(routed: list[tuple[int, ...]]) -> None:
     expected = products()
     with torch.inference_mode(), kernels.onednn_matmuls():
         got = products()
-    assert len(routed) == len(expected)
+    # float32 products of 1 row (three of them) stay with MKL where it is the faster; bfloat16 never does
+    assert len(routed) == len(expected) - (3 if 1 in mkl_rows else 0)
     for a, e in zip(got, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype
         tolerance = 2e-2 if a.dtype == torch.bfloat16 else 1e-5
@@ -85,3 +94,21 @@ def test_row_invariant_products_round_a_row_alike_in_any_batch() -> None:
             assert all(torch.equal(together[i], alone[i]) for i in range(len(x))), size
         vector = F.linear(x[:1].reshape(1, 1, 96), w, b)  # a lone row in any shape keeps its shape
         assert vector.shape == (1, 1, 300) and torch.equal(vector[0, 0], alone[0])
+
+
+def test_few_rows_stay_with_mkl_on_intel(routed: list[tuple[int, ...]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where oneDNN's kernels for 1-3 rows are the slower (Intel processors), those products run torch's way,
+    with torch's numbers; from 4 rows on, and in row-invariant mode always, they go through oneDNN."""
+    monkeypatch.setattr(kernels, "_mkl_rows", lambda: (1, 2, 3))
+    w = torch.randn(64, 32)
+    with torch.inference_mode(), kernels.onednn_matmuls():
+        for rows in (1, 2, 3):
+            x = torch.randn(rows, 32)
+            assert torch.equal(F.linear(x, w), x @ w.t())
+        assert routed == []
+        F.linear(torch.randn(4, 32), w)
+        F.linear(torch.randn(1, 3, 32), w.bfloat16().float())
+    assert len(routed) == 1
+    with torch.inference_mode(), kernels.onednn_matmuls(row_invariant=True):
+        F.linear(torch.randn(1, 32), w)
+    assert len(routed) == 2

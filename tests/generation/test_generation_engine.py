@@ -11,6 +11,8 @@ import torch
 from test_generation_parity import FAMILIES, models, ours_model, prompts, root, scenario  # noqa: F401
 from xcli_models.generation import GenerationConfig, TextStream, generate
 from xcli_models.generation.adapters import adapter_for
+from xcli_models.families.xlnet.generation import XLNetAdapter
+from xcli_models.families.xlnet.memory import ProjectedMems
 from xcli_models.generation.stopping import cut_at_stop
 
 
@@ -53,15 +55,47 @@ def test_prophetnet_uncached_is_the_reference(name, beams, root):
 
 def test_xlnet_mems_are_the_reference_scheme(root):
     """XLNet's cache is the reference's mems reuse (the last two tokens rerun): the tokens differ from
-    a full rerun in general, so use_cache=False means the reference without mems (tested in parity)."""
+    a full rerun in general, so use_cache=False means the reference without mems (tested in parity).
+    Kept projected (keys and values) or as the reference's states, the memory has the same rows."""
     ours = ours_model("xlnet", root, 0)
     ids, mask = prompts("xlnet", 1, 0)
-    adapter = adapter_for(ours)
     with torch.inference_mode():
-        state, _ = adapter.start(ids, mask)
-        assert len(state.cache) == ours.config.n_layer and state.cache[0].shape[:2] == (ids.shape[1] + 1, 1)
-        adapter.step(state, torch.tensor([7]))
-        assert state.cache[0].shape[0] == ids.shape[1] + 2  # memory less two, plus two tokens and the dummy
+        states_adapter = XLNetAdapter(ours, projected=False)
+        states, _ = states_adapter.start(ids, mask)
+        assert len(states.cache) == ours.config.n_layer and states.cache[0].shape[:2] == (ids.shape[1] + 1, 1)
+        states_adapter.step(states, torch.tensor([7]))
+        assert states.cache[0].shape[0] == ids.shape[1] + 2  # memory less two, plus two tokens and the dummy
+
+        adapter = adapter_for(ours)
+        projected, _ = adapter.start(ids, mask)
+        assert isinstance(projected.cache, ProjectedMems) and projected.cache.length == ids.shape[1] + 1
+        adapter.step(projected, torch.tensor([7]))
+        assert projected.cache.length == ids.shape[1] + 2
+        key = projected.cache.layers[0].cache.key
+        assert key.shape == (1, ours.config.n_head, ids.shape[1] + 2, ours.config.d_head)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(max_new_tokens=30), dict(max_new_tokens=16, num_beams=3, num_return_sequences=2),
+    dict(max_new_tokens=30, do_sample=True, seed=3, num_return_sequences=2),
+])
+def test_xlnet_projected_memory_equals_recomputation(settings, root):
+    """The memory kept as keys, values and projected positions gives the tokens, and the scores within
+    1e-4, of re-projecting the memory's states at every step (the reference's way)."""
+    ours = ours_model("xlnet", root, 0)
+    ids, mask = prompts("xlnet", 3, 0)
+    settings = dict(settings, output_scores=True, return_dict_in_generate=True, eos_token_id=None,
+                    min_new_tokens=settings["max_new_tokens"])
+    projected = ours.generate(ids, attention_mask=mask, **settings)
+    ours.generation_adapter = lambda **kw: XLNetAdapter(ours, projected=False, **kw)
+    try:
+        states = ours.generate(ids, attention_mask=mask, **settings)
+    finally:
+        del ours.generation_adapter
+    assert torch.equal(projected.sequences, states.sequences)
+    for a, b in zip(projected.scores, states.scores, strict=True):
+        assert torch.equal(torch.isinf(a), torch.isinf(b))
+        torch.testing.assert_close(a[~torch.isinf(b)], b[~torch.isinf(b)], atol=1e-4, rtol=0)
 
 
 def letters(ids: list[int]) -> str:

@@ -332,6 +332,39 @@ def test_xlnet_without_mems(root):
                 ours.generate(ids, attention_mask=mask, max_new_tokens=6))
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_xlnet_long_generation(batch, root):
+    """Many steps over the projected memory (keys, values and positions kept across steps, see
+    families/xlnet/memory.py): greedy, beams, and sampling along the reference's draws, left-padded rows."""
+    oracle, ours = models("xlnet", root, 12)
+    ids, mask = prompts("xlnet", batch, 12)
+    settings = dict(max_new_tokens=40, min_new_tokens=40)
+    assert_same(oracle.generate(ids, attention_mask=mask, **settings), ours.generate(ids, attention_mask=mask, **settings))
+    beams = dict(max_new_tokens=24, num_beams=3, num_return_sequences=2, output_scores=True, return_dict_in_generate=True)
+    assert_same(oracle.generate(ids, attention_mask=mask, **beams), ours.generate(ids, attention_mask=mask, **beams))
+    torch.manual_seed(99)
+    sampled = oracle.generate(ids, attention_mask=mask, do_sample=True, top_k=0, output_scores=True,
+                              return_dict_in_generate=True, **settings)
+    start = sampled.sequences.shape[1] - len(sampled.scores)
+    got = ours.generate(ids, attention_mask=mask, do_sample=True, top_k=0, output_scores=True,
+                        return_dict_in_generate=True, sampler=lambda probs, step: sampled.sequences[:, start + step],
+                        **settings)
+    assert torch.equal(got.sequences, sampled.sequences)
+    for a, b in zip(got.scores, sampled.scores):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("overrides", [dict(mem_len=6), dict(mem_len=9, reuse_len=2), dict(clamp_len=4)])
+def test_xlnet_memory_settings(overrides, root):
+    """A memory window shorter than the sequence (mem_len), reuse_len, clamped distances: the rows the
+    reference keeps, over many steps."""
+    oracle, ours = models("xlnet", root, 13, **overrides)
+    ids, mask = prompts("xlnet", 3, 13)
+    for settings in (dict(max_new_tokens=20), dict(max_new_tokens=12, num_beams=2)):
+        assert_same(oracle.generate(ids, attention_mask=mask, **settings),
+                    ours.generate(ids, attention_mask=mask, **settings))
+
+
 def test_mvp_with_prompts(root):
     """MVP checkpoints with (layer-wise) prompts generate with the prompts in every attention."""
     oracle, ours = models("mvp", root, 11, use_prompt=True, prompt_length=3, prompt_mid_dim=10)

@@ -14,7 +14,8 @@ The run, in named phases:
    with per-sequence scores, per-step scores and decoded texts on request.
 
 Everything runs inside ``kernels.inference``, the tasks' context: ``torch.inference_mode`` and,
-on CPU, the matrix products through oneDNN (a decode step streams its weights ~1.7x faster than MKL).
+on CPU, the matrix products through oneDNN (on AMD processors a decode step streams its weights ~1.7x faster
+than MKL; on Intel processors products of 1 to 3 rows stay with MKL, see ``kernels._MKL_ROWS``).
 """
 
 from __future__ import annotations

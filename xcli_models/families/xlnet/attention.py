@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ...layers import FeedForward, TransformerLayer, additive, attend, merge_heads, split_heads
+from .memory import LayerMemory
 
 if TYPE_CHECKING:
     from .config import XLNetConfig
@@ -111,10 +112,16 @@ class RelativeAttention(nn.Module):
     ``output`` (no residual, no norm: those belong to the layer).
 
     Shape:
-        h: (B, T, D); g: (B, P, D) or None; memory: (B, M, D) or None; positions: (B|1, R, D);
+        h: (B, T, D); g: (B, P, D) or None; memory: (B, M, D), or a ``LayerMemory`` (the memory's
+        keys and values, and the positions projected: ``positions`` is then unused), or None;
+        positions: (B|1, R, D);
         segments: (B, T, K) booleans, True where query and key lie in different segments, or None;
         mask_h, mask_g: additive, broadcastable to (B, H, T, K), or None;
         target_mapping: (B, P, T), row p one-hot on the position prediction p is made for.
+        next_query: g is instead one query (B, 1, D) at the position after the tokens, which sees
+        every key: what the reference's generation computes with a dummy token there that no token
+        sees, without the dummy's content stream (which nothing reads); needs a ``LayerMemory``
+        (the dummy's row kept as a placeholder) and no target_mapping, segments or mask_g.
         head_mask: (H,) or None. Returns h update (B, T, D), g update (B, P, D) or None, and the
         probabilities (B, H, T, K) of each stream when asked (the g stream's at token positions).
     """
@@ -157,10 +164,19 @@ class RelativeAttention(nn.Module):
         mask: torch.Tensor | None,
         head_mask: torch.Tensor | None,
         output_attentions: bool,
+        *,
+        after: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One stream. Shape: q (B, H, T, Dh); k, v (B, H, K, Dh); k_pos (B|1, H, R, Dh)."""
+        """One stream. Shape: q (B, H, T, Dh); k, v (B, H, K, Dh); k_pos (B|1, H, R, Dh).
+
+        ``after``: q is one query at the position after the last key (K down to 1 from the keys),
+        the first K rows of ``k_pos``."""
         # position and segment terms go in as an additive bias next to the mask
-        extra = relative_shift(torch.matmul(q + self._bias(self.position_bias), k_pos.transpose(-1, -2)), k.shape[2])
+        klen = k.shape[2]
+        if after:
+            extra = torch.matmul(q + self._bias(self.position_bias), k_pos[:, :, :klen].transpose(-1, -2))
+        else:
+            extra = relative_shift(torch.matmul(q + self._bias(self.position_bias), k_pos.transpose(-1, -2)), klen)
         if segments is not None:
             # (B, H, T, 1, Dh) * (1, H, 1, 2, Dh) summed over Dh: a row's two dot products are rounded
             # alike in any batch (a matrix product here would pick its kernel by the batch's size)
@@ -186,33 +202,47 @@ class RelativeAttention(nn.Module):
         h: torch.Tensor,
         g: torch.Tensor | None,
         *,
-        positions: torch.Tensor,
-        memory: torch.Tensor | None = None,
+        positions: torch.Tensor | None,
+        memory: torch.Tensor | LayerMemory | None = None,
         segments: torch.Tensor | None = None,
         mask_h: torch.Tensor | None = None,
         mask_g: torch.Tensor | None = None,
         target_mapping: torch.Tensor | None = None,
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        next_query: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
-        k, v = self._heads(self.key, source), self._heads(self.value, source)
-        k_pos = self._heads(self.position, positions.to(h.dtype))  # (B|1, H, R, Dh)
+        if isinstance(memory, LayerMemory):  # keys, values and positions of the memory kept projected
+            k, v = memory.extend(self._heads(self.key, h), self._heads(self.value, h), placeholders=int(next_query))
+            k_pos = memory.positions(lambda table: self._heads(self.position, table))
+        else:
+            assert positions is not None, "positions are needed unless the memory is projected"
+            source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
+            k, v = self._heads(self.key, source), self._heads(self.value, source)
+            k_pos = self._heads(self.position, positions.to(h.dtype))  # (B|1, H, R, Dh)
         args = (k, v, k_pos, segments)
 
-        out_h, weights_h = self._attend(self._heads(self.query, h), *args, mask_h, head_mask, output_attentions)
-        update_h = self.output(merge_heads(out_h))
+        # the two streams' rows go through each projection together: its weights are read once
+        t = h.shape[1]
+        queries = self._heads(self.query, h if g is None else torch.cat([h, g], dim=1))  # (B, H, T [+ P], Dh)
+        out_h, weights_h = self._attend(queries[:, :, :t], *args, mask_h, head_mask, output_attentions)
+        if g is None:
+            return self.output(merge_heads(out_h)), None, weights_h, None
 
-        update_g = weights_g = None
-        if g is not None:
-            q_g = self._heads(self.query, g)  # (B, H, P, Dh)
-            if target_mapping is not None:
-                q_g = torch.einsum("bhpd,bpt->bhtd", q_g, target_mapping)  # predictions -> their positions
-            out_g, weights_g = self._attend(q_g, *args, mask_g, head_mask, output_attentions)
-            if target_mapping is not None:
-                out_g = torch.einsum("bhtd,bpt->bhpd", out_g, target_mapping)  # positions -> predictions
-            update_g = self.output(merge_heads(out_g))
-        return update_h, update_g, weights_h, weights_g
+        q_g = queries[:, :, t:]  # (B, H, P, Dh)
+        if next_query:
+            if target_mapping is not None or segments is not None or mask_g is not None:
+                raise ValueError("a query after the tokens sees every key: no target_mapping, segments or mask_g")
+            out_g, weights_g = self._attend(q_g, k, v, k_pos, None, None, head_mask, output_attentions, after=True)
+            updates = self.output(torch.cat([merge_heads(out_h), merge_heads(out_g)], dim=1))
+            return updates[:, :t], updates[:, t:], weights_h, weights_g
+        if target_mapping is not None:
+            q_g = torch.einsum("bhpd,bpt->bhtd", q_g, target_mapping)  # predictions -> their positions
+        out_g, weights_g = self._attend(q_g, *args, mask_g, head_mask, output_attentions)
+        if target_mapping is not None:
+            out_g = torch.einsum("bhtd,bpt->bhpd", out_g, target_mapping)  # positions -> predictions
+        updates = self.output(torch.cat([merge_heads(out_h), merge_heads(out_g)], dim=1))
+        return updates[:, :t], updates[:, t:], weights_h, weights_g
 
 
 class XLNetLayer(TransformerLayer):
@@ -253,10 +283,12 @@ class XLNetLayer(TransformerLayer):
         **attn_args: object,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         update_h, update_g, weights_h, weights_g = self.self_attn(h, g, **attn_args)
-        h = self._stream(h, update_h)
-        if g is not None:
-            g = self._stream(g, update_g)
-        return h, g, weights_h, weights_g
+        if g is None:
+            return self._stream(h, update_h), None, weights_h, weights_g
+        # both streams' rows through one feed-forward pass (its weights read once)
+        t = h.shape[1]
+        both = self._stream(torch.cat([h, g], dim=1), torch.cat([update_h, update_g], dim=1))
+        return both[:, :t], both[:, t:], weights_h, weights_g
 
 
 def two_stream_masks(

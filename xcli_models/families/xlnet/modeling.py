@@ -37,6 +37,7 @@ from . import names as hf_names
 from .attention import HeadwiseLinear, RelativeAttention, XLNetLayer, relative_sinusoids, two_stream_masks
 from .config import XLNetConfig
 from .generation import XLNetAdapter
+from .memory import LayerMemory, ProjectedMems
 from .outputs import (
     Mems,
     XLNetForMultipleChoiceOutput,
@@ -178,6 +179,40 @@ class XLNetModel(XLNetPreTrainedModel):
         )
         return out if return_dict else out.to_tuple()
 
+    # --------------------------------------------------------- generation
+    def projected_mems(self) -> ProjectedMems:
+        """An empty ``ProjectedMems`` for this model, for ``next_token_states``."""
+        cfg = self.config
+        return ProjectedMems(
+            len(self.layers), self._positions, bidirectional=cfg.attn_type == "bi", per_row=bool(cfg.bi_data),
+            reuse_len=cfg.reuse_len, mem_len=cfg.mem_len,
+        )
+
+    def next_token_states(self, input_ids: Tensor, mems: ProjectedMems) -> Tensor:
+        """The query stream's output for the position after ``input_ids``, over ``mems`` (updated).
+
+        What ``forward`` gives for ``input_ids`` and a dummy token after them that no token sees
+        (``perm_mask``) and that alone is predicted (``target_mapping``), with ``mems`` the memory
+        -- the reference's generation step -- less the dummy's content stream, which nothing reads:
+        the memory keeps a placeholder row for the dummy, as ``mems`` keep its states, which the
+        next step drops (see .generation). Inference only: no dropout, no masks or segments, and
+        not with ``same_length`` (which would hide early keys from the query).
+
+        Shape: input_ids (B, T) -> (B, 1, D).
+        """
+        if self.training or self.config.same_length:
+            raise ValueError("next_token_states is for inference, without same_length")
+        x = self.word_embedding(input_ids)
+        batch, qlen, _ = x.shape
+        mask_h, _ = two_stream_masks(self.config, qlen, mems.length, None, None, None, x.dtype, x.device)
+        mems.prepare(qlen, batch, x.dtype, x.device)
+        context = {"positions": None, "segments": None, "mask_h": mask_h, "mask_g": None, "target_mapping": None,
+                   "next_query": True}
+        g = self.mask_emb.expand(batch, 1, -1).to(x.dtype)
+        out = self._run_layers(x, g, mems.layers, [None] * len(self.layers), context, use_mems=False,
+                               output_attentions=False, output_hidden_states=False)
+        return out.last_hidden_state
+
     def _positions(self, qlen: int, mlen: int, batch: int, device: torch.device) -> Tensor:
         """The relative position encodings of the call. Shape: (K + T or more, B', D), see relative_sinusoids."""
         cfg = self.config
@@ -187,11 +222,13 @@ class XLNetModel(XLNetPreTrainedModel):
         )
 
     def _run_layers(
-        self, h: Tensor, g: Tensor | None, memories: Sequence[Tensor | None], head_masks: Sequence[Tensor | None],
+        self, h: Tensor, g: Tensor | None, memories: Sequence[Tensor | LayerMemory | None],
+        head_masks: Sequence[Tensor | None],
         context: dict[str, Any], *, use_mems: bool, output_attentions: bool, output_hidden_states: bool,
     ) -> XLNetModelOutput:
         """XLNet's own layer loop: two streams (content h, query g) through every layer, each
-        layer's memory kept from the content stream before it. Shape: h (B, T, D), g (B, P, D)."""
+        layer's memory kept from the content stream before it (a ``LayerMemory`` keeps its own).
+        Shape: h (B, T, D), g (B, P, D); memories (M, B, D) each."""
         new_mems: list[Tensor] = []
         hidden_states: list[Tensor] = []
         attentions: list[Any] = []
@@ -200,9 +237,11 @@ class XLNetModel(XLNetPreTrainedModel):
                 new_mems.append(self._cache(h, memory))
             if output_hidden_states:
                 hidden_states.extend((h,) if g is None else (h, g))
+            if isinstance(memory, Tensor):
+                memory = memory.transpose(0, 1).to(h.dtype)  # (B, M, D)
             h, g, weights_h, weights_g = layer(
                 h, g,
-                memory=None if memory is None else memory.transpose(0, 1).to(h.dtype),  # (B, M, D)
+                memory=memory,
                 head_mask=layer_head_mask,
                 output_attentions=output_attentions,
                 **context,
