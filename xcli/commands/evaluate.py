@@ -15,7 +15,7 @@ import typer
 
 from ..console import console
 from ..options import Field, Force, Input, InputFormat, InputFormatName, Lang, OnError, OnErrorName
-from ..record_command import ModelOptions, command_line
+from ..record_command import ModelOptions, captured_by_server, command_line
 from ..errors import RecordError
 from .train import TaskName
 
@@ -81,7 +81,6 @@ def evaluate(
 
     from .. import io
     from ..errors import RecordsFailed, UsageError
-    from ..record_command import captured_by_server
     from ..serving.client import measured
 
     if not input:
