@@ -1,13 +1,15 @@
-"""What ``--dtype bfloat16`` or ``--quantize int8`` costs in quality, on the built-in models (trained, so
-the numbers mean something).
+"""What ``--dtype bfloat16`` or ``--quantize int8|int4`` costs in quality, on the built-in models (trained,
+so the numbers mean something).
 
-    python benchmarks/dtype_quality.py [--variant bfloat16|int8] [--prompts 100]
+    python benchmarks/dtype_quality.py [--variant bfloat16|int8|int4] [--prompts 100]
 
 For each built-in model, in one run: ``xcli evaluate`` in float32 and in the variant on the
 held-out data its card was measured on (SST-2 dev accuracy, CoNLL-2003 eng.testb entity F1,
 tinyshakespeare held-out perplexity, Tatoeba held-out top-1 accuracy), and the share of outputs
 that are the same: labels (classify), entity lists (classify, token head), best fills (fill-mask),
-greedy continuations of 32 new tokens (generate). Prints one JSON object and a Markdown table.
+greedy continuations of 32 new tokens (generate). ``int4`` is for generate only (evaluate refuses
+it): there only the language model's continuations are compared, and its metric is not measured.
+Prints one JSON object and a Markdown table.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def xcli(*args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-VARIANTS = {"float32": [], "bfloat16": ["--dtype", "bfloat16"], "int8": ["--quantize", "int8"]}
+VARIANTS = {"float32": [], "bfloat16": ["--dtype", "bfloat16"], "int8": ["--quantize", "int8"],
+            "int4": ["--quantize", "int4"]}
+#: variants that only generate runs (their model's metric is left out)
+GENERATE_ONLY = ("int4",)
 
 
 def outputs(name: str, command: str, records: Path, variant: str, prompts: int) -> tuple[list[Any], float]:
@@ -69,7 +74,7 @@ def outputs(name: str, command: str, records: Path, variant: str, prompts: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", default="bfloat16", choices=["bfloat16", "int8"])
+    parser.add_argument("--variant", default="bfloat16", choices=["bfloat16", "int8", "int4"])
     parser.add_argument("--prompts", type=int, default=100, help="generate: how many held-out prompts")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xcli-dtype-"))
@@ -77,8 +82,10 @@ def main() -> None:
                    capture_output=True)
     report: dict[str, Any] = {}
     for name, (records, extra, metric, command) in MODELS.items():
-        measured = {}
-        for variant in ("float32", args.variant):
+        if args.variant in GENERATE_ONLY and command != "generate":
+            continue
+        measured: dict[str, Any] = {args.variant: None}
+        for variant in ("float32",) if args.variant in GENERATE_ONLY else ("float32", args.variant):
             metrics = json.loads(xcli("evaluate", "-m", f"xcli/{name}", "-i", str(work / records),
                                       *VARIANTS[variant], *extra))
             measured[variant] = metrics[metric]
@@ -91,7 +98,8 @@ def main() -> None:
     print(f"\n| model | metric | float32 | {args.variant} | same {args.variant} outputs |\n|---|---|---|---|---|")
     for name, r in report.items():
         pct = r["metric"] != "perplexity"
-        show = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.2f}")
+        show = (lambda v: "-" if v is None else f"{100 * v:.1f}%") if pct else (
+            lambda v: "-" if v is None else f"{v:.2f}")
         print(f"| xcli/{name} | {r['metric']} | {show(r['float32'])} | {show(r[args.variant])} | "
               f"{100 * r['same_outputs']:.1f}% of {r['outputs']} ({r['command']}) |")
 
