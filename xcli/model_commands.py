@@ -53,7 +53,9 @@ def load_task_model(
         return task
 
     if server is not None:  # the server's warm copy
-        use = "generate" if command == "generate" else "tasks"  # (int8 differs: weight-only for generate)
+        # one float copy serves every command; a quantized one is kept per use where its layers differ
+        # (int8 is weight-only for generate, int8 products for the others)
+        use = "generate" if mode is not None and weight_only(generating, mode) else "tasks"
         return server.load(resolved.path, device_name, dtype_name, build, kind=f"{use}:{mode or 'float'}")
     return build()
 

@@ -21,7 +21,7 @@ so batched task work gains 3-4x in its products; a decode step of one sequence (
 weights) hardly gained in that measurement (re-measured in CPU time, 1 thread, weights out of the
 cache: 0.46 ms against float32's 1.21, and 3.8x on XGLM's 256k-row LM head; the README's table),
 but it rounds the activations, which generation keeps in float. For generation,
-:func:`quantize_weight_only_int8` keeps int8 weights and multiplies them with bfloat16 inputs by
+:func:`quantize_weight_only` (8 bits) keeps int8 weights and multiplies them with bfloat16 inputs by
 torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
 (float32 0.39 ms, this kernel with float32 inputs 2.5 ms), where the CPU computes bfloat16 fast.
 With weights out of the cache it is 1.5-2.5x float32 (bound by its arithmetic: it converts and
@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 __all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_groups", "int8_available",
-           "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_weight_only", "quantize_weight_only_int8",
+           "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_weight_only",
            "unpack_int4"]
 
 #: inputs per int4 group (each with its own scale and minimum)
@@ -277,14 +277,9 @@ class _Headwise(nn.Module):
 
     is_quantized = True
 
-    def __init__(self, kind: type[nn.Module] | nn.Module, weight: torch.Tensor | None = None,
-                 to_heads: bool = True) -> None:
+    def __init__(self, linear: nn.Module) -> None:
         super().__init__()
-        if isinstance(kind, nn.Module):  # a quantized linear already made (from a quantized checkpoint)
-            self.linear = kind
-            return
-        assert weight is not None
-        self.linear = kind(headwise_matrix(weight.detach(), to_heads), None)
+        self.linear = linear  # a quantized linear of the weight's headwise_matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
@@ -297,11 +292,6 @@ def quantize_dynamic_int8(model: nn.Module) -> int:
     if not int8_available():
         raise RuntimeError("this torch has no oneDNN int8 linear (torch.ops.onednn.qlinear_pointwise) for the CPU")
     return _replace(model, Int8Linear)
-
-
-def quantize_weight_only_int8(model: nn.Module) -> int:
-    """As :func:`quantize_dynamic_int8`, with :class:`Int8WeightOnlyLinear` (for generation)."""
-    return quantize_weight_only(model, bits=8)
 
 
 def quantize_weight_only(model: nn.Module, bits: int = 8) -> int:
@@ -331,10 +321,8 @@ def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
                 chosen = _kind_for(kind, child.out_features, child.in_features)
                 setattr(parent, name, chosen(child.weight, child.bias))
             elif isinstance(child, HeadwiseLinear):
-                flat = child.weight.flatten(1)  # (D, H * Dh)
-                outputs, inputs = flat.shape[::-1] if child.to_heads else flat.shape
-                chosen = _kind_for(kind, outputs, inputs)
-                setattr(parent, name, _Headwise(chosen, child.weight, child.to_heads))
+                matrix = headwise_matrix(child.weight.detach(), child.to_heads)
+                setattr(parent, name, _Headwise(_kind_for(kind, *matrix.shape)(matrix, None)))
             else:
                 continue
             replaced += 1

@@ -143,7 +143,7 @@ def test_record_commands_print_the_same_bytes_through_the_server(server: Served,
 @pytest.mark.parametrize("args", [
     ["--max-new-tokens", "8"], ["--max-new-tokens", "8", "--sample", "--seed", "3", "-n", "2"],
     ["--max-new-tokens", "6", "--num-beams", "3", "--scores"], ["--max-new-tokens", "8", "--stream"],
-    ["--max-new-tokens", "5", "-O", "tsv", "-b", "2"],
+    ["--max-new-tokens", "5", "-O", "tsv", "-b", "2"], ["--max-new-tokens", "8", "--quantize", "int8"],
 ], ids=lambda a: " ".join(a))
 def test_generate_prints_the_same_bytes_through_the_server(server: Served, args: list[str]) -> None:
     prompts = "To be, or not\nWhat light\nO Romeo\n"
