@@ -596,23 +596,24 @@ class Tokenizer:
         return cut(ids_0, remove), ids_1, cut(offs_0, remove), offs_1, True
 
     def _assemble(self, ids_0, ids_1, offs_0, offs_1, add_special_tokens, padding, max_length, truncated) -> Encoding:
+        typed = "token_type_ids" in self.model_input_names  # (types are made only for a model that takes them)
         if add_special_tokens:
             input_ids = self.build_inputs_with_special_tokens(ids_0, ids_1)
-            types = self.create_token_type_ids_from_sequences(ids_0, ids_1)
+            types = self.create_token_type_ids_from_sequences(ids_0, ids_1) if typed else None
             special_mask = self.get_special_tokens_mask(ids_0, ids_1)
         else:
             input_ids = list(ids_0) + list(ids_1 or [])
-            types = [0] * len(input_ids)  # as the reference: no segments without special tokens
+            types = [0] * len(input_ids) if typed else None  # as the reference: no segments without special tokens
             special_mask = [0] * len(input_ids)
         offsets = None
         if offs_0 is not None:
             # walk the layout: ordinary positions take the next offset in order
-            queue = list(offs_0) + list(offs_1 or [])
-            offsets = [(0, 0) if special else queue.pop(0) for special in special_mask]
+            ordinary = iter([*offs_0, *(offs_1 or [])])
+            offsets = [(0, 0) if special else next(ordinary) for special in special_mask]
         encoding = Encoding(
             input_ids=input_ids,
             attention_mask=[1] * len(input_ids),
-            token_type_ids=types if "token_type_ids" in self.model_input_names else None,
+            token_type_ids=types,
             special_tokens_mask=special_mask,
             offsets=offsets,
             overflowing=truncated,

@@ -364,14 +364,6 @@ class XLMTokenizer(TableVocabulary, Tokenizer):
         self._bpe_cache[word] = pieces
         return pieces
 
-    # ------------------------------------------------------------- layout
-    def _assemble(self, ids_0, ids_1, offs_0, offs_1, add_special_tokens, padding, max_length, truncated):
-        encoding = super()._assemble(ids_0, ids_1, offs_0, offs_1, add_special_tokens, padding, max_length, truncated)
-        if not add_special_tokens and encoding.token_type_ids is not None:
-            # without special tokens the reference gives the pair type id 0 too
-            encoding.token_type_ids = [0] * len(encoding.token_type_ids)
-        return encoding
-
     # ----------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return "".join(tokens).replace("</w>", " ").strip()
