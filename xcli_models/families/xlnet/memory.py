@@ -87,8 +87,8 @@ class LayerMemory:
             new = min(new, self.reuse_len)
         self.cache.crop(before + new)
         if self.mem_len:  # the reference's kept[-mem_len:]
-            start = range(self.cache.length)[-self.mem_len:].start if self.cache.length else 0
-            if start:
+            start = max(0, self.cache.length - self.mem_len)
+            if start:  # (a view: the next append copies the kept rows into a new buffer)
                 self.cache.set(self.cache.key[:, :, start:], self.cache.value[:, :, start:])
         return key_all, value_all
 
