@@ -41,3 +41,11 @@ def test_an_output_reads_by_attribute_key_and_position_counting_only_set_fields(
     assert out.keys() == ["logits", "encoder_hidden_states"] and len(out) == 2 and "loss" not in out
     with pytest.raises(KeyError):
         out["loss"]
+
+
+def test_the_derived_encoder_decoder_output_has_the_written_ones_fields() -> None:
+    """seq2seq_output (which ProphetNet's encoder-decoder output uses) and the parts the generic
+    outputs are written from describe one layout."""
+    derived = outputs.seq2seq_output("Derived", outputs.BaseModelOutput, module=__name__)
+    assert [f.name for f in dataclasses.fields(derived)] == [
+        f.name for f in dataclasses.fields(outputs.Seq2SeqModelOutput)]
