@@ -79,6 +79,18 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture
+def torch_int8_kernels(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Int8 weight-only layers made in the test use torch's kernels, not xcli's own (xcli_models.native)."""
+    from xcli_models import native
+
+    monkeypatch.setenv(native.SWITCH, "0")
+    native._load.cache_clear()
+    yield
+    monkeypatch.undo()
+    native._load.cache_clear()
+
+
+@pytest.fixture
 def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """The weight shapes of the products that went through oneDNN (``xcli_models.kernels``)."""
     from xcli_models import kernels

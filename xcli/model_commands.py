@@ -90,11 +90,13 @@ def quantize_mode(stored: str | None, quantize: Any, command: str, path: Any = "
 
 
 def weight_only(generating: bool, bits: int | str = 8) -> bool:
-    """Whether a quantized model multiplies integer weights with bfloat16 inputs (generation on a CPU
-    that computes bfloat16 fast, and int4 always) rather than int8 inputs (see :func:`quantized`)."""
+    """Whether a quantized model multiplies integer weights with float inputs (generation where a
+    weight-only kernel is fast: xcli's own int8 one, or torch's on a CPU that computes bfloat16 fast;
+    int4 always) rather than int8 products of int8 inputs (see :func:`quantized`)."""
     from xcli_models.hardware import fast_bfloat16
+    from xcli_models.native import int8_kernel
 
-    return generating and (fast_bfloat16() or bits in (4, "int4"))
+    return generating and (bits in (4, "int4") or fast_bfloat16() or int8_kernel() is not None)
 
 
 def precision(device: str, dtype: Any, quantize: str | None, generating: bool = False, stored: bool = False) -> str:
@@ -136,15 +138,12 @@ def check_quantize(mode: str, device: Any, dtype: str, generating: bool = False,
 
 
 def quantized(model: Any, generating: bool = False, bits: int = 8) -> Any:
-    """``model`` with its projections quantized (a failure if this torch cannot): for ``generating``
-    on a CPU that computes bfloat16 fast, ``bits``-bit weights times bfloat16 inputs (decode steps
-    read the weights: a quarter or an eighth of the bytes); otherwise int8 products of int8 inputs."""
-    from xcli_models.quantize import quantize_dynamic_int8, quantize_weight_only
+    """``model`` with its projections quantized (a failure if this torch cannot): weight-only for
+    ``generating`` (:func:`weight_only`: decode steps read the weights, a quarter or an eighth of
+    the bytes); otherwise int8 products of int8 inputs."""
+    from xcli_models.quantize import quantize_model
 
-    if weight_only(generating, bits):
-        quantize_weight_only(model, bits=bits)
-    else:
-        quantize_dynamic_int8(model)
+    quantize_model(model, bits, weight_only(generating, bits))
     return model
 
 

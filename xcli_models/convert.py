@@ -295,12 +295,9 @@ def run_sample(
             if buffer is not None:
                 module._buffers[key] = buffer.clone()
     if quantize is not None:
-        from .quantize import int8_available, quantize_dynamic_int8, quantize_weight_only
+        from .quantize import quantize_model
 
-        if quantize == "int8" and int8_available():
-            quantize_dynamic_int8(model)
-        else:
-            quantize_weight_only(model, bits=MODES[quantize])
+        quantize_model(model, MODES[quantize])
     try:
         with torch.inference_mode():
             output = model(**sample_inputs(model))

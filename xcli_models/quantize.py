@@ -21,14 +21,15 @@ so batched task work gains 3-4x in its products; a decode step of one sequence (
 weights) hardly gained in that measurement (re-measured in CPU time, 1 thread, weights out of the
 cache: 0.46 ms against float32's 1.21, and 3.8x on XGLM's 256k-row LM head; the README's table),
 but it rounds the activations, which generation keeps in float. For generation,
-:func:`quantize_weight_only` (8 bits) keeps int8 weights and multiplies them with bfloat16 inputs by
-torch's ``_weight_int8pack_mm``: 0.14 ms for 1x1024x4096
-(float32 0.39 ms, this kernel with float32 inputs 2.5 ms), where the CPU computes bfloat16 fast.
-With weights out of the cache it is 1.5-2.5x float32 (bound by its arithmetic: it converts and
-scales every weight before the multiply), which is what limits ``generate --quantize int8``.
-That kernel converts the weight again for every 4 rows, so its time grows with the rows (a prompt):
-from :data:`DEQUANTIZE_FROM_ROWS` rows on, the weight is turned into bfloat16 a chunk at a time and
-multiplied by oneDNN's bfloat16 product instead (:func:`dequantized_product`; same int8 weights).
+:func:`quantize_weight_only` (8 bits) keeps int8 weights and multiplies them with float inputs
+(:class:`Int8WeightOnlyLinear`), by xcli's own kernel (:mod:`xcli_models.native`, which reads int8
+weights at 17-20 G/s out of the cache, 3.2-3.4x float32, measured) where it can be had, else by
+torch's ``_weight_int8pack_mm`` (bfloat16 inputs; 0.14 ms for 1x1024x4096 in the cache, float32
+0.39 ms, but 11-12 G weights/s out of it, bound by its arithmetic: it converts and scales every
+weight before the multiply). Torch's kernel converts the weight again for every 4 rows, so its
+time grows with the rows (a prompt): from :data:`DEQUANTIZE_FROM_ROWS` rows on (from
+:data:`NATIVE_BELOW_ROWS` with xcli's kernel), the weight is turned into bfloat16 a chunk at a time
+and multiplied by oneDNN's bfloat16 product instead (:func:`dequantized_product`; same int8 weights).
 Measured in CPU time, 1 thread, ``_weight_int8pack_mm`` / dequantized (ms):
 
 =============  ===========  ===========  ===========  ===========  ============
@@ -53,19 +54,26 @@ give, and ``Int8Linear.from_int8``, ``Int8WeightOnlyLinear.from_int8`` and
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from . import native
+from .hardware import fast_bfloat16
+
 __all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_groups", "int8_available",
-           "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_weight_only",
-           "unpack_int4"]
+           "layer_kind", "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_model",
+           "quantize_weight_only", "unpack_int4"]
 
 #: inputs per int4 group (each with its own scale and minimum)
 INT4_GROUP = 64
 #: from this many rows on, an int8 weight-only product dequantizes its weight (see :func:`dequantized_product`)
 DEQUANTIZE_FROM_ROWS = 16
+#: ... and from this many where xcli's own kernel multiplies the rows before (its time grows with the
+#: rows more slowly than torch's: measured, 1 thread, 151 M weights, 16 rows 85 ms against 166 ms
+#: dequantized, 32 rows 143 against 188, 64 rows 270 against 169)
+NATIVE_BELOW_ROWS = 48
 #: output channels dequantized at a time there (8 MiB of bfloat16 for 1024 inputs)
 CHUNK = 4096
 
@@ -188,9 +196,14 @@ class Int8Linear(_QuantizedLinear):
 
 
 class Int8WeightOnlyLinear(_QuantizedLinear):
-    """``x @ weight.T + bias`` with int8 weights (a scale per output channel) and bfloat16 inputs,
-    by torch's ``_weight_int8pack_mm``: a quarter of float32's bytes read per product, for
-    generation, whose decode steps read every weight for one row (see the module docstring)."""
+    """``x @ weight.T + bias`` with int8 weights (a scale per output channel) and float inputs, for
+    generation, whose decode steps read every weight for one row: a quarter of float32's bytes.
+
+    Decode rows go to our own kernel (:mod:`xcli_models.native`: float32 inputs, the weights kept in
+    its blocked layout; fewer than :data:`NATIVE_BELOW_ROWS`) where it can be had, else to torch's
+    ``_weight_int8pack_mm`` (inputs rounded to bfloat16, the weights used as they are, a
+    memory-mapped checkpoint's pages included; fewer than :data:`DEQUANTIZE_FROM_ROWS`). More rows
+    (a prompt) take :func:`dequantized_product`."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
@@ -198,31 +211,49 @@ class Int8WeightOnlyLinear(_QuantizedLinear):
 
     @classmethod
     def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> "Int8WeightOnlyLinear":
-        """As :meth:`Int8Linear.from_int8`; ``int8`` is used as it is (a memory-mapped tensor stays one)
-        where it is 64-byte aligned (torch's kernel crashes on weights that are not, measured), else copied."""
+        """As :meth:`Int8Linear.from_int8`. For torch's kernel ``int8`` is used as it is (a memory-mapped
+        tensor stays one) where it is 64-byte aligned (the kernel crashes on weights that are not,
+        measured), else copied; ours takes a blocked copy."""
         return _from_parts(cls, int8, bias, int8, scale)
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
-        self.register_buffer("weight_int8", aligned(int8), persistent=False)
-        self.register_buffer("scale", scale.float().to(torch.bfloat16), persistent=False)
+        self.native = native.int8_kernel() is not None
+        if self.native:
+            self.register_buffer("blocked", native.block_rows(int8), persistent=False)
+            self.register_buffer("scale", scale.float().contiguous(), persistent=False)
+        else:
+            self.register_buffer("weight_int8", aligned(int8), persistent=False)
+            self.register_buffer("scale", scale.float().to(torch.bfloat16), persistent=False)
+
+    def int8_rows(self, start: int, stop: int) -> torch.Tensor:
+        """The int8 weights of output channels ``start`` to ``stop`` (``start`` a multiple of
+        :data:`CHUNK`): (stop - start, in)."""
+        if not self.native:
+            return self.weight_int8[start:stop]
+        block = native.BLOCK
+        return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
-        rows = rows.to(torch.bfloat16)
-        if rows.shape[0] < DEQUANTIZE_FROM_ROWS:
-            return torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
-        return dequantized_product(rows, self.weight_int8, self.scale)
+        if rows.shape[0] < (NATIVE_BELOW_ROWS if self.native else DEQUANTIZE_FROM_ROWS):
+            if self.native:
+                return native.int8_rows(rows.float(), self.blocked, self.scale, None, self.out_features)
+            return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
+        dtype = torch.bfloat16 if fast_bfloat16() else torch.float32
+        return dequantized_product(rows.to(dtype), self.int8_rows, self.out_features, self.scale)
 
 
-def dequantized_product(rows: torch.Tensor, int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``rows`` (M, in) bfloat16 times the int8 weight (out, in), scaled per output channel, for many
-    rows (a prompt): the weight turned into bfloat16 (exact: integers of up to 8 bits) :data:`CHUNK`
-    output channels at a time and multiplied by oneDNN's bfloat16 product (summed in float32, rounded
-    to bfloat16 once, as ``_weight_int8pack_mm`` rounds its result), then scaled in float32. Float32
-    (M, out)."""
-    out = torch.empty(rows.shape[0], int8.shape[0])
-    for start in range(0, int8.shape[0], CHUNK):
-        stop = min(start + CHUNK, int8.shape[0])
-        product = torch.nn.functional.linear(rows, int8[start:stop].to(torch.bfloat16))
+def dequantized_product(rows: torch.Tensor, int8_rows: Callable[[int, int], torch.Tensor], outputs: int,
+                        scale: torch.Tensor) -> torch.Tensor:
+    """``rows`` (M, in) times an int8 weight of ``outputs`` channels, scaled per output channel, for
+    many rows (a prompt): the weight (``int8_rows(start, stop)`` gives its channels ``start`` to
+    ``stop``) turned into the rows' dtype (exact: integers of up to 8 bits) :data:`CHUNK` channels at
+    a time and multiplied by oneDNN's product (bfloat16 where the CPU computes it fast: summed in
+    float32, rounded to bfloat16 once, as ``_weight_int8pack_mm`` rounds its result), then scaled in
+    float32. Float32 (M, out)."""
+    out = torch.empty(rows.shape[0], outputs)
+    for start in range(0, outputs, CHUNK):
+        stop = min(start + CHUNK, outputs)
+        product = torch.nn.functional.linear(rows, int8_rows(start, stop).to(rows.dtype))
         torch.mul(product, scale[start:stop].float(), out=out[:, start:stop])
     return out
 
@@ -285,46 +316,56 @@ class _Headwise(nn.Module):
         return self.linear(x)
 
 
-def quantize_dynamic_int8(model: nn.Module) -> int:
-    """Replace ``model``'s linear projections by int8 ones (:class:`Int8Linear`), in place; how many
-    were replaced. A projection whose weight is shared with an embedding (a tied LM head) gets its own
-    int8 copy; the embedding stays float. Raises RuntimeError where this torch has no int8 linear."""
-    if not int8_available():
-        raise RuntimeError("this torch has no oneDNN int8 linear (torch.ops.onednn.qlinear_pointwise) for the CPU")
-    return _replace(model, Int8Linear)
-
-
-def quantize_weight_only(model: nn.Module, bits: int = 8) -> int:
-    """Weight-only quantization for generation: :class:`Int8WeightOnlyLinear` (``bits`` 8) or
-    :class:`Int4WeightOnlyLinear` (4). A projection the kernel cannot take (int8: inputs not a
-    multiple of 16, for which torch's kernel computes garbage, measured with 24; int4: see
-    :meth:`Int4WeightOnlyLinear.fits`) gets an :class:`Int8Linear` (int8 products) instead."""
-    kind = {8: Int8WeightOnlyLinear, 4: Int4WeightOnlyLinear}[bits]
-    return _replace(model, kind)
-
-
-def _kind_for(kind: type[nn.Module], outputs: int, inputs: int) -> type[nn.Module]:
-    if kind is Int8WeightOnlyLinear and inputs % 16:
+def layer_kind(bits: int, weight_only: bool, outputs: int, inputs: int) -> type[nn.Module]:
+    """The quantized linear a projection of this shape gets, the one rule for ``--quantize``, quantized
+    checkpoints and their checks. ``bits`` 4: :class:`Int4WeightOnlyLinear`, where its kernel takes
+    the shape (:meth:`Int4WeightOnlyLinear.fits`). ``bits`` 8, ``weight_only`` (generation):
+    :class:`Int8WeightOnlyLinear` where the inputs are a multiple of 16 (torch's kernel computes
+    garbage for others, measured with 24). Everything else: :class:`Int8Linear` (int8 products),
+    or the weight-only layer where this torch has no int8 product. RuntimeError where neither can."""
+    if bits == 4 and Int4WeightOnlyLinear.fits(outputs, inputs):
+        return Int4WeightOnlyLinear
+    weight_only_fits = inputs % 16 == 0
+    if bits == 8 and weight_only and weight_only_fits:
+        return Int8WeightOnlyLinear
+    if int8_available():
         return Int8Linear
-    if kind is Int4WeightOnlyLinear and not Int4WeightOnlyLinear.fits(outputs, inputs):
-        return Int8Linear
-    return kind
+    if weight_only_fits:
+        return Int8WeightOnlyLinear
+    raise RuntimeError(f"this torch has no oneDNN int8 linear (torch.ops.onednn.qlinear_pointwise) for the CPU, "
+                       f"which a {outputs} x {inputs} projection needs")
 
 
-def _replace(model: nn.Module, kind: type[nn.Module]) -> int:
+def quantize_model(model: nn.Module, bits: int = 8, weight_only: bool = False) -> int:
+    """Replace ``model``'s linear projections (``nn.Linear`` and XLNet's per-head ones) by quantized
+    ones (:func:`layer_kind`), in place; how many were replaced. A projection whose weight is shared
+    with an embedding (a tied LM head) gets its own quantized copy; the embedding stays float."""
     from .families.xlnet.attention import HeadwiseLinear
 
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                chosen = _kind_for(kind, child.out_features, child.in_features)
-                setattr(parent, name, chosen(child.weight, child.bias))
+                kind = layer_kind(bits, weight_only, child.out_features, child.in_features)
+                setattr(parent, name, kind(child.weight, child.bias))
             elif isinstance(child, HeadwiseLinear):
                 matrix = headwise_matrix(child.weight.detach(), child.to_heads)
-                setattr(parent, name, _Headwise(_kind_for(kind, *matrix.shape)(matrix, None)))
+                setattr(parent, name, _Headwise(layer_kind(bits, weight_only, *matrix.shape)(matrix, None)))
             else:
                 continue
             replaced += 1
     return replaced
 
+
+def quantize_dynamic_int8(model: nn.Module) -> int:
+    """Every projection of ``model`` an :class:`Int8Linear` (:func:`quantize_model`); RuntimeError
+    where this torch has no int8 linear."""
+    if not int8_available():
+        raise RuntimeError("this torch has no oneDNN int8 linear (torch.ops.onednn.qlinear_pointwise) for the CPU")
+    return quantize_model(model, 8)
+
+
+def quantize_weight_only(model: nn.Module, bits: int = 8) -> int:
+    """Weight-only quantization for generation (:func:`quantize_model`): ``bits``-bit weights,
+    :class:`Int8WeightOnlyLinear` or :class:`Int4WeightOnlyLinear`."""
+    return quantize_model(model, bits, weight_only=True)

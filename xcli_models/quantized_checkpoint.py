@@ -46,8 +46,8 @@ from torch import nn
 
 from .loading import CheckpointError, legacy_renames
 from .quantize import (
-    INT4_GROUP, Int4WeightOnlyLinear, Int8Linear, Int8WeightOnlyLinear, _Headwise, _kind_for, _replace,
-    headwise_matrix, int4_groups, int8_available, pack_int4, per_channel_int8, unpack_int4,
+    INT4_GROUP, Int4WeightOnlyLinear, _Headwise, headwise_matrix, int4_groups, layer_kind, pack_int4,
+    per_channel_int8, quantize_model, unpack_int4,
 )
 
 KEY = "quantization"
@@ -227,11 +227,9 @@ def install(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, weight_on
     """Put quantized layers made from ``state``'s stored integers into ``model`` (built on the meta
     device) in place of its projections; the rest of ``state``, to load as usual.
 
-    ``weight_only``: int8 weights times bfloat16 inputs (:class:`Int8WeightOnlyLinear`, for generation);
-    otherwise int8 products (:class:`Int8Linear`); None: weight-only for int4 checkpoints only. An int4
-    weight is always an :class:`Int4WeightOnlyLinear`, and the int8 weights of an int4 checkpoint (the
-    shapes its kernel cannot take) :class:`Int8Linear`, as ``--quantize int4`` makes them. The
-    checkpoint's projections are checked first (:func:`check_tensors`)."""
+    ``weight_only``: int8 weights times float inputs (for generation), otherwise int8 products; None:
+    weight-only for int4 checkpoints only. Each layer is the kind ``--quantize`` gives its shape
+    (:func:`quantize.layer_kind`). The checkpoint's projections are checked first (:func:`check_tensors`)."""
     weight_only = spec.bits == 4 if weight_only is None else weight_only
     found = projections(model)
     rest = aligned_names(model, state)
@@ -241,7 +239,6 @@ def install(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, weight_on
     ours = model.state_dict(keep_vars=True)
     spec = Spec(spec.bits, {k: b for k, b in named.items() if k in found or model.names.to_ours(k) in ours})
     check_tensors(rest, spec, found, where)
-    dynamic = (spec.bits == 4 or not weight_only) and int8_available()
     for name, bits in spec.modules.items():
         proj = found[name]
         bias = rest.pop(proj.bias).float() if proj.bias and proj.bias in rest else None
@@ -251,7 +248,7 @@ def install(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, weight_on
         if bits == 4:
             layer: nn.Module = Int4WeightOnlyLinear.from_packed(weight, scale, rest.pop(name + MINIMUM), bias)
         else:
-            kind = Int8Linear if dynamic else _kind_for(Int8WeightOnlyLinear, proj.outputs, proj.inputs)
+            kind = layer_kind(spec.bits, weight_only, proj.outputs, proj.inputs)
             layer = kind.from_int8(weight, scale, bias)  # type: ignore[attr-defined]
         setattr(proj.parent, proj.attr, layer if proj.to_heads is None else _Headwise(layer))
     return rest
@@ -260,10 +257,4 @@ def install(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, weight_on
 def quantize_rest(model: Any, spec: Spec, weight_only: bool | None) -> None:
     """Projections the checkpoint had no weights for (heads initialised at load), quantized as
     ``--quantize`` would, so that the whole model is quantized."""
-    weight_only = spec.bits == 4 if weight_only is None else weight_only
-    if spec.bits == 4:
-        _replace(model, Int4WeightOnlyLinear)
-    elif weight_only or not int8_available():
-        _replace(model, Int8WeightOnlyLinear)
-    else:
-        _replace(model, Int8Linear)
+    quantize_model(model, spec.bits, spec.bits == 4 if weight_only is None else weight_only)

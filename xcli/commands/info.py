@@ -63,11 +63,14 @@ def info(
     console.configure(quiet=quiet, debug=debug)
     if processor:
         from xcli_models.hardware import processor as describe_processor
+        from xcli_models.native import kernel_status
 
-        _print(describe_processor(), output_format, lambda p: [
+        described = {**describe_processor(), "int8_generation": kernel_status()}
+        _print(described, output_format, lambda p: [
             ("cpu", p["cpu"] or "-"), ("cores", str(p["cores"])), ("instructions", " ".join(p["instructions"]) or "-"),
             ("bfloat16", {"fast": "fast (--dtype auto picks it)", "slow": "slow (emulated): --dtype auto keeps float32",
-                          "unknown": "unknown: --dtype auto keeps float32"}[p["bfloat16"]])])
+                          "unknown": "unknown: --dtype auto keeps float32"}[p["bfloat16"]]),
+            ("int8 generation", p["int8_generation"])])
         return
     if model and model_option and model != model_option:
         raise typer.BadParameter(f"two models given: {model!r} and --model {model_option!r}; give one")

@@ -1,0 +1,173 @@
+"""xcli's own int8 kernel for decode products (xcli_models/native.py, data/kernels/int8_rows.c).
+
+The kernel computes the float product of the int8 weights (float32 inputs, not rounded), a row's
+numbers never depend on the rows beside it, it is built once into the cache and loaded after, and
+where it cannot be had (switched off, another processor, no compiler, a failing build) the int8
+layers fall back to torch's kernels and say why.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from xcli_models import hardware, native
+from xcli_models.quantize import NATIVE_BELOW_ROWS, Int8WeightOnlyLinear, per_channel_int8
+
+needs_kernel = pytest.mark.skipif(native.int8_kernel() is None, reason=f"no native kernel here: {native._load()[1]}")
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """An empty kernel cache, the kernel neither built nor loaded in this process; restored after."""
+    monkeypatch.setenv("XCLI_KERNEL_CACHE", str(tmp_path / "kernels"))
+    native._load.cache_clear()
+    yield tmp_path / "kernels"
+    monkeypatch.undo()
+    native._load.cache_clear()
+
+
+def _weights(outputs: int, inputs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return per_channel_int8(torch.randn(outputs, inputs, generator=generator))
+
+
+@pytest.mark.parametrize("outputs", [1, 7, 8, 13, 1000])
+@pytest.mark.parametrize(("rows", "inputs"), [(1, 16), (2, 48), (3, 1024), (15, 64), (NATIVE_BELOW_ROWS - 1, 32)])
+@pytest.mark.parametrize("with_bias", [False, True])
+@needs_kernel
+def test_the_kernel_gives_the_float_product_of_the_int8_weights(rows: int, inputs: int, outputs: int,
+                                                               with_bias: bool) -> None:
+    int8, scale = _weights(outputs, inputs, seed=rows + outputs)
+    x = torch.randn(rows, inputs) * 3
+    bias = torch.randn(outputs) if with_bias else None
+    expected = torch.nn.functional.linear(x.double(), (int8.double() * scale.double()[:, None]),
+                                          None if bias is None else bias.double())
+    got = native.int8_rows(x, native.block_rows(int8), scale, bias, outputs)
+    assert got.shape == (rows, outputs) and got.dtype == torch.float32
+    # float32 sums of `inputs` terms: a few units in the last place of the terms' magnitude
+    bound = 4 * inputs * torch.finfo(torch.float32).eps * (x.abs() @ (int8.abs().float() * scale[:, None]).t())
+    assert bool(((got.double() - expected).abs() <= bound.double() + 1e-6).all())
+
+
+@needs_kernel
+def test_a_rows_numbers_do_not_depend_on_the_rows_beside_it() -> None:
+    int8, scale = _weights(300, 256)
+    blocked = native.block_rows(int8)
+    x = torch.randn(9, 256)
+    together = native.int8_rows(x, blocked, scale, None, 300)
+    for i in range(9):  # alone, first and second of a pair, last of an odd count
+        assert torch.equal(native.int8_rows(x[i:i + 1], blocked, scale, None, 300)[0], together[i])
+        assert torch.equal(native.int8_rows(x[i:], blocked, scale, None, 300)[0], together[i])
+
+
+@pytest.mark.parametrize(("outputs", "inputs"), [(1, 16), (13, 32), (64, 1024)])
+def test_blocked_weights_unblock_to_themselves(outputs: int, inputs: int) -> None:
+    int8, _ = _weights(outputs, inputs)
+    blocked = native.block_rows(int8)
+    assert blocked.shape == (-(-outputs // native.BLOCK), inputs // 16, native.BLOCK, 16)
+    assert torch.equal(native.unblock_rows(blocked, outputs), int8)
+    assert not bool(native.unblock_rows(blocked, blocked.shape[0] * native.BLOCK)[outputs:].any())  # zero padding
+
+
+@needs_kernel
+def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequantized_weight() -> None:
+    linear = torch.nn.Linear(64, 40)
+    layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
+    assert layer.native and not hasattr(layer, "weight_int8")
+    int8, scale = per_channel_int8(linear.weight.detach())
+    assert torch.equal(layer.int8_rows(0, 40), int8)
+    with torch.inference_mode():
+        x = torch.randn(2, 3, 64)
+        decode = layer(x)
+        assert torch.equal(decode, native.int8_rows(x.reshape(6, 64), layer.blocked, scale, None, 40).reshape(2, 3, 40)
+                           + linear.bias)
+        prompt = torch.randn(NATIVE_BELOW_ROWS + 5, 64)
+        many = layer(prompt)
+        one_by_one = torch.cat([layer(row[None]) for row in prompt])
+    scale_of = one_by_one.abs().max()
+    assert float((many - one_by_one).abs().max() / scale_of) < 0.01  # the prompt's product rounds to bfloat16
+
+
+@needs_kernel
+def test_the_kernel_is_built_once_then_loaded(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "built on first int8 generation" in native.kernel_status()
+    assert native.int8_kernel() is not None
+    built = list(fresh.glob("int8_rows-*.so"))
+    assert len(built) == 1 and not list(fresh.glob("*.part"))
+    assert native.kernel_status() == f"native ({built[0]})"
+    native._load.cache_clear()
+
+    def no_build(*_: object) -> None:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(native, "build", no_build)
+    assert native.int8_kernel() is not None
+    assert native.kernel_status() == f"native ({built[0]})"
+
+
+def _fall_back(reason_part: str) -> None:
+    assert native.int8_kernel() is None
+    assert reason_part in native.kernel_status() and native.kernel_status().startswith("torch's kernels")
+    linear = torch.nn.Linear(32, 24)
+    layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
+    assert not layer.native and layer.weight_int8.dtype == torch.int8
+    with torch.inference_mode():
+        x = torch.randn(3, 32)
+        exact, got = linear(x), layer(x)
+    assert float((got - exact).abs().max() / exact.abs().max()) < 0.03
+
+
+def test_switched_off_it_falls_back_to_torchs_kernel(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(native.SWITCH, "0")
+    _fall_back("turned off (XCLI_NATIVE_KERNELS=0)")
+    assert not fresh.exists()
+
+
+def test_without_avx512_it_falls_back(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("an old cpu", frozenset({"avx2", "fma"})))
+    _fall_back("this processor lacks avx512f, avx512bw, avx512vl")
+
+
+def test_without_a_compiler_it_falls_back(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("cpu", frozenset(native.NEEDS)))
+    monkeypatch.setenv("CC", str(fresh / "no-such-cc"))
+    _fall_back("no C compiler")
+
+
+def test_a_failing_build_falls_back_and_leaves_nothing_behind(fresh: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    compiler = tmp_path / "bad-cc"
+    compiler.write_text("#!/bin/sh\necho 'int8_rows.c:1: error: this compiler refuses' >&2\nexit 3\n")
+    compiler.chmod(0o755)
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("cpu", frozenset(native.NEEDS)))
+    monkeypatch.setenv("CC", str(compiler))
+    _fall_back("could not build or load it: ")
+    assert "failed (exit 3): int8_rows.c:1: error: this compiler refuses" in native.kernel_status()
+    assert list(fresh.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_cache_falls_back(fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    monkeypatch.setenv("XCLI_KERNEL_CACHE", str(locked / "kernels"))
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("cpu", frozenset(native.NEEDS)))
+    if native._compiler() is None:
+        pytest.skip("no C compiler")
+    _fall_back("could not build or load it")
+
+
+@needs_kernel
+def test_a_kernel_that_computes_wrongly_is_not_used(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "_agrees", lambda function: False)
+    _fall_back("gives wrong products; not used")
+
+
+def test_the_cache_follows_the_environment(tmp_path: Path) -> None:
+    assert native.cache_dir({"XCLI_KERNEL_CACHE": str(tmp_path)}) == tmp_path
+    assert native.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xcli" / "kernels"
+    assert native.cache_dir({}) == Path.home() / ".cache" / "xcli" / "kernels"

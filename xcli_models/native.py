@@ -1,0 +1,199 @@
+"""Our own C kernel for the decode products of int8 weight-only generation, compiled on first use.
+
+**Why.** A decode step multiplies one row (or a few: beams, a small batch) by every weight, so its
+time is the time to read the weights. Int8 weights are a quarter of float32's bytes, but none of
+the kernels torch or torchao offer here reads them much faster than float32 reads its own (measured
+on a 2-core Xeon with AMX, torch 2.13, torchao 0.18, 2 threads, the 24 layers of XGLM-564M's
+projections, 302 M weights, too many for the cache):
+
+==========================================  ==========  ==============
+1 row times every projection of 24 layers   ms          weights / s
+==========================================  ==========  ==============
+float32 (oneDNN)                            49-60       5-6 G
+torch ``_weight_int8pack_mm`` (bf16 rows)   26-27       11-12 G
+torch ``_int_mm`` (rows rounded to int8)    27          11 G
+oneDNN int8 (rows rounded to int8)          45          7 G
+torchao ``Int8WeightOnlyConfig`` (eager)    2.7x ``_weight_int8pack_mm`` on a cached 4096x1024
+inductor-compiled ``(x * w).sum(-1) * s``   33          9 G
+**this kernel** (float32 rows)              15-18       17-20 G
+==========================================  ==========  ==============
+
+What makes the difference is the weights' order in memory, not the arithmetic: this kernel widens
+every weight to float32 and multiplies it with the float32 input (the input is never rounded), but
+it reads them blocked (:func:`block_rows`: 8 output channels at a time, 16 inputs of each after
+another), so a block is one forward stream the processor fetches ahead, and asks for the data 4 KiB
+ahead. In (out, in) order the same loop reads 13 G weights/s.
+
+**Built on first use** from ``data/kernels/int8_rows.c`` by the C compiler (``$CC``, else ``cc``)
+with OpenMP (the ``libgomp`` torch has already loaded, so the kernel shares torch's threads and
+``torch.set_num_threads``), for x86-64 processors with AVX-512 (F, BW, VL) and FMA. The library is
+kept in ``$XCLI_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/xcli/kernels``, else ``~/.cache/xcli/kernels``,
+named by a digest of its source, compiler and flags: built once (about 0.3 s), then loaded. It is
+checked on a small product against torch before use. Where it cannot be had (another processor, no
+compiler, a cache that cannot be written, ``XCLI_NATIVE_KERNELS=0``), :func:`int8_kernel` is None and
+the int8 layers use torch's kernels; :func:`kernel_status` says why (``xcli info --processor``).
+
+This module imports no torch at import time (``xcli info`` stays light).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import hardware
+
+__all__ = ["BLOCK", "block_rows", "int8_kernel", "int8_rows", "kernel_status", "unblock_rows"]
+
+SOURCE = Path(__file__).parent / "data" / "kernels" / "int8_rows.c"
+FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC")
+#: the instruction sets the flags compile for
+NEEDS = ("avx512f", "avx512bw", "avx512vl", "fma")
+#: output channels per block of the kernel's weight layout (the C file's BLOCK)
+BLOCK = 8
+#: the inputs of a row are read 16 at a time
+INPUT_MULTIPLE = 16
+#: set to 0 to use torch's kernels only
+SWITCH = "XCLI_NATIVE_KERNELS"
+
+
+def cache_dir(env: Any = os.environ) -> Path:
+    """Where built kernels are kept (see the module docstring)."""
+    if env.get("XCLI_KERNEL_CACHE"):
+        return Path(env["XCLI_KERNEL_CACHE"])
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "xcli" / "kernels"
+
+
+def _compiler(env: Any = os.environ) -> str | None:
+    return shutil.which(env.get("CC") or "cc")
+
+
+def _library_path(compiler: str, env: Any = os.environ) -> Path:
+    digest = hashlib.sha256(SOURCE.read_bytes() + "\0".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
+    return cache_dir(env) / f"int8_rows-{digest}.so"
+
+
+def unavailable_reason(env: Any = os.environ) -> str | None:
+    """Why the kernel cannot be had here without trying to build it, or None."""
+    if env.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return f"turned off ({SWITCH}={env[SWITCH]})"
+    missing = [flag for flag in NEEDS if flag not in hardware._cpu()[1]]
+    if missing:
+        return f"this processor lacks {', '.join(missing)}"
+    if _compiler(env) is None:
+        return f"no C compiler ({env.get('CC') or 'cc'}) to build it"
+    return None
+
+
+def build(compiler: str, target: Path) -> None:
+    """Compile the kernel into ``target``, atomically (a half-written library is never loaded);
+    OSError with the compiler's first line of complaint where it fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=target.stem, suffix=".so.part", dir=target.parent)
+    os.close(handle)
+    try:
+        done = subprocess.run([compiler, *FLAGS, "-o", temporary, str(SOURCE)], capture_output=True, text=True,
+                              timeout=300, check=False)
+        if done.returncode != 0:
+            complaint = next((line for line in done.stderr.splitlines() if line.strip()), "no message")
+            raise OSError(f"{compiler} failed (exit {done.returncode}): {complaint}")
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+@lru_cache(maxsize=1)
+def _load() -> tuple[Any, str]:
+    """The kernel's function (or None) and where it came from (or why there is none)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        return None, reason
+    compiler = _compiler()
+    assert compiler is not None
+    target = _library_path(compiler)
+    try:
+        if not target.exists():
+            build(compiler, target)
+        function = ctypes.CDLL(str(target)).xcli_int8_rows
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not build or load it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    function.restype = None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                         ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+    if not _agrees(function):
+        return None, f"{target} gives wrong products; not used"
+    return function, str(target)
+
+
+def _agrees(function: Any) -> bool:
+    """Whether the loaded kernel computes a small product as torch does (odd channel and row counts)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    int8 = torch.randint(-127, 128, (13, 48), generator=generator, dtype=torch.int8)
+    scale, bias = torch.rand(13, generator=generator), torch.randn(13, generator=generator)
+    rows = torch.randn(3, 48, generator=generator)
+    expected = rows @ (int8.float() * scale[:, None]).t() + bias
+    got = _call(function, rows, block_rows(int8), scale, bias, 13)
+    return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-4))
+
+
+def int8_kernel() -> Any:
+    """The kernel (a ctypes function), built or loaded once per process; None where it cannot be had."""
+    return _load()[0]
+
+
+def kernel_status() -> str:
+    """One line for ``xcli info``: where the kernel is, or why it is not used; builds nothing."""
+    reason = unavailable_reason()
+    if reason is not None:
+        return f"torch's kernels ({reason})"
+    if _load.cache_info().currsize:
+        function, where = _load()
+        return f"native ({where})" if function is not None else f"torch's kernels ({where})"
+    target = _library_path(_compiler() or "cc")
+    return f"native ({target})" if target.exists() else f"native, built on first int8 generation into {target.parent}"
+
+
+def block_rows(int8: Any) -> Any:
+    """An (N, K) int8 weight in the kernel's layout: (ceil(N / BLOCK), K / 16, BLOCK, 16), the rows
+    past N zero. K must be a multiple of 16."""
+    import torch
+
+    n, k = int8.shape
+    padded = -(-n // BLOCK) * BLOCK
+    if padded != n:
+        int8 = torch.cat([int8, int8.new_zeros(padded - n, k)])
+    return int8.reshape(padded // BLOCK, BLOCK, k // INPUT_MULTIPLE, INPUT_MULTIPLE).transpose(1, 2).contiguous()
+
+
+def unblock_rows(blocked: Any, n: int) -> Any:
+    """:func:`block_rows` undone, as a view where it can be: the (N, K) weight."""
+    blocks, groups, _, width = blocked.shape
+    return blocked.transpose(1, 2).reshape(blocks * BLOCK, groups * width)[:n]
+
+
+def int8_rows(rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
+    """``rows`` (M, K) float32 times the blocked int8 weight of ``n`` output channels, scaled per
+    channel (``scale`` (n,) float32), plus ``bias`` (n,) float32 or None: (M, n) float32. Only where
+    :func:`int8_kernel` is not None."""
+    return _call(_load()[0], rows, blocked, scale, bias, n)
+
+
+def _call(function: Any, rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
+    import torch
+
+    rows = rows.contiguous()
+    out = torch.empty(rows.shape[0], n)
+    function(rows.data_ptr(), rows.shape[0], blocked.data_ptr(), scale.data_ptr(),
+             None if bias is None else bias.data_ptr(), out.data_ptr(), n, rows.shape[1])
+    return out
