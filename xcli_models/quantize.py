@@ -168,18 +168,26 @@ class _QuantizedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Int8Linear(_QuantizedLinear):
-    """``x @ weight.T + bias`` in int8 (see the module docstring). ``weight``: (out, in) float."""
+class _Int8Weights(_QuantizedLinear):
+    """A quantized linear of int8 weights with a scale per output channel (:func:`per_channel_int8`),
+    made from a float weight or from the stored integers (:meth:`from_int8`)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
         self._take(*per_channel_int8(weight.detach().float()))
 
     @classmethod
-    def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> "Int8Linear":
+    def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> Any:
         """The layer of int8 weights (out, in) and their float32 scales (out,) already made (a quantized
         checkpoint's): exactly the layer the float weight they came from gives."""
         return _from_parts(cls, int8, bias, int8, scale)
+
+    def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+class Int8Linear(_Int8Weights):
+    """``x @ weight.T + bias`` in int8 (see the module docstring). ``weight``: (out, in) float."""
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
         self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(aligned(int8), None), persistent=False)
@@ -195,7 +203,7 @@ class Int8Linear(_QuantizedLinear):
         return out * row_scale
 
 
-class Int8WeightOnlyLinear(_QuantizedLinear):
+class Int8WeightOnlyLinear(_Int8Weights):
     """``x @ weight.T + bias`` with int8 weights (a scale per output channel) and float inputs, for
     generation, whose decode steps read every weight for one row: a quarter of float32's bytes.
 
@@ -203,18 +211,9 @@ class Int8WeightOnlyLinear(_QuantizedLinear):
     its blocked layout; fewer than :data:`NATIVE_BELOW_ROWS`) where it can be had, else to torch's
     ``_weight_int8pack_mm`` (inputs rounded to bfloat16, the weights used as they are, a
     memory-mapped checkpoint's pages included; fewer than :data:`DEQUANTIZE_FROM_ROWS`). More rows
-    (a prompt) take :func:`dequantized_product`."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__(weight, bias)
-        self._take(*per_channel_int8(weight.detach().float()))
-
-    @classmethod
-    def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> "Int8WeightOnlyLinear":
-        """As :meth:`Int8Linear.from_int8`. For torch's kernel ``int8`` is used as it is (a memory-mapped
-        tensor stays one) where it is 64-byte aligned (the kernel crashes on weights that are not,
-        measured), else copied; ours takes a blocked copy."""
-        return _from_parts(cls, int8, bias, int8, scale)
+    (a prompt) take :func:`dequantized_product`. From stored integers (:meth:`from_int8`), torch's
+    kernel uses them as they are (a memory-mapped tensor stays one) where they are 64-byte aligned
+    (the kernel crashes on weights that are not, measured), else a copy; ours takes a blocked copy."""
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
         self.native = native.int8_kernel() is not None
