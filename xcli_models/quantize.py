@@ -151,7 +151,7 @@ class _QuantizedLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous(), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -231,6 +231,14 @@ class Int8WeightOnlyLinear(_Int8Weights):
             return self.weight_int8[start:stop]
         block = native.BLOCK
         return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if self.native and rows.shape[0] < NATIVE_BELOW_ROWS and x.dtype == torch.float32:
+            # the common decode step: the kernel adds the bias itself, one call per product
+            out = native.int8_rows(rows, self.blocked, self.scale, self.bias, self.out_features)
+            return out.reshape(*x.shape[:-1], self.out_features)
+        return super().forward(x)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         if rows.shape[0] < (NATIVE_BELOW_ROWS if self.native else DEQUANTIZE_FROM_ROWS):

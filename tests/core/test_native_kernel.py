@@ -83,8 +83,8 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
     with torch.inference_mode():
         x = torch.randn(2, 3, 64)
         decode = layer(x)
-        assert torch.equal(decode, native.int8_rows(x.reshape(6, 64), layer.blocked, scale, None, 40).reshape(2, 3, 40)
-                           + linear.bias)
+        bias = linear.bias.detach()
+        assert torch.equal(decode, native.int8_rows(x.reshape(6, 64), layer.blocked, scale, bias, 40).reshape(2, 3, 40))
         prompt = torch.randn(NATIVE_BELOW_ROWS + 5, 64)
         many = layer(prompt)
         one_by_one = torch.cat([layer(row[None]) for row in prompt])
