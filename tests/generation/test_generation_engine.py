@@ -75,6 +75,28 @@ def test_xlnet_mems_are_the_reference_scheme(root):
         assert key.shape == (1, ours.config.n_head, ids.shape[1] + 2, ours.config.d_head)
 
 
+def test_xlnet_memory_window_keeps_its_buffer(root):
+    """Past mem_len, a step drops the window's first row without copying the window to a new buffer:
+    over 200 steps each layer's keys live in a few buffers (those of its growth), not 200, and the
+    position table is not rebuilt. (Every step's keys are held, so that a freed buffer's address
+    cannot come back as a new one's.)"""
+    ours = ours_model("xlnet", root, 0, mem_len=6)
+    ids, mask = prompts("xlnet", 1, 0)
+    adapter = adapter_for(ours)
+    held: list[list[torch.Tensor]] = [[] for _ in range(ours.config.n_layer)]
+    with torch.inference_mode():
+        state, _ = adapter.start(ids, mask)
+        adapter.step(state, torch.tensor([7]))
+        version = state.cache.positions.version
+        for _ in range(200):
+            adapter.step(state, torch.tensor([7]))
+            assert state.cache.length == 6
+            for keys, layer in zip(held, state.cache.layers):
+                keys.append(layer.cache.key)
+    assert all(len({k.untyped_storage().data_ptr() for k in keys}) <= 3 for keys in held)
+    assert state.cache.positions.version == version
+
+
 @pytest.mark.parametrize("settings", [
     dict(max_new_tokens=30), dict(max_new_tokens=16, num_beams=3, num_return_sequences=2),
     dict(max_new_tokens=30, do_sample=True, seed=3, num_return_sequences=2),

@@ -4,9 +4,12 @@ A ``KVCache`` holds one attention layer's keys and values, shape
 ``(batch, heads, length, head_dim)``. Self-attention appends a step at a time
 into a buffer that grows by doubling, so a decode step copies only the new
 token's keys, not the whole history; cross-attention fills it once from the
-encoder output. ``Cache`` is the model-wide list of them, with the operations
-generation needs: the cached length, reordering for beam search, and the
-reference's tuple layout for interoperability.
+encoder output. A sliding window (XLNet's ``mem_len``) drops steps from the
+front by moving a start offset: the kept steps move to the buffer's front only
+when the room at its end runs out, so a window of ``M`` steps is copied once
+every ``M`` or so steps, not at every step. ``Cache`` is the model-wide list of
+them, with the operations generation needs: the cached length, reordering for
+beam search, and the reference's tuple layout for interoperability.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class KVCache:
         self._key: torch.Tensor | None = None
         self._value: torch.Tensor | None = None
         self.length = 0
+        self._start = 0  # the buffer row of the first cached step (steps before it were dropped)
         self._owned = False  # whether the buffers are ours to overwrite (not tensors handed to set())
         self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # reorder's second buffer
 
@@ -33,17 +37,17 @@ class KVCache:
     @property
     def key(self) -> torch.Tensor:
         assert self._key is not None
-        return self._key[:, :, : self.length]
+        return self._key[:, :, self._start : self._start + self.length]
 
     @property
     def value(self) -> torch.Tensor:
         assert self._value is not None
-        return self._value[:, :, : self.length]
+        return self._value[:, :, self._start : self._start + self.length]
 
     def set(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Replace the contents (cross-attention: the encoder's keys and values)."""
         self._key, self._value, self.length = key, value, key.shape[2]
-        self._owned = False
+        self._start, self._owned = 0, False
         return key, value
 
     def append(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,16 +62,41 @@ class KVCache:
                 )
             return self.set(key, value)  # emptied by crop(0): start afresh at the new batch size
         new_length = self.length + key.shape[2]
-        # tensors handed to set() are the caller's: copy before writing into them (after a crop)
-        if new_length > self._key.shape[2] or not self._owned:
-            capacity = max(new_length, 2 * self._key.shape[2])
-            self._key = _grow(self._key[:, :, : self.length], capacity)
-            self._value = _grow(self._value[:, :, : self.length], capacity)
-            self._owned = True
-        self._key[:, :, self.length : new_length] = key
-        self._value[:, :, self.length : new_length] = value
+        self._make_room(new_length)
+        end = self._start + new_length
+        self._key[:, :, self._start + self.length : end] = key
+        self._value[:, :, self._start + self.length : end] = value
         self.length = new_length
         return self.key, self.value
+
+    def _make_room(self, new_length: int) -> None:
+        """Make the buffer hold ``new_length`` steps from ``_start``, copying as seldom as it can.
+
+        Tensors handed to set() are the caller's: they are copied before anything is written
+        into them (after a crop or drop_front). In our own buffer, when the end is reached but
+        the dropped steps in front leave room, the kept steps move to the front in place; the
+        move is only done when they do not overlap their new rows (``_start >= length``), so
+        it reads nothing it has already written. Otherwise the buffer doubles.
+        """
+        assert self._key is not None and self._value is not None
+        capacity = self._key.shape[2]
+        if self._owned and self._start + new_length <= capacity:
+            return
+        if self._owned and new_length <= capacity and self._start >= self.length:
+            for buffer in (self._key, self._value):
+                buffer[:, :, : self.length] = buffer[:, :, self._start : self._start + self.length]
+        else:
+            capacity = max(new_length, 2 * capacity)
+            self._key, self._value = _grow(self.key, capacity), _grow(self.value, capacity)
+            self._owned = True
+        self._start = 0
+
+    def drop_front(self, n: int) -> None:
+        """Forget the first ``n`` steps (a sliding window): the buffer and its room are kept,
+        so the next append writes in place instead of copying the kept steps (see _make_room).
+        As after ``crop``, tensors read from ``key``/``value`` before may see later writes."""
+        n = min(max(n, 0), self.length)
+        self._start, self.length = self._start + n, self.length - n
 
     def crop(self, length: int) -> None:
         """Forget every step after the first ``length`` (the buffer is kept for reuse)."""
@@ -84,9 +113,8 @@ class KVCache:
             return
         index = index.to(self._key.device)
         if index.shape[0] != self._key.shape[0]:
-            self._key = self._key[:, :, : self.length].index_select(0, index)
-            self._value = self._value[:, :, : self.length].index_select(0, index)
-            self._owned, self._spare = True, None
+            self._key, self._value = self.key.index_select(0, index), self.value.index_select(0, index)
+            self._start, self._owned, self._spare = 0, True, None
             return
         spare = self._spare
         if spare is None or spare[0].shape != self._key.shape or spare[0].dtype != self._key.dtype:

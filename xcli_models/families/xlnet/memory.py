@@ -9,9 +9,11 @@ keeps the results instead:
 * per layer, the keys and values of the memory (a ``KVCache``): a call appends its tokens' and
   keeps the rows the model keeps in ``mems`` (the call's first ``reuse_len`` tokens when that is
   set, then the last ``mem_len`` rows when that is set), so ``crop_end(n)`` is the ``mems[:-n]``
-  of the reference's generation;
+  of the reference's generation; the rows before the window are dropped in place
+  (``KVCache.drop_front``), so a step past ``mem_len`` does not copy the whole window;
 * one table of relative-position sinusoids, from a distance ``top`` down, grown by doubling,
-  and each layer's projection of it; a call takes the rows of its own distances.
+  and each layer's projection of it; a call takes the rows of its own distances (a view). Under
+  a ``mem_len`` window a call's distances stop growing, so neither is rebuilt step after step.
 
 Projections are linear row by row, so this is the reference's arithmetic regrouped: each step
 projects its new tokens only (rounding can differ in the last bits). Inference only (the model's
@@ -86,10 +88,8 @@ class LayerMemory:
         if self.reuse_len is not None and self.reuse_len > 0:
             new = min(new, self.reuse_len)
         self.cache.crop(before + new)
-        if self.mem_len:  # the reference's kept[-mem_len:]
-            start = max(0, self.cache.length - self.mem_len)
-            if start:  # (a view: the next append copies the kept rows into a new buffer)
-                self.cache.set(self.cache.key[:, :, start:], self.cache.value[:, :, start:])
+        if self.mem_len:  # the reference's kept[-mem_len:]; the buffer keeps its room (see KVCache)
+            self.cache.drop_front(self.cache.length - self.mem_len)
         return key_all, value_all
 
     def positions(self, project: Callable[[Tensor], Tensor]) -> Tensor:
