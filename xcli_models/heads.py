@@ -174,15 +174,18 @@ class CausalLMHead:
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    def get_decoder(self) -> nn.Module:
+        """The decoder: the base module the head reads (a decoder stack, or a decoder-only model);
+        an encoder-decoder head (``Seq2SeqLMHead``, mixed in before) gives the base model's."""
+        return self.base_module()  # type: ignore[attr-defined]
+
     def generation_parts(self) -> Any:
         from .generation.adapters import Parts, last_hidden_state
 
-        getter = getattr(self, "get_decoder", None)
-        decoder = getter() if getter is not None else self.base_module()  # type: ignore[attr-defined]
         encoder = self.get_encoder() if hasattr(self, "get_encoder") else None  # an encoder-decoder model's
         return Parts(
-            decoder=decoder, hidden=self.head_states or last_hidden_state, head=self.lm_head, encoder=encoder,
-            step_options=dict(self.step_options),
+            decoder=self.get_decoder(), hidden=self.head_states or last_hidden_state, head=self.lm_head,
+            encoder=encoder, step_options=dict(self.step_options),
         )
 
 
@@ -192,13 +195,13 @@ class Seq2SeqLMHead:
     the decoder reads the labels shifted right (the family's
     ``prepare_decoder_input_ids_from_labels``)."""
 
-    base_model_prefix: ClassVar[str]
-
     def get_encoder(self) -> nn.Module:
-        return getattr(self, self.base_model_prefix).get_encoder()
+        """The base model's encoder (``EncoderDecoderModel.get_encoder``)."""
+        return self.base_module().get_encoder()  # type: ignore[attr-defined]
 
     def get_decoder(self) -> nn.Module:
-        return getattr(self, self.base_model_prefix).get_decoder()
+        """The base model's decoder (``EncoderDecoderModel.get_decoder``)."""
+        return self.base_module().get_decoder()  # type: ignore[attr-defined]
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

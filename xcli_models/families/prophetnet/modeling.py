@@ -226,12 +226,6 @@ class ProphetNetModel(EncoderDecoderModel, ProphetNetPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.word_embeddings = self.encoder.word_embeddings = self.decoder.word_embeddings = value
 
-    def get_encoder(self) -> ProphetNetEncoder:
-        return self.encoder
-
-    def get_decoder(self) -> ProphetNetDecoder:
-        return self.decoder
-
 
 def _stream_logits(
     lm_head: nn.Module, hidden_ngram: torch.Tensor, ngram: int
@@ -331,9 +325,6 @@ class ProphetNetForCausalLM(_StreamLMHead, ProphetNetPreTrainedModel, TaskModel)
         config.is_decoder = True
         config.is_encoder_decoder = False
         super().__init__(config)
-
-    def get_decoder(self) -> ProphetNetDecoder:
-        return self.prophetnet.decoder
 
 
 # ----------------------------------------------------- XLM-ProphetNet names
