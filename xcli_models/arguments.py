@@ -11,7 +11,7 @@ shows them. Each argument defaults to None; its annotation is that of its name i
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 ARGUMENT = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
@@ -59,6 +59,33 @@ def inserted(
     return tuple(out)
 
 
+class _KeywordBinding(NamedTuple):
+    """What binding a keywords-only call needs, worked out once per signature (see ``bind_arguments``)."""
+
+    order: tuple[str, ...]  # the names a keyword may give, in the signature's order
+    names: frozenset[str]  # the same, as a set
+    defaults: dict[str, Any]  # every parameter's value when not given (a ``**kwargs`` parameter: {})
+    var_keyword: str | None  # the ``**kwargs`` parameter's name, if any
+
+
+def keyword_binding(signature: inspect.Signature) -> _KeywordBinding | None:
+    """The ``_KeywordBinding`` of ``signature``; None where a keywords-only call could bind in a way
+    it does not cover (a required, positional-only or ``*args`` parameter)."""
+    order: list[str] = []
+    defaults: dict[str, Any] = {}
+    var_keyword = None
+    for param in signature.parameters.values():
+        if param.kind == inspect.Parameter.VAR_KEYWORD:
+            var_keyword = param.name
+            defaults[param.name] = None  # a fresh {} per call
+        elif param.kind in (ARGUMENT, inspect.Parameter.KEYWORD_ONLY) and param.default is not param.empty:
+            order.append(param.name)
+            defaults[param.name] = param.default
+        else:
+            return None
+    return _KeywordBinding(tuple(order), frozenset(order), defaults, var_keyword)
+
+
 class DeclaredForward:
     """Mixin: ``forward``'s arguments are the class's ``arguments`` (see the module docstring).
 
@@ -72,6 +99,8 @@ class DeclaredForward:
     #: what the forward returns (named in its signature)
     output: ClassVar[type] = object
     _signature: ClassVar[inspect.Signature]
+    #: how a keywords-only call binds, worked out from ``_signature`` (None: always bind in full)
+    _keyword_binding: ClassVar[_KeywordBinding | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -81,6 +110,7 @@ class DeclaredForward:
         if cls.extra_kwargs:
             params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
         cls._signature = inspect.Signature(params)
+        cls._keyword_binding = keyword_binding(cls._signature)
 
         def forward(self: DeclaredForward, *args: Any, **kwargs: Any) -> Any:
             return self._forward(*args, **kwargs)
@@ -98,7 +128,23 @@ class DeclaredForward:
     def bind_arguments(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], *, defaults: bool = False
     ) -> dict[str, Any]:
-        """The call's arguments by name: those given, or (``defaults``) every declared one."""
+        """The call's arguments by name, in the declared order: those given, or (``defaults``)
+        every declared one.
+
+        A call by keyword only, with declared names only, is bound from the class's precomputed
+        ``_keyword_binding`` (a decode step makes such calls, several per token); any other call
+        (positional arguments, an unknown name, a ``**kwargs`` entry) goes through
+        ``inspect.Signature.bind``, which also raises the TypeError of a bad call. Both give the
+        same dict.
+        """
+        fast = self._keyword_binding
+        if not args and fast is not None and fast.names.issuperset(kwargs):
+            if not defaults:
+                return {name: kwargs[name] for name in fast.order if name in kwargs}
+            bound = {**fast.defaults, **kwargs}
+            if fast.var_keyword is not None:
+                bound[fast.var_keyword] = {}
+            return bound
         bound = self._signature.bind(*args, **kwargs)
         if defaults:
             bound.apply_defaults()

@@ -154,10 +154,19 @@ class TokenClassifierHead:
 class CausalLMHead:
     """A linear LM head ``lm_head`` (no bias) over the base model's last hidden states, mixed in
     before ``TaskModel`` (the class ties it with ``output_ties``); ``generate`` runs the base
-    module as the decoder, then the head.
+    module as the decoder (``get_decoder`` where the class has one), then the head.
+
+    A head that reads other states of the decoder's output (ProphetNet's predicting streams)
+    names them in ``head_states``, and what a cached step passes the decoder in ``step_options``.
 
     Shape: last hidden state (B, T, D) -> logits (B, T, vocab_size).
     """
+
+    #: picks the states that feed the head from the decoder's output, (B, T, D)
+    #: (``generation.adapters.Parts.hidden``; a ``staticmethod``); None: its ``last_hidden_state``
+    head_states: ClassVar[Any] = None
+    #: keyword arguments for the decoder on a cached one-token step (``Parts.step_options``)
+    step_options: ClassVar[Mapping[str, Any]] = {}
 
     def add_head(self, config: Config) -> None:
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -165,11 +174,19 @@ class CausalLMHead:
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    def get_decoder(self) -> nn.Module:
+        """The decoder: the base module the head reads (a decoder stack, or a decoder-only model);
+        an encoder-decoder head (``Seq2SeqLMHead``, mixed in before) gives the base model's."""
+        return self.base_module()  # type: ignore[attr-defined]
+
     def generation_parts(self) -> Any:
         from .generation.adapters import Parts, last_hidden_state
 
-        base = self.base_module()  # type: ignore[attr-defined]
-        return Parts(decoder=base, hidden=last_hidden_state, head=self.lm_head)
+        encoder = self.get_encoder() if hasattr(self, "get_encoder") else None  # an encoder-decoder model's
+        return Parts(
+            decoder=self.get_decoder(), hidden=self.head_states or last_hidden_state, head=self.lm_head,
+            encoder=encoder, step_options=dict(self.step_options),
+        )
 
 
 class Seq2SeqLMHead:
@@ -178,13 +195,13 @@ class Seq2SeqLMHead:
     the decoder reads the labels shifted right (the family's
     ``prepare_decoder_input_ids_from_labels``)."""
 
-    base_model_prefix: ClassVar[str]
-
     def get_encoder(self) -> nn.Module:
-        return getattr(self, self.base_model_prefix).get_encoder()
+        """The base model's encoder (``EncoderDecoderModel.get_encoder``)."""
+        return self.base_module().get_encoder()  # type: ignore[attr-defined]
 
     def get_decoder(self) -> nn.Module:
-        return getattr(self, self.base_model_prefix).get_decoder()
+        """The base model's decoder (``EncoderDecoderModel.get_decoder``)."""
+        return self.base_module().get_decoder()  # type: ignore[attr-defined]
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -509,6 +509,17 @@ class EncoderDecoderModel(DeclaredForward, PreTrainedModel):
     #: output field -> the decoder output's field, where dropping ``decoder_`` does not name it
     decoder_fields: ClassVar[dict[str, str]] = {}
 
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def get_encoder(self) -> nn.Module:
+        """The encoder stack (``self.encoder``)."""
+        return self.encoder
+
+    def get_decoder(self) -> nn.Module:
+        """The decoder stack (``self.decoder``)."""
+        return self.decoder
+
     def decoder_inputs(
         self, input_ids: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
         decoder_inputs_embeds: torch.Tensor | None,

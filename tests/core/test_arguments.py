@@ -52,3 +52,48 @@ def test_an_unknown_or_doubled_argument_is_a_type_error(model: XGLMForCausalLM) 
         model(ids, input_ids=ids)
     with pytest.raises(TypeError):
         model.model(ids, atention_mask=None)
+    with pytest.raises(TypeError, match="atention_mask"):  # keywords only: the precomputed path's call
+        model.model(input_ids=ids, atention_mask=None)
+
+
+def _declared_classes() -> list[type]:
+    import importlib
+    import pkgutil
+
+    import xcli_models.families
+    from xcli_models.arguments import DeclaredForward
+
+    for family in pkgutil.iter_modules(xcli_models.families.__path__):
+        if family.ispkg:
+            importlib.import_module(f"xcli_models.families.{family.name}.modeling")
+
+    found, todo = [], [DeclaredForward]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "_signature" in vars(cls):
+            found.append(cls)
+    return found
+
+
+def test_a_keywords_only_call_binds_as_the_signature_does() -> None:
+    """``bind_arguments``' precomputed keyword path gives what ``inspect.Signature.bind`` gives."""
+    classes = _declared_classes()
+    assert len(classes) > 10
+    for cls in classes:
+        fake = object.__new__(cls)  # bind_arguments reads only class attributes
+        params = list(cls._signature.parameters.values())
+        names = [p.name for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
+        for given in (names, names[::-2], names[1:3], []):
+            kwargs = {name: object() for name in reversed(given)}
+            for defaults in (False, True):
+                try:
+                    expected = cls._signature.bind(**kwargs)
+                except TypeError:  # a required argument left out (a test's own class)
+                    with pytest.raises(TypeError):
+                        fake.bind_arguments((), kwargs, defaults=defaults)
+                    continue
+                if defaults:
+                    expected.apply_defaults()
+                got = fake.bind_arguments((), kwargs, defaults=defaults)
+                assert list(got.items()) == list(expected.arguments.items()), (cls, given, defaults)

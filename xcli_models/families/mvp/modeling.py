@@ -124,12 +124,6 @@ class MvpModel(EncoderDecoderModel, MvpPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.shared
 
-    def get_encoder(self) -> MvpEncoder:
-        return self.encoder
-
-    def get_decoder(self) -> MvpDecoder:
-        return self.decoder
-
     def decoder_inputs(
         self, input_ids: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
         decoder_inputs_embeds: torch.Tensor | None,
@@ -284,9 +278,6 @@ class MvpForCausalLM(CausalLMHead, MvpPreTrainedModel, TaskModel):
         config.is_decoder = True
         config.is_encoder_decoder = False
         super().__init__(config)
-
-    def get_decoder(self) -> MvpDecoder:
-        return self.model.decoder
 
     def set_lightweight_tuning(self) -> None:
         # the reference's method fails here too (its decoder wrapper has no prompts to tune)

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...generation.adapters import Parts
-from ...heads import Seq2SeqLMHead, TaskModel, head_arguments
+from ...heads import CausalLMHead, Seq2SeqLMHead, TaskModel, head_arguments
 from ...arguments import keyword_only
 from ...layers.stack import DECODER_ARGUMENTS, Call, DecoderStack, Stack
 from ...modeling import EncoderDecoderModel, PreTrainedModel
@@ -227,12 +226,6 @@ class ProphetNetModel(EncoderDecoderModel, ProphetNetPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.word_embeddings = self.encoder.word_embeddings = self.decoder.word_embeddings = value
 
-    def get_encoder(self) -> ProphetNetEncoder:
-        return self.encoder
-
-    def get_decoder(self) -> ProphetNetDecoder:
-        return self.decoder
-
 
 def _stream_logits(
     lm_head: nn.Module, hidden_ngram: torch.Tensor, ngram: int
@@ -251,26 +244,22 @@ def _first_stream(out: Any) -> torch.Tensor:
     return out.last_hidden_state_ngram[:, :length]
 
 
-class _StreamLMHead:
-    """The LM head over the predicting streams (tied to the word embeddings) and its n-gram
-    loss, as ProphetNet's two task models share it (a mixin beside ``TaskModel``)."""
+class _StreamLMHead(CausalLMHead):
+    """The shared ``CausalLMHead`` (tied to the word embeddings) over the predicting streams, and
+    its n-gram loss, as ProphetNet's two task models share it (a mixin beside ``TaskModel``).
+
+    In generation the decoder's first predicting stream feeds the head (it scores the next
+    token), and a cached step runs that stream only.
+    """
 
     config: ProphetNetConfig
     lm_head: nn.Linear
+    head_states = staticmethod(_first_stream)
+    step_options = {"predict_streams": 1}
 
     def add_head(self, config: ProphetNetConfig) -> None:
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        super().add_head(config)
         self.disable_ngram_loss = config.disable_ngram_loss
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def generation_parts(self) -> Parts:
-        """The decoder's first predicting stream feeds the head (it scores the next token); a cached
-        step runs that stream only."""
-        encoder = self.get_encoder() if hasattr(self, "get_encoder") else None
-        return Parts(decoder=self.get_decoder(), hidden=_first_stream, head=self.lm_head, encoder=encoder,
-                     step_options=dict(predict_streams=1))
 
     def head(self, base: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
         logits, logits_ngram, all_logits = _stream_logits(self.lm_head, base.last_hidden_state_ngram, self.config.ngram)
@@ -336,9 +325,6 @@ class ProphetNetForCausalLM(_StreamLMHead, ProphetNetPreTrainedModel, TaskModel)
         config.is_decoder = True
         config.is_encoder_decoder = False
         super().__init__(config)
-
-    def get_decoder(self) -> ProphetNetDecoder:
-        return self.prophetnet.decoder
 
 
 # ----------------------------------------------------- XLM-ProphetNet names
