@@ -112,3 +112,58 @@ def test_few_rows_stay_with_mkl_on_intel(routed: list[tuple[int, ...]], monkeypa
     with torch.inference_mode(), kernels.onednn_matmuls(row_invariant=True):
         F.linear(torch.randn(1, 32), w)
     assert len(routed) == 2
+
+
+def _modes() -> int:
+    from torch.overrides import _get_current_function_mode_stack
+
+    return len(_get_current_function_mode_stack())
+
+
+@pytest.mark.skipif(not kernels.onednn_available(), reason="this torch has no usable oneDNN matmul")
+@pytest.mark.parametrize(("rows", "routing"), [(1, False), (3, False), (4, True)])
+def test_decode_steps_enter_onednns_context_only_where_it_routes_a_product(
+        monkeypatch: pytest.MonkeyPatch, rows: int, routing: bool) -> None:
+    """The first step runs in the context and counts; later ones run in it only if it routed a product
+    (on Intel processors 1-3 rows stay with MKL: the context would only cost its Python time)."""
+    monkeypatch.setattr(kernels, "_mkl_rows", lambda: (1, 2, 3))
+    w = torch.randn(64, 32)
+    inside: list[int] = []
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        inside.append(_modes())
+        return F.linear(x, w)
+
+    steps = kernels.DecodeSteps(True)
+    with torch.inference_mode():
+        x = torch.randn(rows, 32)
+        results = [steps(step, x) for _ in range(4)]
+    assert steps.routing is routing
+    assert inside == [1] + [int(routing)] * 3
+    assert all(torch.equal(r, results[0]) for r in results)
+    off = kernels.DecodeSteps(False)
+    with torch.inference_mode():
+        off(step, x)
+    assert inside[-1] == 0 and off.routing is False
+
+
+def test_generate_decodes_outside_the_context_where_nothing_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch-1 greedy run on Intel (1-row products): the prompt inside oneDNN's context, every
+    decode step after the first outside it; the tokens those of a run entirely without it."""
+    monkeypatch.setattr(kernels, "_mkl_rows", lambda: (1, 2, 3))
+    torch.manual_seed(0)
+    model = XGLMForCausalLM(XGLMConfig(vocab_size=300, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
+                                       max_position_embeddings=64)).eval()
+    seen: list[int] = []
+    head = model.lm_head.forward  # one call per model call
+
+    def watched(*args: object, **kwargs: object) -> object:
+        seen.append(_modes())
+        return head(*args, **kwargs)
+
+    monkeypatch.setattr(model.lm_head, "forward", watched)
+    ids = torch.tensor([[2, 17, 45, 99, 12]])
+    tokens = model.generate(ids, max_new_tokens=6)
+    expected = 1 if kernels.onednn_available() else 0
+    assert seen == [expected, expected] + [0] * 4  # the prompt, the first step, then the rest
+    assert torch.equal(tokens, model.generate(ids, max_new_tokens=6, onednn=False))

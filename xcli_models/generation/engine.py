@@ -15,7 +15,9 @@ The run, in named phases:
 
 Everything runs inside ``kernels.inference``, the tasks' context: ``torch.inference_mode`` and,
 on CPU, the matrix products through oneDNN (on AMD processors a decode step streams its weights ~1.7x faster
-than MKL; on Intel processors products of 1 to 3 rows stay with MKL, see ``kernels._MKL_ROWS``).
+than MKL; on Intel processors products of 1 to 3 rows stay with MKL, see ``kernels._MKL_ROWS``). The
+decode steps enter oneDNN's context only where it routes any of their products
+(``kernels.DecodeSteps``: the context costs Python time on every torch call).
 """
 
 from __future__ import annotations
@@ -137,12 +139,15 @@ def generate(
     conditions = build_conditions(
         config.max_length, config.eos_ids, config.stop_string_list, decode, start_ids.shape[1]
     )
-    with kernels.inference(onednn and device.type == "cpu"):
+    routed = onednn and device.type == "cpu"
+    with kernels.inference(routed):
         state, logits = adapter.start(
             input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )
-        result = _search(adapter, state, logits, start_ids, config, processors, conditions,
-                         sampler=sampler, seeds=_seeds(seed, batch), streamer=streamer, sequence_scores=sequence_scores)
+    with kernels.inference(False):  # each step enters oneDNN's context where it helps (DecodeSteps)
+        result = _search(_Routed(adapter, kernels.DecodeSteps(routed)), state, logits, start_ids, config,
+                         processors, conditions, sampler=sampler, seeds=_seeds(seed, batch), streamer=streamer,
+                         sequence_scores=sequence_scores)
 
     if not config.return_dict_in_generate:
         return result.sequences
@@ -158,6 +163,19 @@ def generate(
         texts=texts,
         prompt_length=start_ids.shape[1],
     )
+
+
+class _Routed:
+    """``adapter`` whose decode steps go through ``steps`` (:class:`kernels.DecodeSteps`)."""
+
+    def __init__(self, adapter: Adapter, steps: kernels.DecodeSteps) -> None:
+        self._adapter, self._steps = adapter, steps
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+    def step(self, state: Any, tokens: torch.Tensor) -> torch.Tensor:
+        return self._steps(self._adapter.step, state, tokens)
 
 
 def _prompt_and_mask(
