@@ -50,7 +50,8 @@ from typing import Any
 
 from . import hardware
 
-__all__ = ["BLOCK", "block_rows", "int8_kernel", "int8_rows", "kernel_status", "unblock_rows"]
+__all__ = ["BLOCK", "block_rows", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows", "rounded_rows",
+           "unblock_rows"]
 
 SOURCE = Path(__file__).parent / "data" / "kernels" / "int8_rows.c"
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC")
@@ -111,9 +112,21 @@ def build(compiler: str, target: Path) -> None:
             os.unlink(temporary)
 
 
+class Kernels:
+    """The library's two functions, typed for ctypes: ``rows`` (``xcli_int8_rows``: int8 weights
+    times float32 rows) and ``quantize`` (``xcli_quantize_rows``: float32 rows rounded to int8)."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        self.rows = library.xcli_int8_rows
+        self.rows.restype, self.rows.argtypes = None, [pointer, size, pointer, pointer, pointer, pointer, size, size]
+        self.quantize = library.xcli_quantize_rows
+        self.quantize.restype, self.quantize.argtypes = None, [pointer, size, size, pointer, pointer]
+
+
 @lru_cache(maxsize=1)
-def _load() -> tuple[Any, str]:
-    """The kernel's function (or None) and where it came from (or why there is none)."""
+def _load() -> tuple[Kernels | None, str]:
+    """The kernels (or None) and where they came from (or why there are none)."""
     reason = unavailable_reason()
     if reason is not None:
         return None, reason
@@ -123,19 +136,17 @@ def _load() -> tuple[Any, str]:
     try:
         if not target.exists():
             build(compiler, target)
-        function = ctypes.CDLL(str(target)).xcli_int8_rows
-    except (OSError, subprocess.SubprocessError) as exc:
+        kernels = Kernels(ctypes.CDLL(str(target)))
+    except (OSError, AttributeError, subprocess.SubprocessError) as exc:
         return None, f"could not build or load it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    function.restype = None
-    function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-    if not _agrees(function):
+    if not _agrees(kernels):
         return None, f"{target} gives wrong products; not used"
-    return function, str(target)
+    return kernels, str(target)
 
 
-def _agrees(function: Any) -> bool:
-    """Whether the loaded kernel computes a small product as torch does (odd channel and row counts)."""
+def _agrees(kernels: Kernels) -> bool:
+    """Whether the loaded kernels compute a small product and a rounding as torch does (odd channel,
+    row and input counts)."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
@@ -143,12 +154,14 @@ def _agrees(function: Any) -> bool:
     scale, bias = torch.rand(13, generator=generator), torch.randn(13, generator=generator)
     rows = torch.randn(3, 48, generator=generator)
     expected = rows @ (int8.float() * scale[:, None]).t() + bias
-    got = _call(function, rows, block_rows(int8), scale, bias, 13)
-    return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-4))
+    got = _product(kernels, rows, block_rows(int8), scale, bias, 13)
+    odd = torch.randn(3, 37, generator=generator)
+    return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-4)) and all(
+        torch.equal(a, b) for a, b in zip(_rounded(kernels, odd), rounded_rows(odd), strict=True))
 
 
-def int8_kernel() -> Any:
-    """The kernel (a ctypes function), built or loaded once per process; None where it cannot be had."""
+def int8_kernel() -> Kernels | None:
+    """The kernels, built or loaded once per process; None where they cannot be had."""
     return _load()[0]
 
 
@@ -158,8 +171,8 @@ def kernel_status() -> str:
     if reason is not None:
         return f"torch's kernels ({reason})"
     if _load.cache_info().currsize:
-        function, where = _load()
-        return f"native ({where})" if function is not None else f"torch's kernels ({where})"
+        kernels, where = _load()
+        return f"native ({where})" if kernels is not None else f"torch's kernels ({where})"
     target = _library_path(_compiler() or "cc")
     return f"native ({target})" if target.exists() else f"native, built on first int8 generation into {target.parent}"
 
@@ -186,14 +199,39 @@ def int8_rows(rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
     """``rows`` (M, K) float32 times the blocked int8 weight of ``n`` output channels, scaled per
     channel (``scale`` (n,) float32), plus ``bias`` (n,) float32 or None: (M, n) float32. Only where
     :func:`int8_kernel` is not None."""
-    return _call(_load()[0], rows, blocked, scale, bias, n)
+    return _product(_load()[0], rows, blocked, scale, bias, n)
 
 
-def _call(function: Any, rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
+def quantize_rows(rows: Any) -> tuple[Any, Any]:
+    """``rows`` (M, K) float32 rounded to int8, each with its own scale: the same bits as
+    :func:`rounded_rows`, in one pass. Only where :func:`int8_kernel` is not None."""
+    return _rounded(_load()[0], rows)
+
+
+def rounded_rows(rows: Any) -> tuple[Any, Any]:
+    """``rows`` (M, K) float32 rounded to int8 (M, K), each row with its own scale (M, 1) float32
+    (its largest magnitude / 127), in torch: what :func:`quantize_rows` computes."""
+    import torch
+
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+    return torch.round(rows / scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def _product(kernels: Any, rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
     import torch
 
     rows = rows.contiguous()
     out = torch.empty(rows.shape[0], n)
-    function(rows.data_ptr(), rows.shape[0], blocked.data_ptr(), scale.data_ptr(),
-             None if bias is None else bias.data_ptr(), out.data_ptr(), n, rows.shape[1])
+    kernels.rows(rows.data_ptr(), rows.shape[0], blocked.data_ptr(), scale.data_ptr(),
+                 None if bias is None else bias.data_ptr(), out.data_ptr(), n, rows.shape[1])
     return out
+
+
+def _rounded(kernels: Any, rows: Any) -> tuple[Any, Any]:
+    import torch
+
+    rows = rows.contiguous()
+    quantized = torch.empty(rows.shape, dtype=torch.int8)
+    scale = torch.empty(rows.shape[0], 1)
+    kernels.quantize(rows.data_ptr(), rows.shape[0], rows.shape[1], quantized.data_ptr(), scale.data_ptr())
+    return quantized, scale

@@ -154,15 +154,17 @@ class _QuantizedLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous(), persistent=False)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` (M, in) times the weight, plus the bias: float32 (M, out)."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        out = self._product(x.reshape(-1, self.in_features))
+    def _plus_bias(self, product: torch.Tensor) -> torch.Tensor:
         # a bfloat16 product plus the float32 bias is summed in float32 (type promotion), one step
         # instead of a cast and an add, the very same numbers
-        out = out.float() if self.bias is None else torch.add(self.bias, out)
-        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        return product.float() if self.bias is None else torch.add(self.bias, product)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._product(x.reshape(-1, self.in_features))
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -196,11 +198,13 @@ class Int8Linear(_Int8Weights):
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         rows = rows.float()
-        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
-        quantized = torch.round(rows / row_scale).clamp(-127, 127).to(torch.int8)
+        # the rounding in one pass of xcli's own kernel where it can be had (the same bits)
+        quantized, row_scale = (native.quantize_rows if native.int8_kernel() else native.rounded_rows)(rows)
         out = torch.ops.onednn.qlinear_pointwise(quantized, 1.0, 0, self.packed, self.scale, self.zero, None, 1.0, 0,
                                                  torch.float32, "none", [], "")
-        return out * row_scale
+        # the rows' scales and the bias in one pass, in place (the product is ours): a third of the
+        # time of a multiply and an add (measured, 375 x 3072)
+        return out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale, out=out)
 
 
 class Int8WeightOnlyLinear(_Int8Weights):
@@ -232,21 +236,15 @@ class Int8WeightOnlyLinear(_Int8Weights):
         block = native.BLOCK
         return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if self.native and rows.shape[0] < NATIVE_BELOW_ROWS and x.dtype == torch.float32:
-            # the common decode step: the kernel adds the bias itself, one call per product
-            out = native.int8_rows(rows, self.blocked, self.scale, self.bias, self.out_features)
-            return out.reshape(*x.shape[:-1], self.out_features)
-        return super().forward(x)
-
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         if rows.shape[0] < (NATIVE_BELOW_ROWS if self.native else DEQUANTIZE_FROM_ROWS):
-            if self.native:
-                return native.int8_rows(rows.float(), self.blocked, self.scale, None, self.out_features)
-            return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
+            if self.native:  # the kernel adds the bias: one call per decode product
+                return native.int8_rows(rows.float(), self.blocked, self.scale, self.bias, self.out_features)
+            return self._plus_bias(torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8,
+                                                                      self.scale))
         dtype = torch.bfloat16 if fast_bfloat16() else torch.float32
-        return dequantized_product(rows.to(dtype), self.int8_rows, self.out_features, self.scale)
+        out = dequantized_product(rows.to(dtype), self.int8_rows, self.out_features, self.scale)
+        return out if self.bias is None else out.add_(self.bias)
 
 
 def dequantized_product(rows: torch.Tensor, int8_rows: Callable[[int, int], torch.Tensor], outputs: int,
@@ -299,8 +297,8 @@ class Int4WeightOnlyLinear(_QuantizedLinear):
         return outputs % 16 == 0 and inputs % INT4_GROUP == 0
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.ops.aten._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.packed, INT4_GROUP,
-                                                          self.scales_and_zeros).float()
+        return self._plus_bias(torch.ops.aten._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.packed,
+                                                                          INT4_GROUP, self.scales_and_zeros))
 
 
 def headwise_matrix(weight: torch.Tensor, to_heads: bool) -> torch.Tensor:

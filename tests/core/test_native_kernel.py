@@ -171,3 +171,38 @@ def test_the_cache_follows_the_environment(tmp_path: Path) -> None:
     assert native.cache_dir({"XCLI_KERNEL_CACHE": str(tmp_path)}) == tmp_path
     assert native.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xcli" / "kernels"
     assert native.cache_dir({}) == Path.home() / ".cache" / "xcli" / "kernels"
+
+
+@pytest.mark.parametrize(("rows", "inputs"), [(1, 1), (3, 37), (5, 1024), (2, 16), (64, 768)])
+@needs_kernel
+def test_rows_are_rounded_to_int8_with_the_bits_torch_gives(rows: int, inputs: int) -> None:
+    generator = torch.Generator().manual_seed(inputs)
+    x = torch.randn(rows, inputs, generator=generator) * 10
+    x[0, 0] = 127.0  # row 0: scale exactly 1, so halves are ties, rounded to even
+    if inputs > 6:
+        x[0, 1:7] = torch.tensor([0.5, 1.5, 2.5, -0.5, -3.5, 126.5])
+    if rows > 1:
+        x[1] = 0.0  # a zero row keeps the smallest scale
+    if rows > 2:
+        x[2, :] = 1e-40  # subnormal inputs
+    q, scale = native.quantize_rows(x)
+    expected_q, expected_scale = native.rounded_rows(x)
+    assert q.dtype == torch.int8 and scale.shape == (rows, 1)
+    assert torch.equal(q, expected_q) and torch.equal(scale, expected_scale)
+    if inputs > 6:
+        assert q[0, :7].tolist() == [127, 0, 2, 2, 0, -4, 126]
+
+
+@needs_kernel
+def test_int8_products_are_the_same_with_either_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xcli_models.quantize import Int8Linear, int8_available
+
+    if not int8_available():
+        pytest.skip("this torch has no oneDNN int8 linear")
+    linear = torch.nn.Linear(96, 40)
+    layer = Int8Linear(linear.weight, linear.bias)
+    x = torch.randn(2, 7, 96)
+    with torch.inference_mode():
+        native_rounding = layer(x)
+        monkeypatch.setattr(native, "int8_kernel", lambda: None)
+        assert torch.equal(layer(x), native_rounding)

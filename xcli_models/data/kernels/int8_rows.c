@@ -61,3 +61,29 @@ void xcli_int8_rows(const float *x, int64_t M, const int8_t *w, const float *sca
     }
   }
 }
+
+/* Each row of x (M, K) float32 rounded to int8 with its own scale, as Int8Linear does it in torch:
+ *   scale[m] = max(max_k |x[m, k]|, 1e-12) / 127,  q[m, k] = clamp(round_half_even(x[m, k] / scale[m]), -127, 127)
+ * the same float32 operations in the same order, so the same bits. */
+void xcli_quantize_rows(const float *x, int64_t M, int64_t K, int8_t *q, float *scale) {
+#pragma omp parallel for schedule(static)
+  for (int64_t m = 0; m < M; m++) {
+    const float *row = x + m * K;
+    __m512 top = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+      __mmask16 lanes = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+      top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes, row + k)));
+    }
+    float largest = _mm512_reduce_max_ps(top);
+    float s = (largest > 1e-12f ? largest : 1e-12f) / 127.0f;
+    __m512 sv = _mm512_set1_ps(s), low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
+    for (int64_t k = 0; k < K; k += 16) {
+      __mmask16 lanes = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+      __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, row + k), sv);
+      v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v = _mm512_min_ps(_mm512_max_ps(v, low), high);
+      _mm_mask_storeu_epi8(q + m * K + k, lanes, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+    scale[m] = s;
+  }
+}
