@@ -367,11 +367,12 @@ def _plan(cls: type[PreTrainedModel], config: Config, src: Path, quantize: str |
         state, result = quantize_state(meta, state, MODES[quantize])
     elif source is not None and target is not None:
         state, result = dequantize_state(meta, state, source, str(src)), None
-    elif source is not None:
-        from .quantized_checkpoint import aligned_names
+    elif source is not None:  # re-packed, in the layout written today (a version-1 checkpoint's int8 blocked)
+        from .quantized_checkpoint import aligned_names, current_layout
 
         state = aligned_names(meta, state)
         check_tensors(state, source, projections(meta), str(src))
+        state, result = current_layout(state, source)
     quantized = set(result.modules) if result is not None else set()
     tied = {k: v for k, v in tied_in_checkpoint(meta, set(state)).items() if k not in quantized}
     return _Plan(state, tied, source, result)

@@ -180,9 +180,12 @@ class _Int8Weights(_QuantizedLinear):
 
     @classmethod
     def from_int8(cls, int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> Any:
-        """The layer of int8 weights (out, in) and their float32 scales (out,) already made (a quantized
-        checkpoint's): exactly the layer the float weight they came from gives."""
-        return _from_parts(cls, int8, bias, int8, scale)
+        """The layer of int8 weights (out, in), or blocked (:func:`native.block_rows`, as a version-2
+        quantized checkpoint stores them), and their float32 scales (out,) already made: exactly the
+        layer the float weight they came from gives."""
+        shape = int8 if int8.dim() == 2 else torch.empty(scale.shape[0], int8.shape[1] * native.INPUT_MULTIPLE,
+                                                         device="meta")
+        return _from_parts(cls, shape, bias, int8, scale)
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
         raise NotImplementedError
@@ -192,7 +195,8 @@ class Int8Linear(_Int8Weights):
     """``x @ weight.T + bias`` in int8 (see the module docstring). ``weight``: (out, in) float."""
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(aligned(int8), None), persistent=False)
+        int8 = aligned(native.as_rows(int8, self.out_features))
+        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(int8, None), persistent=False)
         self.register_buffer("scale", scale.float(), persistent=False)
         self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
 
@@ -221,11 +225,12 @@ class Int8WeightOnlyLinear(_Int8Weights):
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
         self.native = native.int8_kernel() is not None
-        if self.native:
-            self.register_buffer("blocked", native.block_rows(int8), persistent=False)
+        if self.native:  # a blocked weight (a quantized checkpoint's) is used as it is: memory-mapped
+            blocked = int8 if int8.dim() == 4 else native.block_rows(int8)
+            self.register_buffer("blocked", blocked, persistent=False)
             self.register_buffer("scale", scale.float().contiguous(), persistent=False)
         else:
-            self.register_buffer("weight_int8", aligned(int8), persistent=False)
+            self.register_buffer("weight_int8", aligned(native.as_rows(int8, self.out_features)), persistent=False)
             self.register_buffer("scale", scale.float().to(torch.bfloat16), persistent=False)
 
     def int8_rows(self, start: int, stop: int) -> torch.Tensor:

@@ -44,6 +44,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from . import native
 from .loading import CheckpointError, legacy_renames
 from .quantize import (
     INT4_GROUP, Int4WeightOnlyLinear, _Headwise, headwise_matrix, int4_groups, layer_kind, pack_int4,
@@ -52,7 +53,9 @@ from .quantize import (
 
 KEY = "quantization"
 METHOD = "xcli"
-VERSION = 1
+#: the version written; version 1 (every int8 weight (out, in)) is still read
+VERSION = 2
+VERSIONS = (1, 2)
 SCALE, MINIMUM = "_scale", "_min"
 #: checkpoint mode -> bits
 MODES = {"int8": 8, "int4": 4}
@@ -65,14 +68,21 @@ class Spec:
     bits: int
     #: stored weight name -> its bits (8, or 4 in an int4 checkpoint)
     modules: dict[str, int]
+    version: int = VERSION
 
     @property
     def mode(self) -> str:
         return f"int{self.bits}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": METHOD, "version": VERSION, "bits": self.bits,
+        return {"method": METHOD, "version": self.version, "bits": self.bits,
                 "group_size": INT4_GROUP if self.bits == 4 else None, "modules": dict(self.modules)}
+
+    def int8_shape(self, outputs: int, inputs: int) -> tuple[int, ...]:
+        """The stored shape of an int8 weight: blocked (version 2, inputs a multiple of 16), else (out, in)."""
+        if self.version >= 2 and inputs % native.INPUT_MULTIPLE == 0:
+            return native.blocked_shape(outputs, inputs)
+        return (outputs, inputs)
 
 
 def spec_of(data: Mapping[str, Any] | Any, where: str = "config.json") -> Spec | None:
@@ -83,9 +93,10 @@ def spec_of(data: Mapping[str, Any] | Any, where: str = "config.json") -> Spec |
     what = f"{where}: {KEY}"
     if not isinstance(entry, dict):
         raise CheckpointError(f"{what} is not a JSON object")
-    if entry.get("method") != METHOD or entry.get("version") != VERSION:
-        raise CheckpointError(f"{what} is not xcli's (method {entry.get('method')!r:.40}, version "
-                              f"{entry.get('version')!r:.20}; xcli reads method 'xcli', version {VERSION})")
+    version = entry.get("version")
+    if entry.get("method") != METHOD or type(version) is not int or version not in VERSIONS:
+        raise CheckpointError(f"{what} is not xcli's (method {entry.get('method')!r:.40}, version {version!r:.20}; "
+                              f"xcli reads method 'xcli', versions {' and '.join(map(str, VERSIONS))})")
     bits = entry.get("bits")
     if type(bits) is not int or bits not in (4, 8):
         raise CheckpointError(f"{what}: bits {bits!r:.40} (xcli stores 8 or 4)")
@@ -96,7 +107,7 @@ def spec_of(data: Mapping[str, Any] | Any, where: str = "config.json") -> Spec |
     allowed = (4, 8) if bits == 4 else (8,)
     if not isinstance(modules, dict) or not all(type(b) is int and b in allowed for b in modules.values()):
         raise CheckpointError(f"{what}: modules must map weight names to their bits ({' or '.join(map(str, allowed))})")
-    return Spec(bits, dict(modules))
+    return Spec(bits, dict(modules), version)
 
 
 @dataclass(frozen=True)
@@ -162,9 +173,20 @@ def quantize_state(model: Any, state: Mapping[str, torch.Tensor], bits: int) -> 
             out[name], out[name + SCALE], out[name + MINIMUM] = pack_int4(levels), scale, low
             modules[name] = 4
         else:
-            out[name], out[name + SCALE] = per_channel_int8(matrix)
+            int8, out[name + SCALE] = per_channel_int8(matrix)
+            out[name] = native.block_rows(int8) if proj.inputs % native.INPUT_MULTIPLE == 0 else int8
             modules[name] = 8
     return out, Spec(bits, modules)
+
+
+def current_layout(state: Mapping[str, torch.Tensor], spec: Spec) -> tuple[dict[str, torch.Tensor], Spec]:
+    """A checked quantized state in the layout :data:`VERSION` writes (a version-1 checkpoint's int8
+    weights blocked), and its spec."""
+    out = dict(state)
+    for name, bits in spec.modules.items():
+        if bits == 8 and out[name].dim() == 2 and out[name].shape[1] % native.INPUT_MULTIPLE == 0:
+            out[name] = native.block_rows(out[name])
+    return out, Spec(spec.bits, spec.modules)
 
 
 def dequantize_state(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, where: str) -> dict[str, torch.Tensor]:
@@ -176,7 +198,8 @@ def dequantize_state(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, 
     for name, bits in spec.modules.items():
         proj = found[name]
         if bits == 8:
-            matrix = out.pop(name).float() * out.pop(name + SCALE).float()[:, None]
+            int8 = native.as_rows(out.pop(name), proj.outputs)
+            matrix = int8.float() * out.pop(name + SCALE).float()[:, None]
         else:
             levels = unpack_int4(out.pop(name)).float().reshape(proj.outputs, -1, INT4_GROUP)
             scale, low = out.pop(name + SCALE).float(), out.pop(name + MINIMUM).float()
@@ -206,8 +229,8 @@ def check_tensors(state: Mapping[str, torch.Tensor], spec: Spec, found: Mapping[
                                   f"one torch's int4 kernel takes")
         columns = proj.inputs if bits == 8 else proj.inputs // 2
         groups = (proj.outputs,) if bits == 8 else (proj.outputs, proj.inputs // INT4_GROUP)
-        parts = {name: (torch.int8 if bits == 8 else torch.uint8, (proj.outputs, columns)), name + SCALE:
-                 (torch.float32, groups)}
+        weight = spec.int8_shape(proj.outputs, proj.inputs) if bits == 8 else (proj.outputs, columns)
+        parts = {name: (torch.int8 if bits == 8 else torch.uint8, weight), name + SCALE: (torch.float32, groups)}
         if bits == 4:
             parts[name + MINIMUM] = (torch.float32, groups)
         for part, (dtype, shape) in parts.items():
@@ -237,7 +260,8 @@ def install(model: Any, state: Mapping[str, torch.Tensor], spec: Spec, weight_on
     # weights this model has no place for stay in the state, reported as unused checkpoint tensors
     named = aligned_names(model, spec.modules)  # type: ignore[arg-type]
     ours = model.state_dict(keep_vars=True)
-    spec = Spec(spec.bits, {k: b for k, b in named.items() if k in found or model.names.to_ours(k) in ours})
+    spec = Spec(spec.bits, {k: b for k, b in named.items() if k in found or model.names.to_ours(k) in ours},
+                spec.version)
     check_tensors(rest, spec, found, where)
     for name, bits in spec.modules.items():
         proj = found[name]

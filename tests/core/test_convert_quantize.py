@@ -19,6 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from xcli.app import app
+from xcli_models import native
 from xcli_models.convert import convert_checkpoint, sample_inputs
 from xcli_models.hardware import fast_bfloat16
 from xcli_models.loading import read_safetensors
@@ -93,14 +94,17 @@ def test_the_stored_tensors_are_the_documented_ones(checkpoints: Any) -> None:
     source, path = checkpoints("XGLMForCausalLM"), checkpoints("XGLMForCausalLM", "int8")
     config = json.loads((path / "config.json").read_text())
     entry = config["quantization"]
-    assert entry["method"] == "xcli" and entry["version"] == 1 and entry["bits"] == 8 and entry["group_size"] is None
+    assert entry["method"] == "xcli" and entry["version"] == 2 and entry["bits"] == 8 and entry["group_size"] is None
     state, floats = read_safetensors(path / "model.safetensors"), read_safetensors(source / "model.safetensors")
     q = "model.layers.0.self_attn.q_proj.weight"
-    assert entry["modules"][q] == 8 and state[q].dtype == torch.int8 and tuple(state[q].shape) == (64, 64)
+    # blocked: 8 output channels at a time, 16 inputs of each after another (ceil(out / 8), in / 16, 8, 16)
+    assert entry["modules"][q] == 8 and state[q].dtype == torch.int8 and tuple(state[q].shape) == (8, 4, 8, 16)
+    rows = state[q].transpose(1, 2).reshape(64, 64)
+    assert torch.equal(rows[9, 16:32], state[q][1, 1, 1])  # channel 9 = block 1, row 1; inputs 16..31 = group 1
     assert state[q + "_scale"].dtype == torch.float32 and tuple(state[q + "_scale"].shape) == (64,)
     expected = floats[q].abs().amax(dim=1) / 127
     assert torch.equal(state[q + "_scale"], expected)
-    assert (state[q].float() * state[q + "_scale"][:, None] - floats[q]).abs().max() <= expected.max() / 2 + 1e-7
+    assert (rows.float() * state[q + "_scale"][:, None] - floats[q]).abs().max() <= expected.max() / 2 + 1e-7
     # embeddings, norms and biases stay float; the tied LM head has its own int8 copy
     assert state["model.embed_tokens.weight"].dtype == torch.float32
     assert state["model.layers.0.self_attn.q_proj.bias"].dtype == torch.float32
@@ -159,7 +163,7 @@ def test_xlnet_per_head_projections_are_stored_as_their_products(checkpoints: An
 
     path = checkpoints("XLNetForSequenceClassification", "int8")
     state = read_safetensors(path / "model.safetensors")
-    assert tuple(state["transformer.layer.0.rel_attn.q"].shape) == (64, 64)  # (H * Dh, D)
+    assert tuple(state["transformer.layer.0.rel_attn.q"].shape) == (8, 4, 8, 16)  # (H * Dh, D), blocked
     from xcli_models import XLNetForSequenceClassification
 
     model = XLNetForSequenceClassification.from_pretrained(path)
@@ -208,26 +212,74 @@ def _mapped_files() -> list[tuple[int, int, str]]:
     return spans
 
 
-@needs_bf16
+def _version_1(path: Path, directory: Path) -> Path:
+    """``path`` (an int8 checkpoint) as xcli wrote it before version 2: every int8 weight (out, in)."""
+    import shutil
+
+    from xcli_models.loading import write_weights
+
+    shutil.copytree(path, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["quantization"]["version"] = 1
+    (directory / "config.json").write_text(json.dumps(config))
+    state = dict(read_safetensors(path / "model.safetensors"))
+    for name in config["quantization"]["modules"]:
+        if state[name].dim() == 4:
+            state[name] = native.unblock_rows(state[name], state[name + "_scale"].shape[0]).clone()
+    write_weights(state, directory, first=set(config["quantization"]["modules"]))
+    return directory
+
+
+def _assert_mapped(path: Path, pointers: list[int]) -> None:
+    file = str((path / "model.safetensors").resolve())
+    spans = [(s, e) for s, e, name in _mapped_files() if name == file]
+    assert all(any(s <= p < e for s, e in spans) for p in pointers), "an int8 weight was copied out of the memory map"
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
-def test_weight_only_int8_layers_use_the_memory_map(checkpoints: Any, torch_int8_kernels: None) -> None:
-    """With torch's kernel, the int8 weights a generating model multiplies are the file's pages, not a
-    copy (xcli's own kernel takes a blocked copy); the model holds no float copy of any quantized
-    projection."""
+@pytest.mark.skipif(native.int8_kernel() is None, reason="xcli's int8 kernel cannot be had here")
+def test_weight_only_int8_layers_use_the_memory_map(checkpoints: Any) -> None:
+    """The blocked int8 weights a generating model multiplies are the file's pages, not a copy; the
+    model holds no float copy of any quantized projection."""
     from xcli_models import XGLMForCausalLM
 
     path = checkpoints("XGLMForCausalLM", "int8")
     model = XGLMForCausalLM.from_pretrained(path, weight_only=True)
     layers = [m for m in model.modules() if isinstance(m, Int8WeightOnlyLinear)]
-    assert len(layers) >= 6
-    file = str((path / "model.safetensors").resolve())
-    spans = [(s, e) for s, e, name in _mapped_files() if name == file]
-    for layer in layers:
-        pointer = layer.weight_int8.data_ptr()
-        assert any(s <= pointer < e for s, e in spans), "the int8 weight was copied out of the memory map"
+    assert len(layers) >= 6 and all(layer.native for layer in layers)
+    _assert_mapped(path, [layer.blocked.data_ptr() for layer in layers])
     floats = sum(p.numel() for p in model.parameters())
     embedding = model.model.embed_tokens.weight.numel()
     assert floats < embedding + 64 * 64  # embeddings, positions and norms: no projection weight in float
+
+
+@pytest.mark.parametrize("kernel", ["xcli's", "torch's"])
+def test_a_version_1_checkpoint_loads_to_the_same_model(checkpoints: Any, tmp_path: Path, kernel: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Int8 weights stored (out, in), as before version 2: the same outputs as the blocked checkpoint
+    (torch's kernel uses them from the memory map); ``convert`` re-packs them into version 2."""
+    from xcli_models import XGLMForCausalLM
+
+    if kernel == "torch's":
+        if not fast_bfloat16():
+            pytest.skip("torch's weight-only kernel wants a CPU with fast bfloat16")
+        monkeypatch.setattr(native, "int8_kernel", lambda: None)
+    elif native.int8_kernel() is None:
+        pytest.skip("xcli's int8 kernel cannot be had here")
+    path = checkpoints("XGLMForCausalLM", "int8")
+    old = _version_1(path, tmp_path / "v1")
+    for weight_only in (False, True):
+        before = XGLMForCausalLM.from_pretrained(old, weight_only=weight_only)
+        after = XGLMForCausalLM.from_pretrained(path, weight_only=weight_only)
+        for a, b in zip(_outputs(before), _outputs(after), strict=True):
+            assert torch.equal(a, b)
+    if kernel == "torch's" and Path("/proc/self/maps").exists():
+        _assert_mapped(old, [m.weight_int8.data_ptr() for m in before.modules() if isinstance(m, Int8WeightOnlyLinear)])
+    repacked = convert_checkpoint(old, tmp_path / "v2")
+    assert repacked.check.passed and repacked.quantization == "int8"
+    assert json.loads((tmp_path / "v2" / "config.json").read_text())["quantization"]["version"] == 2
+    written, expected = read_safetensors(tmp_path / "v2" / "model.safetensors"), read_safetensors(path / "model.safetensors")
+    assert written.keys() == expected.keys() and all(torch.equal(written[k], expected[k]) for k in expected)
 
 
 def test_from_pretrained_gives_the_quantized_model(checkpoints: Any) -> None:
