@@ -8,7 +8,7 @@ them and without quantizing again.
 
 **config.json** gains one entry::
 
-    "quantization": {"method": "xcli", "version": 1, "bits": 8, "group_size": null,
+    "quantization": {"method": "xcli", "version": 2, "bits": 8, "group_size": null,
                      "modules": {"model.layers.0.self_attn.q_proj.weight": 8, ...}}
 
 ``bits``: 8 (int8) or 4 (int4, with ``group_size`` 64; int8 has none). ``modules``: the stored
@@ -18,8 +18,13 @@ it. Nothing else changes: embeddings, norms and biases stay float, under their u
 
 **Tensors** (safetensors), for a quantized weight stored as ``W`` (its usual name):
 
-- int8: ``W`` int8 (out, in), rounded with one scale per output channel, and ``W_scale`` float32
-  (out,): the channel's largest magnitude / 127; a weight is about ``W[o, i] * W_scale[o]``.
+- int8: ``W`` int8, rounded with one scale per output channel, and ``W_scale`` float32 (out,): the
+  channel's largest magnitude / 127; a weight is about ``W[o, i] * W_scale[o]``. Where ``in`` is a
+  multiple of 16, ``W`` is stored in the layout xcli's decode kernel reads (:func:`native.block_rows`):
+  (ceil(out / 8), in / 16, 8, 16), 8 output channels at a time, 16 inputs of each after another
+  (``W[o, i]`` is at ``[o // 8, i // 16, o % 8, i % 16]``; channels past ``out`` are zero); else
+  (out, in). Version 1 (xcli before this layout) stored every int8 weight (out, in); it is still read,
+  and ``convert`` re-packs it into version 2.
 - int4: ``W`` uint8 (out, in / 2): levels 0..15, two to a byte, input ``2j`` in the low four bits
   of byte ``j``; ``W_scale`` and ``W_min`` float32 (out, in / 64): each group of 64 inputs of a
   channel has its minimum and (maximum - minimum) / 15 as scale; a weight is about
@@ -29,9 +34,10 @@ it. Nothing else changes: embeddings, norms and biases stay float, under their u
 - A tied LM head gets its own quantized copy under its own name; the embedding stays float.
 
 The quantized weights come first in the file, each starting on a 64-byte boundary where the
-sizes allow (torch's int8 kernel needs aligned weights), so weight-only int8 layers use the
-memory-mapped tensors as they are; oneDNN's int8 products and the int4 kernel repack the integer
-weights into their own layouts at load (integers to integers; no float weight is made).
+sizes allow, so generation's int8 layers use the memory-mapped tensors as they are (xcli's kernel
+the blocked weights; torch's, where xcli's cannot be had, an (out, in) copy); oneDNN's int8
+products and the int4 kernel repack the integer weights into their own layouts at load (integers
+to integers; no float weight is made).
 ``xcli convert QDST FDST --dtype float32`` turns the checkpoint back into a float one (the values
 the integers stand for; a tied head is stored once again, the float embedding).
 """
