@@ -22,16 +22,18 @@ def test_appends_equal_one_concatenation():
     assert torch.equal(cache.value, torch.cat([v for _, v in parts], dim=2))
 
 
-def test_crop_then_append_never_writes_into_the_callers_tensors():
-    key, value = _kv(1, 4)
+@pytest.mark.parametrize(("forget", "kept"), [(lambda c: c.crop(2), slice(0, 2)), (lambda c: c.drop_front(4), slice(4, 6))],
+                         ids=["crop", "drop_front"])
+def test_appending_after_forgetting_never_writes_into_the_callers_tensors(forget, kept):
+    key, value = _kv(1, 6)
     original_key, original_value = key.clone(), value.clone()
     cache = KVCache()
     cache.set(key, value)
-    cache.crop(2)
-    new_key, new_value = _kv(1, 1, 1000.0)
-    cache.append(new_key, new_value)
+    forget(cache)
+    step = _kv(1, 3, 1000.0)
+    cache.append(*step)
     assert torch.equal(key, original_key) and torch.equal(value, original_value)
-    assert torch.equal(cache.key, torch.cat([original_key[:, :, :2], new_key], dim=2))
+    assert torch.equal(cache.key, torch.cat([original_key[:, :, kept], step[0]], dim=2))
 
 
 def test_a_different_batch_size_is_refused_while_steps_are_cached():
@@ -94,18 +96,6 @@ def test_drop_front_is_bounded_by_the_length():
     step = _kv(1, 2, 7.0)
     cache.append(*step)
     assert torch.equal(cache.key, step[0])
-
-
-def test_drop_front_never_writes_into_the_callers_tensors():
-    key, value = _kv(1, 6)
-    original_key, original_value = key.clone(), value.clone()
-    cache = KVCache()
-    cache.set(key, value)
-    cache.drop_front(4)
-    step = _kv(1, 3, 1000.0)
-    cache.append(*step)
-    assert torch.equal(key, original_key) and torch.equal(value, original_value)
-    assert torch.equal(cache.key, torch.cat([original_key[:, :, 4:], step[0]], dim=2))
 
 
 def test_crop_and_reorder_after_drop_front():
