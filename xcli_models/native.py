@@ -2,8 +2,8 @@
 weight-only generation (``xcli_int8_rows``), and the rounding of float rows to int8 that the
 dynamic int8 products of the task commands start with (``xcli_quantize_rows``: the same bits as
 :func:`rounded_rows`'s six torch operations, in one pass; measured on XLNet-base SST-2
-classification, 2-core Xeon: int8 3.1x the reference before, 3.7x with it and the in-place
-epilogue of :class:`quantize.Int8Linear`).
+classification, 2-core Xeon: int8 3.1x the reference before, 3.5-4.6x over three runs with it and
+the in-place epilogue of :class:`quantize.Int8Linear`).
 
 **Why.** A decode step multiplies one row (or a few: beams, a small batch) by every weight, so its
 time is the time to read the weights. Int8 weights are a quarter of float32's bytes, but none of
