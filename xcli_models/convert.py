@@ -283,7 +283,7 @@ def run_sample(
 ) -> list[tuple[str, torch.Tensor]]:
     """Load ``directory`` as ``cls`` (float32, CPU) and run the sample input: the float outputs by name.
     ``quantize`` ("int8", "int4"): the float model quantized on the fly, as ``--quantize`` does (int8
-    products where this torch has them; int4 weight-only)."""
+    products where this torch has them; int4 weight-only, for generation)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a head the checkpoint lacks is initialised the same way for both sides
         model = cls.from_pretrained(directory, dtype=torch.float32, device="cpu")
@@ -297,7 +297,7 @@ def run_sample(
     if quantize is not None:
         from .quantize import quantize_model
 
-        quantize_model(model, MODES[quantize])
+        quantize_model(model, MODES[quantize], weight_only=quantize == "int4")  # as the checkpoint loads
     try:
         with torch.inference_mode():
             output = model(**sample_inputs(model))

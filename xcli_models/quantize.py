@@ -329,14 +329,16 @@ class _Headwise(nn.Module):
 def layer_kind(bits: int, weight_only: bool, outputs: int, inputs: int) -> type[nn.Module]:
     """The quantized linear a projection of this shape gets, the one rule for ``--quantize``, quantized
     checkpoints and their checks. ``bits`` 4: :class:`Int4WeightOnlyLinear`, where its kernel takes
-    the shape (:meth:`Int4WeightOnlyLinear.fits`). ``bits`` 8, ``weight_only`` (generation):
+    the shape (:meth:`Int4WeightOnlyLinear.fits`). ``weight_only`` (generation):
     :class:`Int8WeightOnlyLinear` where the inputs are a multiple of 16 (torch's kernel computes
-    garbage for others, measured with 24). Everything else: :class:`Int8Linear` (int8 products),
-    or the weight-only layer where this torch has no int8 product. RuntimeError where neither can."""
+    garbage for others, measured with 24), for int8, and for the shapes int4 cannot take where
+    xcli's own kernel multiplies them (faster than int8 products there: XGLM's 256,008-row LM head).
+    Everything else: :class:`Int8Linear` (int8 products), or the weight-only layer where this torch
+    has no int8 product. RuntimeError where neither can."""
     if bits == 4 and Int4WeightOnlyLinear.fits(outputs, inputs):
         return Int4WeightOnlyLinear
     weight_only_fits = inputs % 16 == 0
-    if bits == 8 and weight_only and weight_only_fits:
+    if weight_only and weight_only_fits and (bits == 8 or native.int8_kernel() is not None):
         return Int8WeightOnlyLinear
     if int8_available():
         return Int8Linear
