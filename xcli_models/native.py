@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -57,6 +58,8 @@ from . import hardware
 
 __all__ = ["BLOCK", "as_rows", "block_rows", "blocked_shape", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows", "rounded_rows",
            "unblock_rows"]
+
+logger = logging.getLogger("xcli_models")
 
 SOURCE = Path(__file__).parent / "data" / "kernels" / "int8_rows.c"
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC")
@@ -143,10 +146,17 @@ def _load() -> tuple[Kernels | None, str]:
             build(compiler, target)
         kernels = Kernels(ctypes.CDLL(str(target)))
     except (OSError, AttributeError, subprocess.SubprocessError) as exc:
-        return None, f"could not build or load it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        return _unexpected(f"could not build or load it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     if not _agrees(kernels):
-        return None, f"{target} gives wrong products; not used"
+        return _unexpected(f"{target} gives wrong products; not used")
     return kernels, str(target)
+
+
+def _unexpected(reason: str) -> tuple[None, str]:
+    """A kernel that should have been had and was not: said once (a warning of the ``xcli_models``
+    logger, which the command line shows), since int8 runs slower without it."""
+    logger.warning("xcli's int8 kernel %s; int8 layers use torch's kernels (slower)", reason)
+    return None, reason
 
 
 def _agrees(kernels: Kernels) -> bool:

@@ -8,6 +8,7 @@ layers fall back to torch's kernels and say why.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -121,10 +122,12 @@ def _fall_back(reason_part: str) -> None:
     assert float((got - exact).abs().max() / exact.abs().max()) < 0.03
 
 
-def test_switched_off_it_falls_back_to_torchs_kernel(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switched_off_it_falls_back_to_torchs_kernel(fresh: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv(native.SWITCH, "0")
-    _fall_back("turned off (XCLI_NATIVE_KERNELS=0)")
-    assert not fresh.exists()
+    with caplog.at_level("WARNING", logger="xcli_models"):
+        _fall_back("turned off (XCLI_NATIVE_KERNELS=0)")
+    assert not fresh.exists() and not caplog.records  # asked for: nothing to say
 
 
 def test_without_avx512_it_falls_back(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,15 +142,18 @@ def test_without_a_compiler_it_falls_back(fresh: Path, monkeypatch: pytest.Monke
 
 
 def test_a_failing_build_falls_back_and_leaves_nothing_behind(fresh: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     compiler = tmp_path / "bad-cc"
     compiler.write_text("#!/bin/sh\necho 'int8_rows.c:1: error: this compiler refuses' >&2\nexit 3\n")
     compiler.chmod(0o755)
     monkeypatch.setattr(hardware, "_cpu", lambda: ("cpu", frozenset(native.NEEDS)))
     monkeypatch.setenv("CC", str(compiler))
-    _fall_back("could not build or load it: ")
+    with caplog.at_level("WARNING", logger="xcli_models"):
+        _fall_back("could not build or load it: ")
     assert "failed (exit 3): int8_rows.c:1: error: this compiler refuses" in native.kernel_status()
     assert list(fresh.iterdir()) == []
+    assert [r.getMessage() for r in caplog.records] == [  # said once, in one line
+        f"xcli's int8 kernel {native._load()[1]}; int8 layers use torch's kernels (slower)"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
@@ -206,3 +212,22 @@ def test_int8_products_are_the_same_with_either_rounding(monkeypatch: pytest.Mon
         native_rounding = layer(x)
         monkeypatch.setattr(native, "int8_kernel", lambda: None)
         assert torch.equal(layer(x), native_rounding)
+
+
+def test_generate_says_once_that_the_kernel_could_not_be_built(fresh: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """A failing build is one warning line on stderr, and the text still comes (torch's kernels)."""
+    from task_fixtures import build_native
+    from test_cli_support import invoke
+
+    compiler = tmp_path / "bad-cc"
+    compiler.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 4\n")
+    compiler.chmod(0o755)
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("cpu", frozenset({*native.NEEDS, "amx_bf16"})))
+    monkeypatch.setenv("CC", str(compiler))
+    model = build_native(tmp_path / "m", "XGLMForCausalLM")
+    result = invoke("generate", "-m", str(model), "--no-server", "--quantize", "int8", "--max-new-tokens", "3",
+                    input='{"text": "hello"}\n')
+    assert result.exit_code == 0 and json.loads(result.stdout)["generated_text"] is not None
+    said = [line for line in result.stderr.splitlines() if "int8 kernel" in line]
+    assert len(said) == 1 and "cc: internal error" in said[0] and "torch's kernels (slower)" in said[0]
