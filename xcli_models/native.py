@@ -229,7 +229,8 @@ def int8_rows(rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
 
 def quantize_rows(rows: Any) -> tuple[Any, Any]:
     """``rows`` (M, K) float32 rounded to int8, each with its own scale: the same bits as
-    :func:`rounded_rows`, in one pass. Only where :func:`int8_kernel` is not None."""
+    :func:`rounded_rows` for finite rows (a NaN gives garbage in both), in one pass. Only where
+    :func:`int8_kernel` is not None."""
     return _rounded(_load()[0], rows)
 
 

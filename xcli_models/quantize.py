@@ -221,7 +221,8 @@ class Int8WeightOnlyLinear(_Int8Weights):
     memory-mapped checkpoint's pages included; fewer than :data:`DEQUANTIZE_FROM_ROWS`). More rows
     (a prompt) take :func:`dequantized_product`. From stored integers (:meth:`from_int8`), torch's
     kernel uses them as they are (a memory-mapped tensor stays one) where they are 64-byte aligned
-    (the kernel crashes on weights that are not, measured), else a copy; ours takes a blocked copy."""
+    (the kernel crashes on weights that are not, measured), else a copy; ours uses blocked ones (a
+    version-2 checkpoint's) as they are, and blocks a copy of others."""
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
         self.native = native.int8_kernel() is not None
