@@ -189,7 +189,7 @@ def kernel_status() -> str:
         kernels, where = _load()
         return f"native ({where})" if kernels is not None else f"torch's kernels ({where})"
     target = _library_path(_compiler() or "cc")
-    return f"native ({target})" if target.exists() else f"native, built on first int8 generation into {target.parent}"
+    return f"native ({target})" if target.exists() else f"native, built on the first --quantize int8 run into {target.parent}"
 
 
 def blocked_shape(n: int, k: int) -> tuple[int, int, int, int]:

@@ -72,10 +72,10 @@ def test_info_processor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {
         "cpu": "Test CPU", "cores": hardware.os.cpu_count(), "instructions": ["avx2", "avx512f", "amx_bf16"],
-        "bfloat16": "fast", "int8_generation": "torch's kernels (this processor lacks avx512bw, avx512vl, fma)"}
+        "bfloat16": "fast", "int8_kernels": "torch's kernels (this processor lacks avx512bw, avx512vl, fma)"}
     text = runner.invoke(app, ["info", "--processor", "-O", "text"]).stdout
-    assert "bfloat16         fast (--dtype auto picks it)" in text
-    assert "int8 generation  torch's kernels (this processor lacks avx512bw, avx512vl, fma)" in text
+    assert "bfloat16      fast (--dtype auto picks it)" in text
+    assert "int8 kernels  torch's kernels (this processor lacks avx512bw, avx512vl, fma)" in text
     with_flags(monkeypatch)
     assert json.loads(runner.invoke(app, ["info", "--processor"]).stdout)["bfloat16"] == "unknown"
 

@@ -94,7 +94,7 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
 
 @needs_kernel
 def test_the_kernel_is_built_once_then_loaded(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert "built on first int8 generation" in native.kernel_status()
+    assert "built on the first --quantize int8 run" in native.kernel_status()
     assert native.int8_kernel() is not None
     built = list(fresh.glob("int8_rows-*.so"))
     assert len(built) == 1 and not list(fresh.glob("*.part"))

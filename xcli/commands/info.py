@@ -65,12 +65,12 @@ def info(
         from xcli_models.hardware import processor as describe_processor
         from xcli_models.native import kernel_status
 
-        described = {**describe_processor(), "int8_generation": kernel_status()}
+        described = {**describe_processor(), "int8_kernels": kernel_status()}
         _print(described, output_format, lambda p: [
             ("cpu", p["cpu"] or "-"), ("cores", str(p["cores"])), ("instructions", " ".join(p["instructions"]) or "-"),
             ("bfloat16", {"fast": "fast (--dtype auto picks it)", "slow": "slow (emulated): --dtype auto keeps float32",
                           "unknown": "unknown: --dtype auto keeps float32"}[p["bfloat16"]]),
-            ("int8 generation", p["int8_generation"])])
+            ("int8 kernels", p["int8_kernels"])])
         return
     if model and model_option and model != model_option:
         raise typer.BadParameter(f"two models given: {model!r} and --model {model_option!r}; give one")
