@@ -8,19 +8,19 @@ the in-place epilogue of :class:`quantize.Int8Linear`).
 **Why.** A decode step multiplies one row (or a few: beams, a small batch) by every weight, so its
 time is the time to read the weights. Int8 weights are a quarter of float32's bytes, but none of
 the kernels torch or torchao offer here reads them much faster than float32 reads its own (measured
-on a 2-core Xeon with AMX, torch 2.13, torchao 0.18, 2 threads, the 24 layers of XGLM-564M's
-projections, 302 M weights, too many for the cache):
+by ``benchmarks/int8_kernels.py`` on a 2-core Xeon with AMX, torch 2.13, torchao 0.18, 2 threads:
+one row times the 24 layers of XGLM-564M's projections, 302 M weights, too many for the cache):
 
 ==========================================  ==========  ==============
 1 row times every projection of 24 layers   ms          weights / s
 ==========================================  ==========  ==============
-float32 (oneDNN)                            49-60       5-6 G
-torch ``_weight_int8pack_mm`` (bf16 rows)   26-27       11-12 G
-torch ``_int_mm`` (rows rounded to int8)    27          11 G
-oneDNN int8 (rows rounded to int8)          45          7 G
-torchao ``Int8WeightOnlyConfig`` (eager)    2.7x ``_weight_int8pack_mm`` on a cached 4096x1024
-inductor-compiled ``(x * w).sum(-1) * s``   33          9 G
-**this kernel** (float32 rows)              15-18       17-20 G
+float32 (torch's default; oneDNN)           44.7; 51.0  6.8 G; 5.9 G
+torch ``_weight_int8pack_mm`` (bf16 rows)   24.3        12.4 G
+torch ``_int_mm`` (rows rounded to int8)    26.7        11.3 G
+oneDNN int8 (rows rounded to int8)          22.4        13.5 G
+torchao ``Int8WeightOnlyConfig`` (eager)    136.9       2.2 G
+inductor-compiled ``(x * w).sum(-1) * s``   33          9 G (by hand; 20 s to compile)
+**this kernel** (float32 rows)              13.2        22.9 G
 ==========================================  ==========  ==============
 
 What makes the difference is the weights' order in memory, not the arithmetic: this kernel widens
