@@ -23,7 +23,7 @@ cache: 0.46 ms against float32's 1.21, and 3.8x on XGLM's 256k-row LM head; the 
 but it rounds the activations, which generation keeps in float. For generation,
 :func:`quantize_weight_only` (8 bits) keeps int8 weights and multiplies them with float inputs
 (:class:`Int8WeightOnlyLinear`), by xcli's own kernel (:mod:`xcli_models.native`, which reads int8
-weights at 17-20 G/s out of the cache, 3.2-3.4x float32, measured) where it can be had, else by
+weights at 17-23 G/s out of the cache, 3.2-3.4x float32, measured) where it can be had, else by
 torch's ``_weight_int8pack_mm`` (bfloat16 inputs; 0.14 ms for 1x1024x4096 in the cache, float32
 0.39 ms, but 11-12 G weights/s out of it, bound by its arithmetic: it converts and scales every
 weight before the multiply). Torch's kernel converts the weight again for every 4 rows, so its
