@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from xcli_models import hardware, native
@@ -229,3 +231,15 @@ def test_generate_says_once_that_the_kernel_could_not_be_built(fresh: Path, monk
     assert result.exit_code == 0 and json.loads(result.stdout)["generated_text"] is not None
     said = [line for line in result.stderr.splitlines() if "int8 kernel" in line]
     assert len(said) == 1 and "cc: internal error" in said[0] and "torch's kernels (slower)" in said[0]
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=1, max_size=70),
+                min_size=1, max_size=5).filter(lambda rows: len({len(r) for r in rows}) == 1))
+def test_any_finite_rows_round_to_the_bits_torch_gives(rows: list[list[float]]) -> None:
+    """Fuzzed: extreme magnitudes, subnormals, signed zeros, ties, lengths off the 16-lane width."""
+    x = torch.tensor(rows, dtype=torch.float32)
+    q, scale = native.quantize_rows(x)
+    expected_q, expected_scale = native.rounded_rows(x)
+    assert torch.equal(q, expected_q) and torch.equal(scale, expected_scale)
