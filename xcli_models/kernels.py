@@ -160,7 +160,6 @@ class DecodeSteps:
     steps (the same products, on as many rows) run inside it only if it routed any."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
         self.routing: bool | None = None if enabled else False  # None: not known before the first step
 
     def __call__(self, step: Callable[..., Any], *args: Any) -> Any:
