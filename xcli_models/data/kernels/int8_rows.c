@@ -1,5 +1,7 @@
-/* A few rows of float32 inputs times int8 weights with a float32 scale per output channel, for the
- * decode steps of generation (xcli_models/native.py builds and loads this file; see its docstring).
+/* xcli's int8 kernels (xcli_models/native.py builds and loads this file; see its docstring):
+ * xcli_int8_rows, a few rows of float32 inputs times int8 weights with a float32 scale per output
+ * channel, for the decode steps of generation; xcli_quantize_rows (below), float32 rows rounded to
+ * int8 for the int8 products of the task commands.
  *
  *   out[m, n] = scale[n] * sum_k x[m, k] * w[n, k]  (+ bias[n])
  *
@@ -12,7 +14,8 @@
 #include <stdint.h>
 
 #define BLOCK 8
-/* bytes ahead of the block being read that are asked for early (measured best of 1-8 KiB) */
+/* bytes ahead of the block being read that are asked for early (2 KiB slower; 4-16 KiB alike within
+ * the noise of a shared host's bandwidth, measured on XGLM-564M's projections) */
 #define AHEAD 4096
 
 static inline __attribute__((always_inline)) void block_rows(
