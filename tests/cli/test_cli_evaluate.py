@@ -67,6 +67,19 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k not in ("model", "task", "records", "skipped")}
 
 
+def evaluated(tmp_path: Path, path: Path, records: list[dict[str, Any]],
+              batch_size: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
+    """``xcli evaluate`` of ``records`` with ``--predictions``: its summary, whose metrics must be the
+    library's, the prediction lines and the records' file."""
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+    predictions = tmp_path / "p.jsonl"
+    out = evaluate("-m", str(path), "-i", str(data), "--predictions", str(predictions), "-b", str(batch_size))
+    assert out.exit_code == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary_metrics(summary) == pytest.approx(library_metrics(path, records, batch_size), abs=1e-6)
+    return summary, [json.loads(line) for line in predictions.read_text().splitlines()], data
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_native(tmp_path_factory.mktemp("cls") / "xlnet", "XLNetForSequenceClassification", seed=3,
@@ -116,13 +129,8 @@ def test_token_classification_entity_scores_are_seqevals(tmp_path: Path) -> None
     seqeval = pytest.importorskip("seqeval.metrics")
     path = build_native(tmp_path / "ner", "XLNetForTokenClassification", seed=5, num_labels=4, id2label=TAGS,
                         label2id={v: k for k, v in TAGS.items()})
-    data = write_jsonl(tmp_path / "ner.jsonl", NER)
-    predictions = tmp_path / "p.jsonl"
-    out = evaluate("-m", str(path), "-i", str(data), "--predictions", str(predictions))
-    assert out.exit_code == 0, out.stderr
-    summary = json.loads(out.stdout)
+    summary, lines, _ = evaluated(tmp_path, path, NER)
     assert summary["task"] == "token-classification"
-    assert summary_metrics(summary) == pytest.approx(library_metrics(path, NER), abs=1e-6)
 
     loaded = load_for_training(path, device="cpu")
     task = task_for(loaded.model, loaded.tokenizer)
@@ -135,7 +143,6 @@ def test_token_classification_entity_scores_are_seqevals(tmp_path: Path) -> None
             guesses.append([TAGS[int(i)] for i, gold in zip(logits.argmax(-1), example.labels, strict=True)
                             if gold != -100])
     golds = [r["labels"] for r in NER]
-    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [line["labels"] for line in lines] == guesses and [line["gold"] for line in lines] == golds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -147,14 +154,8 @@ def test_token_classification_entity_scores_are_seqevals(tmp_path: Path) -> None
 def test_qa_exact_match_and_f1_are_squads_on_its_answers(tmp_path: Path) -> None:
     path = build_native(tmp_path / "qa", "XLNetForQuestionAnsweringSimple", seed=7)
     records = [qa_record(a, p) for a in ("cat", "dog") for p in PLACES]
-    data = write_jsonl(tmp_path / "qa.jsonl", records)
-    predictions = tmp_path / "p.jsonl"
-    out = evaluate("-m", str(path), "-i", str(data), "--predictions", str(predictions))
-    assert out.exit_code == 0, out.stderr
-    summary = json.loads(out.stdout)
+    summary, lines, data = evaluated(tmp_path, path, records)
     assert summary["task"] == "question-answering"
-    assert summary_metrics(summary) == pytest.approx(library_metrics(path, records), abs=1e-6)
-    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [line["gold"] for line in lines] == [r["answers"]["text"] for r in records]
     em = sum(metrics.squad_exact_match(line["answer"], line["gold"]) for line in lines) / len(lines)
     f1 = sum(metrics.squad_f1(line["answer"], line["gold"]) for line in lines) / len(lines)
@@ -241,13 +242,7 @@ def test_multi_label_and_regression_heads(tmp_path: Path, kind: str) -> None:
                                                                     [["fun"], ["fun", "long"], [], ["sad"],
                                                                      ["sad", "long"], ["long"]], strict=True)]
     path = build_native(tmp_path / "m", "XLNetForSequenceClassification", seed=4, **config)
-    data = write_jsonl(tmp_path / "d.jsonl", records)
-    predictions = tmp_path / "p.jsonl"
-    out = evaluate("-m", str(path), "-i", str(data), "--predictions", str(predictions), "-b", "3")
-    assert out.exit_code == 0, out.stderr
-    summary = json.loads(out.stdout)
-    assert summary_metrics(summary) == pytest.approx(library_metrics(path, records, 3), abs=1e-6)
-    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    summary, lines, _ = evaluated(tmp_path, path, records, batch_size=3)
     if kind == "regression":
         assert set(summary) >= {"mse", "pearson", "spearman"}
         assert [line["gold"] for line in lines] == pytest.approx([r["label"] for r in records])
