@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from oracle import ATOL, assert_outputs_close, oracle_checkpoint, transformers
+from oracle import ATOL, assert_outputs_close, oracle_checkpoint, randomize, transformers
 from xcli_models import kernels
 from xcli_models.auto import AutoModel
 from xcli_models.tasks.common import inference
@@ -73,15 +73,6 @@ CASES: dict[str, tuple[str, Callable[..., Any], str, tuple[str, ...], list[str]]
     "mvp-seq2seq": ("MvpForConditionalGeneration", _mvp, "right", ("decoder",), ["logits"]),
     "mvp-classify": ("MvpForSequenceClassification", _mvp, "none", (), ["logits"]),
 }
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Weights wide enough that attention is far from uniform and every term of a sum matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + 0.2 * noise if "norm" in name and name.endswith("weight") else 0.3 * noise)
 
 
 def inputs(padding: str, extra: tuple[str, ...], seed: int) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from oracle import assert_close, assert_outputs_close, oracle_checkpoint, transformers
+from oracle import assert_close, assert_outputs_close, oracle_checkpoint, randomize, transformers
 
 from xcli_models.families.mvp import modeling as mvp
 from xcli_models.families.mvp.config import MvpConfig
@@ -53,23 +53,11 @@ def config_kwargs(name: str, **overrides: Any) -> dict[str, Any]:
     return dict(vocab_size=VOCAB, max_position_embeddings=40, **{**CONFIGS[name], **overrides})
 
 
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Redraw every weight (and final_logits_bias) wide enough for attention to be far from uniform."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + 0.2 * noise if "norm" in name and name.endswith("weight") else 0.3 * noise)
-        for name, b in model.named_buffers():
-            if name.endswith("final_logits_bias"):
-                b.copy_(0.3 * torch.randn(b.shape, generator=g))
-
-
 def build(cls_name: str, cfg: str, tmp_path: Path, seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     """(oracle model, our model loaded from the oracle's checkpoint), both in eval mode."""
     torch.manual_seed(seed)
     ref = getattr(transformers, cls_name)(transformers.MvpConfig(**config_kwargs(cfg, **overrides)))
-    randomize(ref, seed)
+    randomize(ref, seed, buffers=("final_logits_bias",))
     directory = oracle_checkpoint(ref, tmp_path / f"oracle-{cls_name}-{cfg}-{seed}")
     ours = getattr(mvp, cls_name).from_pretrained(directory)
     assert not ours.load_report.lines(), ours.load_report.lines()
