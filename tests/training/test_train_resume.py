@@ -142,12 +142,18 @@ def _assert_same_result(setup: dict[str, Any], out: Path, resumed: Any) -> None:
     ]
 
 
-@pytest.mark.slow
-def test_killed_with_sigkill_and_resumed_equals_uninterrupted(setup: dict[str, Any]) -> None:
-    out = setup["root"] / "killed"
+def _signalled(setup: dict[str, Any], name: str, sig: signal.Signals) -> tuple[Path, Any]:
+    """A training run into ``root/name`` sent ``sig`` once it has saved a state: its output and process."""
+    out = setup["root"] / name
     process = _start(setup["args"](out))
     _wait_for_state(process, state_path(out))
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(sig)
+    return out, process
+
+
+@pytest.mark.slow
+def test_killed_with_sigkill_and_resumed_equals_uninterrupted(setup: dict[str, Any]) -> None:
+    out, process = _signalled(setup, "killed", signal.SIGKILL)
     process.wait()
     assert not out.exists() and state_path(out).exists()
     assert any(p.name.startswith(f".{out.name}.xcli-") for p in out.parent.iterdir())  # the killed run's work
@@ -159,10 +165,7 @@ def test_killed_with_sigkill_and_resumed_equals_uninterrupted(setup: dict[str, A
 
 @pytest.mark.slow
 def test_ctrl_c_saves_the_state_exits_130_and_resume_finishes(setup: dict[str, Any]) -> None:
-    out = setup["root"] / "interrupted"
-    process = _start(setup["args"](out))
-    _wait_for_state(process, state_path(out))
-    process.send_signal(signal.SIGINT)
+    out, process = _signalled(setup, "interrupted", signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "--resume continues it" in stderr
