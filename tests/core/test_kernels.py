@@ -147,13 +147,24 @@ def test_decode_steps_enter_onednns_context_only_where_it_routes_a_product(
     assert inside[-1] == 0 and off.routing is False
 
 
-def test_generate_decodes_outside_the_context_where_nothing_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch-1 greedy run on Intel (1-row products): the prompt inside oneDNN's context, every
-    decode step after the first outside it; the tokens those of a run entirely without it."""
-    monkeypatch.setattr(kernels, "_mkl_rows", lambda: (1, 2, 3))
+@pytest.mark.parametrize(("case", "mkl_rows", "batch", "later_steps_inside"), [
+    ("float32, 1-row products on Intel", (1, 2, 3), 1, False),
+    ("float32, 4-row products", (1, 2, 3), 4, True),
+    ("int8 weight-only, oneDNN for every row count", (), 4, False),  # its layers call no F.linear
+])
+def test_generate_decodes_outside_the_context_where_nothing_routes(monkeypatch: pytest.MonkeyPatch, case: str,
+                                                                  mkl_rows: tuple[int, ...], batch: int,
+                                                                  later_steps_inside: bool) -> None:
+    """The prompt inside oneDNN's context, the first decode step too; the later steps inside it only
+    where that step routed a product; the tokens those of a run entirely without the context."""
+    from xcli_models.quantize import quantize_weight_only
+
+    monkeypatch.setattr(kernels, "_mkl_rows", lambda: mkl_rows)
     torch.manual_seed(0)
     model = XGLMForCausalLM(XGLMConfig(vocab_size=300, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
                                        max_position_embeddings=64)).eval()
+    if case.startswith("int8"):
+        quantize_weight_only(model)
     seen: list[int] = []
     head = model.lm_head.forward  # one call per model call
 
@@ -162,8 +173,8 @@ def test_generate_decodes_outside_the_context_where_nothing_routes(monkeypatch: 
         return head(*args, **kwargs)
 
     monkeypatch.setattr(model.lm_head, "forward", watched)
-    ids = torch.tensor([[2, 17, 45, 99, 12]])
+    ids = torch.tensor([[2, 17, 45, 99, 12]] * batch)
     tokens = model.generate(ids, max_new_tokens=6)
-    expected = 1 if kernels.onednn_available() else 0
-    assert seen == [expected, expected] + [0] * 4  # the prompt, the first step, then the rest
+    inside = 1 if kernels.onednn_available() else 0
+    assert seen == [inside, inside] + [inside if later_steps_inside else 0] * 4  # prompt, first step, the rest
     assert torch.equal(tokens, model.generate(ids, max_new_tokens=6, onednn=False))
