@@ -233,3 +233,13 @@ QA_CLASSES = {("mvp", "span"): "MvpForQuestionAnswering", ("xlnet", "span"): "XL
 def qa_checkpoint(directory: Path, family: str, head: str = "span") -> Path:
     """A tiny question-answering checkpoint of ``family``'s ``head`` ("span" or "beam") written by xcli."""
     return native(directory, QA_CLASSES[family, head], sizes=QA_SIZES[family])[2]
+
+
+def saved(model: Any, tokenizer: Any, out: Path) -> Path:
+    """``model`` and ``tokenizer`` written to ``out`` as training writes a finished checkpoint."""
+    from xcli_models.training import CheckpointDir
+
+    checkpoint = CheckpointDir(out)
+    checkpoint.save(model, tokenizer)
+    checkpoint.commit()
+    return out

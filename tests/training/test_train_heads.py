@@ -21,12 +21,12 @@ import torch
 from typer.testing import CliRunner
 
 from compare import ATOL, assert_close, reference
+from task_fixtures import saved
 from test_training import NO_DROPOUT, TEXTS, build, oracle_build
-
 from xcli.app import app
 from xcli_models.tasks.qa import QuestionAnswerer
 from xcli_models.training import (
-    IGNORE, CheckpointDir, ExampleError, TrainArgs, Trainer, TrainingError, load_for_training, task_for,
+    IGNORE, ExampleError, TrainArgs, Trainer, TrainingError, load_for_training, task_for,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,10 +65,7 @@ def trained(tmp_path: Path, family: str, class_name: str, records: list[dict[str
     examples = task.finish([task.encode(r) for r in records])
     trainer = Trainer(loaded.model, task, args)
     result = trainer.train(examples, examples if dev else None)
-    out = tmp_path / "out"
-    checkpoint = CheckpointDir(out)
-    checkpoint.save(loaded.model, loaded.tokenizer)
-    checkpoint.commit()
+    out = saved(loaded.model, loaded.tokenizer, tmp_path / "out")
     return result, task, examples, out
 
 
@@ -493,10 +490,7 @@ def test_prompt_tuning_changes_only_the_prompts_and_loads_with_them(tmp_path: Pa
     assert changed and all("_attn_prompt." in k for k in changed)
     assert {k for k in before if "_attn_prompt." in k and k.endswith("weight")} <= changed
 
-    out = tmp_path / "out"
-    checkpoint = CheckpointDir(out)
-    checkpoint.save(loaded.model, loaded.tokenizer)
-    checkpoint.commit()
+    out = saved(loaded.model, loaded.tokenizer, tmp_path / "out")
     back = reloaded(out, "MvpForConditionalGeneration")
     assert back.config.use_prompt
     batch = task.collate(examples)
@@ -516,10 +510,7 @@ def test_a_prompt_tuned_checkpoint_loads_in_the_oracle_with_its_prompts(tmp_path
     task = task_for(loaded.model, loaded.tokenizer)
     examples = [task.encode({"text": t, "target": t.split()[0]}) for t in TEXTS]
     Trainer(loaded.model, task, TrainArgs(epochs=2, lr=3e-2, batch_size=1)).train(examples)
-    out = tmp_path / "out"
-    checkpoint = CheckpointDir(out)
-    checkpoint.save(loaded.model, loaded.tokenizer)
-    checkpoint.commit()
+    out = saved(loaded.model, loaded.tokenizer, tmp_path / "out")
     oracle = transformers.MvpForConditionalGeneration.from_pretrained(out).eval()
     assert oracle.config.use_prompt
     batch = task.collate(examples)

@@ -20,7 +20,7 @@ import torch
 
 from compare import ATOL, assert_close, reference
 from conftest import shared_path
-from task_fixtures import native, native_family
+from task_fixtures import native, native_family, saved
 
 from xcli_models.training import (
     IGNORE, CheckpointDir, Event, ExampleError, TrainArgs, Trainer, TrainingError, load_for_training, task_for,
@@ -147,10 +147,7 @@ def test_a_trained_checkpoint_loads_in_the_oracle(tmp_path: Path) -> None:
     task = task_for(result.model, result.tokenizer)
     examples = [task.encode(r) for r in SENTIMENT]
     Trainer(result.model, task, TrainArgs(epochs=1, lr=1e-2, batch_size=4)).train(examples)
-    out = tmp_path / "trained"
-    checkpoint = CheckpointDir(out)
-    checkpoint.save(result.model, result.tokenizer)
-    checkpoint.commit()
+    out = saved(result.model, result.tokenizer, tmp_path / "trained")
 
     reference_model = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
     assert reference_model.config.id2label == {0: "neg", 1: "pos"}
