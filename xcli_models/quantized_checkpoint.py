@@ -180,9 +180,14 @@ def quantize_state(model: Any, state: Mapping[str, torch.Tensor], bits: int) -> 
             modules[name] = 4
         else:
             int8, out[name + SCALE] = per_channel_int8(matrix)
-            out[name] = native.block_rows(int8) if proj.inputs % native.INPUT_MULTIPLE == 0 else int8
+            out[name] = stored_int8(int8)
             modules[name] = 8
     return out, Spec(bits, modules)
+
+
+def stored_int8(int8: torch.Tensor) -> torch.Tensor:
+    """An (out, in) int8 weight in the layout :data:`VERSION` stores (:meth:`Spec.int8_shape`)."""
+    return native.block_rows(int8) if int8.shape[1] % native.INPUT_MULTIPLE == 0 else int8
 
 
 def current_layout(state: Mapping[str, torch.Tensor], spec: Spec) -> tuple[dict[str, torch.Tensor], Spec]:
@@ -190,8 +195,8 @@ def current_layout(state: Mapping[str, torch.Tensor], spec: Spec) -> tuple[dict[
     weights blocked), and its spec."""
     out = dict(state)
     for name, bits in spec.modules.items():
-        if bits == 8 and out[name].dim() == 2 and out[name].shape[1] % native.INPUT_MULTIPLE == 0:
-            out[name] = native.block_rows(out[name])
+        if bits == 8 and out[name].dim() == 2:
+            out[name] = stored_int8(out[name])
     return out, Spec(spec.bits, spec.modules)
 
 
