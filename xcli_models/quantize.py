@@ -71,8 +71,9 @@ INT4_GROUP = 64
 #: from this many rows on, an int8 weight-only product dequantizes its weight (see :func:`dequantized_product`)
 DEQUANTIZE_FROM_ROWS = 16
 #: ... and from this many where xcli's own kernel multiplies the rows before (its time grows with the
-#: rows more slowly than torch's: measured, 1 thread, 151 M weights, 16 rows 85 ms against 166 ms
-#: dequantized, 32 rows 143 against 188, 64 rows 270 against 169)
+#: rows more slowly than torch's: measured in CPU time, 1 thread, 151 M weights, three rows a pass:
+#: 16 rows 63 ms against 148 ms dequantized, 32 rows 140 against 197, 48 rows 173 against 185,
+#: 64 rows 323 against 155)
 NATIVE_BELOW_ROWS = 48
 #: output channels dequantized at a time there (8 MiB of bfloat16 for 1024 inputs)
 CHUNK = 4096
