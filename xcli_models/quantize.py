@@ -62,8 +62,8 @@ from torch import nn
 from . import native
 from .hardware import fast_bfloat16
 
-__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "int4_groups", "int8_available",
-           "layer_kind", "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_model",
+__all__ = ["Int4WeightOnlyLinear", "Int8Linear", "Int8WeightOnlyLinear", "fuse_projections", "int4_groups",
+           "int8_available", "layer_kind", "pack_int4", "per_channel_int8", "quantize_dynamic_int8", "quantize_model",
            "quantize_weight_only", "unpack_int4"]
 
 #: inputs per int4 group (each with its own scale and minimum)
@@ -196,17 +196,36 @@ class Int8Linear(_Int8Weights):
     """``x @ weight.T + bias`` in int8 (see the module docstring). ``weight``: (out, in) float."""
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
-        int8 = aligned(native.as_rows(int8, self.out_features))
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(int8, None), persistent=False)
+        # packed for oneDNN on the first product (:meth:`_packed`): until then the integers are at
+        # hand, to be joined with others of the same input (:func:`fuse_projections`)
+        self.register_buffer("int8", aligned(native.as_rows(int8, self.out_features)), persistent=False)
+        self.register_buffer("packed", None, persistent=False)
         self.register_buffer("scale", scale.float(), persistent=False)
         self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
+
+    def _packed(self) -> torch.Tensor:
+        if self.packed is None:
+            self.packed, self.int8 = torch.ops.onednn.qlinear_prepack(self.int8, None), None
+        return self.packed
+
+    @classmethod
+    def joined(cls, layers: list["Int8Linear"]) -> tuple[nn.Module, list[nn.Module]] | None:
+        """``layers`` (of the same input) as one product: their weights joined into one layer, whose
+        output :class:`_Joined` splits, and what takes each layer's place: its slice of it (no
+        second copy of the weights). None where a layer is packed already."""
+        if any(layer.int8 is None for layer in layers):
+            return None
+        joined = _Joined(cls.from_int8(torch.cat([layer.int8 for layer in layers]),
+                                       torch.cat([layer.scale for layer in layers]), _joined_bias(layers)),
+                         [layer.out_features for layer in layers])
+        return joined, [_Slice(joined, index) for index in range(len(layers))]
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         rows = rows.float()
         # the rounding in one pass of xcli's own kernel where it can be had (the same bits)
         quantized, row_scale = (native.quantize_rows if native.int8_kernel() else native.rounded_rows)(rows)
-        out = torch.ops.onednn.qlinear_pointwise(quantized, 1.0, 0, self.packed, self.scale, self.zero, None, 1.0, 0,
-                                                 torch.float32, "none", [], "")
+        out = torch.ops.onednn.qlinear_pointwise(quantized, 1.0, 0, self._packed(), self.scale, self.zero, None, 1.0,
+                                                 0, torch.float32, "none", [], "")
         # the rows' scales and the bias in one pass, in place (the product is ours): a third of the
         # time of a multiply and an add (measured, 375 x 3072)
         return out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale, out=out)
@@ -252,6 +271,43 @@ class Int8WeightOnlyLinear(_Int8Weights):
         dtype = torch.bfloat16 if fast_bfloat16() else torch.float32
         out = dequantized_product(rows.to(dtype), self.int8_rows, self.out_features, self.scale)
         return out if self.bias is None else out.add_(self.bias)
+
+
+def _joined_bias(layers: list[Any]) -> torch.Tensor | None:
+    """The biases of ``layers`` end to end (zeros for a layer without), or None where none has one."""
+    if all(layer.bias is None for layer in layers):
+        return None
+    return torch.cat([torch.zeros(layer.out_features) if layer.bias is None else layer.bias for layer in layers])
+
+
+class _Joined(nn.Module):
+    """Projections of the same input as one int8 product of their joined weights
+    (:meth:`Int8Linear.joined`): ``forward(x)`` gives each one's output, in order. Their integer
+    sums are exact and each output is scaled by its row's and channel's scales alone, so each is
+    the very output of the projection by itself."""
+
+    is_quantized = True
+
+    def __init__(self, linear: nn.Module, sizes: list[int]) -> None:
+        super().__init__()
+        self.linear, self.sizes = linear, sizes
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.linear(x).split(self.sizes, dim=-1)
+
+
+class _Slice(nn.Module):
+    """One projection of a :class:`_Joined` product, where the projection is needed alone (a path
+    that does not take them together): the whole product, then its part."""
+
+    is_quantized = True
+
+    def __init__(self, joined: _Joined, index: int) -> None:
+        super().__init__()
+        self.joined, self.index = joined, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.joined(x)[self.index]
 
 
 def dequantized_product(rows: torch.Tensor, int8_rows: Callable[[int, int], torch.Tensor], outputs: int,
@@ -368,7 +424,37 @@ def quantize_model(model: nn.Module, bits: int = 8, weight_only: bool = False) -
             else:
                 continue
             replaced += 1
+    fuse_projections(model)
     return replaced
+
+
+def fuse_projections(model: nn.Module) -> int:
+    """Join the int8 projections of each self-attention module of ``model`` that take the same input
+    (its ``SAME_INPUT`` roles: queries, keys and values) into one product (:meth:`Int8Linear.joined`),
+    put in its ``together`` slot: the same numbers, in fewer and larger products (XLNet-base SST-2
+    classification 6% faster, measured). How many modules were joined.
+
+    Weight-only layers stay apart: their decode products read the weights at the same rate one by
+    one or in one pass of our kernel (measured: XGLM-564M's queries, keys and values, 1 row)."""
+    from .layers.transformer import TransformerLayer
+
+    joined = 0
+    for layer in list(model.modules()):
+        attention = getattr(layer, "self_attn", None) if isinstance(layer, TransformerLayer) else None
+        roles = getattr(attention, "SAME_INPUT", None)
+        if attention is None or roles is None or attention.together is not None:
+            continue
+        parts = [getattr(attention, role) for role in roles]
+        parts = [part.linear if isinstance(part, _Headwise) else part for part in parts]
+        if any(type(part) is not Int8Linear for part in parts):
+            continue
+        made = Int8Linear.joined(parts)
+        if made is not None:
+            attention.together, places = made
+            for role, place in zip(roles, places, strict=True):
+                setattr(attention, role, place)
+            joined += 1
+    return joined
 
 
 def quantize_dynamic_int8(model: nn.Module) -> int:

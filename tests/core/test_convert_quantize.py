@@ -158,6 +158,36 @@ def test_a_quantized_checkpoint_gives_what_on_the_fly_quantization_gives(checkpo
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("class_name", CLASSES)
+def test_projections_of_one_input_joined_give_what_each_gives_alone(checkpoints: Any, class_name: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Self-attention's queries, keys and values (ProphetNet's relative bias too) as one int8
+    product (``quantize.fuse_projections``): the model's outputs, and its generated tokens and
+    scores, bit for bit those of the projections computed one by one. Weight-only layers stay apart."""
+    from xcli_models import quantize
+
+    joined = _on_the_fly(checkpoints(class_name), "int8", weight_only=False)
+    weight_only = _on_the_fly(checkpoints(class_name), "int8", weight_only=True)
+    monkeypatch.setattr(quantize, "fuse_projections", lambda model: 0)
+    alone = _on_the_fly(checkpoints(class_name), "int8", weight_only=False)
+    attentions = [m for m in joined.modules() if hasattr(m, "SAME_INPUT")]
+    fused = [m for m in attentions if m.together is not None]
+    cross = [m for m in joined.modules() if getattr(m, "cross_attn", None) is not None]
+    assert fused and len(fused) + len(cross) == len(attentions)  # every self-attention (cross-attention stays)
+    assert all(m.together is None for m in alone.modules() if hasattr(m, "SAME_INPUT"))
+    assert not any(hasattr(m, "SAME_INPUT") and m.together is not None for m in weight_only.modules())
+    for a, b in zip(_outputs(joined), _outputs(alone), strict=True):
+        assert torch.equal(a, b)
+    if "ForSequenceClassification" not in class_name:  # the language models: decode steps too
+        ids = sample_inputs(joined)["input_ids"][:, :5]
+        settings = dict(max_new_tokens=4, min_new_tokens=4, num_beams=2, output_scores=True,
+                        return_dict_in_generate=True)
+        with torch.inference_mode():
+            a, b = joined.generate(ids, **settings), alone.generate(ids, **settings)
+        assert torch.equal(a.sequences, b.sequences)
+        assert all(torch.equal(x, y) for x, y in zip(a.scores, b.scores, strict=True))
+
+
 def test_xlnet_per_head_projections_are_stored_as_their_products(checkpoints: Any) -> None:
     from xcli_models.quantize import _Headwise
 
@@ -167,7 +197,11 @@ def test_xlnet_per_head_projections_are_stored_as_their_products(checkpoints: An
     from xcli_models import XLNetForSequenceClassification
 
     model = XLNetForSequenceClassification.from_pretrained(path)
-    assert sum(isinstance(m, _Headwise) for m in model.modules()) == 5  # q, k, v, o, r of its one layer
+    attention = model.transformer.layers[0].self_attn
+    assert all(isinstance(getattr(attention, role), _Headwise) for role in ("output", "position"))
+    # q, k and v as one product of their joined weights, each role a slice of it
+    assert [getattr(attention, role).index for role in ("query", "key", "value")] == [0, 1, 2]
+    assert attention.together.linear.out_features == 3 * 64
 
 
 RUNS = [("classify", "XLNetForSequenceClassification", "int8"), ("classify", "MvpForSequenceClassification", "int8"),

@@ -93,6 +93,9 @@ class Attention(nn.Module):
         Returns (B, T, D) and the attention probabilities (B, H, T, S_total) or None.
     """
 
+    #: the projections a self-attention call feeds the same input, which ``together`` may compute as one
+    SAME_INPUT = ("query", "key", "value")
+
     def __init__(
         self,
         n_heads: int,
@@ -109,6 +112,9 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads = n_heads
         self.query, self.key, self.value, self.output = query, key, value, output
+        # SAME_INPUT's projections in one product (quantized models: quantize.fuse_projections),
+        # giving each one's output; used by self-attention calls
+        self.together: nn.Module | None = None
         self.dropout = dropout
         self.scale = scale
         self.report = report  # what output_attentions returns: "probs" or "scores" (see attend)
@@ -125,10 +131,15 @@ class Attention(nn.Module):
         prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q = split_heads(self.query(hidden), self.n_heads)
-        if memory is not None and cache is not None and cache.filled:
+        if memory is None and self.together is not None:  # self-attention's projections in one product
+            q, k, v = (split_heads(x, self.n_heads) for x in self.together(hidden))
+            if cache is not None:
+                k, v = cache.append(k, v)
+        elif memory is not None and cache is not None and cache.filled:
+            q = split_heads(self.query(hidden), self.n_heads)
             k, v = cache.key, cache.value  # cross-attention: encoder keys computed once
         else:
+            q = split_heads(self.query(hidden), self.n_heads)
             source = hidden if memory is None else memory
             k = split_heads(self.key(source), self.n_heads)
             v = split_heads(self.value(source), self.n_heads)

@@ -137,6 +137,9 @@ class NgramSelfAttention(nn.Module):
         (B, H, T, S) and the predicting streams' (B, n, H, T, S + T).
     """
 
+    #: the projections that take the hidden states, which ``together`` may compute as one
+    SAME_INPUT = ("query", "key", "value", "relative_bias")
+
     def __init__(
         self,
         n_heads: int,
@@ -154,6 +157,7 @@ class NgramSelfAttention(nn.Module):
         self.n_heads, self.ngram, self.num_buckets = n_heads, ngram, num_buckets
         self.query, self.key, self.value, self.output = query, key, value, output
         self.relative_bias = relative_bias
+        self.together: nn.Module | None = None  # SAME_INPUT's projections in one product (as Attention's)
         self.dropout = dropout
 
     def forward(
@@ -176,7 +180,11 @@ class NgramSelfAttention(nn.Module):
         def by_stream(x: torch.Tensor) -> torch.Tensor:  # (B, (1+n)T, D) -> (B, 1+n, H, T, Dh)
             return split_heads(x, heads).view(batch, heads, streams, length, -1).transpose(1, 2)
 
-        q, k, v = by_stream(self.query(hidden)), by_stream(self.key(hidden)), by_stream(self.value(hidden))
+        if self.together is not None:
+            projected = self.together(hidden)
+        else:
+            projected = tuple(getattr(self, role)(hidden) for role in self.SAME_INPUT)
+        q, k, v = (by_stream(x) for x in projected[:3])
         main_k, main_v = k[:, 0], v[:, 0]
         if cache is not None:
             main_k, main_v = cache.append(main_k, main_v)  # (B, H, S, Dh)
@@ -184,7 +192,7 @@ class NgramSelfAttention(nn.Module):
         scale = q.shape[-1] ** -0.5
         dropout = self.dropout if self.training else 0.0
 
-        bias = self.relative_bias(hidden).view(batch, streams, length, self.num_buckets, heads)
+        bias = projected[3].view(batch, streams, length, self.num_buckets, heads)
         main_bias = torch.gather(
             bias[:, 0].permute(0, 3, 1, 2), -1, mask.main_buckets.expand(batch, heads, length, keys)
         )  # (B, H, T, S)

@@ -126,6 +126,9 @@ class RelativeAttention(nn.Module):
         probabilities (B, H, T, K) of each stream when asked (the g stream's at token positions).
     """
 
+    #: the projections of the tokens' rows, which ``together`` may compute as one (see ``_project``)
+    SAME_INPUT = ("query", "key", "value")
+
     def __init__(
         self,
         n_heads: int,
@@ -141,6 +144,7 @@ class RelativeAttention(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, head_dim
         self.query, self.key, self.value, self.output, self.position = query, key, value, output, position
+        self.together: nn.Module | None = None  # SAME_INPUT's projections in one product (as Attention's)
         self.content_bias = nn.Parameter(torch.empty(n_heads, head_dim))
         self.position_bias = nn.Parameter(torch.empty(n_heads, head_dim))
         self.segment_bias = nn.Parameter(torch.empty(n_heads, head_dim))
@@ -150,6 +154,22 @@ class RelativeAttention(nn.Module):
 
     def _heads(self, proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return split_heads(proj(x), self.n_heads)  # (B, H, L, Dh)
+
+    def _project(
+        self, h: torch.Tensor, g: torch.Tensor | None, memory: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The queries of both streams (B, H, T [+ P], Dh), and the keys and values of the memory
+        and the tokens (B, H, [M +] T, Dh). Where they are ``together``, one product over all those
+        rows gives them (each row's numbers are its own: the extra rows cost no difference)."""
+        queried = h if g is None else torch.cat([h, g], dim=1)
+        if self.together is None:
+            source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
+            return self._heads(self.query, queried), self._heads(self.key, source), self._heads(self.value, source)
+        before = 0 if memory is None else memory.shape[1]
+        keys = before + h.shape[1]
+        q, k, v = self.together(queried if memory is None else torch.cat([memory, queried], dim=1))
+        return (split_heads(q[:, before:], self.n_heads), split_heads(k[:, :keys], self.n_heads),
+                split_heads(v[:, :keys], self.n_heads))
 
     def _bias(self, bias: torch.Tensor) -> torch.Tensor:
         return bias[None, :, None, :]  # (1, H, 1, Dh)
@@ -212,19 +232,17 @@ class RelativeAttention(nn.Module):
         output_attentions: bool = False,
         next_query: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        # the two streams' rows go through each projection together: its weights are read once
+        queries, k, v = self._project(h, g, memory if isinstance(memory, torch.Tensor) else None)
         if isinstance(memory, LayerMemory):  # keys, values and positions of the memory kept projected
-            k, v = memory.extend(self._heads(self.key, h), self._heads(self.value, h), placeholders=int(next_query))
+            k, v = memory.extend(k, v, placeholders=int(next_query))
             k_pos = memory.positions(lambda table: self._heads(self.position, table))
         else:
             assert positions is not None, "positions are needed unless the memory is projected"
-            source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
-            k, v = self._heads(self.key, source), self._heads(self.value, source)
             k_pos = self._heads(self.position, positions.to(h.dtype))  # (B|1, H, R, Dh)
         args = (k, v, k_pos, segments)
 
-        # the two streams' rows go through each projection together: its weights are read once
         t = h.shape[1]
-        queries = self._heads(self.query, h if g is None else torch.cat([h, g], dim=1))  # (B, H, T [+ P], Dh)
         out_h, weights_h = self._attend(queries[:, :, :t], *args, mask_h, head_mask, output_attentions)
         if g is None:
             return self.output(merge_heads(out_h)), None, weights_h, None
