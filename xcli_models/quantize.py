@@ -2,10 +2,11 @@
 
 :func:`quantize_dynamic_int8` replaces each linear projection of a loaded model (``nn.Linear``,
 and XLNet's per-head projections) by an :class:`Int8Linear`: the weight rounded to int8 with one
-scale per output channel (its largest magnitude / 127), packed once for oneDNN; at run time each
-row of the input is rounded to int8 with its own scale, the product is summed in int32 by oneDNN
-(AMX or VNNI instructions where the CPU has them), and scaled back to float32. Embeddings, norms
-and everything else stay in float.
+scale per output channel (its largest magnitude / 127), packed for oneDNN on its first product; at
+run time each row of the input is rounded to int8 with its own scale, the product is summed in int32
+by oneDNN (AMX or VNNI instructions where the CPU has them), and scaled back to float32. Embeddings,
+norms and everything else stay in float. A self-attention's queries, keys and values (one input) are
+one product of their joined weights (:func:`fuse_projections`), the same numbers.
 
 **Kernel choice**, measured on a 2-core Xeon with AMX (torch 2.13, 2 threads; float32 is oneDNN's):
 
@@ -53,6 +54,7 @@ give, and ``Int8Linear.from_int8``, ``Int8WeightOnlyLinear.from_int8`` and
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -77,6 +79,8 @@ DEQUANTIZE_FROM_ROWS = 16
 NATIVE_BELOW_ROWS = 48
 #: output channels dequantized at a time there (8 MiB of bfloat16 for 1024 inputs)
 CHUNK = 4096
+#: held while an Int8Linear packs its weights for oneDNN (on its first product)
+_PACKING = threading.Lock()
 
 
 @lru_cache(maxsize=None)
@@ -205,7 +209,9 @@ class Int8Linear(_Int8Weights):
 
     def _packed(self) -> torch.Tensor:
         if self.packed is None:
-            self.packed, self.int8 = torch.ops.onednn.qlinear_prepack(self.int8, None), None
+            with _PACKING:  # a served model's first products may come from two threads at once
+                if self.packed is None:
+                    self.packed, self.int8 = _prepack(self.int8), None
         return self.packed
 
     @classmethod
@@ -271,6 +277,11 @@ class Int8WeightOnlyLinear(_Int8Weights):
         dtype = torch.bfloat16 if fast_bfloat16() else torch.float32
         out = dequantized_product(rows.to(dtype), self.int8_rows, self.out_features, self.scale)
         return out if self.bias is None else out.add_(self.bias)
+
+
+def _prepack(int8: torch.Tensor) -> torch.Tensor:
+    """An (out, in) int8 weight packed for oneDNN's int8 products."""
+    return torch.ops.onednn.qlinear_prepack(int8, None)
 
 
 def _joined_bias(layers: list[Any]) -> torch.Tensor | None:

@@ -58,6 +58,35 @@ def test_an_int8_linear_is_exact_in_rows() -> None:
     assert torch.equal(together, alone) and torch.equal(shaped.reshape(33, 300), together)
 
 
+def test_a_layer_packs_once_when_its_first_products_come_from_two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Int8Linear packs its weights for oneDNN on its first product; a served model's first
+    products can come from two threads at once: both get the product, and it is packed once."""
+    import threading
+    import time
+
+    from xcli_models import quantize
+
+    packings = []
+
+    def slow(int8: torch.Tensor) -> torch.Tensor:
+        packings.append(1)
+        time.sleep(0.05)  # the other thread arrives meanwhile
+        return torch.ops.onednn.qlinear_prepack(int8, None)
+
+    monkeypatch.setattr(quantize, "_prepack", slow)
+    generator = torch.Generator().manual_seed(0)
+    layer = Int8Linear(torch.randn(32, 64, generator=generator), torch.randn(32, generator=generator))
+    x = torch.randn(5, 64, generator=generator)
+    results: list[torch.Tensor] = []
+    threads = [threading.Thread(target=lambda: results.append(layer(x))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and torch.equal(results[0], results[1]) and len(packings) == 1
+    assert layer.int8 is None and torch.equal(layer(x), results[0])
+
+
 def test_a_transposed_weight_is_packed_as_its_values() -> None:
     weight = torch.randn(64, 48).t()  # not contiguous, as XLNet's per-head projections
     layer = Int8Linear(weight, None)
