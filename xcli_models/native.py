@@ -221,9 +221,9 @@ def as_rows(int8: Any, n: int) -> Any:
 
 
 def int8_rows(rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
-    """``rows`` (M, K) float32 times the blocked int8 weight of ``n`` output channels, scaled per
-    channel (``scale`` (n,) float32), plus ``bias`` (n,) float32 or None: (M, n) float32. Only where
-    :func:`int8_kernel` is not None."""
+    """``rows`` (..., K) float32 times the blocked int8 weight of ``n`` output channels, scaled per
+    channel (``scale`` (n,) float32), plus ``bias`` (n,) float32 or None: (..., n) float32. Only
+    where :func:`int8_kernel` is not None."""
     return _product(_load()[0], rows, blocked, scale, bias, n)
 
 
@@ -247,9 +247,10 @@ def _product(kernels: Any, rows: Any, blocked: Any, scale: Any, bias: Any, n: in
     import torch
 
     rows = rows.contiguous()
-    out = torch.empty(rows.shape[0], n)
-    kernels.rows(rows.data_ptr(), rows.shape[0], blocked.data_ptr(), scale.data_ptr(),
-                 None if bias is None else bias.data_ptr(), out.data_ptr(), n, rows.shape[1])
+    out = torch.empty((*rows.shape[:-1], n))
+    inputs = rows.shape[-1]
+    kernels.rows(rows.data_ptr(), rows.numel() // inputs, blocked.data_ptr(), scale.data_ptr(),
+                 None if bias is None else bias.data_ptr(), out.data_ptr(), n, inputs)
     return out
 
 

@@ -87,6 +87,7 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
         decode = layer(x)
         bias = linear.bias.detach()
         assert torch.equal(decode, native.int8_rows(x.reshape(6, 64), layer.blocked, scale, bias, 40).reshape(2, 3, 40))
+        assert torch.equal(layer(x.transpose(0, 1)), decode.transpose(0, 1))  # rows not in memory order
         prompt = torch.randn(NATIVE_BELOW_ROWS + 5, 64)
         many = layer(prompt)
         one_by_one = torch.cat([layer(row[None]) for row in prompt])
