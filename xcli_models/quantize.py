@@ -426,8 +426,9 @@ def layer_kind(bits: int, weight_only: bool, outputs: int, inputs: int) -> type[
 
 def quantize_model(model: nn.Module, bits: int = 8, weight_only: bool = False) -> int:
     """Replace ``model``'s linear projections (``nn.Linear`` and XLNet's per-head ones) by quantized
-    ones (:func:`layer_kind`), in place; how many were replaced. A projection whose weight is shared
-    with an embedding (a tied LM head) gets its own quantized copy; the embedding stays float."""
+    ones (:func:`layer_kind`), in place, then join those of one input (:func:`fuse_projections`);
+    how many were replaced. A projection whose weight is shared with an embedding (a tied LM head)
+    gets its own quantized copy; the embedding stays float."""
     from .families.xlnet.attention import HeadwiseLinear
 
     replaced = 0
