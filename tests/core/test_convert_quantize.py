@@ -188,6 +188,30 @@ def test_projections_of_one_input_joined_give_what_each_gives_alone(checkpoints:
         assert all(torch.equal(x, y) for x, y in zip(a.scores, b.scores, strict=True))
 
 
+def test_xlnets_joined_projections_take_memory_and_both_streams(checkpoints: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """XLNet's one product covers the memory's, the tokens' and the query stream's rows, each
+    projection taking the rows it needs: with ``mems``, a ``perm_mask`` and a ``target_mapping``,
+    bit for bit what the projections give one by one."""
+    from xcli_models import quantize
+
+    joined = _on_the_fly(checkpoints("XLNetLMHeadModel"), "int8", weight_only=False)
+    monkeypatch.setattr(quantize, "fuse_projections", lambda model: 0)
+    alone = _on_the_fly(checkpoints("XLNetLMHeadModel"), "int8", weight_only=False)
+    ids = sample_inputs(joined)["input_ids"][:, :6]
+    perm = torch.zeros(ids.shape[0], 6, 6)
+    perm[:, :, -1] = 1.0  # nobody sees the last token, which is predicted
+    mapping = torch.zeros(ids.shape[0], 1, 6)
+    mapping[:, 0, -1] = 1.0
+    with torch.inference_mode():
+        outs = []
+        for model in (joined, alone):
+            first = model(ids, use_mems=True)
+            outs.append(model(ids, mems=first.mems, perm_mask=perm, target_mapping=mapping, use_mems=True))
+    assert torch.equal(outs[0].logits, outs[1].logits)
+    assert all(torch.equal(a, b) for a, b in zip(outs[0].mems, outs[1].mems, strict=True))
+
+
 def test_xlnet_per_head_projections_are_stored_as_their_products(checkpoints: Any) -> None:
     from xcli_models.quantize import _Headwise
 
