@@ -23,4 +23,7 @@ class FeedForward(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.dropout(self.act(self.up(x)), p=self.dropout, training=self.training))
+        hidden = self.act(self.up(x))
+        if self.training and self.dropout:
+            hidden = F.dropout(hidden, p=self.dropout)
+        return self.down(hidden)
