@@ -247,8 +247,11 @@ def _product(kernels: Any, rows: Any, blocked: Any, scale: Any, bias: Any, n: in
     import torch
 
     rows = rows.contiguous()
-    out = torch.empty((*rows.shape[:-1], n))
     inputs = rows.shape[-1]
+    if inputs != blocked.shape[1] * INPUT_MULTIPLE or rows.dtype != torch.float32:  # the kernel would read past them
+        raise ValueError(f"rows of {inputs} {rows.dtype} values for int8 weights of "
+                         f"{blocked.shape[1] * INPUT_MULTIPLE} inputs (float32)")
+    out = torch.empty((*rows.shape[:-1], n))
     kernels.rows(rows.data_ptr(), rows.numel() // inputs, blocked.data_ptr(), scale.data_ptr(),
                  None if bias is None else bias.data_ptr(), out.data_ptr(), n, inputs)
     return out

@@ -168,6 +168,8 @@ class _QuantizedLinear(nn.Module):
         return product.float() if self.bias is None else torch.add(self.bias, product)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:  # as nn.Linear refuses it (a reshape would mix the rows up)
+            raise RuntimeError(f"{type(self).__name__} takes rows of {self.in_features} values, not {x.shape[-1]}")
         out = self._product(x.reshape(-1, self.in_features))
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
@@ -269,7 +271,8 @@ class Int8WeightOnlyLinear(_Int8Weights):
         return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.native and x.dtype == torch.float32 and x.numel() < NATIVE_BELOW_ROWS * self.in_features:
+        if (self.native and x.dtype == torch.float32 and x.shape[-1] == self.in_features
+                and x.numel() < NATIVE_BELOW_ROWS * self.in_features):
             # a decode step's rows straight to our kernel, in their shape (no Python in between:
             # 145 such products a step for XGLM-564M)
             return native.int8_rows(x, self.blocked, self.scale, self.bias, self.out_features)

@@ -88,6 +88,11 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
         bias = linear.bias.detach()
         assert torch.equal(decode, native.int8_rows(x.reshape(6, 64), layer.blocked, scale, bias, 40).reshape(2, 3, 40))
         assert torch.equal(layer(x.transpose(0, 1)), decode.transpose(0, 1))  # rows not in memory order
+        for width in (48, 128):  # rows of another width: refused, as nn.Linear does, never read past
+            with pytest.raises(RuntimeError, match=f"rows of 64 values, not {width}"):
+                layer(torch.randn(2, 3, width))
+        with pytest.raises(ValueError, match="48 torch.float32 values for int8 weights of 64"):
+            native.int8_rows(torch.randn(3, 48), layer.blocked, scale, bias, 40)
         prompt = torch.randn(NATIVE_BELOW_ROWS + 5, 64)
         many = layer(prompt)
         one_by_one = torch.cat([layer(row[None]) for row in prompt])
