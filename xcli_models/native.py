@@ -248,10 +248,15 @@ def _product(kernels: Any, rows: Any, blocked: Any, scale: Any, bias: Any, n: in
 
     rows = rows.contiguous()
     inputs = rows.shape[-1]
-    if inputs != blocked.shape[1] * INPUT_MULTIPLE or rows.dtype != torch.float32:  # the kernel would read past them
+    # what the kernel reads must be there: rows of the weights' width, n channels of weights,
+    # scales and biases (it reads past none of them, and writes float32)
+    if inputs != blocked.shape[1] * INPUT_MULTIPLE or rows.dtype != torch.float32:
         raise ValueError(f"rows of {inputs} {rows.dtype} values for int8 weights of "
                          f"{blocked.shape[1] * INPUT_MULTIPLE} inputs (float32)")
-    out = torch.empty((*rows.shape[:-1], n))
+    if (blocked.dtype != torch.int8 or not blocked.is_contiguous() or n > blocked.shape[0] * BLOCK
+            or scale.numel() < n or bias is not None and bias.numel() < n):
+        raise ValueError(f"{n} output channels asked of int8 weights, scales or biases that hold fewer")
+    out = torch.empty((*rows.shape[:-1], n), dtype=torch.float32)
     kernels.rows(rows.data_ptr(), rows.numel() // inputs, blocked.data_ptr(), scale.data_ptr(),
                  None if bias is None else bias.data_ptr(), out.data_ptr(), n, inputs)
     return out
@@ -261,7 +266,9 @@ def _rounded(kernels: Any, rows: Any) -> tuple[Any, Any]:
     import torch
 
     rows = rows.contiguous()
+    if rows.dim() != 2 or rows.dtype != torch.float32:
+        raise ValueError(f"rows to round are (M, K) float32, not {tuple(rows.shape)} {rows.dtype}")
     quantized = torch.empty(rows.shape, dtype=torch.int8)
-    scale = torch.empty(rows.shape[0], 1)
+    scale = torch.empty(rows.shape[0], 1, dtype=torch.float32)
     kernels.quantize(rows.data_ptr(), rows.shape[0], rows.shape[1], quantized.data_ptr(), scale.data_ptr())
     return quantized, scale

@@ -178,6 +178,13 @@ def test_projections_of_one_input_joined_give_what_each_gives_alone(checkpoints:
     assert not any(hasattr(m, "SAME_INPUT") and m.together is not None for m in weight_only.modules())
     for a, b in zip(_outputs(joined), _outputs(alone), strict=True):
         assert torch.equal(a, b)
+    # a role asked alone (a path that does not take them together) gives its part of the product
+    name, first = next((n, m) for n, m in joined.named_modules() if m in fused)
+    separate = dict(alone.named_modules())[name]
+    x = torch.randn(2, 3, first.together.linear.in_features)
+    with torch.inference_mode():
+        for role in first.SAME_INPUT:
+            assert torch.equal(getattr(first, role)(x), getattr(separate, role)(x))
     if "ForSequenceClassification" not in class_name:  # the language models: decode steps too
         ids = sample_inputs(joined)["input_ids"][:, :5]
         settings = dict(max_new_tokens=4, min_new_tokens=4, num_beams=2, output_scores=True,

@@ -93,6 +93,19 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
                 layer(torch.randn(2, 3, width))
         with pytest.raises(ValueError, match="48 torch.float32 values for int8 weights of 64"):
             native.int8_rows(torch.randn(3, 48), layer.blocked, scale, bias, 40)
+        for n, short in ((400, None), (40, "scale"), (40, "bias")):  # more channels than are there
+            parts = {"scale": scale, "bias": bias, short: torch.ones(20)} if short else {"scale": scale, "bias": bias}
+            with pytest.raises(ValueError, match="output channels asked"):
+                native.int8_rows(x, layer.blocked, parts["scale"], parts["bias"], n)
+        with pytest.raises(ValueError, match="rows to round"):
+            native.quantize_rows(x.double())
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # the outputs stay float32 whatever the default
+        try:
+            assert torch.equal(native.int8_rows(x, layer.blocked, scale, bias, 40), decode)
+            assert native.quantize_rows(x[0])[1].dtype == torch.float32
+        finally:
+            torch.set_default_dtype(previous)
         prompt = torch.randn(NATIVE_BELOW_ROWS + 5, 64)
         many = layer(prompt)
         one_by_one = torch.cat([layer(row[None]) for row in prompt])

@@ -160,7 +160,9 @@ class RelativeAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The queries of both streams (B, H, T [+ P], Dh), and the keys and values of the memory
         and the tokens (B, H, [M +] T, Dh). Where they are ``together``, one product over all those
-        rows gives them (each row's numbers are its own: the extra rows cost no difference)."""
+        rows gives them: each row's numbers are its own, so the rows a projection does not need
+        (queries of a memory tensor's rows, keys and values of the query stream's) change nothing
+        but the work."""
         queried = h if g is None else torch.cat([h, g], dim=1)
         if self.together is None:
             source = h if memory is None else torch.cat([memory, h], dim=1)  # (B, K, D)
