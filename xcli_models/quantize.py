@@ -271,17 +271,16 @@ class Int8WeightOnlyLinear(_Int8Weights):
         return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.native and x.dtype == torch.float32 and x.shape[-1] == self.in_features
+        if (self.native and x.shape[-1] == self.in_features
                 and x.numel() < NATIVE_BELOW_ROWS * self.in_features):
-            # a decode step's rows straight to our kernel, in their shape (no Python in between:
-            # 145 such products a step for XGLM-564M)
-            return native.int8_rows(x, self.blocked, self.scale, self.bias, self.out_features)
+            # a decode step's rows straight to our kernel, in their shape, which adds the bias: one
+            # call a product and no Python in between (145 such products a step for XGLM-564M)
+            return native.int8_rows(x.float(), self.blocked, self.scale, self.bias, self.out_features).to(x.dtype)
         return super().forward(x)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
-        if rows.shape[0] < (NATIVE_BELOW_ROWS if self.native else DEQUANTIZE_FROM_ROWS):
-            if self.native:  # the kernel adds the bias: one call per decode product
-                return native.int8_rows(rows.float(), self.blocked, self.scale, self.bias, self.out_features)
+        # the rows our kernel does not take (forward): a prompt's, or any where it cannot be had
+        if not self.native and rows.shape[0] < DEQUANTIZE_FROM_ROWS:
             return self._plus_bias(torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8,
                                                                       self.scale))
         dtype = torch.bfloat16 if fast_bfloat16() else torch.float32
