@@ -85,8 +85,8 @@ class Spec:
                 "group_size": INT4_GROUP if self.bits == 4 else None, "modules": dict(self.modules)}
 
     def int8_shape(self, outputs: int, inputs: int) -> tuple[int, ...]:
-        """The stored shape of an int8 weight: blocked (version 2, inputs a multiple of 16), else (out, in)."""
-        if self.version >= 2 and inputs % native.INPUT_MULTIPLE == 0:
+        """The stored shape of an int8 weight: blocked (:func:`stored_blocked`), else (out, in)."""
+        if stored_blocked(inputs, self.version):
             return native.blocked_shape(outputs, inputs)
         return (outputs, inputs)
 
@@ -185,9 +185,15 @@ def quantize_state(model: Any, state: Mapping[str, torch.Tensor], bits: int) -> 
     return out, Spec(bits, modules)
 
 
+def stored_blocked(inputs: int, version: int = VERSION) -> bool:
+    """Whether a checkpoint of ``version`` stores an int8 weight of ``inputs`` inputs blocked
+    (:func:`native.block_rows`): from version 2, where the inputs are a multiple of 16."""
+    return version >= 2 and inputs % native.INPUT_MULTIPLE == 0
+
+
 def stored_int8(int8: torch.Tensor) -> torch.Tensor:
-    """An (out, in) int8 weight in the layout :data:`VERSION` stores (:meth:`Spec.int8_shape`)."""
-    return native.block_rows(int8) if int8.shape[1] % native.INPUT_MULTIPLE == 0 else int8
+    """An (out, in) int8 weight in the layout :data:`VERSION` stores."""
+    return native.block_rows(int8) if stored_blocked(int8.shape[1]) else int8
 
 
 def current_layout(state: Mapping[str, torch.Tensor], spec: Spec) -> tuple[dict[str, torch.Tensor], Spec]:
