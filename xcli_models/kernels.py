@@ -27,6 +27,7 @@ inside this same context, so the numbers the tests check are the numbers the CLI
 from __future__ import annotations
 
 import functools
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -109,10 +110,12 @@ class _OneDnnMatmuls(TorchFunctionMode):
         # (row-invariant products keep one kernel for every row count)
         self.mkl_rows = () if row_invariant else _mkl_rows()
         self.routed = 0  # products sent to oneDNN so far (see DecodeSteps)
+        self.eligible = 0  # ... and products oneDNN could take, sent or not
 
     def _onednn(self, x: Any, w: Any, bias: Any) -> bool:
         if not _eligible(x, w, bias):
             return False
+        self.eligible += 1
         routed = not (self.mkl_rows and x.dtype == torch.float32 and x.numel() // x.shape[-1] in self.mkl_rows)
         self.routed += routed
         return routed
@@ -148,19 +151,43 @@ def onednn_matmuls(enabled: bool = True, *, row_invariant: bool = False) -> Iter
         yield mode
 
 
+#: models whose pass over a prompt had no product oneDNN could take (int8 weight-only ones): their
+#: prompts run outside the context too (see DecodeSteps); weakly held
+_NOTHING_TO_ROUTE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
 class DecodeSteps:
-    """Generation's decode steps inside :func:`onednn_matmuls` only where it sends them any product.
+    """Generation's model calls inside :func:`onednn_matmuls` only where it sends them any product.
 
     The context is a torch function mode: Python sees every torch call made inside it, a few
     microseconds each, which adds up over the thousand-odd calls of a decode step (measured on
     XGLM-564M, 2-core Xeon, 2 threads: 12 ms of a 52 ms int8 step, 16 of a 127 ms float32 one).
     A step gains nothing from it where none of its products goes to oneDNN: on Intel processors a
     step of 1 to 3 rows (:data:`_MKL_ROWS`), and int8 weight-only layers, which call no
-    ``F.linear``. The first step runs inside the context and counts what it routes; the later
-    steps (the same products, on as many rows) run inside it only if it routed any."""
+    ``F.linear``. The prompt's pass (:meth:`prompt`) runs inside the context and counts the
+    products it could take; where there were none (a model of int8 weight-only layers), nothing
+    runs inside it after, and the next prompts of ``model`` neither (its products are the same
+    ones; a float layer put into it later would be multiplied by MKL instead, the same product).
+    Otherwise the first step runs inside the context and counts what it routes; the later steps
+    (the same products, on as many rows) run inside it only if it routed any."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.routing: bool | None = None if enabled else False  # None: not known before the first step
+    def __init__(self, enabled: bool, model: Any = None) -> None:
+        # None: not known before the first step
+        self.routing: bool | None = None if enabled and model not in _NOTHING_TO_ROUTE else False
+        self._model = model
+
+    def prompt(self, start: Callable[..., Any], *args: Any) -> Any:
+        """``start(*args)``, the pass over the prompt, inside the context unless it is known to
+        route nothing."""
+        if self.routing is False:
+            return start(*args)
+        with onednn_matmuls(True) as mode:
+            result = start(*args)
+        if mode is None or mode.eligible == 0:
+            self.routing = False
+            if mode is not None and self._model is not None:
+                _NOTHING_TO_ROUTE.add(self._model)
+        return result
 
     def __call__(self, step: Callable[..., Any], *args: Any) -> Any:
         if self.routing is False:

@@ -16,7 +16,7 @@ The run, in named phases:
 Everything runs inside ``kernels.inference``, the tasks' context: ``torch.inference_mode`` and,
 on CPU, the matrix products through oneDNN (on AMD processors a decode step streams its weights ~1.7x faster
 than MKL; on Intel processors products of 1 to 3 rows stay with MKL, see ``kernels._MKL_ROWS``). The
-decode steps enter oneDNN's context only where it routes any of their products
+prompt and the decode steps enter oneDNN's context only where it routes any of their products
 (``kernels.DecodeSteps``: the context costs Python time on every torch call).
 """
 
@@ -139,13 +139,13 @@ def generate(
     conditions = build_conditions(
         config.max_length, config.eos_ids, config.stop_string_list, decode, start_ids.shape[1]
     )
-    routed = onednn and device.type == "cpu"
-    with kernels.inference(routed):
-        state, logits = adapter.start(
-            input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
+    # the prompt and each step enter oneDNN's context where it helps (DecodeSteps)
+    steps = kernels.DecodeSteps(onednn and device.type == "cpu", model)
+    with kernels.inference(False):
+        state, logits = steps.prompt(
+            adapter.start, input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )
-    with kernels.inference(False):  # each step enters oneDNN's context where it helps (DecodeSteps)
-        result = _search(_Routed(adapter, kernels.DecodeSteps(routed)), state, logits, start_ids, config,
+        result = _search(_Routed(adapter, steps), state, logits, start_ids, config,
                          processors, conditions, sampler=sampler, seeds=_seeds(seed, batch), streamer=streamer,
                          sequence_scores=sequence_scores)
 
