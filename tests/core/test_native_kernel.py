@@ -8,6 +8,8 @@ layers fall back to torch's kernels and say why.
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 from pathlib import Path
 
@@ -113,6 +115,65 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
     assert float((many - one_by_one).abs().max() / scale_of) < 0.01  # the prompt's product rounds to bfloat16
 
 
+_SPECIAL = st.sampled_from([0.0, -0.0, 1.0, float("inf"), float("-inf"), float("nan"), 3.4e38, -3.4e38])
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(rows=st.integers(1, 4), width=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
+       specials=st.lists(st.tuples(st.integers(0, 10_000), _SPECIAL), max_size=6),
+       levels=st.integers(1, 5))
+def test_argmax_rows_gives_torchs_indices(rows: int, width: int, seed: int, specials: list[tuple[int, float]],
+                                          levels: int) -> None:
+    """The first of equal largest values (few levels make ties), the first NaN, infinities and
+    signed zeros as torch.argmax takes them, on either side of the 16-wide vectors."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (rows, width), generator=generator).float()
+    for place, value in specials:
+        scores.view(-1)[place % scores.numel()] = value
+    assert torch.equal(native.argmax_rows(scores), scores.argmax(dim=-1))
+
+
+@needs_kernel
+def test_argmax_rows_on_a_vocabulary_and_what_it_leaves_to_torch() -> None:
+    scores = torch.randn(8, 256_008)
+    scores[3, 200_000] = scores[3, 250_000] = scores[3].max() + 1  # a tie far into the row
+    scores[5, 100_001] = float("nan")
+    assert torch.equal(native.argmax_rows(scores), scores.argmax(dim=-1))
+    assert torch.equal(native.argmax_rows(scores.t().contiguous().t()), scores.argmax(dim=-1))  # not in row order
+    for other in (scores.double(), scores.to(torch.bfloat16), scores[0]):
+        assert torch.equal(native.argmax_rows(other), other.argmax(dim=-1))  # torch's own
+    with pytest.raises((RuntimeError, IndexError)):  # as torch refuses an empty row
+        native.argmax_rows(torch.empty(2, 0))
+
+
+@needs_kernel
+def test_the_layer_binds_the_kernel_to_its_buffers_and_binds_it_again_when_they_change() -> None:
+    linear = torch.nn.Linear(64, 40)
+    layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
+    x = torch.randn(1, 1, 64)
+    with torch.inference_mode():
+        first = layer(x)
+        bound = layer._bound
+        assert bound is not None and bound.blocked is layer.blocked and torch.equal(layer(x), first)
+        assert layer._bound is bound  # the same buffers: bound once
+        layer.scale = layer.scale * 2  # a buffer replaced (as .to() and friends replace them)
+        assert torch.allclose(layer(x), 2 * first - linear.bias.detach(), atol=1e-5)
+        layer.bias = None
+        assert torch.allclose(layer(x), 2 * first - 2 * linear.bias.detach(), atol=1e-5)
+        copied = copy.deepcopy(layer)
+        assert copied._bound is None or copied._bound.blocked is copied.blocked
+        assert torch.equal(copied(x), layer(x))
+        buffer = io.BytesIO()
+        torch.save(layer, buffer)  # a whole model pickled (the bound C function is not kept)
+        buffer.seek(0)
+        assert torch.equal(torch.load(buffer, weights_only=False)(x), layer(x))
+        with pytest.raises(ValueError, match="rows in the CPU's memory; these are on meta"):
+            layer._bound(torch.empty(1, 64, device="meta"))
+        with pytest.raises(ValueError, match="weights in the CPU's memory, not meta"):
+            native.BoundRows(layer.blocked.to("meta"), layer.scale, None, 40)
+
+
 @needs_kernel
 def test_the_kernel_is_built_once_then_loaded(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "built on the first --quantize int8 run" in native.kernel_status()
@@ -173,7 +234,7 @@ def test_a_failing_build_falls_back_and_leaves_nothing_behind(fresh: Path, monke
     assert "failed (exit 3): int8_rows.c:1: error: this compiler refuses" in native.kernel_status()
     assert list(fresh.iterdir()) == []
     assert [r.getMessage() for r in caplog.records] == [  # said once, in one line
-        f"xcli's int8 kernel {native._load()[1]}; int8 layers use torch's kernels (slower)"]
+        f"xcli's int8 kernel {native._load()[1]}; int8 layers and greedy decoding use torch's kernels (slower)"]
 
 
 def test_a_cache_that_cannot_be_made_falls_back(fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch.nn import functional as F
 
+from .. import native
 from .adapters import Adapter, State
 from .config import GenerationConfig
 from .processors import Processor, apply
@@ -107,7 +108,7 @@ def greedy_or_sample(
         if kept_scores is not None:
             kept_scores.append(scores)
         if sampler is None:
-            tokens = torch.argmax(scores, dim=-1)
+            tokens = native.argmax_rows(scores)  # torch.argmax's indices, faster
         else:
             tokens = sampler(F.softmax(scores, dim=-1), step).reshape(-1)
         if stops_early and fill is not None:

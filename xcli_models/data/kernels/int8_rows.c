@@ -93,3 +93,56 @@ void xcli_quantize_rows(const float *x, int64_t M, int64_t K, int8_t *q, float *
     scale[m] = s;
   }
 }
+
+/* The index of each row's largest value, as torch.argmax gives it: the first of equal largest
+ * values, the first NaN where a row holds one (NaN counts as the largest). x (M, N) float32, N >= 1;
+ * out (M,) int64. Each lane keeps its own largest value and, by a strict comparison, its first
+ * index; the lanes are then reduced to the smallest index holding the largest value. */
+static int64_t row_argmax(const float *row, int64_t N) {
+  int64_t best_at = 0, k = 0;
+  float best = row[0];
+  __mmask16 nan = 0;
+  if (N >= 16) {
+    __m512 top = _mm512_loadu_ps(row);
+    __m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i step = _mm512_set1_epi32(16), here = at;
+    nan = _mm512_cmp_ps_mask(top, top, _CMP_UNORD_Q);
+    for (k = 16; k + 16 <= N; k += 16) {
+      __m512 v = _mm512_loadu_ps(row + k);
+      here = _mm512_add_epi32(here, step);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      __mmask16 greater = _mm512_cmp_ps_mask(v, top, _CMP_GT_OQ);
+      top = _mm512_mask_mov_ps(top, greater, v);
+      at = _mm512_mask_mov_epi32(at, greater, here);
+    }
+    float tops[16];
+    int32_t ats[16];
+    _mm512_storeu_ps(tops, top);
+    _mm512_storeu_si512(ats, at);
+    best = tops[0];
+    best_at = ats[0];
+    for (int lane = 1; lane < 16; lane++)
+      if (tops[lane] > best || (tops[lane] == best && ats[lane] < best_at)) {
+        best = tops[lane];
+        best_at = ats[lane];
+      }
+  } else {
+    k = 1;
+  }
+  for (; k < N; k++) { /* the rest, after every index above: a strict comparison keeps the first */
+    if (row[k] != row[k]) nan = 1;
+    if (row[k] > best) {
+      best = row[k];
+      best_at = k;
+    }
+  }
+  if (nan || best != best)
+    for (k = 0; k < N; k++)
+      if (row[k] != row[k]) return k;
+  return best_at;
+}
+
+void xcli_argmax_rows(const float *x, int64_t M, int64_t N, int64_t *out) {
+#pragma omp parallel for schedule(static) if (M > 1)
+  for (int64_t m = 0; m < M; m++) out[m] = row_argmax(x + m * N, N);
+}
