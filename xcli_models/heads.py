@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from .arguments import Arguments, DeclaredForward, arguments_of, inserted
 from .config import Config
+from .kernels import Linear
 from .layers.activations import activation
 from .loading import NameTable
 from .modeling import PreTrainedModel
@@ -140,7 +141,7 @@ class TokenClassifierHead:
     training: bool
 
     def add_head(self, config: Config) -> None:
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
 
     def head(self, base: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
         hidden = base.last_hidden_state
@@ -169,7 +170,7 @@ class CausalLMHead:
     step_options: ClassVar[Mapping[str, Any]] = {}
 
     def add_head(self, config: Config) -> None:
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -260,7 +261,7 @@ class SpanHead(nn.Module):
 
     def __init__(self, dim: int, n_outputs: int = 2) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, n_outputs)
+        self.proj = Linear(dim, n_outputs)
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.proj(hidden).split(1, dim=-1)
@@ -314,7 +315,7 @@ class SequenceSummary(nn.Module):
             raise ValueError(f"unknown summary_type {summary_type!r} (use last, first, mean or cls_index)")
         self.summary_type = summary_type
         out_dim = num_labels if proj_to_labels and num_labels > 0 else dim
-        self.proj: nn.Module = nn.Linear(dim, out_dim) if use_proj else nn.Identity()
+        self.proj: nn.Module = Linear(dim, out_dim) if use_proj else nn.Identity()
         self.act = _activation_or_identity(activation)
         self.first_dropout = first_dropout or 0.0
         self.last_dropout = last_dropout or 0.0
@@ -408,12 +409,12 @@ class BeamQAHead(nn.Module):
     def __init__(self, dim: int, *, layer_norm_eps: float = 1e-12, start_n_top: int = 5, end_n_top: int = 5) -> None:
         super().__init__()
         self.start_n_top, self.end_n_top = start_n_top, end_n_top
-        self.start_proj = nn.Linear(dim, 1)
-        self.end_hidden = nn.Linear(2 * dim, dim)
+        self.start_proj = Linear(dim, 1)
+        self.end_hidden = Linear(2 * dim, dim)
         self.end_norm = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.end_proj = nn.Linear(dim, 1)
-        self.answer_hidden = nn.Linear(2 * dim, dim)
-        self.answer_proj = nn.Linear(dim, 1, bias=False)
+        self.end_proj = Linear(dim, 1)
+        self.answer_hidden = Linear(2 * dim, dim)
+        self.answer_proj = Linear(dim, 1, bias=False)
 
     # the three parts, usable on their own
     def start_logits(self, hidden: torch.Tensor, p_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,36 +8,38 @@ bandwidth of ~33 GB/s; a few rows times a weight (beams, small batches) runs ~1.
 batch of a few thousand rows (task commands) 10-25 % faster. On Intel processors products of 1 to 3
 rows stay with MKL (``_MKL_ROWS``: there oneDNN's kernels for them are the slower ones).
 
-``onednn_matmuls()`` is a context in which ``F.linear`` (every ``nn.Linear``) and ``x @ W`` with
-a 2-D ``W`` (XLNet's per-head projections) run as oneDNN matmuls when they can: tensors on the
-CPU, float32 or bfloat16, of one dtype, nothing in need of a gradient, torch built with oneDNN
-and not told to leave it (``torch.backends.mkldnn.enabled``). Everything else runs unchanged.
-The products are the same; the rounding of a sum can differ in its last bit (another blocking
-of the sum, as with MKL on another thread count).
+``onednn_matmuls()`` is a context in which the products of :class:`Linear` (every linear
+projection of the five families: ``nn.Linear`` with the same parameters and numbers) and XLNet's
+per-head projections run as oneDNN matmuls when they can: tensors on the CPU, float32 or bfloat16,
+of one dtype, nothing in need of a gradient, torch built with oneDNN and not told to leave it
+(``torch.backends.mkldnn.enabled``). Everything else runs unchanged. The products are the same;
+the rounding of a sum can differ in its last bit (another blocking of the sum, as with MKL on
+another thread count). The layers ask the context (a context variable: this thread's, or this
+task's) at each product, a fraction of a microsecond; it was once a torch function mode, which
+put Python in front of every torch call in the block, a few microseconds each (measured:
+XLNet-base batch-8 greedy generation, float32, 1.79 s through the mode against 1.67 s asking).
 
 **The one place it is entered.** :func:`inference` is the context every model call of a command
 runs in: ``torch.inference_mode`` and, unless told otherwise, :func:`onednn_matmuls`. The tasks
 (``xcli_models.tasks``: classify, fill-mask, qa, score, the task side of generate; evaluation in
 training) enter it as ``tasks.common.inference``, the same function, and
 ``generation.engine.generate`` enters it with ``onednn`` off on a GPU or when asked. Nothing else
-installs the mode. ``tests/families/test_inference_path_parity.py`` compares every family with the reference
+opens the context. ``tests/families/test_inference_path_parity.py`` compares every family with the reference
 inside this same context, so the numbers the tests check are the numbers the CLI prints.
 """
 
 from __future__ import annotations
 
 import functools
-import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 import torch
+from torch import nn
 from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
 _DTYPES = (torch.float32, torch.bfloat16)
-#: how ``x @ W`` reaches a torch function mode
-_MATMULS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__)
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,100 +105,65 @@ def _mkl_rows() -> tuple[int, ...]:
     return _MKL_ROWS if processor_vendor() == "intel" else ()
 
 
-class _OneDnnMatmuls(TorchFunctionMode):
+class Route:
+    """Where the products of an :func:`onednn_matmuls` block go: ``routed`` counts those sent to
+    oneDNN, ``eligible`` those it could take (sent or left to MKL)."""
+
     def __init__(self, row_invariant: bool = False) -> None:
-        super().__init__()
         self.linear = _row_invariant_linear if row_invariant else _linear
         # (row-invariant products keep one kernel for every row count)
         self.mkl_rows = () if row_invariant else _mkl_rows()
-        self.routed = 0  # products sent to oneDNN so far (see DecodeSteps)
-        self.eligible = 0  # ... and products oneDNN could take, sent or not
+        self.routed = 0
+        self.eligible = 0
 
-    def _onednn(self, x: Any, w: Any, bias: Any) -> bool:
-        if not _eligible(x, w, bias):
-            return False
+    def product(self, x: Any, w: Any, bias: Any) -> torch.Tensor | None:
+        """``x @ w.T + bias`` by oneDNN where it takes it, else None."""
+        if not torch.backends.mkldnn.enabled or not _eligible(x, w, bias):
+            return None
         self.eligible += 1
-        routed = not (self.mkl_rows and x.dtype == torch.float32 and x.numel() // x.shape[-1] in self.mkl_rows)
-        self.routed += routed
-        return routed
+        if self.mkl_rows and x.dtype == torch.float32 and x.numel() // x.shape[-1] in self.mkl_rows:
+            return None
+        self.routed += 1
+        return self.linear(x, w, bias)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        kwargs = kwargs or {}
-        if func is F.linear and torch.backends.mkldnn.enabled:
-            x = args[0] if args else kwargs.get("input")
-            w = args[1] if len(args) > 1 else kwargs.get("weight")
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if self._onednn(x, w, bias):
-                return self.linear(x, w, bias)
-        elif func in _MATMULS and len(args) == 2 and not kwargs:
-            x, w = args
-            if torch.backends.mkldnn.enabled and isinstance(w, torch.Tensor) and w.dim() == 2:
-                if self._onednn(x, w.t(), None):
-                    return self.linear(x, w.t(), None)
-        return func(*args, **kwargs)
+
+#: the route of the innermost onednn_matmuls block of this thread (or task), None outside any
+_ROUTE: ContextVar[Route | None] = ContextVar("xcli_onednn_route", default=None)
+
+
+def routed_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``x @ w.T + bias`` (w: (N, K)) by oneDNN where an :func:`onednn_matmuls` block is open and
+    sends it there, else None: the caller computes it its own way."""
+    route = _ROUTE.get()
+    return None if route is None else route.product(x, w, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (the same parameters, state and numbers) whose product goes through oneDNN
+    inside an :func:`onednn_matmuls` block where it may: every linear projection of the five
+    families is one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = routed_linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias) if out is None else out
 
 
 @contextmanager
-def onednn_matmuls(enabled: bool = True, *, row_invariant: bool = False) -> Iterator[_OneDnnMatmuls | None]:
-    """Run eligible matrix products through oneDNN inside the block (see the module docstring); the
-    block gets the mode (its ``routed`` counts the products it sent to oneDNN), or None.
+def onednn_matmuls(enabled: bool = True, *, row_invariant: bool = False) -> Iterator[Route | None]:
+    """Send eligible products of :class:`Linear` layers (and XLNet's per-head projections) through
+    oneDNN inside the block, in this thread (see the module docstring); the block gets its
+    :class:`Route` (what it sent), or None.
 
     ``row_invariant``: a product's rows never depend on the other rows in it (see
-    :func:`inference`). A no-op when ``enabled`` is false or this torch has no usable oneDNN matmul.
+    :func:`inference`). With ``enabled`` false, or where this torch has no usable oneDNN matmul,
+    the products inside run torch's way, an enclosing block's too.
     """
-    if not enabled or not onednn_available():
-        yield None
-        return
-    with _OneDnnMatmuls(row_invariant) as mode:
-        yield mode
-
-
-#: models whose pass over a prompt had no product oneDNN could take (int8 weight-only ones): their
-#: prompts run outside the context too (see DecodeSteps); weakly held
-_NOTHING_TO_ROUTE: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
-
-class DecodeSteps:
-    """Generation's model calls inside :func:`onednn_matmuls` only where it sends them any product.
-
-    The context is a torch function mode: Python sees every torch call made inside it, a few
-    microseconds each, which adds up over the thousand-odd calls of a decode step (measured on
-    XGLM-564M, 2-core Xeon, 2 threads: 12 ms of a 52 ms int8 step, 16 of a 127 ms float32 one).
-    A step gains nothing from it where none of its products goes to oneDNN: on Intel processors a
-    step of 1 to 3 rows (:data:`_MKL_ROWS`), and int8 weight-only layers, which call no
-    ``F.linear``. The prompt's pass (:meth:`prompt`) runs inside the context and counts the
-    products it could take; where there were none (a model of int8 weight-only layers), nothing
-    runs inside it after, and the next prompts of ``model`` neither (its products are the same
-    ones; a float layer put into it later would be multiplied by MKL instead, the same product).
-    Otherwise the first step runs inside the context and counts what it routes; the later steps
-    (the same products, on as many rows) run inside it only if it routed any."""
-
-    def __init__(self, enabled: bool, model: Any = None) -> None:
-        # None: not known before the first step
-        self.routing: bool | None = None if enabled and model not in _NOTHING_TO_ROUTE else False
-        self._model = model
-
-    def prompt(self, start: Callable[..., Any], *args: Any) -> Any:
-        """``start(*args)``, the pass over the prompt, inside the context unless it is known to
-        route nothing."""
-        if self.routing is False:
-            return start(*args)
-        with onednn_matmuls(True) as mode:
-            result = start(*args)
-        if mode is None or mode.eligible == 0:
-            self.routing = False
-            if mode is not None and self._model is not None:
-                _NOTHING_TO_ROUTE.add(self._model)
-        return result
-
-    def __call__(self, step: Callable[..., Any], *args: Any) -> Any:
-        if self.routing is False:
-            return step(*args)
-        with onednn_matmuls(True) as mode:
-            result = step(*args)
-        if self.routing is None:
-            self.routing = mode is not None and mode.routed > 0
-        return result
+    route = Route(row_invariant) if enabled and onednn_available() else None
+    token = _ROUTE.set(route)
+    try:
+        yield route
+    finally:
+        _ROUTE.reset(token)
 
 
 @contextmanager

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch.nn import functional as F
 
 from xcli_models import XGLMConfig, XGLMForCausalLM, kernels
+from xcli_models.families.xlnet.attention import HeadwiseLinear
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,23 +23,39 @@ def mkl_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     return rows
 
 
+def _linear(w: torch.Tensor, b: torch.Tensor | None = None) -> kernels.Linear:
+    """A :class:`kernels.Linear` holding ``w`` (N, K) and ``b``."""
+    layer = kernels.Linear(w.shape[1], w.shape[0], bias=b is not None, dtype=w.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        if b is not None:
+            layer.bias.copy_(b)
+    return layer
+
+
 def test_products_equal_torchs(routed: list[tuple[int, ...]], mkl_rows: tuple[int, ...]) -> None:
     generator = torch.Generator().manual_seed(0)
     w = torch.randn(301, 257, generator=generator)
     b = torch.randn(301, generator=generator)
     x = torch.randn(1, 257, generator=generator)
     x3 = torch.randn(2, 5, 257, generator=generator)
-    h = torch.randn(257, 301, generator=generator)  # a (K, N) weight used as x @ h (XLNet's projections)
+    with_bias, without, half = _linear(w, b), _linear(w), _linear(w.bfloat16())
+    headwise = HeadwiseLinear(257, 7, 43)  # XLNet's per-head projection (x @ W, W (K, H, Dh))
+    torch.nn.init.normal_(headwise.weight, generator=generator)
 
     def products() -> tuple[torch.Tensor, ...]:
-        return (F.linear(x, w, b), F.linear(x, w), F.linear(x3, w, b), F.linear(x3, weight=w, bias=b),
-                x3 @ h, torch.matmul(x, h), F.linear(x3.bfloat16(), w.bfloat16()))
+        return (with_bias(x), without(x), with_bias(x3), half(x3.bfloat16()), headwise(x3), headwise(x))
 
-    expected = products()
-    with torch.inference_mode(), kernels.onednn_matmuls():
-        got = products()
+    expected = (F.linear(x, w, b), F.linear(x, w), F.linear(x3, w, b), F.linear(x3.bfloat16(), w.bfloat16()),
+                x3 @ headwise.weight.detach().flatten(1), x @ headwise.weight.detach().flatten(1))
+    with torch.inference_mode():
+        assert all(torch.equal(a, e) for a, e in zip(products(), expected, strict=True))  # outside: torch's own
+        assert routed == []
+        with kernels.onednn_matmuls() as route:
+            got = products()
     # float32 products of 1 row (three of them) stay with MKL where it is the faster; bfloat16 never does
-    assert len(routed) == len(expected) - (3 if 1 in mkl_rows else 0)
+    assert len(routed) == route.routed == len(expected) - (3 if 1 in mkl_rows else 0)
+    assert route.eligible == len(expected)
     for a, e in zip(got, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype
         tolerance = 2e-2 if a.dtype == torch.bfloat16 else 1e-5
@@ -44,26 +63,42 @@ def test_products_equal_torchs(routed: list[tuple[int, ...]], mkl_rows: tuple[in
 
 
 def test_what_oneDNN_cannot_or_should_not_do_runs_unchanged(routed: list[tuple[int, ...]]) -> None:
-    w = torch.randn(8, 4, requires_grad=True)
-    x = torch.randn(3, 4)
+    w = torch.randn(8, 4)
+    layer, x = _linear(w), torch.randn(5, 4)  # 5 rows: oneDNN's on any processor where it may
     with kernels.onednn_matmuls():
-        y = F.linear(x, w)  # needs a gradient: autograd's path
+        y = layer(x)  # its weight needs a gradient: autograd's path
         y.sum().backward()
-        assert w.grad is not None
-        F.linear(x.double(), w.detach().double())  # a dtype oneDNN's matmul does not take
-        F.linear(x[0], w.detach())  # one vector
-        x @ torch.randn(2, 4, 3)  # not a 2-D weight
-        x @ torch.randn(4)  # a vector
+        assert layer.weight.grad is not None
+        with torch.no_grad():
+            _linear(w.double())(x.double())  # a dtype oneDNN's matmul does not take
+            layer(x[0])  # one vector
+            F.linear(x, w)  # a product outside the layers: torch's own
+            torch.backends.mkldnn.enabled = False  # the user's switch
+            try:
+                layer(x)
+            finally:
+                torch.backends.mkldnn.enabled = True
+            with kernels.onednn_matmuls(enabled=False):  # switched off inside an open block
+                layer(x)
         with pytest.raises(RuntimeError):  # torch's own error for a bias of the wrong size
-            F.linear(x, w.detach(), torch.ones(3))
-        torch.backends.mkldnn.enabled = False  # the user's switch
-        try:
-            F.linear(x, w.detach())
-        finally:
-            torch.backends.mkldnn.enabled = True
-    with kernels.onednn_matmuls(enabled=False):
-        F.linear(x, w.detach())
+            kernels.routed_linear(x, w, torch.ones(3)) or F.linear(x, w, torch.ones(3))
     assert routed == []
+    with torch.no_grad(), kernels.onednn_matmuls():
+        layer(x)
+    assert len(routed) == int(kernels.onednn_available())
+
+
+def test_the_route_is_this_threads(routed: list[tuple[int, ...]]) -> None:
+    """A block open in one thread routes nothing of another's (as torch's own modes and
+    inference_mode are per thread)."""
+    layer, x = _linear(torch.randn(8, 4)), torch.randn(5, 4)
+    with torch.no_grad(), kernels.onednn_matmuls():
+        other = threading.Thread(target=lambda: layer(x))
+        other.start()
+        other.join()
+        assert routed == []
+        layer(x)
+    assert len(routed) == 1
 
 
 def test_generate_gives_the_same_tokens_through_oneDNN(routed: list[tuple[int, ...]]) -> None:
@@ -80,19 +115,22 @@ def test_generate_gives_the_same_tokens_through_oneDNN(routed: list[tuple[int, .
         assert routed, "generate did not use oneDNN"
         assert torch.equal(fast, plain)
         routed.clear()
+        with kernels.inference():  # a command's context around it: onednn=False still means torch's own
+            assert torch.equal(model.generate(ids, attention_mask=mask, onednn=False, **settings), plain)
+        assert routed == []
 
 
 @pytest.mark.skipif(not kernels.onednn_available(), reason="this torch has no usable oneDNN matmul")
 def test_row_invariant_products_round_a_row_alike_in_any_batch() -> None:
     generator = torch.Generator().manual_seed(0)
-    w, b = torch.randn(300, 96, generator=generator), torch.randn(300, generator=generator)
+    layer = _linear(torch.randn(300, 96, generator=generator), torch.randn(300, generator=generator))
     x = torch.randn(40, 96, generator=generator)
     with torch.inference_mode(), kernels.onednn_matmuls(row_invariant=True):
-        alone = [F.linear(x[i : i + 1], w, b)[0] for i in range(len(x))]
+        alone = [layer(x[i : i + 1])[0] for i in range(len(x))]
         for size in (2, 3, 16, 40):
-            together = torch.cat([F.linear(x[at : at + size], w, b) for at in range(0, len(x), size)])
+            together = torch.cat([layer(x[at : at + size]) for at in range(0, len(x), size)])
             assert all(torch.equal(together[i], alone[i]) for i in range(len(x))), size
-        vector = F.linear(x[:1].reshape(1, 1, 96), w, b)  # a lone row in any shape keeps its shape
+        vector = layer(x[:1].reshape(1, 1, 96))  # a lone row in any shape keeps its shape
         assert vector.shape == (1, 1, 300) and torch.equal(vector[0, 0], alone[0])
 
 
@@ -101,87 +139,33 @@ def test_few_rows_stay_with_mkl_on_intel(routed: list[tuple[int, ...]], monkeypa
     with torch's numbers; from 4 rows on, and in row-invariant mode always, they go through oneDNN."""
     monkeypatch.setattr(kernels, "_mkl_rows", lambda: (1, 2, 3))
     w = torch.randn(64, 32)
+    layer = _linear(w)
     with torch.inference_mode(), kernels.onednn_matmuls():
         for rows in (1, 2, 3):
             x = torch.randn(rows, 32)
-            assert torch.equal(F.linear(x, w), x @ w.t())
+            assert torch.equal(layer(x), x @ w.t())
         assert routed == []
-        F.linear(torch.randn(4, 32), w)
-        F.linear(torch.randn(1, 3, 32), w.bfloat16().float())
-    assert len(routed) == 1
-    with torch.inference_mode(), kernels.onednn_matmuls(row_invariant=True):
-        F.linear(torch.randn(1, 32), w)
+        layer(torch.randn(4, 32))
+        _linear(w.bfloat16())(torch.randn(1, 3, 32).bfloat16())
     assert len(routed) == 2
+    with torch.inference_mode(), kernels.onednn_matmuls(row_invariant=True):
+        layer(torch.randn(1, 32))
+    assert len(routed) == 3
 
 
-def _modes() -> int:
-    from torch.overrides import _get_current_function_mode_stack
-
-    return len(_get_current_function_mode_stack())
-
-
-@pytest.mark.skipif(not kernels.onednn_available(), reason="this torch has no usable oneDNN matmul")
-@pytest.mark.parametrize(("rows", "routing"), [(1, False), (3, False), (4, True)])
-def test_decode_steps_enter_onednns_context_only_where_it_routes_a_product(
-        monkeypatch: pytest.MonkeyPatch, rows: int, routing: bool) -> None:
-    """The first step runs in the context and counts; later ones run in it only if it routed a product
-    (on Intel processors 1-3 rows stay with MKL: the context would only cost its Python time)."""
+@pytest.mark.parametrize(("batch", "decode_steps_routed"), [(1, False), (4, True)])
+def test_generate_routes_the_decode_steps_products_of_four_rows_or_more(
+        routed: list[tuple[int, ...]], monkeypatch: pytest.MonkeyPatch, batch: int,
+        decode_steps_routed: bool) -> None:
+    """The prompt's products through oneDNN; a decode step's too from 4 rows on, where on Intel
+    processors 1-3 rows stay with MKL; the tokens those of a run without oneDNN."""
     monkeypatch.setattr(kernels, "_mkl_rows", lambda: (1, 2, 3))
-    w = torch.randn(64, 32)
-    inside: list[int] = []
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        inside.append(_modes())
-        return F.linear(x, w)
-
-    steps = kernels.DecodeSteps(True)
-    with torch.inference_mode():
-        x = torch.randn(rows, 32)
-        results = [steps(step, x) for _ in range(4)]
-    assert steps.routing is routing
-    assert inside == [1] + [int(routing)] * 3
-    assert all(torch.equal(r, results[0]) for r in results)
-    off = kernels.DecodeSteps(False)
-    with torch.inference_mode():
-        off(step, x)
-    assert inside[-1] == 0 and off.routing is False
-
-
-@pytest.mark.parametrize(("case", "mkl_rows", "batch", "later_steps_inside"), [
-    ("float32, 1-row products on Intel", (1, 2, 3), 1, False),
-    ("float32, 4-row products", (1, 2, 3), 4, True),
-    ("int8 weight-only, oneDNN for every row count", (), 4, False),  # its layers call no F.linear
-])
-def test_generate_decodes_outside_the_context_where_nothing_routes(monkeypatch: pytest.MonkeyPatch, case: str,
-                                                                  mkl_rows: tuple[int, ...], batch: int,
-                                                                  later_steps_inside: bool) -> None:
-    """The prompt inside oneDNN's context, the first decode step too where the prompt had a product
-    it could take; the later steps inside it only where that step routed a product; the tokens
-    those of a run entirely without the context."""
-    from xcli_models.quantize import quantize_weight_only
-
-    monkeypatch.setattr(kernels, "_mkl_rows", lambda: mkl_rows)
     torch.manual_seed(0)
     model = XGLMForCausalLM(XGLMConfig(vocab_size=300, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
                                        max_position_embeddings=64)).eval()
-    if case.startswith("int8"):
-        quantize_weight_only(model)
-    seen: list[int] = []
-    head = model.lm_head.forward  # one call per model call
-
-    def watched(*args: object, **kwargs: object) -> object:
-        seen.append(_modes())
-        return head(*args, **kwargs)
-
-    monkeypatch.setattr(model.lm_head, "forward", watched)
     ids = torch.tensor([[2, 17, 45, 99, 12]] * batch)
     tokens = model.generate(ids, max_new_tokens=6)
-    inside = 1 if kernels.onednn_available() else 0
-    if case.startswith("int8"):  # a prompt without a product oneDNN could take: nothing after it inside
-        assert seen == [inside] + [0] * 5
-        seen.clear()
-        assert torch.equal(model.generate(ids, max_new_tokens=6), tokens)
-        assert seen == [0] * 6  # the model's next prompts neither
-    else:
-        assert seen == [inside, inside] + [inside if later_steps_inside else 0] * 4  # prompt, first step, the rest
+    # the prompt: 2 layers of 6 projections on 5 rows a sequence, the LM head on the last row of each;
+    # then 5 steps of those 13 products on a row a sequence
+    assert len(routed) == 2 * 6 + decode_steps_routed + 5 * 13 * decode_steps_routed
     assert torch.equal(tokens, model.generate(ids, max_new_tokens=6, onednn=False))

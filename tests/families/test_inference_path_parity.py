@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from oracle import ATOL, assert_outputs_close, oracle_checkpoint, randomize, transformers
 from xcli_models import kernels
@@ -97,6 +99,26 @@ def inputs(padding: str, extra: tuple[str, ...], seed: int) -> dict[str, torch.T
 
 
 
+class _WeightProducts(TorchFunctionMode):
+    """Records the matrix products of ``model``'s weights that reach torch's own kernels (``F.linear``
+    and the matmuls; oneDNN's are called as ``torch.ops`` and are not seen here)."""
+
+    PRODUCTS = (F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.addmm,
+                torch.einsum)
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.weights = {p.data_ptr(): name for name, p in model.named_parameters() if p.dim() >= 2}
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in self.PRODUCTS:
+            for arg in (*args, *(kwargs or {}).values()):
+                if isinstance(arg, torch.Tensor) and arg.data_ptr() in self.weights:
+                    self.seen.append(self.weights[arg.data_ptr()])
+        return func(*args, **(kwargs or {}))
+
+
 def test_the_tasks_enter_the_one_kernel_context(monkeypatch: pytest.MonkeyPatch) -> None:
     entered: list[dict[str, Any]] = []
     real = kernels.inference
@@ -114,8 +136,9 @@ def test_the_tasks_enter_the_one_kernel_context(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_outputs_on_the_cli_kernel_path_match_the_reference(
-    tmp_path: Path, routed: list[tuple[int, ...]], case: str, seed: int
+    tmp_path: Path, routed: list[tuple[int, ...]], monkeypatch: pytest.MonkeyPatch, case: str, seed: int
 ) -> None:
+    monkeypatch.setattr(kernels, "_mkl_rows", lambda: ())  # every product oneDNN may take, on any processor
     class_name, config, padding, extra, fields = CASES[case]
     torch.manual_seed(seed)
     ref = getattr(transformers, class_name)(config()).eval()
@@ -127,9 +150,11 @@ def test_outputs_on_the_cli_kernel_path_match_the_reference(
     batch = inputs(padding, extra, seed)
     with torch.no_grad():
         theirs = ref(**{k: v.clone() for k, v in batch.items()})
-    with kernels.inference():  # what every command's model call runs in
+    with kernels.inference(), _WeightProducts(ours) as unrouted:  # what every command's model call runs in
         mine = ours(**batch)
 
     if kernels.onednn_available():
         assert routed, "no product went through oneDNN: this is not the CLI's path"
+        # ... and every product of a weight
+        assert unrouted.seen == [], f"products of weights torch computed: {unrouted.seen}"
     assert_outputs_close(mine, theirs, fields=fields, atol=ATOL)

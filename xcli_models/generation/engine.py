@@ -15,9 +15,7 @@ The run, in named phases:
 
 Everything runs inside ``kernels.inference``, the tasks' context: ``torch.inference_mode`` and,
 on CPU, the matrix products through oneDNN (on AMD processors a decode step streams its weights ~1.7x faster
-than MKL; on Intel processors products of 1 to 3 rows stay with MKL, see ``kernels._MKL_ROWS``). The
-prompt and the decode steps enter oneDNN's context only where it routes any of their products
-(``kernels.DecodeSteps``: the context costs Python time on every torch call).
+than MKL; on Intel processors products of 1 to 3 rows stay with MKL, see ``kernels._MKL_ROWS``).
 """
 
 from __future__ import annotations
@@ -139,15 +137,12 @@ def generate(
     conditions = build_conditions(
         config.max_length, config.eos_ids, config.stop_string_list, decode, start_ids.shape[1]
     )
-    # the prompt and each step enter oneDNN's context where it helps (DecodeSteps)
-    steps = kernels.DecodeSteps(onednn and device.type == "cpu", model)
-    with kernels.inference(False):
-        state, logits = steps.prompt(
-            adapter.start, input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
+    with kernels.inference(onednn and device.type == "cpu"):
+        state, logits = adapter.start(
+            input_ids, attention_mask, start_ids if adapter.is_encoder_decoder else None
         )
-        result = _search(_Routed(adapter, steps), state, logits, start_ids, config,
-                         processors, conditions, sampler=sampler, seeds=_seeds(seed, batch), streamer=streamer,
-                         sequence_scores=sequence_scores)
+        result = _search(adapter, state, logits, start_ids, config, processors, conditions, sampler=sampler,
+                         seeds=_seeds(seed, batch), streamer=streamer, sequence_scores=sequence_scores)
 
     if not config.return_dict_in_generate:
         return result.sequences
@@ -163,19 +158,6 @@ def generate(
         texts=texts,
         prompt_length=start_ids.shape[1],
     )
-
-
-class _Routed:
-    """``adapter`` whose decode steps go through ``steps`` (:class:`kernels.DecodeSteps`)."""
-
-    def __init__(self, adapter: Adapter, steps: kernels.DecodeSteps) -> None:
-        self._adapter, self._steps = adapter, steps
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._adapter, name)
-
-    def step(self, state: Any, tokens: torch.Tensor) -> torch.Tensor:
-        return self._steps(self._adapter.step, state, tokens)
 
 
 def _prompt_and_mask(

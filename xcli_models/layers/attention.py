@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..kernels import Linear
 from .cache import KVCache
 
 
@@ -169,8 +170,8 @@ def projections(dim: int, inner: int | None = None, bias: bool = True) -> dict[s
     """The four square projections of standard attention, by role."""
     inner = dim if inner is None else inner
     return {
-        "query": nn.Linear(dim, inner, bias=bias),
-        "key": nn.Linear(dim, inner, bias=bias),
-        "value": nn.Linear(dim, inner, bias=bias),
-        "output": nn.Linear(inner, dim, bias=bias),
+        "query": Linear(dim, inner, bias=bias),
+        "key": Linear(dim, inner, bias=bias),
+        "value": Linear(dim, inner, bias=bias),
+        "output": Linear(inner, dim, bias=bias),
     }

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..kernels import Linear
 from .activations import activation
 
 
@@ -17,8 +18,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, ffn_dim: int, act: str, *, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        self.up = nn.Linear(dim, ffn_dim, bias=bias)
-        self.down = nn.Linear(ffn_dim, dim, bias=bias)
+        self.up = Linear(dim, ffn_dim, bias=bias)
+        self.down = Linear(ffn_dim, dim, bias=bias)
         self.act = activation(act)
         self.dropout = dropout
 

@@ -25,6 +25,7 @@ from ...heads import (
     CausalLMHead, Seq2SeqLMHead, SpanHead, TaskModel, head_arguments, sequence_classification_loss,
     token_classification_loss,
 )
+from ...layers import Linear
 from ...modeling import EncoderDecoderModel, PreTrainedModel
 from ...outputs import (
     BaseModelOutput,
@@ -74,8 +75,8 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, dim: int, inner_dim: int, num_labels: int, dropout: float) -> None:
         super().__init__()
-        self.dense = nn.Linear(dim, inner_dim)
-        self.out_proj = nn.Linear(inner_dim, num_labels)
+        self.dense = Linear(dim, inner_dim)
+        self.out_proj = Linear(inner_dim, num_labels)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,7 +159,7 @@ class MvpForConditionalGeneration(Seq2SeqLMHead, MvpPreTrainedModel, TaskModel):
 
     def add_head(self, config: MvpConfig) -> None:
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
 
     def generation_parts(self) -> Parts:
         def head(hidden: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...layers import Linear
 from .config import MvpConfig
 
 
@@ -24,8 +25,8 @@ class Prompt(nn.Module):
         self.length, self.n_layers, self.n_heads = config.prompt_length, n_layers, n_heads
         self.dropout = config.dropout
         self.embedding = nn.Embedding(config.prompt_length, config.d_model)
-        self.up = nn.Linear(config.d_model, config.prompt_mid_dim)
-        self.down = nn.Linear(config.prompt_mid_dim, n_layers * 2 * config.d_model)
+        self.up = Linear(config.d_model, config.prompt_mid_dim)
+        self.down = Linear(config.prompt_mid_dim, n_layers * 2 * config.d_model)
 
     def forward(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         x = self.down(F.gelu(self.up(self.embedding.weight)))  # (P, L * 2 * D)

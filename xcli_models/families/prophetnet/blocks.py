@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ... import layers
-from ...layers import Attention, FeedForward, LearnedPositions, TransformerLayer
+from ...layers import Attention, FeedForward, LearnedPositions, Linear, TransformerLayer
 from ...outputs import BaseModelOutput
 from .config import ProphetNetConfig
 from .ngram import NgramSelfAttention
@@ -78,7 +78,7 @@ def decoder_layer(config: ProphetNetConfig) -> TransformerLayer:
     self_attn = NgramSelfAttention(
         heads, config.ngram, config.num_buckets,
         **_projections(dim, heads),
-        relative_bias=nn.Linear(dim, config.num_buckets * heads),
+        relative_bias=Linear(dim, config.num_buckets * heads),
         dropout=config.attention_dropout,
     )
     cross = _attention(config, heads) if config.add_cross_attention else None

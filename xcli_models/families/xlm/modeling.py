@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from ... import heads
 from ...heads import TaskModel, head_arguments
-from ...layers import Attention, Cache, FeedForward, TransformerLayer, additive, causal_allowed, projections
+from ...layers import Attention, Cache, FeedForward, Linear, TransformerLayer, additive, causal_allowed, projections
 from ...layers.stack import Call, Stack
 from ...modeling import PreTrainedModel
 from ...outputs import BaseModelOutput, BeamQAOutput, ClassifierOutput, LMOutput, SpanQAOutput
@@ -257,7 +257,7 @@ class XLMPredLayer(nn.Module):
                 div_value=float(config.asm_div_value), head_bias=True,
             )
         else:
-            self.proj = nn.Linear(config.emb_dim, config.vocab_size)
+            self.proj = Linear(config.emb_dim, config.vocab_size)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.asm:
@@ -335,7 +335,7 @@ class XLMForMultipleChoice(XLMPreTrainedModel, TaskModel):
 
     def add_head(self, config: XLMConfig) -> None:
         self.sequence_summary = heads.SequenceSummary.from_config(config, config.emb_dim)
-        self.logits_proj = nn.Linear(config.num_labels, 1)
+        self.logits_proj = Linear(config.num_labels, 1)
 
     def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
         given = inputs.get("input_ids")

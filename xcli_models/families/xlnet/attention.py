@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ... import kernels
 from ...layers import FeedForward, TransformerLayer, additive, attend, merge_heads, split_heads
 from .memory import LayerMemory
 
@@ -46,6 +47,9 @@ class HeadwiseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.flatten(1)  # (D, H * Dh)
+        out = kernels.routed_linear(x, w.t() if self.to_heads else w, None)  # oneDNN's, where it routes it
+        if out is not None:
+            return out
         return x @ w if self.to_heads else x @ w.t()
 
 

@@ -31,7 +31,7 @@ from ...heads import (
     token_classification_loss,
 )
 from ...heads import TaskModel, head_arguments
-from ...layers import FeedForward
+from ...layers import FeedForward, Linear
 from ...modeling import PreTrainedModel, resolve_flags
 from . import names as hf_names
 from .attention import HeadwiseLinear, RelativeAttention, XLNetLayer, relative_sinusoids, two_stream_masks
@@ -292,7 +292,7 @@ class XLNetLMHeadModel(XLNetPreTrainedModel, TaskModel):
     generation_adapter_class = XLNetAdapter
 
     def add_head(self, config: XLNetConfig) -> None:
-        self.lm_loss = nn.Linear(config.d_model, config.vocab_size)
+        self.lm_loss = Linear(config.d_model, config.vocab_size)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_loss
@@ -364,7 +364,7 @@ class XLNetForSequenceClassification(XLNetPreTrainedModel, TaskModel):
 
     def add_head(self, config: XLNetConfig) -> None:
         self.sequence_summary = SequenceSummary.from_config(config, config.d_model)
-        self.logits_proj = nn.Linear(config.d_model, config.num_labels)
+        self.logits_proj = Linear(config.d_model, config.num_labels)
 
     def head(self, base: XLNetModelOutput, labels: Tensor | None = None) -> dict[str, Any]:
         logits = self.logits_proj(self.sequence_summary(base.last_hidden_state))
@@ -398,7 +398,7 @@ class XLNetForMultipleChoice(XLNetPreTrainedModel, TaskModel):
 
     def add_head(self, config: XLNetConfig) -> None:
         self.sequence_summary = SequenceSummary.from_config(config, config.d_model)
-        self.logits_proj = nn.Linear(config.d_model, 1)
+        self.logits_proj = Linear(config.d_model, 1)
 
     def base_inputs(self, inputs: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
         given = inputs.get("input_ids")
