@@ -56,8 +56,8 @@ from typing import Any
 
 from . import hardware
 
-__all__ = ["BLOCK", "BoundRows", "argmax_rows", "as_rows", "block_rows", "blocked_shape", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows", "rounded_rows",
-           "unblock_rows"]
+__all__ = ["BLOCK", "BoundRows", "argmax_rows", "as_rows", "block_rows", "blocked_shape", "int8_kernel", "int8_rows",
+           "kernel_status", "quantize_rows", "rounded_rows", "unblock_rows"]
 
 logger = logging.getLogger("xcli_models")
 
@@ -252,8 +252,8 @@ class BoundRows:
     """:func:`int8_rows` bound to one weight: the blocked int8 weights of ``n`` output channels,
     their scales and bias (or None) checked once, here, so that a product checks only its rows and
     makes one call (a decode step of XGLM-564M makes 145; see ``quantize.Int8WeightOnlyLinear``).
-    It holds the tensors it was made from (their memory stays while it lives), in ``blocked``,
-    ``scale`` and ``bias``."""
+    It holds the tensors it was made from, in ``blocked``, ``scale`` and ``bias``, and asks them
+    where their data is at each product (``share_memory_`` moves it)."""
 
     __slots__ = ("blocked", "scale", "bias", "n", "inputs", "_call", "_empty", "_float32")
 
@@ -273,11 +273,9 @@ class BoundRows:
             raise ValueError(f"{n} output channels asked of int8 weights, scales or biases that hold fewer, "
                              "or not in the kernel's layout (blocked int8, float32 scales and bias)")
         self.blocked, self.scale, self.bias, self.n = blocked, scale, bias, n
-        self.inputs = inputs = blocked.shape[1] * INPUT_MULTIPLE
+        self.inputs = blocked.shape[1] * INPUT_MULTIPLE
         self._empty, self._float32 = torch.empty, torch.float32
-        call = (kernels or _load()[0]).rows
-        weights, scales, biases = blocked.data_ptr(), scale.data_ptr(), None if bias is None else bias.data_ptr()
-        self._call = lambda x, m, out: call(x, m, weights, scales, biases, out, n, inputs)
+        self._call = (kernels or _load()[0]).rows
 
     def __call__(self, rows: Any) -> Any:
         """``rows`` (..., K) float32 times the weight: (..., n) float32."""
@@ -288,7 +286,9 @@ class BoundRows:
         out = self._empty(*rows.shape[:-1], self.n)  # (sizes as numbers: half the time of a torch.Size)
         if out.dtype != self._float32:  # another default dtype
             out = out.float()
-        self._call(rows.data_ptr(), rows.numel() // self.inputs, out.data_ptr())
+        bias = self.bias
+        self._call(rows.data_ptr(), rows.numel() // self.inputs, self.blocked.data_ptr(), self.scale.data_ptr(),
+                   None if bias is None else bias.data_ptr(), out.data_ptr(), self.n, self.inputs)
         return out
 
 
@@ -298,24 +298,22 @@ def argmax_rows(scores: Any) -> Any:
     in the CPU's memory): greedy decoding's choice, 9-13 times faster than torch's (measured,
     2-core Xeon, one row: 37 against 484 microseconds over XGLM's 256,008 logits, 14 against 122
     over MVP's 50,265)."""
+    import torch
+
     kernels = _load()[0]
     if (kernels is None or scores.dim() != 2 or scores.shape[1] == 0 or not scores.is_cpu
-            or scores.dtype != _torch().float32):
+            or scores.dtype != torch.float32):
         return scores.argmax(dim=-1)
     return _argmax(kernels, scores)
 
 
 def _argmax(kernels: Any, scores: Any) -> Any:
-    scores = scores.contiguous()
-    out = _torch().empty(scores.shape[0], dtype=_torch().int64)
-    kernels.argmax(scores.data_ptr(), scores.shape[0], scores.shape[1], out.data_ptr())
-    return out
-
-
-def _torch() -> Any:
     import torch
 
-    return torch
+    scores = scores.contiguous()
+    out = torch.empty(scores.shape[0], dtype=torch.int64)
+    kernels.argmax(scores.data_ptr(), scores.shape[0], scores.shape[1], out.data_ptr())
+    return out
 
 
 def _rounded(kernels: Any, rows: Any) -> tuple[Any, Any]:

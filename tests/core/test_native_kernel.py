@@ -164,6 +164,9 @@ def test_the_layer_binds_the_kernel_to_its_buffers_and_binds_it_again_when_they_
         copied = copy.deepcopy(layer)
         assert copied._bound is None or copied._bound.blocked is copied.blocked
         assert torch.equal(copied(x), layer(x))
+        where = layer.blocked.data_ptr()
+        layer.share_memory()  # moves the buffers' data, the tensors staying the same
+        assert layer.blocked.data_ptr() != where and torch.equal(layer(x), copied(x))
         buffer = io.BytesIO()
         torch.save(layer, buffer)  # a whole model pickled (the bound C function is not kept)
         buffer.seek(0)
