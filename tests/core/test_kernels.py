@@ -55,7 +55,6 @@ def test_products_equal_torchs(routed: list[tuple[int, ...]], mkl_rows: tuple[in
             got = products()
     # float32 products of 1 row (three of them) stay with MKL where it is the faster; bfloat16 never does
     assert len(routed) == route.routed == len(expected) - (3 if 1 in mkl_rows else 0)
-    assert route.eligible == len(expected)
     for a, e in zip(got, expected, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype
         tolerance = 2e-2 if a.dtype == torch.bfloat16 else 1e-5
