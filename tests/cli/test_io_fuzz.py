@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 
 from xcli import io
 from xcli.app import app
-from xcli.errors import RecordError, RecordsFailed
+from xcli.errors import RecordsFailed
 from xcli.models import builtin_root
 
 pytestmark = pytest.mark.skipif(

@@ -13,7 +13,6 @@ without the token). The HTTP endpoints are checked as documented in the README.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
