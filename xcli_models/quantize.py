@@ -29,8 +29,10 @@ torch's ``_weight_int8pack_mm`` (bfloat16 inputs; 0.14 ms for 1x1024x4096 in the
 0.39 ms, but 11-12 G weights/s out of it, bound by its arithmetic: it converts and scales every
 weight before the multiply). Torch's kernel converts the weight again for every 4 rows, so its
 time grows with the rows (a prompt): from :data:`DEQUANTIZE_FROM_ROWS` rows on (from
-:data:`NATIVE_BELOW_ROWS` with xcli's kernel), the weight is turned into bfloat16 a chunk at a time
-and multiplied by oneDNN's bfloat16 product instead (:func:`dequantized_product`; same int8 weights).
+:data:`NATIVE_BELOW_ROWS` with xcli's kernel, from ``native.AMX_BELOW_ROWS`` where the processor
+has AMX's int8 tiles, which take the rows in between: see :mod:`xcli_models.native`), the weight is
+turned into bfloat16 a chunk at a time and multiplied by oneDNN's bfloat16 product instead
+(:func:`dequantized_product`; same int8 weights).
 Measured in CPU time, 1 thread, ``_weight_int8pack_mm`` / dequantized (ms):
 
 =============  ===========  ===========  ===========  ===========  ============
@@ -75,7 +77,7 @@ DEQUANTIZE_FROM_ROWS = 16
 #: ... and from this many where xcli's own kernel multiplies the rows before (its time grows with the
 #: rows more slowly than torch's: measured in CPU time, 1 thread, 151 M weights, three rows a pass:
 #: 16 rows 63 ms against 148 ms dequantized, 32 rows 140 against 197, 48 rows 173 against 185,
-#: 64 rows 323 against 155)
+#: 64 rows 323 against 155; with AMX's int8 tiles it takes up to native.AMX_BELOW_ROWS)
 NATIVE_BELOW_ROWS = 48
 #: output channels dequantized at a time there (8 MiB of bfloat16 for 1024 inputs)
 CHUNK = 4096
@@ -244,7 +246,8 @@ class Int8WeightOnlyLinear(_Int8Weights):
     generation, whose decode steps read every weight for one row: a quarter of float32's bytes.
 
     Decode rows go to our own kernel (:mod:`xcli_models.native`: float32 inputs, the weights kept in
-    its blocked layout; fewer than :data:`NATIVE_BELOW_ROWS`) where it can be had, else to torch's
+    its blocked layout; fewer than :data:`NATIVE_BELOW_ROWS`, or than ``native.AMX_BELOW_ROWS``
+    where the processor has AMX's int8 tiles, which take the many) where it can be had, else to torch's
     ``_weight_int8pack_mm`` (inputs rounded to bfloat16, the weights used as they are, a
     memory-mapped checkpoint's pages included; fewer than :data:`DEQUANTIZE_FROM_ROWS`). More rows
     (a prompt) take :func:`dequantized_product`. From stored integers (:meth:`from_int8`), torch's
@@ -253,8 +256,12 @@ class Int8WeightOnlyLinear(_Int8Weights):
     version-2 checkpoint's) as they are, and blocks a copy of others."""
 
     def _take(self, int8: torch.Tensor, scale: torch.Tensor) -> None:
-        self.native = native.int8_kernel() is not None
+        kernels = native.int8_kernel()
+        self.native = kernels is not None
         self._bound: native.BoundRows | None = None  # our kernel bound to the buffers (see forward)
+        # our kernel takes fewer than NATIVE_BELOW_ROWS rows (AMX_BELOW_ROWS where AMX's tiles take many)
+        below = native.AMX_BELOW_ROWS if kernels is not None and kernels.amx else NATIVE_BELOW_ROWS
+        self._native_below = below * self.in_features
         if self.native:  # a blocked weight (a quantized checkpoint's) is used as it is: memory-mapped
             blocked = int8 if int8.dim() == 4 else native.block_rows(int8)
             self.register_buffer("blocked", blocked, persistent=False)
@@ -272,8 +279,7 @@ class Int8WeightOnlyLinear(_Int8Weights):
         return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.native and x.shape[-1] == self.in_features
-                and x.numel() < NATIVE_BELOW_ROWS * self.in_features):
+        if self.native and x.shape[-1] == self.in_features and x.numel() < self._native_below:
             # a decode step's rows straight to our kernel, in their shape, which adds the bias: one
             # call a product, the weights checked once (145 such products a step for XGLM-564M; a
             # product of 1 x 1024 x 16 took 12 microseconds before, 7 now, 3 of them the call itself)

@@ -34,17 +34,35 @@ def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     native._load.cache_clear()
 
 
+@pytest.fixture(params=["AMX's tiles for many rows", "the float32 kernel for every row count"])
+def many_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Both paths of many rows: AMX's int8 tiles where this machine has them (else skipped), and the
+    float32 kernel (AMX turned off by its switch); the kernels loaded afresh, and again after."""
+    amx = request.param.startswith("AMX")
+    monkeypatch.setenv(native.AMX_SWITCH, "1" if amx else "0")
+    native._load.cache_clear()
+    kernels = native.int8_kernel()
+    if kernels is None or kernels.amx != amx:
+        pytest.skip(f"no AMX here: {native.kernel_status()}")
+    yield kernels
+    monkeypatch.undo()
+    native._load.cache_clear()
+
+
 def _weights(outputs: int, inputs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return per_channel_int8(torch.randn(outputs, inputs, generator=generator))
 
 
 @pytest.mark.parametrize("outputs", [1, 7, 8, 13, 1000])
-@pytest.mark.parametrize(("rows", "inputs"), [(1, 16), (2, 48), (3, 1024), (15, 64), (NATIVE_BELOW_ROWS - 1, 32)])
+@pytest.mark.parametrize(("rows", "inputs"), [(1, 16), (2, 48), (3, 1024), (native.AMX_FROM_ROWS, 16), (15, 64),
+                                              (17, 80), (NATIVE_BELOW_ROWS - 1, 32), (70, 1024)])
 @pytest.mark.parametrize("with_bias", [False, True])
 @needs_kernel
-def test_the_kernel_gives_the_float_product_of_the_int8_weights(rows: int, inputs: int, outputs: int,
-                                                               with_bias: bool) -> None:
+def test_the_kernel_gives_the_float_product_of_the_int8_weights(many_rows: native.Kernels, rows: int, inputs: int,
+                                                               outputs: int, with_bias: bool) -> None:
+    """Within a float32 product's error of the exact product of the int8 weights, by either path
+    (AMX's: its inputs in three int8 parts, held to 2^-24 of a row's largest, summed exactly)."""
     int8, scale = _weights(outputs, inputs, seed=rows + outputs)
     x = torch.randn(rows, inputs) * 3
     bias = torch.randn(outputs) if with_bias else None
@@ -58,12 +76,15 @@ def test_the_kernel_gives_the_float_product_of_the_int8_weights(rows: int, input
 
 
 @needs_kernel
-def test_a_rows_numbers_do_not_depend_on_the_rows_beside_it() -> None:
+def test_a_rows_numbers_do_not_depend_on_the_rows_beside_it(many_rows: native.Kernels) -> None:
+    """The float32 kernel sums each output in the same order for any row count (with AMX, for the
+    counts below AMX_FROM_ROWS; from there on see the next test)."""
     int8, scale = _weights(300, 256)
     blocked = native.block_rows(int8)
-    x = torch.randn(9, 256)
+    count = native.AMX_FROM_ROWS - 1 if many_rows.amx else 9
+    x = torch.randn(count, 256)
     together = native.int8_rows(x, blocked, scale, None, 300)
-    for i in range(9):  # alone, first and second of a pair, last of an odd count
+    for i in range(count):  # alone, first and second of a pair, last of an odd count
         assert torch.equal(native.int8_rows(x[i:i + 1], blocked, scale, None, 300)[0], together[i])
         assert torch.equal(native.int8_rows(x[i:], blocked, scale, None, 300)[0], together[i])
 
@@ -78,7 +99,42 @@ def test_blocked_weights_unblock_to_themselves(outputs: int, inputs: int) -> Non
 
 
 @needs_kernel
-def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequantized_weight() -> None:
+def test_amx_is_used_wherever_the_processor_and_the_system_allow_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not turned off, on a processor with AMX whose system grants it (the library's own probe),
+    the kernels use it: so a wrong AMX product (found by the check on loading) fails here instead
+    of skipping the tests of AMX's path."""
+    monkeypatch.delenv(native.AMX_SWITCH, raising=False)
+    native._load.cache_clear()
+    try:
+        kernels, where = native._load()
+        assert kernels is not None
+        import ctypes
+
+        ready = all(flag in native.hardware._cpu()[1] for flag in native.AMX) and ctypes.CDLL(where).xcli_amx_ready()
+        assert kernels.amx == bool(ready)
+    finally:
+        native._load.cache_clear()
+
+
+@needs_kernel
+def test_a_rows_numbers_under_amx_depend_on_that_row_alone(many_rows: native.Kernels) -> None:
+    """From AMX_FROM_ROWS rows on, each row's product is the same bits whatever rows come with it
+    (its own scale and parts, integer sums)."""
+    if not many_rows.amx:
+        pytest.skip("AMX's path only (the float32 kernel's rows: test_the_kernel_keeps_rows_apart)")
+    int8, scale = _weights(300, 1024, seed=3)
+    blocked, bias = native.block_rows(int8), torch.randn(300)
+    x = torch.randn(40, 1024) * torch.logspace(-3, 3, 40)[:, None]  # rows of very different scales
+    together = native.int8_rows(x, blocked, scale, bias, 300)
+    for start in range(0, 40 - native.AMX_FROM_ROWS, 5):
+        part = native.int8_rows(x[start:start + native.AMX_FROM_ROWS], blocked, scale, bias, 300)
+        assert torch.equal(part, together[start:start + native.AMX_FROM_ROWS])
+    assert torch.equal(native.int8_rows(x.flip(0), blocked, scale, bias, 300), together.flip(0))
+
+
+@needs_kernel
+def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_amx_or_the_dequantized_weight(
+        many_rows: native.Kernels) -> None:
     linear = torch.nn.Linear(64, 40)
     layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
     assert layer.native and not hasattr(layer, "weight_int8")
@@ -112,7 +168,11 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_the_dequa
         many = layer(prompt)
         one_by_one = torch.cat([layer(row[None]) for row in prompt])
     scale_of = one_by_one.abs().max()
-    assert float((many - one_by_one).abs().max() / scale_of) < 0.01  # the prompt's product rounds to bfloat16
+    if many_rows.amx:  # our kernel up to AMX_BELOW_ROWS, as exact as float32
+        assert layer._native_below == native.AMX_BELOW_ROWS * 64
+        assert float((many - one_by_one).abs().max() / scale_of) < 1e-5
+    else:  # the prompt's product of the dequantized weight rounds to bfloat16
+        assert float((many - one_by_one).abs().max() / scale_of) < 0.01
 
 
 _SPECIAL = st.sampled_from([0.0, -0.0, 1.0, float("inf"), float("-inf"), float("nan"), 3.4e38, -3.4e38])
@@ -183,7 +243,8 @@ def test_the_kernel_is_built_once_then_loaded(fresh: Path, monkeypatch: pytest.M
     assert native.int8_kernel() is not None
     built = list(fresh.glob("int8_rows-*.so"))
     assert len(built) == 1 and not list(fresh.glob("*.part"))
-    assert native.kernel_status() == f"native ({built[0]})"
+    amx = f"; AMX int8 tiles from {native.AMX_FROM_ROWS} rows" if native.int8_kernel().amx else ""
+    assert native.kernel_status() == f"native ({built[0]}{amx})"
     native._load.cache_clear()
 
     def no_build(*_: object) -> None:
@@ -191,7 +252,8 @@ def test_the_kernel_is_built_once_then_loaded(fresh: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(native, "build", no_build)
     assert native.int8_kernel() is not None
-    assert native.kernel_status() == f"native ({built[0]})"
+    amx = f"; AMX int8 tiles from {native.AMX_FROM_ROWS} rows" if native.int8_kernel().amx else ""
+    assert native.kernel_status() == f"native ({built[0]}{amx})"
 
 
 def _fall_back(reason_part: str) -> None:

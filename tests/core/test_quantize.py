@@ -8,6 +8,8 @@ command line refuses what int8 cannot do and generate says its text may differ.
 
 from __future__ import annotations
 
+import types
+
 import json
 from pathlib import Path
 
@@ -176,26 +178,35 @@ def test_weight_only_int8_for_generation_is_close_to_float(monkeypatch: pytest.M
     for fast, own, kind in ((True, False, Int8WeightOnlyLinear), (False, True, Int8WeightOnlyLinear),
                             (False, False, Int8Linear)):
         monkeypatch.setattr(hardware, "_cpu", lambda fast=fast: ("cpu", frozenset({"amx_bf16"} if fast else ())))
-        monkeypatch.setattr(native, "int8_kernel", lambda own=own: object() if own else None)
+        stand_in = types.SimpleNamespace(amx=False)  # "our kernel is here" (its layers are only built)
+        monkeypatch.setattr(native, "int8_kernel", lambda own=own: stand_in if own else None)
         model = quantized(XGLMForCausalLM(config).eval(), generating=True)
         kinds = {type(m) for m in model.modules()} & {Int8Linear, Int8WeightOnlyLinear}
         assert kinds == {kind}
 
 
-def test_weight_only_int8_for_many_rows_dequantizes_to_the_same_quantized_product() -> None:
-    """A prompt's rows (from DEQUANTIZE_FROM_ROWS on) take the bfloat16 product of the dequantized
-    weight instead of ``_weight_int8pack_mm``: the same int8 weights, within the float error of the
-    row-by-row kernel, and the same numbers run to run."""
-    from xcli_models.quantize import DEQUANTIZE_FROM_ROWS, Int8WeightOnlyLinear
+def test_weight_only_int8_for_many_rows_dequantizes_to_the_same_quantized_product(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without AMX's tiles, a prompt's rows (from NATIVE_BELOW_ROWS on with our kernel, from
+    DEQUANTIZE_FROM_ROWS with torch's) take the bfloat16 product of the dequantized weight: the same
+    int8 weights, within the float error of the row-by-row kernel, and the same numbers run to run."""
+    from xcli_models import native
+    from xcli_models.quantize import NATIVE_BELOW_ROWS, Int8WeightOnlyLinear
 
-    generator = torch.Generator().manual_seed(0)
-    linear = torch.nn.Linear(256, 5000)  # more outputs than a chunk
-    layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
-    x = torch.randn(DEQUANTIZE_FROM_ROWS + 3, 256, generator=generator)
-    with torch.inference_mode():
-        exact, many = linear(x), layer(x)
-        one_by_one = torch.cat([layer(row[None]) for row in x])
-        assert torch.equal(many, layer(x))
+    monkeypatch.setenv(native.AMX_SWITCH, "0")
+    native._load.cache_clear()
+    try:
+        generator = torch.Generator().manual_seed(0)
+        linear = torch.nn.Linear(256, 5000)  # more outputs than a chunk
+        layer = Int8WeightOnlyLinear(linear.weight, linear.bias)
+        x = torch.randn(NATIVE_BELOW_ROWS + 3, 256, generator=generator)
+        with torch.inference_mode():
+            exact, many = linear(x), layer(x)
+            one_by_one = torch.cat([layer(row[None]) for row in x])
+            assert torch.equal(many, layer(x))
+    finally:  # the kernels as the environment has them, for the tests after
+        monkeypatch.undo()
+        native._load.cache_clear()
     scale = exact.abs().max()
     assert float((many - one_by_one).abs().max() / scale) < 0.01  # two bfloat16 roundings apart at most
     assert float((many - exact).abs().max() / scale) < 0.03

@@ -9,7 +9,9 @@
  * each channel after another, so that a block is read as one forward stream, (N / BLOCK, K / 16,
  * BLOCK, 16) int8, N padded with zero channels to a multiple of BLOCK. Every weight is widened to
  * float32 and multiplied in float32: inputs are not rounded. Each output is summed in the same order
- * whatever the number of rows, so a row's numbers do not depend on the rows beside it. */
+ * whatever the number of rows, so a row's numbers do not depend on the rows beside it.
+ * xcli_int8_rows_amx (at the end) computes the same product for many rows by AMX's int8 tiles;
+ * xcli_argmax_rows is greedy decoding's choice. */
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -146,3 +148,175 @@ void xcli_argmax_rows(const float *x, int64_t M, int64_t N, int64_t *out) {
 #pragma omp parallel for schedule(static) if (M > 1)
   for (int64_t m = 0; m < M; m++) out[m] = row_argmax(x + m * N, N);
 }
+
+/* ---- Many rows (a prompt, a batch, beams): AMX's int8 tiles, the inputs in three int8 parts ----
+ *
+ * From a few rows on, xcli_int8_rows is bound by the processor's float32 multiply-adds, not by
+ * memory (16 rows through XGLM-564M's layers: about 95 G a second on two cores). AMX multiplies
+ * int8 tiles at many times that rate, summing exactly in int32, and reads the weights as they are.
+ * Each row of inputs is written in three int8 parts, x = s (q1 + q2 / 254 + q3 / 254^2) with s its
+ * largest magnitude / 127 (q1 = x / s rounded, q2 = what it left out, times 254, rounded, q3 the
+ * same again), which holds x to about 2^-24 of the row's largest magnitude; each part's products
+ * are summed exactly, and the three sums are put together in double precision and scaled. So a
+ * result is at least as exact as a float32 product's (whose sums round at every step), and a row's
+ * numbers depend on that row alone; they are not bit for bit those of the rows kernel above.
+ * Tiles (int32 C += int8 A x int8 B, 16 x 16 x 64): C (16 rows x 16 channels) per part, A (16 rows x
+ * 64 inputs of a part), B (the weights of 16 channels, two blocks, put in AMX's quads once for all
+ * the rows, in a buffer of the thread's). Built only by compilers that know AMX, and used only where xcli_amx_ready
+ * says the processor has it and the operating system lets the process use it. */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#include <cpuid.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl")))
+#define PARTS 3
+#define PART_SCALE 254.0f
+/* row chunks (of 16) taken through all the weights at a time: their parts, 3 x 64 rows x K bytes,
+ * stay in the cache while every chunk of weights passes (the weights are read once a panel) */
+#define PANEL 4
+
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} tile_config;
+
+/* 1 where AMX's int8 tiles can be used by this process: the processor has them, and the kernel
+ * grants the process their state (Linux's ARCH_REQ_XCOMP_PERM). */
+int xcli_amx_ready(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return 0;
+  return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+
+/* Each row of x (M, K) as its scale and three int8 parts, laid out as A tiles: part p, rows chunk
+ * mc, inputs chunk kc (64 inputs), then 16 rows x 64 inputs; zeros past M rows and K inputs. */
+AMX_TARGET static void split_rows(const float *x, int64_t M, int64_t K, int64_t chunks_m, int64_t chunks_k,
+                                  int8_t *parts, float *row_scale) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < chunks_m * 16; row++) {
+    int64_t mc = row / 16, m = row % 16;
+    float inverse = 0.0f;
+    if (row < M) {
+      __m512 top = _mm512_setzero_ps();
+      for (int64_t k = 0; k < K; k += 16) top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_loadu_ps(x + row * K + k)));
+      float largest = _mm512_reduce_max_ps(top), s = (largest > 1e-30f ? largest : 1e-30f) / 127.0f;
+      row_scale[row] = s;
+      inverse = 1.0f / s;
+    }
+    __m512 times = _mm512_set1_ps(inverse), part_scale = _mm512_set1_ps(PART_SCALE);
+    for (int64_t k = 0; k < chunks_k * 64; k += 16) {
+      __m512 v = row < M && k < K ? _mm512_mul_ps(_mm512_loadu_ps(x + row * K + k), times) : _mm512_setzero_ps();
+      for (int p = 0; p < PARTS; p++) {
+        __m512 q = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        int8_t *tile = parts + ((p * chunks_m + mc) * chunks_k + k / 64) * 1024;
+        _mm_storeu_si128((__m128i *)(tile + m * 64 + k % 64), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q)));
+        v = _mm512_mul_ps(_mm512_sub_ps(v, q), part_scale); /* what is left, in [-127, 127] */
+      }
+    }
+  }
+}
+
+/* The weights of 16 channels (blocks b and b + 1; zeros for a block past the last) as B tiles, one
+ * a chunk of 64 inputs: 16 quads of inputs x 16 channels x 4. A block's group (8 channels x 16
+ * inputs) is 32 four-byte quads, which two permutes put in that order. */
+AMX_TARGET static void weight_tiles(const int8_t *w, int64_t b, int64_t blocks, int64_t K, int64_t chunks_k,
+                                    int8_t *tiles) {
+  const __m512i first = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i second = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  memset(tiles + (K / 16) * 256, 0, (size_t)(chunks_k * 64 - K) * 16); /* inputs past K */
+  for (int half = 0; half < 2; half++) {
+    const int8_t *wb = w + (b + half) * BLOCK * K;
+    for (int64_t g = 0; g < K / 16; g++) {
+      __m512i quads0 = _mm512_setzero_si512(), quads1 = _mm512_setzero_si512();
+      if (b + half < blocks) {
+        _mm_prefetch((const char *)(wb + g * 128) + AHEAD, _MM_HINT_T1);
+        _mm_prefetch((const char *)(wb + g * 128) + AHEAD + 64, _MM_HINT_T1);
+        __m512i in0 = _mm512_loadu_si512(wb + g * 128), in1 = _mm512_loadu_si512(wb + g * 128 + 64);
+        quads0 = _mm512_permutex2var_epi32(in0, first, in1);  /* quads 0 and 1 of the 8 channels */
+        quads1 = _mm512_permutex2var_epi32(in0, second, in1); /* quads 2 and 3 */
+      }
+      int8_t *row = tiles + g * 256 + half * 32; /* g's 4 quad rows of 64 bytes; this half's 32 */
+      _mm256_storeu_si256((__m256i *)(row + 0 * 64), _mm512_castsi512_si256(quads0));
+      _mm256_storeu_si256((__m256i *)(row + 1 * 64), _mm512_extracti64x4_epi64(quads0, 1));
+      _mm256_storeu_si256((__m256i *)(row + 2 * 64), _mm512_castsi512_si256(quads1));
+      _mm256_storeu_si256((__m256i *)(row + 3 * 64), _mm512_extracti64x4_epi64(quads1, 1));
+    }
+  }
+}
+
+/* As xcli_int8_rows (the same arguments and layout); returns 0, or -1 where memory for its buffers
+ * could not be had (nothing written then: the caller uses xcli_int8_rows). */
+AMX_TARGET int xcli_int8_rows_amx(const float *x, int64_t M, const int8_t *w, const float *scale,
+                                  const float *bias, float *out, int64_t N, int64_t K) {
+  int64_t chunks_k = (K + 63) / 64, chunks_m = (M + 15) / 16, blocks = (N + BLOCK - 1) / BLOCK;
+  int64_t chunks_n = (blocks + 1) / 2;
+  size_t part_bytes = (size_t)(PARTS * chunks_m * chunks_k) * 1024;
+  int8_t *parts = aligned_alloc(64, part_bytes + (size_t)(chunks_m * 16) * sizeof(float));
+  if (!parts) return -1;
+  float *row_scale = (float *)(parts + part_bytes);
+  split_rows(x, M, K, chunks_m, chunks_k, parts, row_scale);
+  int failed = 0;
+#pragma omp parallel
+  {
+    int8_t *tiles = aligned_alloc(64, (size_t)chunks_k * 1024);
+    if (!tiles) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp barrier
+    if (!failed) {
+      tile_config config;
+      memset(&config, 0, sizeof config);
+      config.palette = 1;
+      for (int t = 0; t < 7; t++) config.rows[t] = 16, config.colsb[t] = 64;
+      _tile_loadconfig(&config);
+      int32_t c[PARTS][16][16] __attribute__((aligned(64)));
+      for (int64_t panel = 0; panel < chunks_m; panel += PANEL) /* rows whose parts stay in the cache */
+#pragma omp for schedule(static)
+      for (int64_t chunk = 0; chunk < chunks_n; chunk++) {
+        weight_tiles(w, 2 * chunk, blocks, K, chunks_k, tiles);
+        for (int64_t mc = panel; mc < chunks_m && mc < panel + PANEL; mc++) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          for (int64_t kc = 0; kc < chunks_k; kc++) {
+            _tile_loadd(6, tiles + kc * 1024, 64);
+            _tile_loadd(3, parts + ((0 * chunks_m + mc) * chunks_k + kc) * 1024, 64);
+            _tile_loadd(4, parts + ((1 * chunks_m + mc) * chunks_k + kc) * 1024, 64);
+            _tile_loadd(5, parts + ((2 * chunks_m + mc) * chunks_k + kc) * 1024, 64);
+            _tile_dpbssd(0, 3, 6);
+            _tile_dpbssd(1, 4, 6);
+            _tile_dpbssd(2, 5, 6);
+          }
+          _tile_stored(0, c[0], 64);
+          _tile_stored(1, c[1], 64);
+          _tile_stored(2, c[2], 64);
+          for (int m = 0; m < 16 && mc * 16 + m < M; m++) {
+            double s = row_scale[mc * 16 + m];
+            for (int n = 0; n < 16 && chunk * 16 + n < N; n++) {
+              int64_t channel = chunk * 16 + n;
+              double sum = (double)c[0][m][n] + ((double)c[1][m][n] + (double)c[2][m][n] / PART_SCALE) / PART_SCALE;
+              float v = (float)(sum * s * (double)scale[channel]);
+              out[(mc * 16 + m) * N + channel] = bias ? v + bias[channel] : v;
+            }
+          }
+        }
+      }
+      _tile_release();
+    }
+    free(tiles);
+  }
+  free(parts);
+  return failed ? -1 : 0;
+}
+#else
+int xcli_amx_ready(void) { return 0; }
+int xcli_int8_rows_amx(const float *x, int64_t M, const int8_t *w, const float *scale, const float *bias,
+                       float *out, int64_t N, int64_t K) {
+  (void)x, (void)M, (void)w, (void)scale, (void)bias, (void)out, (void)N, (void)K;
+  return -1;
+}
+#endif
