@@ -239,7 +239,11 @@ def kernel_status() -> str:
             return f"torch's kernels ({where})"
         return f"native ({where}{f'; AMX int8 tiles from {AMX_FROM_ROWS} rows' if kernels.amx else ''})"
     target = _library_path(_compiler() or "cc")
-    return f"native ({target})" if target.exists() else f"native, built on the first --quantize int8 run into {target.parent}"
+    amx = (f"; AMX int8 tiles from {AMX_FROM_ROWS} rows where the system grants them"
+           if _switched_on(os.environ, AMX_SWITCH) and all(flag in hardware._cpu()[1] for flag in AMX) else "")
+    if target.exists():
+        return f"native ({target}{amx})"
+    return f"native, built on the first --quantize int8 run into {target.parent}{amx}"
 
 
 def blocked_shape(n: int, k: int) -> tuple[int, int, int, int]:
