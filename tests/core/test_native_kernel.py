@@ -130,6 +130,11 @@ def test_a_rows_numbers_under_amx_depend_on_that_row_alone(many_rows: native.Ker
         part = native.int8_rows(x[start:start + native.AMX_FROM_ROWS], blocked, scale, bias, 300)
         assert torch.equal(part, together[start:start + native.AMX_FROM_ROWS])
     assert torch.equal(native.int8_rows(x.flip(0), blocked, scale, bias, 300), together.flip(0))
+    x[3, 100], x[9, 7], x[20, 1023] = float("nan"), float("inf"), float("-inf")  # never made finite
+    poisoned = native.int8_rows(x, blocked, scale, bias, 300)
+    assert bool(poisoned[[3, 9, 20]].isnan().all())
+    rest = [i for i in range(40) if i not in (3, 9, 20)]
+    assert torch.equal(poisoned[rest], together[rest])
 
 
 @needs_kernel

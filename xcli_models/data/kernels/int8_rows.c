@@ -200,11 +200,18 @@ AMX_TARGET static void split_rows(const float *x, int64_t M, int64_t K, int64_t 
     int64_t mc = row / 16, m = row % 16;
     float inverse = 0.0f;
     if (row < M) {
-      __m512 top = _mm512_setzero_ps();
-      for (int64_t k = 0; k < K; k += 16) top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_loadu_ps(x + row * K + k)));
+      /* the largest magnitude, and a NaN or an infinity anywhere in the row (times 0: NaN), which
+       * makes the row's scale NaN: its outputs NaN, as a float product's would not be finite */
+      __m512 top = _mm512_setzero_ps(), poison = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+      for (int64_t k = 0; k < K; k += 16) {
+        __m512 v = _mm512_loadu_ps(x + row * K + k);
+        top = _mm512_max_ps(top, _mm512_abs_ps(v));
+        poison = _mm512_add_ps(poison, _mm512_mul_ps(v, zero));
+      }
       float largest = _mm512_reduce_max_ps(top), s = (largest > 1e-30f ? largest : 1e-30f) / 127.0f;
-      row_scale[row] = s;
-      inverse = 1.0f / s;
+      float bad = _mm512_reduce_add_ps(poison);
+      row_scale[row] = bad == bad ? s : bad;
+      inverse = bad == bad ? 1.0f / s : 0.0f;
     }
     __m512 times = _mm512_set1_ps(inverse), part_scale = _mm512_set1_ps(PART_SCALE);
     for (int64_t k = 0; k < chunks_k * 64; k += 16) {
