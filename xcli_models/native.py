@@ -70,9 +70,9 @@ from typing import Any
 
 from . import hardware
 
-__all__ = ["AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "argmax_rows", "as_rows", "block_rows",
-           "blocked_shape", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows", "rounded_rows",
-           "unblock_rows"]
+__all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "argmax_rows", "as_rows",
+           "block_rows", "blocked_shape", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows",
+           "rounded_rows", "unblock_rows"]
 
 logger = logging.getLogger("xcli_models")
 
@@ -99,6 +99,9 @@ AMX_FROM_ROWS = 7
 #: bfloat16 and multiplies once, where AMX's path multiplies three int8 parts): prefill of XGLM-564M
 #: int8, 2 threads, 256 tokens 0.38-0.47 s against 0.52, 512 tokens 0.98-1.06 against 0.51
 AMX_BELOW_ROWS = 256
+#: what the kernels can apply to their outputs (the C files' act): the exact GELU, within a few
+#: float32 roundings of torch's (its own polynomials for erf)
+ACTIVATIONS = {"gelu": 1}
 
 
 def cache_dir(env: Any = os.environ) -> Path:
@@ -163,7 +166,8 @@ class Kernels:
     def __init__(self, library: ctypes.CDLL, env: Any = os.environ) -> None:
         pointer, size = ctypes.c_void_p, ctypes.c_int64
         self.rows = library.xcli_int8_rows
-        self.rows.restype, self.rows.argtypes = None, [pointer, size, pointer, pointer, pointer, pointer, size, size]
+        self.rows.restype = None
+        self.rows.argtypes = [pointer, size, pointer, pointer, pointer, pointer, size, size, ctypes.c_int]
         self.rows_amx = library.xcli_int8_rows_amx
         self.rows_amx.restype, self.rows_amx.argtypes = ctypes.c_int, self.rows.argtypes
         self.amx = (_switched_on(env, AMX_SWITCH) and all(flag in hardware._cpu()[1] for flag in AMX)
@@ -274,11 +278,11 @@ def as_rows(int8: Any, n: int) -> Any:
     return unblock_rows(int8, n) if int8.dim() == 4 else int8
 
 
-def int8_rows(rows: Any, blocked: Any, scale: Any, bias: Any, n: int) -> Any:
+def int8_rows(rows: Any, blocked: Any, scale: Any, bias: Any, n: int, activation: str | None = None) -> Any:
     """``rows`` (..., K) float32 times the blocked int8 weight of ``n`` output channels, scaled per
-    channel (``scale`` (n,) float32), plus ``bias`` (n,) float32 or None: (..., n) float32. Only
-    where :func:`int8_kernel` is not None."""
-    return BoundRows(blocked, scale, bias, n)(rows)
+    channel (``scale`` (n,) float32), plus ``bias`` (n,) float32 or None, then ``activation``
+    (:data:`ACTIVATIONS`) where given: (..., n) float32. Only where :func:`int8_kernel` is not None."""
+    return BoundRows(blocked, scale, bias, n, activation=activation)(rows)
 
 
 def quantize_rows(rows: Any) -> tuple[Any, Any]:
@@ -305,10 +309,16 @@ class BoundRows:
     It holds the tensors it was made from, in ``blocked``, ``scale`` and ``bias``, and asks them
     where their data is at each product (``share_memory_`` moves it)."""
 
-    __slots__ = ("blocked", "scale", "bias", "n", "inputs", "_call", "_many", "_empty", "_float32")
+    __slots__ = ("blocked", "scale", "bias", "n", "activation", "inputs", "_act", "_call", "_many", "_empty",
+                 "_float32")
 
-    def __init__(self, blocked: Any, scale: Any, bias: Any, n: int, kernels: Any = None) -> None:
+    def __init__(self, blocked: Any, scale: Any, bias: Any, n: int, kernels: Any = None,
+                 activation: str | None = None) -> None:
         import torch
+
+        if activation is not None and activation not in ACTIVATIONS:
+            raise ValueError(f"xcli's int8 kernel applies {', '.join(ACTIVATIONS)} after its product, "
+                             f"not {activation!r}")
 
         # what the kernel reads must be there: n channels of weights, scales and biases, float32
         # (it reads past none of them), in the CPU's memory
@@ -322,7 +332,8 @@ class BoundRows:
                 or any(v.dtype != torch.float32 or not v.is_contiguous() or v.numel() < n for v in vectors)):
             raise ValueError(f"{n} output channels asked of int8 weights, scales or biases that hold fewer, "
                              "or not in the kernel's layout (blocked int8, float32 scales and bias)")
-        self.blocked, self.scale, self.bias, self.n = blocked, scale, bias, n
+        self.blocked, self.scale, self.bias, self.n, self.activation = blocked, scale, bias, n, activation
+        self._act = 0 if activation is None else ACTIVATIONS[activation]
         self.inputs = blocked.shape[1] * INPUT_MULTIPLE
         self._empty, self._float32 = torch.empty, torch.float32
         kernels = kernels or _load()[0]
@@ -340,7 +351,7 @@ class BoundRows:
             out = out.float()
         bias = self.bias
         arguments = (rows.data_ptr(), rows.numel() // self.inputs, self.blocked.data_ptr(), self.scale.data_ptr(),
-                     None if bias is None else bias.data_ptr(), out.data_ptr(), self.n, self.inputs)
+                     None if bias is None else bias.data_ptr(), out.data_ptr(), self.n, self.inputs, self._act)
         if self._many is None or arguments[1] < AMX_FROM_ROWS or self._many(*arguments) != 0:
             self._call(*arguments)  # (-1 from AMX's: no memory for its buffers, nothing written)
         return out

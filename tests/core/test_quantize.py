@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 from typer.testing import CliRunner
 
 from xcli.app import app
@@ -210,6 +211,42 @@ def test_weight_only_int8_for_many_rows_dequantizes_to_the_same_quantized_produc
     scale = exact.abs().max()
     assert float((many - one_by_one).abs().max() / scale) < 0.01  # two bfloat16 roundings apart at most
     assert float((many - exact).abs().max() / scale) < 0.03
+
+
+def test_weight_only_int8_takes_the_feed_forwards_gelu_into_its_up_projection() -> None:
+    """quantize_weight_only: each feed-forward block's GELU is applied by its up projection (our
+    kernel, as it writes the outputs; torch's GELU on the other paths), the outputs within float32
+    rounding of the block applying it itself, for decode rows and a prompt's."""
+    import copy
+
+    from xcli_models import XGLMConfig, XGLMForCausalLM
+    from xcli_models.layers.feedforward import FeedForward
+    from xcli_models.quantize import Int8WeightOnlyLinear, fuse_activations, quantize_weight_only
+
+    torch.manual_seed(0)
+    config = XGLMConfig(vocab_size=64, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
+                        max_position_embeddings=64)
+    model = XGLMForCausalLM(config).eval()
+    quantize_weight_only(model)
+    blocks = [m for m in model.modules() if isinstance(m, FeedForward)]
+    assert len(blocks) == 2 and all(b.up.activation == "gelu" and b.act is not F.gelu for b in blocks)
+    apart = copy.deepcopy(model)
+    for block in (b for b in apart.modules() if isinstance(b, FeedForward)):
+        block.up.activation, block.act = None, F.gelu
+    assert fuse_activations(model) == 0  # taken in once
+    for ids in (torch.tensor([[5, 9, 3]]), torch.randint(3, 64, (2, 40))):  # decode-sized, a prompt's rows
+        with torch.inference_mode():
+            torch.testing.assert_close(model(ids).logits, apart(ids).logits, atol=1e-5, rtol=1e-5)
+    layer = blocks[0].up
+    x = torch.randn(300, 32)
+    assert type(layer) is Int8WeightOnlyLinear and layer._native_below < x.numel()
+    with torch.inference_mode():
+        many = layer(x)  # past our kernel's rows: the dequantized product, then torch's GELU
+        few = torch.cat([layer(x[i:i + 1]) for i in range(0, 300, 50)])
+        torch.testing.assert_close(many[::50], few, atol=0.05, rtol=0.05)  # bfloat16 inputs there
+        layer.activation = None
+        torch.testing.assert_close(F.gelu(torch.cat([layer(x[i:i + 1]) for i in range(0, 300, 50)])), few,
+                                   atol=2e-6, rtol=1e-6)
 
 
 @pytest.mark.skipif(not __import__("xcli_models.hardware", fromlist=["x"]).fast_bfloat16(),
