@@ -299,6 +299,9 @@ class Int8WeightOnlyLinear(_Int8Weights):
         # the bound kernel holds a C function (not picklable) and the buffers' addresses: made again
         return {**super().__getstate__(), "_bound": None}
 
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.activation is None else f", activation={self.activation}")
+
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         # the rows our kernel does not take (forward): a prompt's, or any where it cannot be had
         if not self.native and rows.shape[0] < DEQUANTIZE_FROM_ROWS:
