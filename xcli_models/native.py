@@ -125,6 +125,12 @@ def _switched_on(env: Any, name: str) -> bool:
     return env.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def _amx_wanted(env: Any = os.environ) -> bool:
+    """Whether AMX's tiles are to be tried: not turned off (:data:`AMX_SWITCH`), and the processor
+    has them (the system's grant is asked of the library: ``xcli_amx_ready``)."""
+    return _switched_on(env, AMX_SWITCH) and all(flag in hardware._cpu()[1] for flag in AMX)
+
+
 def unavailable_reason(env: Any = os.environ) -> str | None:
     """Why the kernel cannot be had here without trying to build it, or None."""
     if not _switched_on(env, SWITCH):
@@ -170,8 +176,7 @@ class Kernels:
         self.rows.argtypes = [pointer, size, pointer, pointer, pointer, pointer, size, size, ctypes.c_int]
         self.rows_amx = library.xcli_int8_rows_amx
         self.rows_amx.restype, self.rows_amx.argtypes = ctypes.c_int, self.rows.argtypes
-        self.amx = (_switched_on(env, AMX_SWITCH) and all(flag in hardware._cpu()[1] for flag in AMX)
-                    and bool(library.xcli_amx_ready()))
+        self.amx = _amx_wanted(env) and bool(library.xcli_amx_ready())
         self.quantize = library.xcli_quantize_rows
         self.quantize.restype, self.quantize.argtypes = None, [pointer, size, size, pointer, pointer]
         self.argmax = library.xcli_argmax_rows
@@ -213,16 +218,17 @@ def _agrees(kernels: Kernels) -> bool:
     generator = torch.Generator().manual_seed(0)
     int8 = torch.randint(-127, 128, (13, 48), generator=generator, dtype=torch.int8)
     scale, bias = torch.rand(13, generator=generator), torch.randn(13, generator=generator)
-    rows = torch.randn(3, 48, generator=generator)
-    expected = rows @ (int8.float() * scale[:, None]).t() + bias
-    got = BoundRows(block_rows(int8), scale, bias, 13, kernels)(rows)
+    product = BoundRows(block_rows(int8), scale, bias, 13, kernels)
+    weight = int8.float() * scale[:, None]
+
+    def right(rows: Any) -> bool:
+        return bool(torch.allclose(product(rows), rows @ weight.t() + bias, rtol=1e-5, atol=1e-4))
+
     odd = torch.randn(3, 37, generator=generator)
     odd[1, 5] = odd[1, 30] = odd[1].max() + 1  # a tie: the first
     if kernels.amx:  # many rows (two chunks of 16), inputs not a multiple of 64: else it is not used
-        many = torch.randn(AMX_FROM_ROWS + 16, 48, generator=generator)
-        kernels.amx = bool(torch.allclose(BoundRows(block_rows(int8), scale, bias, 13, kernels)(many),
-                                          many @ (int8.float() * scale[:, None]).t() + bias, rtol=1e-5, atol=1e-4))
-    return bool(torch.allclose(got, expected, rtol=1e-5, atol=1e-4)) and all(
+        kernels.amx = right(torch.randn(AMX_FROM_ROWS + 16, 48, generator=generator))
+    return right(torch.randn(3, 48, generator=generator)) and all(
         torch.equal(a, b) for a, b in zip(_rounded(kernels, odd), rounded_rows(odd), strict=True)) and torch.equal(
         _argmax(kernels, odd), odd.argmax(-1))
 
@@ -243,8 +249,7 @@ def kernel_status() -> str:
             return f"torch's kernels ({where})"
         return f"native ({where}{f'; AMX int8 tiles from {AMX_FROM_ROWS} rows' if kernels.amx else ''})"
     target = _library_path(_compiler() or "cc")
-    amx = (f"; AMX int8 tiles from {AMX_FROM_ROWS} rows where the system grants them"
-           if _switched_on(os.environ, AMX_SWITCH) and all(flag in hardware._cpu()[1] for flag in AMX) else "")
+    amx = f"; AMX int8 tiles from {AMX_FROM_ROWS} rows where the system grants them" if _amx_wanted() else ""
     if target.exists():
         return f"native ({target}{amx})"
     return f"native, built on the first --quantize int8 run into {target.parent}{amx}"

@@ -213,8 +213,8 @@ void xcli_argmax_rows(const float *x, int64_t M, int64_t N, int64_t *out) {
  * numbers depend on that row alone; they are not bit for bit those of the rows kernel above.
  * Tiles (int32 C += int8 A x int8 B, 16 x 16 x 64): C (16 rows x 16 channels) per part, A (16 rows x
  * 64 inputs of a part), B (the weights of 16 channels, two blocks, put in AMX's quads once for all
- * the rows, in a buffer of the thread's). Built only by compilers that know AMX, and used only where xcli_amx_ready
- * says the processor has it and the operating system lets the process use it. */
+ * the rows, in a buffer of the thread's). Built only by compilers that know AMX, and used only where
+ * xcli_amx_ready says the processor has it and the operating system lets the process use it. */
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
 #include <cpuid.h>
 #include <string.h>
