@@ -2,10 +2,13 @@
 
     python benchmarks/int8_kernels.py                 # 24 layers, 2 threads: the README's table
     python benchmarks/int8_kernels.py --layers 4      # weights that fit the cache, for comparison
+    python benchmarks/int8_kernels.py --rows 16       # a prompt's rows: xcli's float32 kernel against AMX's
 
-One row (a batch-1 decode step) times the q, k, v, out, fc1 and fc2 weights of ``--layers`` layers of
-XGLM-564M's shape (d_model 1024, ffn 4096; random weights), more than the cache holds at 24 layers
-(302 M weights), so each product reads its weights from memory as generation does. Each kernel
+One row (a batch-1 decode step; ``--rows``: that many) times the q, k, v, out, fc1 and fc2 weights of
+``--layers`` layers of XGLM-564M's shape (d_model 1024, ffn 4096; random weights), more than the
+cache holds at 24 layers (302 M weights), so each product reads its weights from memory as
+generation does; then greedy decoding's argmax over as many rows of XGLM's 256,008 logits, torch's
+against xcli's kernel (the same indices). Each kernel
 runs the same products; the best of ``--repeat`` passes is reported, in ms and weights read per
 second, with its speed against float32 and the largest difference of its outputs from the exact
 product of the same int8 weights (float64). The kernels:
@@ -13,7 +16,9 @@ product of the same int8 weights (float64). The kernels:
 * float32: ``F.linear`` (torch's default, MKL) and oneDNN's matmul (``kernels._linear``);
 * torch ``_weight_int8pack_mm``: int8 weights, inputs rounded to bfloat16;
 * torch ``_int_mm`` and oneDNN's int8 linear (``quantize.Int8Linear``): inputs rounded to int8 per row;
-* xcli's kernel (``xcli_models.native``): int8 weights blocked, float32 inputs;
+* xcli's kernel (``xcli_models.native``): int8 weights blocked, float32 inputs; from
+  ``native.AMX_FROM_ROWS`` rows on, where the processor has AMX, both its paths: the float32 one
+  and AMX's int8 tiles (each row in three int8 parts);
 * torchao's ``Int8WeightOnlyConfig`` (eager), where torchao is installed.
 
 The float32 rows differ from the int8 product by the weights' rounding; the others by their own
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 import time
 from pathlib import Path
 from typing import Callable
@@ -73,10 +79,17 @@ def candidates(weights: list[torch.Tensor], rows: dict[int, torch.Tensor]) -> di
     if int8_available():
         layers = [Int8Linear(w, None) for w in weights]
         found["oneDNN int8, Int8Linear (int8 rows)"] = lambda: [layer(rows[layer.in_features]) for layer in layers]
-    if native.int8_kernel() is not None:
+    own = native.int8_kernel()
+    if own is not None:
         blocked = [(native.block_rows(q), s, q.shape[0]) for q, s in int8]
-        found["xcli's kernel (float32 rows)"] = lambda: [
-            native.int8_rows(rows[b.shape[1] * native.INPUT_MULTIPLE], b, s, None, n) for b, s, n in blocked]
+        many = next(iter(rows.values())).shape[0] >= native.AMX_FROM_ROWS
+        paths = {"float32 rows": types.SimpleNamespace(rows=own.rows, rows_amx=own.rows_amx, amx=False)}
+        if many and own.amx:
+            paths["AMX int8 tiles"] = own
+        for path, chosen in paths.items():
+            bound = [native.BoundRows(b, s, None, n, kernels=chosen) for b, s, n in blocked]
+            found[f"xcli's kernel ({path})"] = lambda bound=bound: [
+                product(rows[product.inputs]) for product in bound]
     try:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
     except ImportError:
@@ -97,15 +110,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=1, help="rows of inputs (1: a batch-1 decode step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     weights = [torch.randn(o, i, generator=generator) * 0.02 for _ in range(args.layers) for o, i in SHAPES]
-    rows = {k: torch.randn(1, k, generator=generator) for k in (1024, 4096)}
+    rows = {k: torch.randn(args.rows, k, generator=generator) for k in (1024, 4096)}
     total = sum(w.numel() for w in weights)
     exact = [rows[w.shape[1]].double() @ (q.double() * s.double()[:, None]).t()
              for w in weights for q, s in [per_channel_int8(w)]]
-    print(f"{args.layers} layers of XGLM-564M's projections: {total / 1e6:.0f} M weights, 1 row, "
+    print(f"{args.layers} layers of XGLM-564M's projections: {total / 1e6:.0f} M weights, {args.rows} row(s), "
           f"{args.threads} threads, torch {torch.__version__}; best of {args.repeat}")
     print(f"{'kernel':<42} {'ms':>8} {'weights/s':>10} {'vs float32':>11} {'max |diff| from the int8 product':>11}")
     reference = None
@@ -116,6 +130,13 @@ def main() -> None:
             diff = max(float((o.double() - e).abs().max()) for o, e in zip(outputs, exact, strict=True))
             print(f"{name:<42} {seconds * 1e3:>8.1f} {total / seconds / 1e9:>9.1f}G {reference / seconds:>10.2f}x "
                   f"{diff:>11.2e}")
+        if native.int8_kernel() is not None:  # greedy decoding's choice over XGLM's vocabulary
+            logits = torch.randn(args.rows, 256008, generator=generator)
+            assert torch.equal(native.argmax_rows(logits), logits.argmax(-1))  # the same indices
+            ours, _ = best(lambda: [native.argmax_rows(logits)], args.repeat * 10)
+            theirs, _ = best(lambda: [logits.argmax(-1)], args.repeat * 10)
+            print(f"argmax over {args.rows} x 256,008 logits: torch {theirs * 1e6:.0f} us, xcli's kernel "
+                  f"{ours * 1e6:.0f} us ({theirs / ours:.1f}x)")
 
 
 if __name__ == "__main__":
