@@ -154,6 +154,10 @@ def test_a_quantized_checkpoint_gives_what_on_the_fly_quantization_gives(checkpo
     kinds = {type(m) for m in stored.modules()} & {Int8Linear, Int8WeightOnlyLinear, Int4WeightOnlyLinear}
     assert kinds == {type(m) for m in fly.modules()} & {Int8Linear, Int8WeightOnlyLinear, Int4WeightOnlyLinear}
     assert not any(isinstance(m, torch.nn.Linear) for m in stored.modules())
+    # the feed-forwards' GELU taken into their int8 weight-only up projections, from the file as on the fly
+    taken = [m.activation for m in stored.modules() if isinstance(m, Int8WeightOnlyLinear)]
+    assert taken == [m.activation for m in fly.modules() if isinstance(m, Int8WeightOnlyLinear)]
+    assert ("gelu" in taken) == (mode == "int8-weight-only")
     for a, b in zip(_outputs(stored), _outputs(fly), strict=True):
         assert torch.equal(a, b)
 
