@@ -77,7 +77,7 @@ __all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows
 logger = logging.getLogger("xcli_models")
 
 SOURCE = Path(__file__).parent / "data" / "kernels" / "int8_rows.c"
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC")
+FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC", "-lm")
 #: the instruction sets the flags compile for
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "fma")
 #: output channels per block of the kernel's weight layout (the C file's BLOCK)
@@ -165,7 +165,8 @@ class Kernels:
     """The library's functions, typed for ctypes: ``rows`` (``xcli_int8_rows``: int8 weights times
     float32 rows), ``rows_amx`` (``xcli_int8_rows_amx``: the same by AMX's int8 tiles, for many
     rows; 0, or -1 where it could not), ``quantize`` (``xcli_quantize_rows``: float32 rows rounded
-    to int8) and ``argmax`` (``xcli_argmax_rows``: each row's first largest value). ``amx``: whether
+    to int8), ``argmax`` (``xcli_argmax_rows``: each row's first largest value) and ``decode_layers``
+    (``xcli_decode_layers``: a decode step through a stack of layers, ``layers/fused.py``). ``amx``: whether
     ``rows_amx`` may be used here (:data:`AMX_SWITCH`, the processor, the operating system; checked
     by :func:`_agrees`)."""
 
@@ -181,6 +182,9 @@ class Kernels:
         self.quantize.restype, self.quantize.argtypes = None, [pointer, size, size, pointer, pointer]
         self.argmax = library.xcli_argmax_rows
         self.argmax.restype, self.argmax.argtypes = None, [pointer, size, size, pointer]
+        self.decode_layers = library.xcli_decode_layers
+        self.decode_layers.restype = ctypes.c_int
+        self.decode_layers.argtypes = [size, pointer, pointer, pointer, pointer, size, size, pointer, size, size]
 
 
 @lru_cache(maxsize=1)

@@ -285,15 +285,20 @@ class Int8WeightOnlyLinear(_Int8Weights):
             # a decode step's rows straight to our kernel, in their shape, which adds the bias: one
             # call a product, the weights checked once (145 such products a step for XGLM-564M; a
             # product of 1 x 1024 x 16 took 12 microseconds before, 7 now, 3 of them the call itself)
-            bound, buffers = self._bound, self._buffers
-            if (bound is None or bound.blocked is not buffers["blocked"] or bound.scale is not buffers["scale"]
-                    or bound.bias is not buffers["bias"] or bound.activation != self.activation):
-                # the first product, or buffers replaced (.to), or another activation
-                bound = self._bound = native.BoundRows(buffers["blocked"], buffers["scale"], buffers["bias"],
-                                                       self.out_features, activation=self.activation)
+            bound = self.kernel()
             return bound(x) if x.dtype == torch.float32 else bound(x.float()).to(x.dtype)
         out = super().forward(x)
         return out if self.activation is None else _ACTIVATIONS[self.activation](out)
+
+    def kernel(self) -> native.BoundRows:
+        """Our kernel bound to this layer's buffers and activation (only where ``native``): bound on
+        the first product, and again where a buffer was replaced (``.to``) or the activation changed."""
+        bound, buffers = self._bound, self._buffers
+        if (bound is None or bound.blocked is not buffers["blocked"] or bound.scale is not buffers["scale"]
+                or bound.bias is not buffers["bias"] or bound.activation != self.activation):
+            bound = self._bound = native.BoundRows(buffers["blocked"], buffers["scale"], buffers["bias"],
+                                                   self.out_features, activation=self.activation)
+        return bound
 
     def __getstate__(self) -> dict[str, Any]:
         # the bound kernel holds a C function (not picklable) and the buffers' addresses: made again

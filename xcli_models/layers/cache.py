@@ -69,6 +69,18 @@ class KVCache:
         self.length = new_length
         return self.key, self.value
 
+    def writable(self, steps: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Room for ``steps`` more steps, for a writer of its own (``layers/fused.py``): the key and
+        value buffers, (B, H, capacity, Dh), contiguous and ours, and the row of the first cached
+        step; step ``length + i`` goes to row ``start + length + i``. ``written`` then counts them."""
+        assert self._key is not None and self._value is not None
+        self._make_room(self.length + steps)
+        return self._key, self._value, self._start
+
+    def written(self, steps: int) -> None:
+        """Count ``steps`` steps written after the cached ones into the buffers ``writable`` gave."""
+        self.length += steps
+
     def _make_room(self, new_length: int) -> None:
         """Make the buffer hold ``new_length`` steps from ``_start``, copying as seldom as it can.
 

@@ -37,6 +37,7 @@ from ..arguments import DeclaredForward
 from ..modeling import resolve_flags
 from ..outputs import BaseModelOutput, ModelOutput
 from .cache import Cache
+from .fused import decode_step
 
 #: the documented arguments of an encoder stack's forward (MVP, ProphetNet), in order
 ENCODER_ARGUMENTS = (
@@ -83,7 +84,11 @@ def run_layers(
     states: tuple[torch.Tensor, ...] | None = () if output_hidden_states else None
     self_weights: tuple[Any, ...] | None = () if output_attentions else None
     cross_weights: tuple[Any, ...] | None = () if output_attentions and cross_attentions else None
-    for i, layer in enumerate(layers):
+    step = None
+    if cache is not None and states is None and self_weights is None and not training and after is None \
+            and len(varying) == 1:  # a decode step our kernels may take whole (int8 generation)
+        step = decode_step(layers, x, shared, cache)
+    for i, layer in enumerate(layers if step is None else ()):
         if states is not None:
             states += (x,)
         if layerdrop is not None and training and bool(torch.rand([]) < layerdrop):  # LayerDrop
@@ -99,6 +104,8 @@ def run_layers(
             self_weights += (attention,)
         if cross_weights is not None:
             cross_weights += (cross,)
+    if step is not None:
+        x = step
     if final is not None:
         x = final(x)
     if states is not None:

@@ -379,3 +379,176 @@ int xcli_int8_rows_amx(const float *x, int64_t M, const int8_t *w, const float *
   return -1;
 }
 #endif
+
+/* ---- A decode step of a stack of transformer layers in one call (layers/fused.py) ----
+ *
+ * B rows (one new token of each sequence) through n_layers layers, each
+ *
+ *   x = post_a(x + output(attend(pre_a(x))))      attend: queries, keys and values by query, key and
+ *   x = post_f(x + down(act(up(pre_f(x)))))       value, the new keys and values written into the cache
+ *
+ * every projection an int8 weight-only product of the kernels above (xcli_int8_rows, or AMX's from
+ * amx_from rows on; amx_from 0: never), every norm a layer norm or none. Between the products, the
+ * layer norms, the attention of one query per head over the cached steps and the residual sums run
+ * here, not as a dozen torch operations a layer (about 4 ms of a 29 ms step of XGLM-564M int8, each
+ * run cold after the weights stream). What each layer's table holds is layers/fused.py's to write: */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* pointers: the 4 norms' (weight, bias), each 0 for none; the 6 products'
+ * (blocked weight, scale, bias or 0); the key and value cache buffers (B, heads, capacity, head_dim) */
+enum { P_NORMS = 0, P_PRODUCTS = 8, P_KEYS = 26, P_VALUES = 27, P_COUNT = 28 };
+enum { NORM_ATTENTION_PRE = 0, NORM_ATTENTION_POST, NORM_FFN_PRE, NORM_FFN_POST };
+enum { QUERY = 0, KEY, VALUE, OUTPUT, UP, DOWN };
+/* numbers: heads, head_dim, the feed-forward width, the cache's capacity, the first cached step's row
+ * in it, the steps cached before this one, the up product's activation, which norms there are (bit
+ * NORM_... set: a layer norm, whose weight and bias may each be 0 for none) */
+enum { I_HEADS = 0, I_HEAD_DIM, I_FFN, I_CAPACITY, I_START, I_CACHED, I_ACT, I_NORMS, I_COUNT };
+/* floats: the 4 norms' eps, the score scale */
+enum { F_EPS = 0, F_SCALE = 4, F_COUNT = 5 };
+
+/* torch's layer norm of each row: (x - mean) / sqrt(var + eps) * weight + bias, mean and (biased)
+ * variance summed in double; out may be x. */
+static void layer_norm(const float *x, float *out, int64_t rows, int64_t D, const float *weight, const float *bias,
+                       float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *row = x + r * D;
+    float *o = out + r * D;
+    double sum = 0, squares = 0;
+    for (int64_t k = 0; k < D; k++) sum += row[k];
+    double mean = sum / (double)D;
+    for (int64_t k = 0; k < D; k++) squares += (row[k] - mean) * (row[k] - mean);
+    float m = (float)mean, inverse = (float)(1.0 / sqrt(squares / (double)D + eps));
+    for (int64_t k = 0; k < D; k++) {
+      float v = (row[k] - m) * inverse;
+      if (weight) v *= weight[k];
+      o[k] = bias ? v + bias[k] : v;
+    }
+  }
+}
+
+static inline __mmask16 tail_lanes(int64_t left) {
+  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+static inline float dot(const float *a, const float *b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t k = 0; k < n; k += 16) {
+    __mmask16 lanes = tail_lanes(n - k);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, a + k), _mm512_maskz_loadu_ps(lanes, b + k), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+static void product(const float *x, int64_t M, const int64_t *p, float *out, int64_t N, int64_t K, int act,
+                    int64_t amx_from) {
+  const int8_t *w = (const int8_t *)p[0];
+  const float *scale = (const float *)p[1], *bias = (const float *)p[2];
+  if (amx_from && M >= amx_from && xcli_int8_rows_amx(x, M, w, scale, bias, out, N, K, act) == 0) return;
+  xcli_int8_rows(x, M, w, scale, bias, out, N, K, act);
+}
+
+/* One query a row and head over the cached steps and the new one (written into the cache first):
+ * q, k_new, v_new, out (B, heads * head_dim); mask: (B, steps) additive, mask_stride 0 where one row
+ * serves all, or NULL; scores: B * heads * steps floats. As torch's scaled_dot_product_attention on
+ * the CPU: the softmax exp(s - max) / sum, a NaN score gives NaN, and a row whose every score is
+ * -inf (every key blocked) gives zeros. */
+static void attend_step(const float *q, const float *k_new, const float *v_new, float *keys, float *values,
+                        int64_t B, const int64_t *I, float scale, const float *mask, int64_t mask_stride, float *out,
+                        float *scores) {
+  int64_t H = I[I_HEADS], Dh = I[I_HEAD_DIM], capacity = I[I_CAPACITY], start = I[I_START];
+  int64_t steps = I[I_CACHED] + 1, inner = H * Dh;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++) {
+      int64_t row = ((b * H + h) * capacity + start + steps - 1) * Dh;
+      memcpy(keys + row, k_new + b * inner + h * Dh, Dh * sizeof(float));
+      memcpy(values + row, v_new + b * inner + h * Dh, Dh * sizeof(float));
+    }
+#pragma omp parallel for schedule(static) if (B * H * steps * Dh >= 65536)
+  for (int64_t bh = 0; bh < B * H; bh++) {
+    int64_t b = bh / H, h = bh % H;
+    const float *query = q + b * inner + h * Dh, *kb = keys + (bh * capacity + start) * Dh;
+    const float *vb = values + (bh * capacity + start) * Dh, *m = mask ? mask + b * mask_stride : NULL;
+    float *s = scores + bh * steps, *o = out + b * inner + h * Dh, top = -INFINITY;
+    int nan = 0;
+    for (int64_t j = 0; j < steps; j++) {
+      float v = dot(query, kb + j * Dh, Dh) * scale;
+      if (m) v += m[j];
+      s[j] = v;
+      if (v > top) top = v;
+      nan |= v != v;
+    }
+    if (top == -INFINITY && !nan) {
+      memset(o, 0, Dh * sizeof(float));
+      continue;
+    }
+    float total = 0;
+    for (int64_t j = 0; j < steps; j++) total += s[j] = expf(s[j] - top);
+    for (int64_t d = 0; d < Dh; d += 16) {
+      __mmask16 lanes = tail_lanes(Dh - d);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t j = 0; j < steps; j++)
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), _mm512_maskz_loadu_ps(lanes, vb + j * Dh + d), acc);
+      _mm512_mask_storeu_ps(o + d, lanes, _mm512_div_ps(acc, _mm512_set1_ps(total)));
+    }
+  }
+}
+
+static void add_rows(float *x, const float *update, int64_t count) {
+  for (int64_t k = 0; k < count; k++) x[k] += update[k];
+}
+
+/* x (B, D) float32, in place. pointers, numbers, floats: n_layers entries of P_COUNT, I_COUNT and
+ * F_COUNT (above). Returns 0, or -1 where there was no memory for the work rows (nothing written). */
+int xcli_decode_layers(int64_t n_layers, const int64_t *pointers, const int64_t *numbers, const float *floats,
+                       float *x, int64_t B, int64_t D, const float *mask, int64_t mask_stride, int64_t amx_from) {
+  int64_t inner = 0, ffn = 0, scores = 0;
+  for (int64_t l = 0; l < n_layers; l++) {
+    const int64_t *I = numbers + l * I_COUNT;
+    int64_t width = I[I_HEADS] * I[I_HEAD_DIM], steps = B * I[I_HEADS] * (I[I_CACHED] + 1);
+    if (width > inner) inner = width;
+    if (I[I_FFN] > ffn) ffn = I[I_FFN];
+    if (steps > scores) scores = steps;
+  }
+  size_t floats_needed = (size_t)(B * (2 * D + 4 * inner + ffn) + scores);
+  float *work = malloc(floats_needed * sizeof(float));
+  if (!work) return -1;
+  float *normed = work, *update = normed + B * D, *q = update + B * D, *k = q + B * inner, *v = k + B * inner;
+  float *attended = v + B * inner, *hidden = attended + B * inner, *s = hidden + B * ffn;
+  for (int64_t l = 0; l < n_layers; l++) {
+    const int64_t *P = pointers + l * P_COUNT, *I = numbers + l * I_COUNT, *norm = P + P_NORMS;
+    const float *F = floats + l * F_COUNT;
+    int64_t width = I[I_HEADS] * I[I_HEAD_DIM];
+#define NORM(which, from, to)                                                                              \
+  layer_norm(from, to, B, D, (const float *)norm[2 * (which)], (const float *)norm[2 * (which) + 1], F[F_EPS + (which)])
+#define HAS(which) ((I[I_NORMS] >> (which)) & 1)
+#define WEIGHTS(which) (P + P_PRODUCTS + 3 * (which))
+    const float *in = x;
+    if (HAS(NORM_ATTENTION_PRE)) {
+      NORM(NORM_ATTENTION_PRE, x, normed);
+      in = normed;
+    }
+    product(in, B, WEIGHTS(QUERY), q, width, D, 0, amx_from);
+    product(in, B, WEIGHTS(KEY), k, width, D, 0, amx_from);
+    product(in, B, WEIGHTS(VALUE), v, width, D, 0, amx_from);
+    attend_step(q, k, v, (float *)P[P_KEYS], (float *)P[P_VALUES], B, I, F[F_SCALE], mask, mask_stride, attended, s);
+    product(attended, B, WEIGHTS(OUTPUT), update, D, width, 0, amx_from);
+    add_rows(x, update, B * D);
+    if (HAS(NORM_ATTENTION_POST)) NORM(NORM_ATTENTION_POST, x, x);
+    in = x;
+    if (HAS(NORM_FFN_PRE)) {
+      NORM(NORM_FFN_PRE, x, normed);
+      in = normed;
+    }
+    product(in, B, WEIGHTS(UP), hidden, I[I_FFN], D, (int)I[I_ACT], amx_from);
+    product(hidden, B, WEIGHTS(DOWN), update, D, I[I_FFN], 0, amx_from);
+    add_rows(x, update, B * D);
+    if (HAS(NORM_FFN_POST)) NORM(NORM_FFN_POST, x, x);
+#undef NORM
+#undef HAS
+#undef WEIGHTS
+  }
+  free(work);
+  return 0;
+}
