@@ -107,3 +107,19 @@ def routed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
 
     monkeypatch.setattr(kernels, "_linear", counting)
     return calls
+
+
+@pytest.fixture
+def native_products(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The weight shapes of the products that went to xcli's float32 kernel (``kernels.Route``)."""
+    from xcli_models import kernels
+
+    calls: list[tuple[int, ...]] = []
+    real = kernels._f32_rows
+
+    def counting(found: object, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        calls.append(tuple(w.shape))
+        return real(found, x, w, bias)
+
+    monkeypatch.setattr(kernels, "_f32_rows", counting)
+    return calls

@@ -70,13 +70,13 @@ from typing import Any
 
 from . import hardware
 
-__all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "argmax_rows", "as_rows",
-           "block_rows", "blocked_shape", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows",
+__all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "F32_ROWS", "argmax_rows", "as_rows",
+           "block_rows", "blocked_shape", "f32_rows", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows",
            "rounded_rows", "unblock_rows"]
 
 logger = logging.getLogger("xcli_models")
 
-SOURCE = Path(__file__).parent / "data" / "kernels" / "int8_rows.c"
+SOURCE = Path(__file__).parent / "data" / "kernels" / "kernels.c"
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC", "-lm")
 #: the instruction sets the flags compile for
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "fma")
@@ -99,6 +99,9 @@ AMX_FROM_ROWS = 7
 #: bfloat16 and multiplies once, where AMX's path multiplies three int8 parts): prefill of XGLM-564M
 #: int8, 2 threads, 256 tokens 0.38-0.47 s against 0.52, 512 tokens 0.98-1.06 against 0.51
 AMX_BELOW_ROWS = 256
+#: float32 products of at most this many rows are the float32 kernel's (``xcli_f32_rows``; the C
+#: file's F32_GROUP_ROWS): 32 rows ran 1.5x slower than oneDNN's, 16 rows 1.2x faster (MVP-large)
+F32_ROWS = 16
 #: what the kernels can apply to their outputs (the C files' act): the exact GELU, within a few
 #: float32 roundings of torch's (its own polynomials for erf)
 ACTIVATIONS = {"gelu": 1}
@@ -118,7 +121,7 @@ def _compiler(env: Any = os.environ) -> str | None:
 
 def _library_path(compiler: str, env: Any = os.environ) -> Path:
     digest = hashlib.sha256(SOURCE.read_bytes() + "\0".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
-    return cache_dir(env) / f"int8_rows-{digest}.so"
+    return cache_dir(env) / f"kernels-{digest}.so"
 
 
 def _switched_on(env: Any, name: str) -> bool:
@@ -182,6 +185,8 @@ class Kernels:
         self.quantize.restype, self.quantize.argtypes = None, [pointer, size, size, pointer, pointer]
         self.argmax = library.xcli_argmax_rows
         self.argmax.restype, self.argmax.argtypes = None, [pointer, size, size, pointer]
+        self.f32_rows = library.xcli_f32_rows
+        self.f32_rows.restype, self.f32_rows.argtypes = None, [pointer, size, pointer, pointer, pointer, size, size]
         self.decode_layers = library.xcli_decode_layers
         self.decode_layers.restype = ctypes.c_int
         self.decode_layers.argtypes = [size, pointer, pointer, pointer, pointer, size, size, pointer, size, size]
@@ -364,6 +369,27 @@ class BoundRows:
         if self._many is None or arguments[1] < AMX_FROM_ROWS or self._many(*arguments) != 0:
             self._call(*arguments)  # (-1 from AMX's: no memory for its buffers, nothing written)
         return out
+
+
+def f32_rows(kernels: Kernels, rows: Any, weight: Any, bias: Any) -> Any:
+    """``rows`` (..., K) float32 times ``weight`` (N, K) float32, plus ``bias`` (N,) or None, by
+    ``kernels``' float32 kernel (``xcli_f32_rows``): (..., N). At most :data:`F32_ROWS` rows, every
+    tensor in the CPU's memory, the weight and bias contiguous (``kernels.Route`` sends only those)."""
+    import torch
+
+    n, k = weight.shape
+    rows = rows.contiguous()
+    count = rows.numel() // k
+    if (count > F32_ROWS or rows.shape[-1] != k or rows.dtype != torch.float32 or weight.dtype != torch.float32
+            or not weight.is_contiguous() or not (rows.is_cpu and weight.is_cpu)
+            or (bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous() or not bias.is_cpu
+                                      or bias.shape != (n,)))):
+        raise ValueError(f"xcli's float32 kernel takes up to {F32_ROWS} float32 rows of {k} values times a "
+                         f"contiguous ({n}, {k}) float32 weight in the CPU's memory")
+    out = torch.empty(*rows.shape[:-1], n, dtype=torch.float32)
+    kernels.f32_rows(rows.data_ptr(), count, weight.data_ptr(), None if bias is None else bias.data_ptr(),
+                     out.data_ptr(), n, k)
+    return out
 
 
 def argmax_rows(scores: Any) -> Any:

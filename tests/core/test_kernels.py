@@ -8,11 +8,26 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from xcli_models import XGLMConfig, XGLMForCausalLM, kernels
+from xcli_models import MvpConfig, MvpForConditionalGeneration, XGLMConfig, XGLMForCausalLM, kernels, native
 from xcli_models.families.xlnet.attention import HeadwiseLinear
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+@pytest.fixture(autouse=True)
+def onednn_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's routing alone (xcli's float32 kernel, which takes a few rows first, left out), but
+    in the tests of that kernel (``with_native``)."""
+    if "with_native" not in request.fixturenames:
+        monkeypatch.setattr(kernels, "_native_kernels", lambda: None)
+
+
+@pytest.fixture
+def with_native() -> native.Kernels:
+    """xcli's float32 kernel in the route, where it can be had."""
+    found = native.int8_kernel()
+    if found is None:
+        pytest.skip(f"no native kernels here: {native._load()[1]}")
+    return found
 
 
 @pytest.fixture(params=["onednn for every row count", "MKL for 1 to 3 rows"])
@@ -168,3 +183,86 @@ def test_generate_routes_the_decode_steps_products_of_four_rows_or_more(
     # then 5 steps of those 13 products on a row a sequence
     assert len(routed) == 2 * 6 + decode_steps_routed + 5 * 13 * decode_steps_routed
     assert torch.equal(tokens, model.generate(ids, max_new_tokens=6, onednn=False))
+
+
+@pytest.mark.parametrize(("outputs", "inputs"), [(301, 257), (7, 16), (1, 1), (64, 4096)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_a_few_float32_rows_go_to_xclis_kernel_within_float32s_error(
+        with_native: native.Kernels, routed: list[tuple[int, ...]], native_products: list[tuple[int, ...]],
+        outputs: int, inputs: int, with_bias: bool) -> None:
+    """Up to native.F32_ROWS float32 rows, in any leading shape, go to xcli's float32 kernel, each
+    output within a float32 sum's error of the exact product (every group of channels, a last group
+    of fewer, inputs not a multiple of 16); more rows go to oneDNN."""
+    generator = torch.Generator().manual_seed(outputs + inputs)
+    w = torch.randn(outputs, inputs, generator=generator)
+    b = torch.randn(outputs, generator=generator) if with_bias else None
+    layer = _linear(w, b)
+    counts = [1, 2, 3, 4, 5, 7, 8, 9, 15, native.F32_ROWS]
+    with torch.inference_mode(), kernels.onednn_matmuls():
+        for rows in counts:
+            x = torch.randn(rows, inputs, generator=generator) * 3
+            x = x.reshape(1, rows, inputs) if rows % 2 else x
+            got = layer(x)
+            exact = F.linear(x.double(), w.double(), None if b is None else b.double())
+            bound = 4 * inputs * torch.finfo(torch.float32).eps * (x.abs() @ w.abs().t()).double() + 1e-6
+            assert got.shape == exact.shape and got.dtype == torch.float32
+            assert bool(((got.double() - exact).abs() <= bound).all()), rows
+        assert routed == []
+        layer(torch.randn(native.F32_ROWS + 1, inputs, generator=generator))
+    assert len(native_products) == len(counts) and len(routed) == 1
+
+
+def test_what_xclis_float32_kernel_leaves_to_onednn(with_native: native.Kernels, routed: list[tuple[int, ...]],
+                                                    native_products: list[tuple[int, ...]]) -> None:
+    """bfloat16, a weight that is a transposed view (XLNet's per-head projection onto the heads),
+    row-invariant blocks (the tasks'), products that need a gradient, and blocks not open."""
+    w = torch.randn(40, 32)
+    layer, x = _linear(w), torch.randn(5, 32)  # (5 rows: oneDNN's on any processor, not MKL's)
+    headwise = HeadwiseLinear(32, 4, 8)
+    with torch.inference_mode():
+        layer(x)
+        with kernels.onednn_matmuls():
+            _linear(w.bfloat16())(x.bfloat16())
+            headwise(x)
+        with kernels.onednn_matmuls(row_invariant=True):
+            layer(x)
+    assert native_products == [] and len(routed) == 3
+    with kernels.onednn_matmuls():
+        layer(x).sum().backward()
+    assert native_products == [] and layer.weight.grad is not None
+
+
+def test_a_rows_numbers_under_xclis_float32_kernel_do_not_depend_on_the_rows_beside_it(
+        with_native: native.Kernels) -> None:
+    """Every output is summed in the same order for any number of rows (the channel groups change
+    with it)."""
+    generator = torch.Generator().manual_seed(0)
+    layer = _linear(torch.randn(203, 100, generator=generator), torch.randn(203, generator=generator))
+    x = torch.randn(native.F32_ROWS, 100, generator=generator)
+    with torch.inference_mode(), kernels.onednn_matmuls():
+        alone = torch.cat([layer(x[i:i + 1]) for i in range(len(x))])
+        for size in (2, 3, 5, 8, native.F32_ROWS):
+            together = torch.cat([layer(x[at:at + size]) for at in range(0, len(x), size)])
+            assert torch.equal(together, alone), size
+
+
+@pytest.mark.parametrize("family", ["xglm", "mvp"])
+def test_generate_gives_the_same_tokens_through_xclis_float32_kernel(
+        with_native: native.Kernels, native_products: list[tuple[int, ...]], family: str) -> None:
+    """Decode steps (a batch, beams; MVP's cross-attention too) through xcli's float32 kernel give
+    the tokens of torch's own products."""
+    torch.manual_seed(0)
+    if family == "xglm":
+        model = XGLMForCausalLM(XGLMConfig(vocab_size=300, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
+                                           max_position_embeddings=64)).eval()
+    else:
+        model = MvpForConditionalGeneration(MvpConfig(
+            vocab_size=300, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64)).eval()
+    ids = torch.tensor([[2, 17, 45, 99, 12], [1, 1, 2, 33, 7]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    for settings in (dict(max_new_tokens=8, min_new_tokens=8), dict(max_new_tokens=8, num_beams=3)):
+        native_products.clear()
+        fast = model.generate(ids, attention_mask=mask, **settings)
+        assert len(native_products) > 8
+        assert torch.equal(fast, model.generate(ids, attention_mask=mask, onednn=False, **settings))

@@ -1,4 +1,4 @@
-"""xcli's own int8 kernel for decode products (xcli_models/native.py, data/kernels/int8_rows.c).
+"""xcli's own int8 kernel for decode products (xcli_models/native.py, data/kernels/kernels.c).
 
 The kernel computes the float product of the int8 weights (float32 inputs, not rounded), a row's
 numbers never depend on the rows beside it, it is built once into the cache and loaded after, and
@@ -274,7 +274,7 @@ def test_the_kernel_is_built_once_then_loaded(fresh: Path, monkeypatch: pytest.M
     assert "AMX" not in native.kernel_status()
     monkeypatch.delenv(native.AMX_SWITCH)
     assert native.int8_kernel() is not None
-    built = list(fresh.glob("int8_rows-*.so"))
+    built = list(fresh.glob("kernels-*.so"))
     assert len(built) == 1 and not list(fresh.glob("*.part"))
     amx = f"; AMX int8 tiles from {native.AMX_FROM_ROWS} rows" if native.int8_kernel().amx else ""
     assert native.kernel_status() == f"native ({built[0]}{amx})"
@@ -323,13 +323,13 @@ def test_without_a_compiler_it_falls_back(fresh: Path, monkeypatch: pytest.Monke
 def test_a_failing_build_falls_back_and_leaves_nothing_behind(fresh: Path, monkeypatch: pytest.MonkeyPatch,
                                                              tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     compiler = tmp_path / "bad-cc"
-    compiler.write_text("#!/bin/sh\necho 'int8_rows.c:1: error: this compiler refuses' >&2\nexit 3\n")
+    compiler.write_text("#!/bin/sh\necho 'kernels.c:1: error: this compiler refuses' >&2\nexit 3\n")
     compiler.chmod(0o755)
     monkeypatch.setattr(hardware, "_cpu", lambda: ("cpu", frozenset(native.NEEDS)))
     monkeypatch.setenv("CC", str(compiler))
     with caplog.at_level("WARNING", logger="xcli_models"):
         _fall_back("could not build or load it: ")
-    assert "failed (exit 3): int8_rows.c:1: error: this compiler refuses" in native.kernel_status()
+    assert "failed (exit 3): kernels.c:1: error: this compiler refuses" in native.kernel_status()
     assert list(fresh.iterdir()) == []
     assert [r.getMessage() for r in caplog.records] == [  # said once, in one line
         f"xcli's int8 kernel {native._load()[1]}; int8 layers and greedy decoding use torch's kernels (slower)"]
