@@ -186,10 +186,12 @@ class Kernels:
         self.argmax = library.xcli_argmax_rows
         self.argmax.restype, self.argmax.argtypes = None, [pointer, size, size, pointer]
         self.f32_rows = library.xcli_f32_rows
-        self.f32_rows.restype, self.f32_rows.argtypes = None, [pointer, size, pointer, pointer, pointer, size, size]
+        self.f32_rows.restype = None
+        self.f32_rows.argtypes = [pointer, size, pointer, pointer, pointer, size, size, ctypes.c_int]
         self.decode_layers = library.xcli_decode_layers
         self.decode_layers.restype = ctypes.c_int
-        self.decode_layers.argtypes = [size, pointer, pointer, pointer, pointer, size, size, pointer, size, size]
+        self.decode_layers.argtypes = [size, pointer, pointer, pointer, pointer, size, size, pointer, size, pointer,
+                                       size, size]
 
 
 @lru_cache(maxsize=1)
@@ -388,7 +390,7 @@ def f32_rows(kernels: Kernels, rows: Any, weight: Any, bias: Any) -> Any:
                          f"contiguous ({n}, {k}) float32 weight in the CPU's memory")
     out = torch.empty(*rows.shape[:-1], n, dtype=torch.float32)
     kernels.f32_rows(rows.data_ptr(), count, weight.data_ptr(), None if bias is None else bias.data_ptr(),
-                     out.data_ptr(), n, k)
+                     out.data_ptr(), n, k, 0)
     return out
 
 

@@ -1,9 +1,11 @@
 """A decode step through a whole stack in one call of our kernels (xcli_models/layers/fused.py).
 
 The step gives what the layers give as modules, to float32 rounding: the same hidden states, the
-same keys and values written into the cache, the same tokens from generation, for pre- and
-post-norm layers, a padding mask, beams and batches (AMX's tiles from their row count on); it is
-taken for int8 weight-only stacks, and every call it cannot serve runs the modules.
+same keys and values written into the cache, the same scores and tokens from generation, for pre-
+and post-norm layers, cross-attention to an encoder, a padding mask, beams and batches (AMX's tiles
+from their row count on); it is taken for int8 weight-only stacks, and for float32 ones where
+``kernels.inference`` sends float32 products to our kernel; every call it cannot serve runs the
+modules.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from xcli_models import XGLMConfig, XGLMForCausalLM, native
+from xcli_models import MvpConfig, MvpForConditionalGeneration, XGLMConfig, XGLMForCausalLM, kernels, native
 from xcli_models.layers import Attention, Cache, FeedForward, TransformerLayer, fused, projections, run_layers
 from xcli_models.quantize import quantize_weight_only
 
@@ -40,22 +42,41 @@ def _switch(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
     monkeypatch.setenv(fused.SWITCH, "1" if on else "0")
 
 
-def _xglm(seed: int = 0, **overrides) -> XGLMForCausalLM:
+def _xglm(seed: int = 0, *, int8: bool = True) -> XGLMForCausalLM:
     torch.manual_seed(seed)
     config = XGLMConfig(vocab_size=96, d_model=48, num_layers=3, attention_heads=4, ffn_dim=80,
-                        max_position_embeddings=128, **overrides)
+                        max_position_embeddings=128)
     model = XGLMForCausalLM(config).eval()
-    quantize_weight_only(model)
+    if int8:
+        quantize_weight_only(model)
+    return model
+
+
+def _mvp(seed: int = 0, *, int8: bool) -> MvpForConditionalGeneration:
+    """MVP: post-norm decoder layers with cross-attention to the encoder."""
+    torch.manual_seed(seed)
+    config = MvpConfig(vocab_size=96, d_model=48, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
+                       decoder_attention_heads=4, encoder_ffn_dim=80, decoder_ffn_dim=80, max_position_embeddings=64)
+    model = MvpForConditionalGeneration(config).eval()
+    for norm in (m for m in model.modules() if isinstance(m, nn.LayerNorm)):  # not the identity they start as
+        nn.init.normal_(norm.weight, 1.0, 0.2)
+        nn.init.normal_(norm.bias, 0.0, 0.2)
+    for layer in model.model.decoder.layers:  # scores far from 0, so that their scale and mask tell
+        for attention in (layer.self_attn, layer.cross_attn):
+            nn.init.normal_(attention.query.weight, 0.0, 0.3)
+            nn.init.normal_(attention.key.weight, 0.0, 0.3)
+    if int8:
+        quantize_weight_only(model)
     return model
 
 
 def _steps(model: XGLMForCausalLM, monkeypatch: pytest.MonkeyPatch, on: bool, ids: torch.Tensor,
            mask: torch.Tensor | None, follow: torch.Tensor) -> tuple[list[torch.Tensor], Cache]:
-    """A prompt (the modules), then the tokens of ``follow`` (B, steps) one step at a time: each
-    step's logits, and the cache after."""
+    """A prompt (the modules), then the tokens of ``follow`` (B, steps) one step at a time, in a
+    command's context (``kernels.inference``): each step's logits, and the cache after."""
     _switch(monkeypatch, on)
     logits = []
-    with torch.inference_mode():
+    with kernels.inference():
         out = model(ids, attention_mask=mask, use_cache=True)
         cache = out.past_key_values
         for i in range(follow.shape[1]):
@@ -70,12 +91,13 @@ def _steps(model: XGLMForCausalLM, monkeypatch: pytest.MonkeyPatch, on: bool, id
 
 @pytest.mark.parametrize("batch", [1, 3, native.AMX_FROM_ROWS + 2])
 @pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("int8", [True, False])
 def test_a_step_gives_the_layers_numbers_and_cache(monkeypatch: pytest.MonkeyPatch, calls: list[int], batch: int,
-                                                    padded: bool) -> None:
-    """Every decode step of an int8 XGLM is taken whole (batch 9: AMX's tiles where the processor
-    has them), with the logits and the cached keys and values of the modules to float32 rounding,
-    left padding included."""
-    model = _xglm()
+                                                    padded: bool, int8: bool) -> None:
+    """Every decode step of an XGLM, int8 or float32, is taken whole (batch 9, int8: AMX's tiles
+    where the processor has them), with the logits and the cached keys and values of the modules to
+    float32 rounding, left padding included."""
+    model = _xglm(int8=int8)
     generator = torch.Generator().manual_seed(batch)
     ids = torch.randint(4, 96, (batch, 6), generator=generator)
     mask = None
@@ -93,6 +115,44 @@ def test_a_step_gives_the_layers_numbers_and_cache(monkeypatch: pytest.MonkeyPat
         assert w.self_attn.length == a.self_attn.length == 11
         torch.testing.assert_close(w.self_attn.key, a.self_attn.key, atol=2e-5, rtol=1e-5)
         torch.testing.assert_close(w.self_attn.value, a.self_attn.value, atol=2e-5, rtol=1e-5)
+
+
+def test_float32_steps_are_taken_only_where_the_context_sends_products_to_our_kernel(
+        monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
+    """Float32 layers keep torch's own products outside ``kernels.inference`` (and in its
+    row-invariant form, the tasks'), so the step is not taken there; int8 layers take it anywhere."""
+    ids, follow = torch.tensor([[5, 9, 3, 7]]), torch.tensor([[4, 8]])
+    model = _xglm(int8=False)
+    for context in (torch.inference_mode, lambda: kernels.inference(batch_invariant=True)):
+        with context():
+            model(follow[:, :1], past_key_values=model(ids, use_cache=True).past_key_values, use_cache=True)
+    assert calls == []
+    with torch.inference_mode():
+        model = _xglm()
+        model(follow[:, :1], past_key_values=model(ids, use_cache=True).past_key_values, use_cache=True)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("int8", [True, False])
+@pytest.mark.parametrize("beams", [1, 2])
+def test_encoder_decoder_steps_attend_to_the_encoder_as_the_modules_do(
+        monkeypatch: pytest.MonkeyPatch, calls: list[int], int8: bool, beams: int) -> None:
+    """MVP's decode steps (post-norm layers, cross-attention to the encoder's cached keys and
+    values under its padding mask) give the modules' scores at every step, and their tokens."""
+    model = _mvp(int8=int8)
+    generator = torch.Generator().manual_seed(7)
+    ids = torch.randint(4, 96, (3, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0  # a padded input: its last keys blocked in the cross-attention
+    out = {}
+    for on in (False, True):
+        _switch(monkeypatch, on)
+        out[on] = model.generate(ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, num_beams=beams,
+                                 do_sample=False, output_scores=True, return_dict_in_generate=True)
+    assert len(calls) == 5 and set(calls) == {3 * beams}
+    assert torch.equal(out[True].sequences, out[False].sequences)
+    for a, w in zip(out[False].scores, out[True].scores, strict=True):
+        torch.testing.assert_close(w, a, atol=2e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("beams", [1, 3])

@@ -1,21 +1,26 @@
-"""A decode step through a whole stack of layers in one call of our C kernels (int8 generation).
+"""A decode step through a whole stack of layers in one call of our C kernels (generation).
 
-A decode step of int8 weight-only generation multiplies one row per sequence by every weight; our
-kernel reads the int8 weights at the memory's rate (``xcli_models.native``). What is left between
-the products (a layer's two layer norms, its one-query attention with the cache write, the residual
-sums, and the Python that calls them) took about 4 ms of a 29 ms step of XGLM-564M, each operation
-run cold after the weights streamed through the caches. ``decode_step`` hands the whole step to
-``xcli_decode_layers`` (``data/kernels/int8_rows.c``) instead: the same kernels for the products
-(the same numbers), and the layer norms, the attention and the sums in C, the same arithmetic as
-torch's to float32 rounding (the layer norm's moments summed in double; the softmax exp(s - max) /
-sum).
+A decode step multiplies one row per sequence by every weight; our kernels read the weights at
+close to the memory's rate (``xcli_models.native``: int8 weight-only layers, and float32 ones inside
+``kernels.inference``). What is left between the products (a layer's layer norms, its one-query
+attention with the cache write, the residual sums, and the Python that calls them) took about 4 ms
+of a 29 ms step of XGLM-564M int8, and 5.5 ms of a 48 ms batch-8 step of MVP-large float32, each
+operation run cold after the weights streamed through the caches. ``decode_step`` hands the whole
+step to ``xcli_decode_layers`` (``data/kernels/kernels.c``) instead: the same kernels for the
+products (the same numbers), and the layer norms, the attention (to the new token's cache and,
+where the layers have it, to the encoder's cached keys and values), the GELU and the sums in C, the
+same arithmetic as torch's to float32 rounding (the layer norm's moments summed in double; the
+softmax exp(s - max) / sum, a row whose every key is blocked giving zeros as torch's attention
+does; xcli's own GELU polynomials, within 5.3e-7 of float64's).
 
-``run_layers`` asks it for every step it could take: a stack of ``TransformerLayer`` whose six
-projections are ``quantize.Int8WeightOnlyLinear`` on our kernel, the feed-forward's activation taken
-into the up projection (``quantize.fuse_activations``), every norm a ``LayerNorm`` or empty; called
-without gradients, one float32 token per row on the CPU, a cache, no encoder states, head masks,
-prefixes or attention outputs. Anything else is answered None, and the layers run as modules.
-``XCLI_FUSED_DECODE=0`` turns it off.
+``run_layers`` asks it for every step it could take: a stack of ``TransformerLayer`` whose
+projections are each ``quantize.Int8WeightOnlyLinear`` on our kernel or, inside a
+``kernels.inference`` block that sends float32 products to our kernel, a float32 ``kernels.Linear``;
+feed-forward blocks whose activation is the GELU; every norm a ``LayerNorm`` or empty; called
+without gradients, one float32 token per row on the CPU, a cache (and the encoder's keys and values
+cached in it, where encoder states are given), no head masks, prefixes or attention outputs.
+Anything else is answered None, and the layers run as modules. ``XCLI_FUSED_DECODE=0`` turns it
+off.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .. import native, quantize
+from .. import kernels, native, quantize
 from .attention import Attention
-from .cache import Cache
+from .cache import Cache, KVCache
 from .feedforward import FeedForward
 from .transformer import TransformerLayer
 
@@ -37,10 +43,11 @@ __all__ = ["SWITCH", "decode_step"]
 
 #: set to 0 to run every decode step's layers as modules
 SWITCH = "XCLI_FUSED_DECODE"
-#: what a layer's step may be handed besides its cache (``TransformerLayer.forward``'s arguments):
-#: the self-attention mask; encoder states and their mask only as None
+#: what a layer's step may be handed besides its cache (``TransformerLayer.forward``'s arguments)
 SHARED = frozenset({"self_mask", "memory", "cross_mask"})
-_NORM_SLOTS = ("self_attn_pre_norm", "self_attn_post_norm", "ffn_pre_norm", "ffn_post_norm")
+#: the norm slots, in the C file's order (NORM_SELF_PRE ...)
+_NORM_SLOTS = ("self_attn_pre_norm", "self_attn_post_norm", "cross_attn_pre_norm", "cross_attn_post_norm",
+               "ffn_pre_norm", "ffn_post_norm")
 
 
 def decode_step(
@@ -50,46 +57,58 @@ def decode_step(
     written into ``cache``: the new (B, 1, D); or None where the step is not one it takes (see the
     module docstring), with nothing written."""
     if (x.dim() != 3 or x.shape[1] != 1 or x.dtype != torch.float32 or not x.is_cpu or torch.is_grad_enabled()
-            or not shared.keys() <= SHARED or shared.get("memory") is not None or len(cache) != len(layers)
+            or not shared.keys() <= SHARED or len(cache) != len(layers)
             or not native._switched_on(os.environ, SWITCH)):
         return None
-    kernels = native.int8_kernel()
+    found = native.int8_kernel()
     batch, dim = x.shape[0], x.shape[2]
-    if kernels is None or batch >= (native.AMX_BELOW_ROWS if kernels.amx else quantize.NATIVE_BELOW_ROWS):
+    if found is None:
         return None
-    entries = [_entry(layer, dim) for layer in layers]
+    route = kernels._ROUTE.get()
+    float32 = route is not None and route.kernels is not None and batch <= native.F32_ROWS
+    int8 = batch < (native.AMX_BELOW_ROWS if found.amx else quantize.NATIVE_BELOW_ROWS)
+    cross = shared.get("memory") is not None
+    entries = [_entry(layer, dim, cross, float32, int8) for layer in layers]
     if any(entry is None for entry in entries):
         return None
     steps = cache[0].self_attn.length + 1
     mask = _mask(shared.get("self_mask"), batch, steps)
     if mask is False:
         return None
-    caches = []
+    cross_mask: torch.Tensor | None | bool = None
     pointers: list[int] = []
     numbers: list[int] = []
     floats: list[float] = []
+    caches = []
     for layer_cache, (layer_pointers, layer_numbers, layer_floats) in zip(cache, entries):
         kv = layer_cache.self_attn
-        heads, head_dim, ffn, act, norms = layer_numbers
+        heads, head_dim = layer_numbers[0], layer_numbers[1]
         if not kv.filled or kv.length != steps - 1:
             return None
         # room made for the step is kept whether or not it is taken: the cached steps stay as they were
         keys, values, start = kv.writable(1)
-        if (keys.dtype != torch.float32 or not keys.is_cpu or keys.dim() != 4
-                or tuple(keys.shape) != (batch, heads, keys.shape[2], head_dim) or values.shape != keys.shape
-                or values.dtype != torch.float32 or not values.is_cpu):
+        if not _buffers_fit(keys, values, batch, heads, head_dim):
             return None
+        encoder = _encoder_cache(layer_cache.cross_attn, batch, heads, head_dim) if cross else (None, None)
+        if encoder[0] is None and cross:
+            return None
+        if cross and cross_mask is None:
+            cross_mask = _mask(shared.get("cross_mask"), batch, encoder[0].shape[2])
+            if cross_mask is False:
+                return None
         caches.append(kv)
         pointers += layer_pointers
-        pointers += (keys.data_ptr(), values.data_ptr())
-        numbers += (heads, head_dim, ffn, keys.shape[2], start, kv.length, act, norms)
+        pointers += (keys.data_ptr(), values.data_ptr(), *(0 if t is None else t.data_ptr() for t in encoder))
+        numbers += layer_numbers[:2]
+        numbers += (layer_numbers[2], keys.shape[2], start, kv.length, *layer_numbers[3:6], int(cross),
+                    0 if encoder[0] is None else encoder[0].shape[2])
         floats += layer_floats
     out = x.reshape(batch, dim).clone()
-    mask_rows, mask_stride = (None, 0) if mask is None else (mask.data_ptr(), 0 if mask.shape[0] == 1 else steps)
     tables = array("q", pointers), array("q", numbers), array("f", floats)
-    done = kernels.decode_layers(
-        len(layers), *(table.buffer_info()[0] for table in tables), out.data_ptr(), batch, dim, mask_rows, mask_stride,
-        native.AMX_FROM_ROWS if kernels.amx else 0,
+    done = found.decode_layers(
+        len(layers), *(table.buffer_info()[0] for table in tables), out.data_ptr(), batch, dim,
+        *_rows(mask, steps), *_rows(cross_mask, 0 if cross_mask is None else cross_mask.shape[1]),
+        native.AMX_FROM_ROWS if found.amx else 0,
     )
     if done != 0:  # no memory for its work rows: nothing written
         return None
@@ -98,35 +117,64 @@ def decode_step(
     return out.view(batch, 1, dim)
 
 
-def _entry(layer: nn.Module, dim: int) -> tuple[list[int], list[int], list[float]] | None:
-    """What the C table holds for ``layer`` but its cache (pointers, numbers, floats), or None where
-    our kernels cannot run it. (Submodules are read from ``_modules``: a step asks for 24 layers'.)"""
+def _product(layer: nn.Module, float32: bool, int8: bool) -> tuple[tuple[int, int, int], int, int, Any, bool] | None:
+    """A projection as the C table takes it: its three pointers, outputs, inputs, the activation it
+    applies itself ("gelu" or None) and whether it is float32; None where our kernels cannot run it."""
+    kind = type(layer)
+    if kind is quantize.Int8WeightOnlyLinear and int8 and layer.native:
+        bound = layer.kernel()
+        bias = bound.bias
+        return ((bound.blocked.data_ptr(), bound.scale.data_ptr(), 0 if bias is None else bias.data_ptr()),
+                bound.n, bound.inputs, bound.activation, False)
+    if kind is kernels.Linear and float32:
+        weight, bias = layer._parameters["weight"], layer._parameters["bias"]
+        if (weight.dtype != torch.float32 or not weight.is_cpu or not weight.is_contiguous()
+                or (bias is not None and (bias.dtype != torch.float32 or not bias.is_cpu or not bias.is_contiguous()))):
+            return None
+        return ((weight.data_ptr(), 0 if bias is None else bias.data_ptr(), 0), weight.shape[0], weight.shape[1],
+                None, True)
+    return None
+
+
+def _entry(layer: nn.Module, dim: int, cross: bool, float32: bool,
+           int8: bool) -> tuple[list[int], list[int], list[float]] | None:
+    """What the C table holds for ``layer`` but its caches: pointers, numbers (heads, head_dim, the
+    feed-forward width, the activation, the norms, the float32 products) and floats; or None where
+    our kernels cannot run it. (Submodules are read from ``_modules``: a step asks for every layer's.)"""
     if type(layer) is not TransformerLayer:
         return None
     modules = layer._modules
-    attention, ffn = modules["self_attn"], modules["ffn"]
+    attention, ffn, encoder = modules["self_attn"], modules["ffn"], modules.get("cross_attn")
     if (type(attention) is not Attention or attention.together is not None or type(ffn) is not FeedForward
-            or ffn.act is not quantize._taken_in):
+            or (cross and type(encoder) is not Attention)):
         return None
     parts, up_down = attention._modules, ffn._modules
-    bound = []
-    for p in (parts["query"], parts["key"], parts["value"], parts["output"], up_down["up"], up_down["down"]):
-        if type(p) is not quantize.Int8WeightOnlyLinear or not p.native:
-            return None
-        bound.append(p.kernel())
-    query, key, value, output, up, down = bound
-    inner, heads = query.n, attention.n_heads
-    if (query.inputs != dim or key.inputs != dim or value.inputs != dim or up.inputs != dim or key.n != inner
-            or value.n != inner or output.inputs != inner or output.n != dim or down.inputs != up.n or down.n != dim
-            or inner % heads or query.activation or key.activation or value.activation or output.activation
-            or down.activation or not up.activation):
+    roles = [parts["query"], parts["key"], parts["value"], parts["output"], None, None, up_down["up"],
+             up_down["down"]]
+    if cross:
+        roles[4:6] = encoder._modules["query"], encoder._modules["output"]
+    products = [None if role is None else _product(role, float32, int8) for role in roles]
+    if any(p is None for i, p in enumerate(products) if roles[i] is not None):
+        return None
+    query, key, value, output, cross_query, cross_output, up, down = products
+    inner, heads = query[1], attention.n_heads
+    if (query[2] != dim or key[2] != dim or value[2] != dim or up[2] != dim or key[1] != inner or value[1] != inner
+            or output[2] != inner or output[1] != dim or down[2] != up[1] or down[1] != dim or inner % heads
+            or any(p is not None and p[3] for p in (query, key, value, output, cross_query, cross_output, down))
+            or (cross and (encoder.n_heads != heads or cross_query[1] != inner or cross_query[2] != dim
+                           or cross_output[2] != inner or cross_output[1] != dim))):
+        return None
+    # the GELU: taken into an int8 up projection (quantize.fuse_activations), or the block's own
+    if (up[3] == "gelu" and ffn.act is quantize._taken_in) or (up[3] is None and ffn.act is F.gelu):
+        act = native.ACTIVATIONS["gelu"]
+    else:
         return None
     pointers: list[int] = []
     eps: list[float] = []
     norms = 0
     for i, slot in enumerate(_NORM_SLOTS):
-        norm = modules[slot]
-        if type(norm) is nn.Identity:
+        norm = modules.get(slot)
+        if norm is None or type(norm) is nn.Identity or (2 <= i <= 3 and not cross):
             pointers += (0, 0)
             eps.append(0.0)
             continue
@@ -142,21 +190,48 @@ def _entry(layer: nn.Module, dim: int) -> tuple[list[int], list[int], list[float
                 pointers.append(v.data_ptr())
         eps.append(norm.eps)
         norms |= 1 << i
-    for p in bound:
-        bias = p.bias
-        pointers += (p.blocked.data_ptr(), p.scale.data_ptr(), 0 if bias is None else bias.data_ptr())
+    float32_products = 0
+    for i, p in enumerate(products):
+        pointers += (0, 0, 0) if p is None else p[0]
+        float32_products |= (p is not None and p[4]) << i
     head_dim = inner // heads
-    scale = head_dim**-0.5 if attention.scale is None else attention.scale
-    numbers = [heads, head_dim, up.n, native.ACTIVATIONS[up.activation], norms]
-    return pointers, numbers, eps + [scale]
+    scales = [head_dim**-0.5 if a is None or a.scale is None else a.scale for a in (attention, encoder)]
+    return pointers, [heads, head_dim, up[1], act, norms, float32_products], eps + scales
+
+
+def _buffers_fit(keys: torch.Tensor, values: torch.Tensor, batch: int, heads: int, head_dim: int) -> bool:
+    return (keys.dtype == values.dtype == torch.float32 and keys.is_cpu and values.is_cpu and keys.dim() == 4
+            and tuple(keys.shape) == (batch, heads, keys.shape[2], head_dim) and values.shape == keys.shape
+            and keys.is_contiguous() and values.is_contiguous())
+
+
+def _encoder_cache(kv: KVCache | None, batch: int, heads: int,
+                   head_dim: int) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """The encoder's cached keys and values (B, H, S, Dh), made contiguous in the cache once (the
+    cross-attention caches views of its projections); (None, None) where there are none to use."""
+    if kv is None or not kv.filled:
+        return None, None
+    keys, values = kv.key, kv.value
+    if not (keys.is_contiguous() and values.is_contiguous()):
+        keys, values = kv.set(keys.contiguous(), values.contiguous())
+    if not _buffers_fit(keys, values, batch, heads, head_dim) or keys.shape[2] == 0:
+        return None, None
+    return keys, values
 
 
 def _mask(mask: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None | bool:
-    """The additive self-attention mask as (1 or B, steps) float32 rows, None for none, or False
-    where it is not one the step can take."""
+    """An additive attention mask as (1 or B, steps) float32 rows, None for none, or False where it
+    is not one the step can take."""
     if mask is None:
         return None
     if (mask.dim() != 4 or mask.shape[0] not in (1, batch) or mask.shape[1:3] != (1, 1) or mask.shape[3] != steps
             or mask.dtype != torch.float32 or not mask.is_cpu):
         return False
     return mask.reshape(mask.shape[0], steps).contiguous()
+
+
+def _rows(mask: Any, steps: int) -> tuple[int | None, int]:
+    """A mask's rows as the C function takes them: the address (None for none) and the row stride."""
+    if mask is None:
+        return None, 0
+    return mask.data_ptr(), 0 if mask.shape[0] == 1 else steps

@@ -237,8 +237,10 @@ static void group_rows(const float *x, int64_t K, const float *w, int C, int row
   }
 }
 
-/* x (M, K) float32, M <= F32_GROUP_ROWS; w (N, K) float32; bias (N,) or NULL; out (M, N). */
-void xcli_f32_rows(const float *x, int64_t M, const float *w, const float *bias, float *out, int64_t N, int64_t K) {
+/* x (M, K) float32, M <= F32_GROUP_ROWS; w (N, K) float32; bias (N,) or NULL; out (M, N); act as
+ * xcli_int8_rows' (1: GELU). */
+void xcli_f32_rows(const float *x, int64_t M, const float *w, const float *bias, float *out, int64_t N, int64_t K,
+                   int act) {
   int C = M <= 4 ? 4 : M <= 8 ? 2 : 1;
   int64_t groups = (N + C - 1) / C;
 #pragma omp parallel for schedule(static)
@@ -250,6 +252,8 @@ void xcli_f32_rows(const float *x, int64_t M, const float *w, const float *bias,
     for (int c = 0; c < channels; c++)
       for (int64_t j = 0; j < M; j++)
         out[j * N + first + c] = bias ? sums[c][j] + bias[first + c] : sums[c][j];
+    if (act == 1)
+      for (int64_t j = 0; j < M; j++) gelu_in_place(out + j * N + first, channels);
   }
 }
 
@@ -516,29 +520,39 @@ int xcli_int8_rows_amx(const float *x, int64_t M, const int8_t *w, const float *
  *
  * B rows (one new token of each sequence) through n_layers layers, each
  *
- *   x = post_a(x + output(attend(pre_a(x))))      attend: queries, keys and values by query, key and
- *   x = post_f(x + down(act(up(pre_f(x)))))       value, the new keys and values written into the cache
+ *   x = post_s(x + output(attend(pre_s(x))))          self-attention: queries, keys and values by
+ *                                                       query, key and value, the new keys and values
+ *                                                       written into the cache
+ *   x = post_c(x + cross_output(attend_encoder(pre_c(x))))   (where the layer has cross-attention:
+ *                                                       the cached keys and values of the encoder's)
+ *   x = post_f(x + down(act(up(pre_f(x)))))
  *
- * every projection an int8 weight-only product of the kernels above (xcli_int8_rows, or AMX's from
- * amx_from rows on; amx_from 0: never), every norm a layer norm or none. Between the products, the
- * layer norms, the attention of one query per head over the cached steps and the residual sums run
- * here, not as a dozen torch operations a layer (about 4 ms of a 29 ms step of XGLM-564M int8, each
- * run cold after the weights stream). What each layer's table holds is layers/fused.py's to write: */
+ * every projection a product of the kernels above, int8 weight-only (xcli_int8_rows, or AMX's from
+ * amx_from rows on; amx_from 0: never) or float32 (xcli_f32_rows), every norm a layer norm or none.
+ * Between the products, the layer norms, the attention of one query per head and the residual sums
+ * run here, not as a dozen torch operations a layer (about 4 ms of a 29 ms step of XGLM-564M int8,
+ * each run cold after the weights stream). What each layer's table holds is layers/fused.py's to
+ * write: */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* pointers: the 4 norms' (weight, bias), each 0 for none; the 6 products'
- * (blocked weight, scale, bias or 0); the key and value cache buffers (B, heads, capacity, head_dim) */
-enum { P_NORMS = 0, P_PRODUCTS = 8, P_KEYS = 26, P_VALUES = 27, P_COUNT = 28 };
-enum { NORM_ATTENTION_PRE = 0, NORM_ATTENTION_POST, NORM_FFN_PRE, NORM_FFN_POST };
-enum { QUERY = 0, KEY, VALUE, OUTPUT, UP, DOWN };
+/* pointers: the 6 norms' (weight, bias), each 0 for none; the 8 products' (blocked int8 weight,
+ * scale, bias or 0) or (float32 weight, bias or 0, 0); the self-attention cache's key and value
+ * buffers (B, heads, capacity, head_dim); the encoder's cached keys and values (B, heads, cross
+ * steps, head_dim), 0 without cross-attention */
+enum { P_NORMS = 0, P_PRODUCTS = 12, P_KEYS = 36, P_VALUES, P_CROSS_KEYS, P_CROSS_VALUES, P_COUNT };
+enum { NORM_SELF_PRE = 0, NORM_SELF_POST, NORM_CROSS_PRE, NORM_CROSS_POST, NORM_FFN_PRE, NORM_FFN_POST };
+enum { QUERY = 0, KEY, VALUE, OUTPUT, CROSS_QUERY, CROSS_OUTPUT, UP, DOWN };
 /* numbers: heads, head_dim, the feed-forward width, the cache's capacity, the first cached step's row
- * in it, the steps cached before this one, the up product's activation, which norms there are (bit
- * NORM_... set: a layer norm, whose weight and bias may each be 0 for none) */
-enum { I_HEADS = 0, I_HEAD_DIM, I_FFN, I_CAPACITY, I_START, I_CACHED, I_ACT, I_NORMS, I_COUNT };
-/* floats: the 4 norms' eps, the score scale */
-enum { F_EPS = 0, F_SCALE = 4, F_COUNT = 5 };
+ * in it, the steps cached before this one, the up product's activation (as the products take it),
+ * which norms there are (bit NORM_... set: a layer norm, whose weight and bias may each be 0 for
+ * none), which products are float32 (bit QUERY ... set), whether the layer attends to the encoder,
+ * and the encoder's steps */
+enum { I_HEADS = 0, I_HEAD_DIM, I_FFN, I_CAPACITY, I_START, I_CACHED, I_ACT, I_NORMS, I_FLOAT32, I_CROSS, I_CROSS_STEPS,
+       I_COUNT };
+/* floats: the 6 norms' eps, the self- and cross-attention score scales */
+enum { F_EPS = 0, F_SCALE = 6, F_CROSS_SCALE, F_COUNT };
 
 /* torch's layer norm of each row: (x - mean) / sqrt(var + eps) * weight + bias, mean and (biased)
  * variance summed in double; out may be x. */
@@ -573,30 +587,28 @@ static inline float dot(const float *a, const float *b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
-static void product(const float *x, int64_t M, const int64_t *p, float *out, int64_t N, int64_t K, int act,
-                    int64_t amx_from) {
+/* A projection of x (M, K): float32 weights (p: weight, bias) or int8 (p: blocked, scale, bias). */
+static void product(const float *x, int64_t M, const int64_t *p, int float32, float *out, int64_t N, int64_t K,
+                    int act, int64_t amx_from) {
+  if (float32) {
+    xcli_f32_rows(x, M, (const float *)p[0], (const float *)p[1], out, N, K, act);
+    return;
+  }
   const int8_t *w = (const int8_t *)p[0];
   const float *scale = (const float *)p[1], *bias = (const float *)p[2];
   if (amx_from && M >= amx_from && xcli_int8_rows_amx(x, M, w, scale, bias, out, N, K, act) == 0) return;
   xcli_int8_rows(x, M, w, scale, bias, out, N, K, act);
 }
 
-/* One query a row and head over the cached steps and the new one (written into the cache first):
- * q, k_new, v_new, out (B, heads * head_dim); mask: (B, steps) additive, mask_stride 0 where one row
- * serves all, or NULL; scores: B * heads * steps floats. As torch's scaled_dot_product_attention on
- * the CPU: the softmax exp(s - max) / sum, a NaN score gives NaN, and a row whose every score is
- * -inf (every key blocked) gives zeros. */
-static void attend_step(const float *q, const float *k_new, const float *v_new, float *keys, float *values,
-                        int64_t B, const int64_t *I, float scale, const float *mask, int64_t mask_stride, float *out,
-                        float *scores) {
-  int64_t H = I[I_HEADS], Dh = I[I_HEAD_DIM], capacity = I[I_CAPACITY], start = I[I_START];
-  int64_t steps = I[I_CACHED] + 1, inner = H * Dh;
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++) {
-      int64_t row = ((b * H + h) * capacity + start + steps - 1) * Dh;
-      memcpy(keys + row, k_new + b * inner + h * Dh, Dh * sizeof(float));
-      memcpy(values + row, v_new + b * inner + h * Dh, Dh * sizeof(float));
-    }
+/* One query a row and head over `steps` cached keys and values (B, H, capacity, Dh) from row start:
+ * q, out (B, H * Dh); mask: (B, steps) additive, mask_stride 0 where one row serves all, or NULL;
+ * scores: B * H * steps floats. As torch's scaled_dot_product_attention on the CPU: the softmax
+ * exp(s - max) / sum, a NaN score gives NaN, and a row whose every score is -inf (every key blocked)
+ * gives zeros. */
+static void attend(const float *q, const float *keys, const float *values, int64_t B, int64_t H, int64_t Dh,
+                   int64_t capacity, int64_t start, int64_t steps, float scale, const float *mask, int64_t mask_stride,
+                   float *out, float *scores) {
+  int64_t inner = H * Dh;
 #pragma omp parallel for schedule(static) if (B * H * steps * Dh >= 65536)
   for (int64_t bh = 0; bh < B * H; bh++) {
     int64_t b = bh / H, h = bh % H;
@@ -632,16 +644,20 @@ static void add_rows(float *x, const float *update, int64_t count) {
 }
 
 /* x (B, D) float32, in place. pointers, numbers, floats: n_layers entries of P_COUNT, I_COUNT and
- * F_COUNT (above). Returns 0, or -1 where there was no memory for the work rows (nothing written). */
+ * F_COUNT (above); mask: the self-attention's (B, cached + 1) additive rows, cross_mask the
+ * encoder's (B, cross steps), each with its row stride (0: one row for all) or NULL. Returns 0, or
+ * -1 where there was no memory for the work rows (nothing written). */
 int xcli_decode_layers(int64_t n_layers, const int64_t *pointers, const int64_t *numbers, const float *floats,
-                       float *x, int64_t B, int64_t D, const float *mask, int64_t mask_stride, int64_t amx_from) {
+                       float *x, int64_t B, int64_t D, const float *mask, int64_t mask_stride, const float *cross_mask,
+                       int64_t cross_mask_stride, int64_t amx_from) {
   int64_t inner = 0, ffn = 0, scores = 0;
   for (int64_t l = 0; l < n_layers; l++) {
     const int64_t *I = numbers + l * I_COUNT;
-    int64_t width = I[I_HEADS] * I[I_HEAD_DIM], steps = B * I[I_HEADS] * (I[I_CACHED] + 1);
+    int64_t width = I[I_HEADS] * I[I_HEAD_DIM], steps = I[I_CACHED] + 1;
+    if (I[I_CROSS] && I[I_CROSS_STEPS] > steps) steps = I[I_CROSS_STEPS];
     if (width > inner) inner = width;
     if (I[I_FFN] > ffn) ffn = I[I_FFN];
-    if (steps > scores) scores = steps;
+    if (B * I[I_HEADS] * steps > scores) scores = B * I[I_HEADS] * steps;
   }
   size_t floats_needed = (size_t)(B * (2 * D + 4 * inner + ffn) + scores);
   float *work = malloc(floats_needed * sizeof(float));
@@ -651,35 +667,46 @@ int xcli_decode_layers(int64_t n_layers, const int64_t *pointers, const int64_t 
   for (int64_t l = 0; l < n_layers; l++) {
     const int64_t *P = pointers + l * P_COUNT, *I = numbers + l * I_COUNT, *norm = P + P_NORMS;
     const float *F = floats + l * F_COUNT;
-    int64_t width = I[I_HEADS] * I[I_HEAD_DIM];
+    int64_t H = I[I_HEADS], Dh = I[I_HEAD_DIM], width = H * Dh, steps = I[I_CACHED] + 1;
+#define HAS(which) ((I[I_NORMS] >> (which)) & 1)
 #define NORM(which, from, to)                                                                              \
   layer_norm(from, to, B, D, (const float *)norm[2 * (which)], (const float *)norm[2 * (which) + 1], F[F_EPS + (which)])
-#define HAS(which) ((I[I_NORMS] >> (which)) & 1)
-#define WEIGHTS(which) (P + P_PRODUCTS + 3 * (which))
-    const float *in = x;
-    if (HAS(NORM_ATTENTION_PRE)) {
-      NORM(NORM_ATTENTION_PRE, x, normed);
-      in = normed;
-    }
-    product(in, B, WEIGHTS(QUERY), q, width, D, 0, amx_from);
-    product(in, B, WEIGHTS(KEY), k, width, D, 0, amx_from);
-    product(in, B, WEIGHTS(VALUE), v, width, D, 0, amx_from);
-    attend_step(q, k, v, (float *)P[P_KEYS], (float *)P[P_VALUES], B, I, F[F_SCALE], mask, mask_stride, attended, s);
-    product(attended, B, WEIGHTS(OUTPUT), update, D, width, 0, amx_from);
+#define PRE(which) (HAS(which) ? (NORM(which, x, normed), (const float *)normed) : (const float *)x)
+#define PRODUCT(which, from, to, n, k, act) \
+  product(from, B, P + P_PRODUCTS + 3 * (which), (int)((I[I_FLOAT32] >> (which)) & 1), to, n, k, act, amx_from)
+    const float *in = PRE(NORM_SELF_PRE);
+    PRODUCT(QUERY, in, q, width, D, 0);
+    PRODUCT(KEY, in, k, width, D, 0);
+    PRODUCT(VALUE, in, v, width, D, 0);
+    float *keys = (float *)P[P_KEYS], *values = (float *)P[P_VALUES];
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t h = 0; h < H; h++) {
+        int64_t row = ((b * H + h) * I[I_CAPACITY] + I[I_START] + steps - 1) * Dh;
+        memcpy(keys + row, k + b * width + h * Dh, Dh * sizeof(float));
+        memcpy(values + row, v + b * width + h * Dh, Dh * sizeof(float));
+      }
+    attend(q, keys, values, B, H, Dh, I[I_CAPACITY], I[I_START], steps, F[F_SCALE], mask, mask_stride, attended, s);
+    PRODUCT(OUTPUT, attended, update, D, width, 0);
     add_rows(x, update, B * D);
-    if (HAS(NORM_ATTENTION_POST)) NORM(NORM_ATTENTION_POST, x, x);
-    in = x;
-    if (HAS(NORM_FFN_PRE)) {
-      NORM(NORM_FFN_PRE, x, normed);
-      in = normed;
+    if (HAS(NORM_SELF_POST)) NORM(NORM_SELF_POST, x, x);
+    if (I[I_CROSS]) {
+      in = PRE(NORM_CROSS_PRE);
+      PRODUCT(CROSS_QUERY, in, q, width, D, 0);
+      attend(q, (const float *)P[P_CROSS_KEYS], (const float *)P[P_CROSS_VALUES], B, H, Dh, I[I_CROSS_STEPS], 0,
+             I[I_CROSS_STEPS], F[F_CROSS_SCALE], cross_mask, cross_mask_stride, attended, s);
+      PRODUCT(CROSS_OUTPUT, attended, update, D, width, 0);
+      add_rows(x, update, B * D);
+      if (HAS(NORM_CROSS_POST)) NORM(NORM_CROSS_POST, x, x);
     }
-    product(in, B, WEIGHTS(UP), hidden, I[I_FFN], D, (int)I[I_ACT], amx_from);
-    product(hidden, B, WEIGHTS(DOWN), update, D, I[I_FFN], 0, amx_from);
+    in = PRE(NORM_FFN_PRE);
+    PRODUCT(UP, in, hidden, I[I_FFN], D, (int)I[I_ACT]);
+    PRODUCT(DOWN, hidden, update, D, I[I_FFN], 0);
     add_rows(x, update, B * D);
     if (HAS(NORM_FFN_POST)) NORM(NORM_FFN_POST, x, x);
-#undef NORM
 #undef HAS
-#undef WEIGHTS
+#undef NORM
+#undef PRE
+#undef PRODUCT
   }
   free(work);
   return 0;
