@@ -377,3 +377,24 @@ def test_sequence_scores_without_step_scores(root):
     light = ours.generate(ids, attention_mask=mask, sequence_scores=True, **settings)
     assert light.scores is None and light.sequences_scores is not None
     torch.testing.assert_close(light.sequences_scores, full.sequences_scores)
+
+
+def test_processors_write_into_scores_only_where_they_are_the_callers_to_change():
+    """MinLength bans EOS into the scores it is given only through ``apply(..., owned=True)`` (a
+    search step's own logits) or into scores an earlier processor made; called alone, or through
+    ``apply`` without ``owned``, it leaves its input as it was."""
+    from xcli_models.generation.processors import MinLength, RepetitionPenalty, apply
+
+    sequences = torch.tensor([[1, 2, 3]])
+    scores = torch.arange(6.0)[None]
+    ban = MinLength(5, eos_ids=[4])
+    assert torch.equal(ban(sequences, scores), torch.tensor([[0.0, 1, 2, 3, float("-inf"), 5]]))
+    assert torch.equal(apply([ban], sequences, scores), ban(sequences, scores))
+    assert torch.equal(scores, torch.arange(6.0)[None])  # not written into
+    made = apply([RepetitionPenalty(2.0), ban], sequences, scores)  # the penalty's new scores: banned in place
+    assert torch.equal(made, torch.tensor([[0.0, 0.5, 1, 1.5, float("-inf"), 5]]))
+    assert torch.equal(scores, torch.arange(6.0)[None])
+    owned = scores.clone()
+    assert apply([ban], sequences, owned, owned=True) is owned and owned[0, 4] == float("-inf")
+    assert apply([MinLength(3, eos_ids=[4])], sequences, scores, owned=True) is scores  # long enough: untouched
+    assert torch.equal(scores, torch.arange(6.0)[None])

@@ -104,7 +104,7 @@ def greedy_or_sample(
     kept_scores: list[torch.Tensor] | None = [] if config.output_scores else None
     step = 0
     while True:
-        scores = apply(processors, sequences, logits)
+        scores = apply(processors, sequences, logits, owned=True)  # (each step's logits are new)
         if kept_scores is not None:
             kept_scores.append(scores)
         if sampler is None:
@@ -175,7 +175,7 @@ def beam_search(
     step = 0
     while True:
         flat = running[:, :, :length].reshape(rows, length)
-        log_probs = apply(processors, flat, torch.log_softmax(logits, dim=-1))
+        log_probs = apply(processors, flat, torch.log_softmax(logits, dim=-1), owned=True)
         if kept_scores is not None:
             kept_scores.append(log_probs.clone())
         totals = (log_probs.view(batch, beams, -1) + running_scores[:, :, None]).view(batch, -1)
