@@ -1,9 +1,11 @@
-"""Our own C kernels for int8 inference on CPU, compiled on first use: the decode products of int8
-weight-only generation (``xcli_int8_rows``), and the rounding of float rows to int8 that the
-dynamic int8 products of the task commands start with (``xcli_quantize_rows``: the same bits as
-:func:`rounded_rows`'s six torch operations, in one pass; measured on XLNet-base SST-2
-classification, 2-core Xeon: int8 3.1x the reference before, 3.5-4.6x over three runs with it and
-the in-place epilogue of :class:`quantize.Int8Linear`).
+"""Our own C kernels for inference on CPU, compiled on first use: the decode products of int8
+weight-only generation (``xcli_int8_rows``) and of float32 generation (``xcli_f32_rows``, up to
+:data:`F32_ROWS` rows: see ``kernels.Route``), a whole decode step of a stack of such layers
+(``xcli_decode_layers``: see ``layers/fused.py``), greedy decoding's argmax, and the rounding of
+float rows to int8 that the dynamic int8 products of the task commands start with
+(``xcli_quantize_rows``: the same bits as :func:`rounded_rows`'s six torch operations, in one pass;
+measured on XLNet-base SST-2 classification, 2-core Xeon: int8 3.1x the reference before, 3.5-4.6x
+over three runs with it and the in-place epilogue of :class:`quantize.Int8Linear`).
 
 **Why.** A decode step multiplies one row (or a few: beams, a small batch) by every weight, so its
 time is the time to read the weights. Int8 weights are a quarter of float32's bytes, but none of
@@ -43,11 +45,11 @@ a row's numbers depend on that row alone. Measured on XGLM-564M's projections (2
 weight is the faster, and ``Int8WeightOnlyLinear`` takes it. ``XCLI_NATIVE_AMX=0`` keeps many rows
 on the float32 kernel.
 
-**Built on first use** from ``data/kernels/int8_rows.c`` by the C compiler (``$CC``, else ``cc``)
+**Built on first use** from ``data/kernels/kernels.c`` by the C compiler (``$CC``, else ``cc``)
 with OpenMP (the ``libgomp`` torch has already loaded, so the kernel shares torch's threads and
 ``torch.set_num_threads``), for x86-64 processors with AVX-512 (F, BW, VL) and FMA. The library is
 kept in ``$XCLI_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/xcli/kernels``, else ``~/.cache/xcli/kernels``,
-named by a digest of its source, compiler and flags: built once (about 0.3 s), then loaded. It is
+named by a digest of its source, compiler and flags: built once (about 1.5 s), then loaded. It is
 checked on a small product against torch before use. Where it cannot be had (another processor, no
 compiler, a cache that cannot be written, ``XCLI_NATIVE_KERNELS=0``), :func:`int8_kernel` is None and
 the int8 layers use torch's kernels; :func:`kernel_status` says why (``xcli info --processor``).
@@ -263,7 +265,7 @@ def kernel_status() -> str:
     amx = f"; AMX int8 tiles from {AMX_FROM_ROWS} rows where the system grants them" if _amx_wanted() else ""
     if target.exists():
         return f"native ({target}{amx})"
-    return f"native, built on the first --quantize int8 run into {target.parent}{amx}"
+    return f"native, built on the first generate or --quantize int8 run into {target.parent}{amx}"
 
 
 def blocked_shape(n: int, k: int) -> tuple[int, int, int, int]:

@@ -19,6 +19,11 @@ is passed in, not branched on:
 
 A layer returns ``(x, self_attention, cross_attention)``, as ``TransformerLayer`` does.
 
+A decode step (one token per row, a cache, nothing collected, not training) is first offered to
+``fused.decode_step``, which runs the whole stack in one call of xcli's C kernels where every layer
+is one they can run (int8 weight-only layers; float32 ones inside ``kernels.inference``), and
+otherwise leaves the step to the loop.
+
 ``Stack`` and ``DecoderStack`` write a stack's ``forward`` once: the documented arguments
 (``ENCODER_ARGUMENTS``, ``DECODER_ARGUMENTS``, or a family's own list), the switches a call
 leaves None taken from the config, the head masks checked, a decoder's cache opened. What a

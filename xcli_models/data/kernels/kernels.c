@@ -213,7 +213,19 @@ static inline __attribute__((always_inline)) void channel_group(const float *x, 
     for (int j = 0; j < rows; j++) sums[c][j] = _mm512_reduce_add_ps(acc[c][j]);
 }
 
-/* The group sizes, unrolled for the compiler (rows and channels known at each call). */
+/* A last group of fewer channels, one channel at a time (rows and channels not known to the
+ * compiler here: slower, and only at a weight's end). */
+static __attribute__((noinline)) void group_tail(const float *x, int64_t K, const float *w, int C, int rows,
+                                                 float sums[4][F32_GROUP_ROWS]) {
+  for (int c = 0; c < C; c++) {
+    float one[4][F32_GROUP_ROWS];
+    channel_group(x, K, w + c * K, 1, rows, one);
+    for (int j = 0; j < rows; j++) sums[c][j] = one[0][j];
+  }
+}
+
+/* The group sizes xcli_f32_rows takes, unrolled for the compiler (rows and channels known at each
+ * call): 4 channels for 1-4 rows, 2 for 5-8, 1 for 9-16. */
 static void group_rows(const float *x, int64_t K, const float *w, int C, int rows, float sums[4][F32_GROUP_ROWS]) {
 #define GROUP(c, r) \
   case r:           \
@@ -224,17 +236,10 @@ static void group_rows(const float *x, int64_t K, const float *w, int C, int row
   } else if (C == 2) {
     switch (rows) { GROUP(2, 5) GROUP(2, 6) GROUP(2, 7) GROUP(2, 8) }
   } else if (C == 1) {
-    switch (rows) {
-      GROUP(1, 1) GROUP(1, 2) GROUP(1, 3) GROUP(1, 4) GROUP(1, 5) GROUP(1, 6) GROUP(1, 7) GROUP(1, 8)
-      GROUP(1, 9) GROUP(1, 10) GROUP(1, 11) GROUP(1, 12) GROUP(1, 13) GROUP(1, 14) GROUP(1, 15) GROUP(1, 16)
-    }
+    switch (rows) { GROUP(1, 9) GROUP(1, 10) GROUP(1, 11) GROUP(1, 12) GROUP(1, 13) GROUP(1, 14) GROUP(1, 15) GROUP(1, 16) }
   }
 #undef GROUP
-  for (int c = 0; c < C; c++) { /* the last group's fewer channels: one at a time */
-    float one[4][F32_GROUP_ROWS];
-    group_rows(x, K, w + c * K, 1, rows, one);
-    for (int j = 0; j < rows; j++) sums[c][j] = one[0][j];
-  }
+  group_tail(x, K, w, C, rows, sums);
 }
 
 /* x (M, K) float32, M <= F32_GROUP_ROWS; w (N, K) float32; bias (N,) or NULL; out (M, N); act as
