@@ -3,6 +3,7 @@
     python benchmarks/int8_kernels.py                 # 24 layers, 2 threads: the README's table
     python benchmarks/int8_kernels.py --layers 4      # weights that fit the cache, for comparison
     python benchmarks/int8_kernels.py --rows 16       # a prompt's rows: xcli's float32 kernel against AMX's
+    python benchmarks/int8_kernels.py --rows 8        # a batch of 8's decode step (float32 kernels too)
 
 One row (a batch-1 decode step; ``--rows``: that many) times the q, k, v, out, fc1 and fc2 weights of
 ``--layers`` layers of XGLM-564M's shape (d_model 1024, ffn 4096; random weights), more than the
@@ -13,7 +14,8 @@ runs the same products; the best of ``--repeat`` passes is reported, in ms and w
 second, with its speed against float32 and the largest difference of its outputs from the exact
 product of the same int8 weights (float64). The kernels:
 
-* float32: ``F.linear`` (torch's default, MKL) and oneDNN's matmul (``kernels._linear``);
+* float32: ``F.linear`` (torch's default, MKL), oneDNN's matmul (``kernels._linear``) and, up to
+  ``native.F32_ROWS`` rows, xcli's float32 kernel (``native.f32_rows``, float32 decode steps);
 * torch ``_weight_int8pack_mm``: int8 weights, inputs rounded to bfloat16;
 * torch ``_int_mm`` and oneDNN's int8 linear (``quantize.Int8Linear``): inputs rounded to int8 per row;
 * xcli's kernel (``xcli_models.native``): int8 weights blocked, float32 inputs; from
@@ -64,6 +66,9 @@ def candidates(weights: list[torch.Tensor], rows: dict[int, torch.Tensor]) -> di
 
     if kernels.onednn_available():
         found["float32, oneDNN"] = lambda: [kernels._linear(x(w), w, None) for w in weights]
+    own = native.int8_kernel()
+    if own is not None and next(iter(rows.values())).shape[0] <= native.F32_ROWS:
+        found["float32, xcli's float32 kernel"] = lambda: [native.f32_rows(own, x(w), w, None) for w in weights]
     bf16 = [(q, s.to(torch.bfloat16)) for q, s in int8]
     found["torch _weight_int8pack_mm (bf16 rows)"] = lambda: [
         torch.ops.aten._weight_int8pack_mm(x(q).bfloat16(), q, s).float() for q, s in bf16]
@@ -79,7 +84,6 @@ def candidates(weights: list[torch.Tensor], rows: dict[int, torch.Tensor]) -> di
     if int8_available():
         layers = [Int8Linear(w, None) for w in weights]
         found["oneDNN int8, Int8Linear (int8 rows)"] = lambda: [layer(rows[layer.in_features]) for layer in layers]
-    own = native.int8_kernel()
     if own is not None:
         blocked = [(native.block_rows(q), s, q.shape[0]) for q, s in int8]
         many = next(iter(rows.values())).shape[0] >= native.AMX_FROM_ROWS
