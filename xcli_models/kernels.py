@@ -18,10 +18,10 @@ Float32 products of up to ``native.F32_ROWS`` rows (the decode steps of generati
 batch, beams) go to xcli's own float32 kernel instead where it can be had (``native.f32_rows``,
 ``xcli_f32_rows``; not in row-invariant blocks, whose rows must be rounded alike at any batch size):
 it reads a weight once for all the rows, a group of output channels at a time, at close to the
-memory's rate. Measured on MVP-large's decoder projections and LM head (2-core Xeon with AMX, torch
-2.13, 2 threads): 8 rows 33-34 ms against oneDNN's 52-57 (MVP-large batch-8 float32 generation 1.44x
-the reference before, 1.68x after; XGLM-564M 1.61x, 2.38x); 1 row 28.7 ms against MKL's 31.0. The products are the same;
-the rounding of a sum can differ in its last bit (another blocking of the sum, as with MKL on
+memory's rate (``benchmarks/int8_kernels.py --rows 8``, XGLM-564M's projections, 2-core Xeon with
+AMX, torch 2.13, 2 threads: 8 rows 58.9 ms against oneDNN's 84.8 and MKL's 106.0; 1 row 45.1 against
+MKL's 46.9; MVP-large batch-8 float32 generation went from 1.44x the reference to 1.68x, XGLM-564M's
+from 1.61x to 2.38x). The products are the same; the rounding of a sum can differ in its last bit (another blocking of the sum, as with MKL on
 another thread count). The layers ask the context (a context variable: this thread's, or this
 task's) at each product, a fraction of a microsecond; it was once a torch function mode, which
 put Python in front of every torch call in the block, a few microseconds each (measured:
@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import native
 from .native import F32_ROWS as _F32_ROWS, f32_rows as _f32_rows
 
 _DTYPES = (torch.float32, torch.bfloat16)
@@ -116,9 +117,7 @@ def _mkl_rows() -> tuple[int, ...]:
     return _MKL_ROWS if processor_vendor() == "intel" else ()
 
 
-def _native_kernels() -> Any:
-    from . import native
-
+def _native_kernels() -> native.Kernels | None:
     return native.int8_kernel()
 
 

@@ -72,9 +72,9 @@ from typing import Any
 
 from . import hardware
 
-__all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "F32_ROWS", "argmax_rows", "as_rows",
-           "block_rows", "blocked_shape", "f32_rows", "int8_kernel", "int8_rows", "kernel_status", "quantize_rows",
-           "rounded_rows", "unblock_rows"]
+__all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "F32_ROWS", "argmax_rows",
+           "as_rows", "block_rows", "blocked_shape", "f32_rows", "int8_kernel", "int8_rows", "kernel_status",
+           "quantize_rows", "rounded_rows", "unblock_rows"]
 
 logger = logging.getLogger("xcli_models")
 
@@ -102,7 +102,8 @@ AMX_FROM_ROWS = 7
 #: int8, 2 threads, 256 tokens 0.38-0.47 s against 0.52, 512 tokens 0.98-1.06 against 0.51
 AMX_BELOW_ROWS = 256
 #: float32 products of at most this many rows are the float32 kernel's (``xcli_f32_rows``; the C
-#: file's F32_GROUP_ROWS): 32 rows ran 1.5x slower than oneDNN's, 16 rows 1.2x faster (MVP-large)
+#: file's F32_GROUP_ROWS): through MVP-large's decoder projections and LM head 32 rows ran 1.5x
+#: slower than oneDNN's, 16 rows 1.2x faster
 F32_ROWS = 16
 #: what the kernels can apply to their outputs (the C files' act): the exact GELU, within a few
 #: float32 roundings of torch's (its own polynomials for erf)
@@ -170,9 +171,10 @@ class Kernels:
     """The library's functions, typed for ctypes: ``rows`` (``xcli_int8_rows``: int8 weights times
     float32 rows), ``rows_amx`` (``xcli_int8_rows_amx``: the same by AMX's int8 tiles, for many
     rows; 0, or -1 where it could not), ``quantize`` (``xcli_quantize_rows``: float32 rows rounded
-    to int8), ``argmax`` (``xcli_argmax_rows``: each row's first largest value) and ``decode_layers``
-    (``xcli_decode_layers``: a decode step through a stack of layers, ``layers/fused.py``). ``amx``: whether
-    ``rows_amx`` may be used here (:data:`AMX_SWITCH`, the processor, the operating system; checked
+    to int8), ``argmax`` (``xcli_argmax_rows``: each row's first largest value), ``f32_rows``
+    (``xcli_f32_rows``: float32 weights times a few float32 rows) and ``decode_layers``
+    (``xcli_decode_layers``: a decode step through a stack of layers, ``layers/fused.py``). ``amx``:
+    whether ``rows_amx`` may be used here (:data:`AMX_SWITCH`, the processor, the operating system; checked
     by :func:`_agrees`)."""
 
     def __init__(self, library: ctypes.CDLL, env: Any = os.environ) -> None:

@@ -82,26 +82,28 @@ def decode_step(
     caches = []
     for layer_cache, (layer_pointers, layer_numbers, layer_floats) in zip(cache, entries):
         kv = layer_cache.self_attn
-        heads, head_dim = layer_numbers[0], layer_numbers[1]
+        heads, head_dim, ffn, act, norms, float32_products = layer_numbers
         if not kv.filled or kv.length != steps - 1:
             return None
         # room made for the step is kept whether or not it is taken: the cached steps stay as they were
         keys, values, start = kv.writable(1)
         if not _buffers_fit(keys, values, batch, heads, head_dim):
             return None
-        encoder = _encoder_cache(layer_cache.cross_attn, batch, heads, head_dim) if cross else (None, None)
-        if encoder[0] is None and cross:
-            return None
-        if cross and cross_mask is None:
-            cross_mask = _mask(shared.get("cross_mask"), batch, encoder[0].shape[2])
-            if cross_mask is False:
+        encoder_keys = encoder_values = None
+        if cross:
+            encoder_keys, encoder_values = _encoder_cache(layer_cache.cross_attn, batch, heads, head_dim)
+            if encoder_keys is None:
+                return None
+            if cross_mask is None:
+                cross_mask = _mask(shared.get("cross_mask"), batch, encoder_keys.shape[2])
+            if cross_mask is False or (cross_mask is not None and cross_mask.shape[1] != encoder_keys.shape[2]):
                 return None
         caches.append(kv)
         pointers += layer_pointers
-        pointers += (keys.data_ptr(), values.data_ptr(), *(0 if t is None else t.data_ptr() for t in encoder))
-        numbers += layer_numbers[:2]
-        numbers += (layer_numbers[2], keys.shape[2], start, kv.length, *layer_numbers[3:6], int(cross),
-                    0 if encoder[0] is None else encoder[0].shape[2])
+        pointers += (keys.data_ptr(), values.data_ptr(), 0 if encoder_keys is None else encoder_keys.data_ptr(),
+                     0 if encoder_values is None else encoder_values.data_ptr())
+        numbers += (heads, head_dim, ffn, keys.shape[2], start, kv.length, act, norms, float32_products, int(cross),
+                    0 if encoder_keys is None else encoder_keys.shape[2])
         floats += layer_floats
     out = x.reshape(batch, dim).clone()
     tables = array("q", pointers), array("q", numbers), array("f", floats)

@@ -91,7 +91,7 @@ def run_layers(
     cross_weights: tuple[Any, ...] | None = () if output_attentions and cross_attentions else None
     step = None
     if cache is not None and states is None and self_weights is None and not training and after is None \
-            and len(varying) == 1:  # a decode step our kernels may take whole (int8 generation)
+            and len(varying) == 1:  # a decode step our kernels may take whole (see fused.py)
         step = decode_step(layers, x, shared, cache)
     for i, layer in enumerate(layers if step is None else ()):
         if states is not None:

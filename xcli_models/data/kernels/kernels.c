@@ -110,10 +110,10 @@ static inline __attribute__((always_inline)) void two_blocks(const float *x, int
     _mm_prefetch((const char *)(q + AHEAD + 64), _MM_HINT_T1);
     __m512 xs = _mm512_loadu_ps(x + k);
     for (int r = 0; r < BLOCK; r++) {
-      acc[0][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + r * 16)))),
-                                  xs, acc[0][r]);
-      acc[1][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + r * 16)))),
-                                  xs, acc[1][r]);
+      __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + r * 16))));
+      __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + r * 16))));
+      acc[0][r] = _mm512_fmadd_ps(w0, xs, acc[0][r]);
+      acc[1][r] = _mm512_fmadd_ps(w1, xs, acc[1][r]);
     }
   }
   for (int j = 0; j < 2; j++)
@@ -236,7 +236,9 @@ static void group_rows(const float *x, int64_t K, const float *w, int C, int row
   } else if (C == 2) {
     switch (rows) { GROUP(2, 5) GROUP(2, 6) GROUP(2, 7) GROUP(2, 8) }
   } else if (C == 1) {
-    switch (rows) { GROUP(1, 9) GROUP(1, 10) GROUP(1, 11) GROUP(1, 12) GROUP(1, 13) GROUP(1, 14) GROUP(1, 15) GROUP(1, 16) }
+    switch (rows) {
+      GROUP(1, 9) GROUP(1, 10) GROUP(1, 11) GROUP(1, 12) GROUP(1, 13) GROUP(1, 14) GROUP(1, 15) GROUP(1, 16)
+    }
   }
 #undef GROUP
   group_tail(x, K, w, C, rows, sums);
