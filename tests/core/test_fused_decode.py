@@ -26,15 +26,15 @@ pytestmark = pytest.mark.skipif(native.int8_kernel() is None, reason=f"no native
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The batch size of every fused step taken (the kernels' ``decode_layers`` counted)."""
-    kernels = native.int8_kernel()
+    found = native.int8_kernel()
     taken: list[int] = []
-    real = kernels.decode_layers
+    real = found.decode_layers
 
     def counted(*arguments):
         taken.append(arguments[5])
         return real(*arguments)
 
-    monkeypatch.setattr(kernels, "decode_layers", counted)
+    monkeypatch.setattr(found, "decode_layers", counted)
     return taken
 
 
