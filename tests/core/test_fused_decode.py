@@ -236,7 +236,7 @@ def test_post_norm_layers_masks_and_a_sliding_window(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.parametrize("case", ["switched off", "attention weights asked", "head mask", "hidden states asked",
                                   "gradients on", "a float32 layer", "two tokens", "a mask of another length",
-                                  "encoder states"])
+                                  "encoder states", "a norm's weight of another size"])
 def test_calls_it_cannot_serve_run_the_modules(monkeypatch: pytest.MonkeyPatch, calls: list[int], case: str) -> None:
     """Whatever the step cannot serve runs the layers as modules, with their numbers; nothing is
     written into the cache twice."""
@@ -271,6 +271,11 @@ def test_calls_it_cannot_serve_run_the_modules(monkeypatch: pytest.MonkeyPatch, 
     elif case == "a mask of another length":
         with pytest.raises(RuntimeError):  # the modules' own complaint, not a step of the kernels
             _run(layers, x, cache, shared["self_mask"], **options)
+        out = None
+    elif case == "a norm's weight of another size":  # never read past its end: the modules complain
+        layers[0].ffn_post_norm.weight = nn.Parameter(torch.ones(40))
+        with pytest.raises(RuntimeError):
+            _run(layers, x, cache, None, **options)
         out = None
     else:
         out = run_layers(layers, x, shared=shared, cache=cache, **options).last_hidden_state

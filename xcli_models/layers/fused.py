@@ -130,8 +130,9 @@ def _product(layer: nn.Module, float32: bool, int8: bool) -> tuple[tuple[int, in
                 bound.n, bound.inputs, bound.activation, False)
     if kind is kernels.Linear and float32:
         weight, bias = layer._parameters["weight"], layer._parameters["bias"]
-        if (weight.dtype != torch.float32 or not weight.is_cpu or not weight.is_contiguous()
-                or (bias is not None and (bias.dtype != torch.float32 or not bias.is_cpu or not bias.is_contiguous()))):
+        if (weight.dtype != torch.float32 or not weight.is_cpu or not weight.is_contiguous() or weight.dim() != 2
+                or (bias is not None and (bias.dtype != torch.float32 or not bias.is_cpu or not bias.is_contiguous()
+                                          or bias.numel() != weight.shape[0]))):
             return None
         return ((weight.data_ptr(), 0 if bias is None else bias.data_ptr(), 0), weight.shape[0], weight.shape[1],
                 None, True)
@@ -186,7 +187,7 @@ def _entry(layer: nn.Module, dim: int, cross: bool, float32: bool,
         for v in (vectors["weight"], vectors["bias"]):
             if v is None:
                 pointers.append(0)
-            elif v.dtype != torch.float32 or not v.is_cpu or not v.is_contiguous():
+            elif v.dtype != torch.float32 or not v.is_cpu or not v.is_contiguous() or v.numel() != dim:
                 return None
             else:
                 pointers.append(v.data_ptr())
