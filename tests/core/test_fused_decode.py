@@ -284,3 +284,20 @@ def test_calls_it_cannot_serve_run_the_modules(monkeypatch: pytest.MonkeyPatch, 
         assert cache.get_seq_length() == length + x.shape[1]
         expected = _run(layers, x, _prefilled(layers, prompt), shared["self_mask"], **options)
         torch.testing.assert_close(out, expected)
+
+
+def test_a_quantized_checkpoints_steps_are_taken_whole(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                       calls: list[int]) -> None:
+    """An int8 checkpoint (``xcli convert --quantize int8``) loaded for generation (int8 weights
+    times float inputs, as ``generate`` loads it) runs its decode steps as one call too, with the
+    tokens of on-the-fly quantization."""
+    from xcli_models.auto import AutoModel
+    from xcli_models.convert import convert_checkpoint
+
+    _xglm(int8=False).save_pretrained(tmp_path / "float")
+    convert_checkpoint(tmp_path / "float", tmp_path / "int8", quantize="int8")
+    stored = AutoModel.class_for(tmp_path / "int8").from_pretrained(tmp_path / "int8", weight_only=True)
+    ids = torch.tensor([[5, 9, 3, 7], [2, 8, 8, 1]])
+    tokens = stored.generate(ids, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert len(calls) == 5
+    assert torch.equal(tokens, _xglm().generate(ids, max_new_tokens=6, min_new_tokens=6, do_sample=False))
