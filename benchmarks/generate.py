@@ -3,6 +3,8 @@
     python benchmarks/generate.py                       # everything below (slow: builds ~7 GB of checkpoints)
     python benchmarks/generate.py --models xglm --batch 1 --strategies greedy     # the headline case
     python benchmarks/generate.py --size tiny           # a quick run of the whole matrix on small shapes
+    python benchmarks/generate.py --models xglm,mvp --batch 1,8 --strategies greedy \
+        --libraries xcli,xcli-modules,xcli-int8,xcli-int8-modules    # decode steps in one C call, or as modules
 
 Models (random float32 weights in the published shapes, built once with transformers and kept in
 ``--cache``): ``xglm`` (XGLM-564M: d_model 1024, 24 layers, 16 heads, ffn 4096, vocab 256008),
@@ -84,6 +86,9 @@ STRATEGIES = {"greedy": dict(num_beams=1), "beam4": dict(num_beams=4)}
 LIBRARIES = ("transformers", "xcli")
 #: more xcli sides (--libraries): ``--quantize int8`` / ``int4`` (int8 or 4-bit weights times bfloat16 inputs)
 VARIANTS = ("xcli-int8", "xcli-int4")
+#: an xcli side with this suffix runs every decode step's layers as modules (``XCLI_FUSED_DECODE=0``),
+#: not as one call of xcli's C kernels: ``xcli-modules``, ``xcli-int8-modules``
+MODULES = "-modules"
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -166,12 +171,15 @@ def worker(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     if args.worker.startswith("xcli"):
         import xcli_models
+        from xcli_models.layers import fused
 
+        if args.worker.endswith(MODULES):
+            os.environ[fused.SWITCH] = "0"
         model = getattr(xcli_models, spec["ours"]).from_pretrained(root / "xcli")
-        if args.worker in VARIANTS:
+        if args.worker.removesuffix(MODULES) in VARIANTS:
             from xcli_models.quantize import quantize_weight_only
 
-            quantize_weight_only(model, bits=int(args.worker.removeprefix("xcli-int")))
+            quantize_weight_only(model, bits=int(args.worker.removesuffix(MODULES).removeprefix("xcli-int")))
     else:
         import transformers
 
@@ -264,7 +272,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="workers per library, the libraries taking turns (the best counts; evens out load drift)")
     parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: "
-                        + ", ".join(LIBRARIES + VARIANTS))
+                        + ", ".join(LIBRARIES + VARIANTS) + f"; an xcli one with {MODULES} after it: decode steps "
+                        "as modules, not one call of xcli's kernels")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the checkpoints are kept")
     parser.add_argument("--json", type=Path, help="also write all results here")
     parser.add_argument("--build", help=argparse.SUPPRESS)
@@ -329,23 +338,23 @@ def _best(kept: dict | None, new: dict) -> dict:
 def _print_model(name: str, cases: list[dict], per_library: dict, read: int, bandwidth: float) -> None:
     ceiling = bandwidth * 1e9 / read
     print(f"\n{name}: {read / 1e9:.2f} GB of weights per decode step; batch-1 ceiling {ceiling:.1f} tokens/s")
-    print(f"{'batch':>5} {'strategy':>8} {'library':>12} {'TTFT s':>8} {'tok/s':>8} {'vs ref':>7} "
+    print(f"{'batch':>5} {'strategy':>8} {'library':>17} {'TTFT s':>8} {'tok/s':>8} {'vs ref':>7} "
           f"{'of ceil':>7} {'cpu tok/s':>9} {'vs ref':>7} {'peak MiB':>9} {'+MiB':>7} identical")
     for i, case in enumerate(cases):
         rows = {lib: data["cases"][i] for lib, data in per_library.items()}
         reference = rows.get("transformers")
         for lib, row in rows.items():
-            same = "-"
-            if lib == "xcli" and reference is not None:
+            same, kind = "-", lib.removesuffix(MODULES)
+            if kind == "xcli" and reference is not None:
                 same = "yes" if row["sequences"] == reference["sequences"] else "NO"
-            elif lib in VARIANTS and "xcli" in rows:  # the share of tokens equal to float32 xcli's
+            elif kind in VARIANTS and "xcli" in rows:  # the share of tokens equal to float32 xcli's
                 pairs = [(a, b) for r, q in zip(row["sequences"], rows["xcli"]["sequences"]) for a, b in zip(r, q)]
                 same = f"{sum(a == b for a, b in pairs) / len(pairs):.0%} tokens"
             speedup = row["tokens_per_s"] / reference["tokens_per_s"] if reference else float("nan")
             cpu_speedup = row["cpu_tokens_per_s"] / reference["cpu_tokens_per_s"] if reference else float("nan")
             headline = case["batch"] == 1 and case["strategy"] == "greedy"
             of_ceiling = f"{row['tokens_per_s'] / ceiling:.0%}" if headline else ""
-            print(f"{case['batch']:>5} {case['strategy']:>8} {lib:>12} {row['ttft']:>8.3f} {row['tokens_per_s']:>8.2f} "
+            print(f"{case['batch']:>5} {case['strategy']:>8} {lib:>17} {row['ttft']:>8.3f} {row['tokens_per_s']:>8.2f} "
                   f"{speedup:>6.2f}x {of_ceiling:>7} {row['cpu_tokens_per_s']:>9.2f} {cpu_speedup:>6.2f}x "
                   f"{row['peak_rss_mib']:>9.0f} {row['added_rss_mib']:>7.0f} {same}")
 

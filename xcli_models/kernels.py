@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import native
-from .native import F32_ROWS as _F32_ROWS, f32_rows as _f32_rows
+from .native import f32_rows as _f32_rows  # (a name of ours: the tests count what goes there)
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -133,13 +133,17 @@ class Route:
         self.kernels = None if row_invariant else _native_kernels()
         self.routed = self.native = 0
 
+    def native_takes(self, rows: int, w: Any, bias: Any) -> bool:
+        """Whether a float32 product of ``rows`` rows by ``w`` (and ``bias``) goes to xcli's float32
+        kernel (the fused decode step asks too: ``layers/fused.py``)."""
+        return self.kernels is not None and rows <= native.F32_ROWS and native.f32_weight_fits(w, bias)
+
     def product(self, x: Any, w: Any, bias: Any) -> torch.Tensor | None:
         """``x @ w.T + bias`` by xcli's float32 kernel or oneDNN where one takes it, else None."""
         if not _eligible(x, w, bias):
             return None
         rows = x.numel() // x.shape[-1]
-        if (self.kernels is not None and x.dtype == torch.float32 and rows <= _F32_ROWS and w.is_contiguous()
-                and (bias is None or bias.is_contiguous())):
+        if x.dtype == torch.float32 and self.native_takes(rows, w, bias):
             self.native += 1
             return _f32_rows(self.kernels, x, w, bias)
         if not torch.backends.mkldnn.enabled:

@@ -73,7 +73,7 @@ from typing import Any
 from . import hardware
 
 __all__ = ["ACTIVATIONS", "AMX_BELOW_ROWS", "AMX_FROM_ROWS", "BLOCK", "BoundRows", "F32_ROWS", "argmax_rows",
-           "as_rows", "block_rows", "blocked_shape", "f32_rows", "int8_kernel", "int8_rows", "kernel_status",
+           "as_rows", "block_rows", "blocked_shape", "f32_rows", "f32_weight_fits", "int8_kernel", "int8_rows", "kernel_status",
            "quantize_rows", "rounded_rows", "unblock_rows"]
 
 logger = logging.getLogger("xcli_models")
@@ -377,6 +377,16 @@ class BoundRows:
         return out
 
 
+def f32_weight_fits(weight: Any, bias: Any) -> bool:
+    """Whether ``xcli_f32_rows`` takes ``weight`` (N, K) and ``bias`` (N,) or None as they are: float32,
+    contiguous, in the CPU's memory."""
+    import torch
+
+    return (weight.dtype == torch.float32 and weight.dim() == 2 and weight.is_cpu and weight.is_contiguous()
+            and (bias is None or (bias.dtype == torch.float32 and bias.is_cpu and bias.is_contiguous()
+                                  and tuple(bias.shape) == (weight.shape[0],))))
+
+
 def f32_rows(kernels: Kernels, rows: Any, weight: Any, bias: Any) -> Any:
     """``rows`` (..., K) float32 times ``weight`` (N, K) float32, plus ``bias`` (N,) or None, by
     ``kernels``' float32 kernel (``xcli_f32_rows``): (..., N). At most :data:`F32_ROWS` rows, every
@@ -386,10 +396,8 @@ def f32_rows(kernels: Kernels, rows: Any, weight: Any, bias: Any) -> Any:
     n, k = weight.shape
     rows = rows.contiguous()
     count = rows.numel() // k
-    if (count > F32_ROWS or rows.shape[-1] != k or rows.dtype != torch.float32 or weight.dtype != torch.float32
-            or not weight.is_contiguous() or not (rows.is_cpu and weight.is_cpu)
-            or (bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous() or not bias.is_cpu
-                                      or bias.shape != (n,)))):
+    if (count > F32_ROWS or rows.shape[-1] != k or rows.dtype != torch.float32 or not rows.is_cpu
+            or not f32_weight_fits(weight, bias)):
         raise ValueError(f"xcli's float32 kernel takes up to {F32_ROWS} float32 rows of {k} values times a "
                          f"contiguous ({n}, {k}) float32 weight in the CPU's memory")
     out = torch.empty(*rows.shape[:-1], n, dtype=torch.float32)

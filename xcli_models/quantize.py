@@ -262,8 +262,7 @@ class Int8WeightOnlyLinear(_Int8Weights):
         #: applied to the product (a feed-forward's GELU taken in: fuse_activations), or None
         self.activation: str | None = None
         # our kernel takes fewer than NATIVE_BELOW_ROWS rows (AMX_BELOW_ROWS where AMX's tiles take many)
-        below = native.AMX_BELOW_ROWS if kernels is not None and kernels.amx else NATIVE_BELOW_ROWS
-        self._native_below = below * self.in_features
+        self._native_below = native.AMX_BELOW_ROWS if kernels is not None and kernels.amx else NATIVE_BELOW_ROWS
         if self.native:  # a blocked weight (a quantized checkpoint's) is used as it is: memory-mapped
             blocked = int8 if int8.dim() == 4 else native.block_rows(int8)
             self.register_buffer("blocked", blocked, persistent=False)
@@ -281,7 +280,7 @@ class Int8WeightOnlyLinear(_Int8Weights):
         return native.unblock_rows(self.blocked[start // block:-(-stop // block)], stop - start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.native and x.shape[-1] == self.in_features and x.numel() < self._native_below:
+        if x.shape[-1] == self.in_features and self.kernel_takes(x.numel() // self.in_features):
             # a decode step's rows straight to our kernel, in their shape, which adds the bias: one
             # call a product, the weights checked once (145 such products a step for XGLM-564M; a
             # product of 1 x 1024 x 16 took 12 microseconds before, 7 now, 3 of them the call itself)
@@ -289,6 +288,10 @@ class Int8WeightOnlyLinear(_Int8Weights):
             return bound(x) if x.dtype == torch.float32 else bound(x.float()).to(x.dtype)
         out = super().forward(x)
         return out if self.activation is None else _ACTIVATIONS[self.activation](out)
+
+    def kernel_takes(self, rows: int) -> bool:
+        """Whether a product of ``rows`` rows goes to our kernel (see the class docstring)."""
+        return self.native and rows < self._native_below
 
     def kernel(self) -> native.BoundRows:
         """Our kernel bound to this layer's buffers and activation (only where ``native``): bound on

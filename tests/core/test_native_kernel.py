@@ -196,7 +196,7 @@ def test_the_layer_multiplies_decode_rows_by_the_kernel_and_prompts_by_amx_or_th
         one_by_one = torch.cat([layer(row[None]) for row in prompt])
     scale_of = one_by_one.abs().max()
     if many_rows.amx:  # our kernel up to AMX_BELOW_ROWS, as exact as float32
-        assert layer._native_below == native.AMX_BELOW_ROWS * 64
+        assert layer.kernel_takes(native.AMX_BELOW_ROWS - 1) and not layer.kernel_takes(native.AMX_BELOW_ROWS)
         assert float((many - one_by_one).abs().max() / scale_of) < 1e-5
     else:  # the prompt's product of the dequantized weight rounds to bfloat16
         assert float((many - one_by_one).abs().max() / scale_of) < 0.01

@@ -64,11 +64,8 @@ def decode_step(
     batch, dim = x.shape[0], x.shape[2]
     if found is None:
         return None
-    route = kernels._ROUTE.get()
-    float32 = route is not None and route.kernels is not None and batch <= native.F32_ROWS
-    int8 = batch < (native.AMX_BELOW_ROWS if found.amx else quantize.NATIVE_BELOW_ROWS)
-    cross = shared.get("memory") is not None
-    entries = [_entry(layer, dim, cross, float32, int8) for layer in layers]
+    route, cross = kernels._ROUTE.get(), shared.get("memory") is not None
+    entries = [_entry(layer, dim, cross, route, batch) for layer in layers]
     if any(entry is None for entry in entries):
         return None
     steps = cache[0].self_attn.length + 1
@@ -119,28 +116,29 @@ def decode_step(
     return out.view(batch, 1, dim)
 
 
-def _product(layer: nn.Module, float32: bool, int8: bool) -> tuple[tuple[int, int, int], int, int, Any, bool] | None:
+def _product(layer: nn.Module, route: kernels.Route | None,
+             rows: int) -> tuple[tuple[int, int, int], int, int, Any, bool] | None:
     """A projection as the C table takes it: its three pointers, outputs, inputs, the activation it
-    applies itself ("gelu" or None) and whether it is float32; None where our kernels cannot run it."""
+    applies itself ("gelu" or None) and whether it is float32; None where our kernels would not take
+    its product of ``rows`` rows as a module (an int8 layer's own rule; the block's ``route`` for a
+    float32 one)."""
     kind = type(layer)
-    if kind is quantize.Int8WeightOnlyLinear and int8 and layer.native:
+    if kind is quantize.Int8WeightOnlyLinear and layer.kernel_takes(rows):
         bound = layer.kernel()
         bias = bound.bias
         return ((bound.blocked.data_ptr(), bound.scale.data_ptr(), 0 if bias is None else bias.data_ptr()),
                 bound.n, bound.inputs, bound.activation, False)
-    if kind is kernels.Linear and float32:
+    if kind is kernels.Linear and route is not None:
         weight, bias = layer._parameters["weight"], layer._parameters["bias"]
-        if (weight.dtype != torch.float32 or not weight.is_cpu or not weight.is_contiguous() or weight.dim() != 2
-                or (bias is not None and (bias.dtype != torch.float32 or not bias.is_cpu or not bias.is_contiguous()
-                                          or bias.numel() != weight.shape[0]))):
+        if not route.native_takes(rows, weight, bias):
             return None
         return ((weight.data_ptr(), 0 if bias is None else bias.data_ptr(), 0), weight.shape[0], weight.shape[1],
                 None, True)
     return None
 
 
-def _entry(layer: nn.Module, dim: int, cross: bool, float32: bool,
-           int8: bool) -> tuple[list[int], list[int], list[float]] | None:
+def _entry(layer: nn.Module, dim: int, cross: bool, route: kernels.Route | None,
+           rows: int) -> tuple[list[int], list[int], list[float]] | None:
     """What the C table holds for ``layer`` but its caches: pointers, numbers (heads, head_dim, the
     feed-forward width, the activation, the norms, the float32 products) and floats; or None where
     our kernels cannot run it. (Submodules are read from ``_modules``: a step asks for every layer's.)"""
@@ -156,7 +154,7 @@ def _entry(layer: nn.Module, dim: int, cross: bool, float32: bool,
              up_down["down"]]
     if cross:
         roles[4:6] = encoder._modules["query"], encoder._modules["output"]
-    products = [None if role is None else _product(role, float32, int8) for role in roles]
+    products = [None if role is None else _product(role, route, rows) for role in roles]
     if any(p is None for i, p in enumerate(products) if roles[i] is not None):
         return None
     query, key, value, output, cross_query, cross_output, up, down = products

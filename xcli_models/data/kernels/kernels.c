@@ -24,6 +24,11 @@
  * the noise of a shared host's bandwidth, measured on XGLM-564M's projections) */
 #define AHEAD 4096
 
+/* The lanes of 16 that hold the next of `left` values (all 16, or the last ones of a row). */
+static inline __mmask16 tail_lanes(int64_t left) {
+  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
 static inline __attribute__((always_inline)) void block_rows(
     const float *x, int64_t K, const int8_t *w, int rows, float out[3][BLOCK]) {
   __m512 acc[3][BLOCK];
@@ -89,7 +94,7 @@ static inline __attribute__((always_inline)) __m512 gelu16(__m512 x) {
 
 /* GELU of out[0 .. count), in place (count <= 16). */
 static inline __attribute__((always_inline)) void gelu_in_place(float *out, int64_t count) {
-  __mmask16 lanes = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1);
+  __mmask16 lanes = tail_lanes(count);
   _mm512_mask_storeu_ps(out, lanes, gelu16(_mm512_maskz_loadu_ps(lanes, out)));
 }
 
@@ -198,7 +203,7 @@ static inline __attribute__((always_inline)) void channel_group(const float *x, 
   for (int c = 0; c < C; c++)
     for (int j = 0; j < rows; j++) acc[c][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
-    __mmask16 lanes = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+    __mmask16 lanes = tail_lanes(K - k);
     __m512 wv[4];
     for (int c = 0; c < C; c++) {
       _mm_prefetch((const char *)(w + (c + C) * K + k), _MM_HINT_T1); /* the next group's, a hint */
@@ -273,14 +278,14 @@ void xcli_quantize_rows(const float *x, int64_t M, int64_t K, int8_t *q, float *
     const float *row = x + m * K;
     __m512 top = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
-      __mmask16 lanes = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+      __mmask16 lanes = tail_lanes(K - k);
       top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes, row + k)));
     }
     float largest = _mm512_reduce_max_ps(top);
     float s = (largest > 1e-12f ? largest : 1e-12f) / 127.0f;
     __m512 sv = _mm512_set1_ps(s), low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
     for (int64_t k = 0; k < K; k += 16) {
-      __mmask16 lanes = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+      __mmask16 lanes = tail_lanes(K - k);
       __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, row + k), sv);
       v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       v = _mm512_min_ps(_mm512_max_ps(v, low), high);
@@ -579,10 +584,6 @@ static void layer_norm(const float *x, float *out, int64_t rows, int64_t D, cons
       o[k] = bias ? v + bias[k] : v;
     }
   }
-}
-
-static inline __mmask16 tail_lanes(int64_t left) {
-  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
 static inline float dot(const float *a, const float *b, int64_t n) {
