@@ -102,8 +102,7 @@ AMX_FROM_ROWS = 7
 #: int8, 2 threads, 256 tokens 0.38-0.47 s against 0.52, 512 tokens 0.98-1.06 against 0.51
 AMX_BELOW_ROWS = 256
 #: float32 products of at most this many rows are the float32 kernel's (``xcli_f32_rows``; the C
-#: file's F32_GROUP_ROWS): through MVP-large's decoder projections and LM head 32 rows ran 1.5x
-#: slower than oneDNN's, 16 rows 1.2x faster
+#: file's F32_GROUP_ROWS, where the measurements are: past it oneDNN's product is the faster)
 F32_ROWS = 16
 #: what the kernels can apply to their outputs (the C files' act): the exact GELU, within a few
 #: float32 roundings of torch's (its own polynomials for erf)

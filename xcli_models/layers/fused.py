@@ -65,9 +65,12 @@ def decode_step(
     if found is None:
         return None
     route, cross = kernels._ROUTE.get(), shared.get("memory") is not None
-    entries = [_entry(layer, dim, cross, route, batch) for layer in layers]
-    if any(entry is None for entry in entries):
-        return None
+    entries = []
+    for layer in layers:  # (the first layer it cannot run ends the asking: the modules run then)
+        entry = _entry(layer, dim, cross, route, batch)
+        if entry is None:
+            return None
+        entries.append(entry)
     steps = cache[0].self_attn.length + 1
     mask = _mask(shared.get("self_mask"), batch, steps)
     if mask is False:

@@ -191,10 +191,12 @@ void xcli_int8_rows(const float *x, int64_t M, const int8_t *w, const float *sca
  * (4 channels for up to 4 rows, 2 for up to 8, else 1: at most 16 accumulators), each channel's
  * inputs read once for all the rows, as one forward sweep over the group's rows of weights, the next
  * group's asked for early. Each output is summed in the same order whatever the number of rows
- * (16 lanes, then the lanes), so a row's numbers do not depend on the rows beside it. Measured on
- * MVP-large's decoder projections and LM head (2-core Xeon with AMX, 2 threads, best of 9): 8 rows
- * 33-34 ms against oneDNN's 52-57 and MKL's 75, 1 row 28.7 against MKL's 31.0, 3 rows 29.8 against
- * 34.2, 16 rows 50.6 against oneDNN's 60.8; 32 rows 120 against 81 (two sweeps), so not used there. */
+ * (16 lanes, then the lanes), so a row's numbers do not depend on the rows beside it. Measured by
+ * benchmarks/int8_kernels.py (XGLM-564M's projections, 2-core Xeon with AMX, 2 threads): 8 rows
+ * 58.9 ms against oneDNN's 84.8 and MKL's 106.0, 1 row 45.1 against MKL's 46.9. Past 16 rows
+ * (native.py's F32_ROWS) oneDNN is the faster: 32 rows 120 ms against 81 on MVP-large's shapes
+ * (two sweeps of the weights), 20 rows 79 against 49 on XLNet-base's (too many accumulators), by
+ * hand. */
 #define F32_GROUP_ROWS 16
 
 static inline __attribute__((always_inline)) void channel_group(const float *x, int64_t K, const float *w, int C,
