@@ -144,8 +144,8 @@ class Attention(nn.Module):
             source = hidden if memory is None else memory
             k = split_heads(self.key(source), self.n_heads)
             v = split_heads(self.value(source), self.n_heads)
-            if cache is not None:
-                k, v = cache.set(k, v) if memory is not None else cache.append(k, v)
+            if cache is not None:  # (the encoder's, kept for every step, in the layout steps read: contiguous)
+                k, v = cache.set(k.contiguous(), v.contiguous()) if memory is not None else cache.append(k, v)
         if prefix is not None:
             pk, pv = (p if p.dim() == 4 else p.unsqueeze(0) for p in prefix)
             b = q.shape[0]

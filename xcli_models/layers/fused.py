@@ -211,13 +211,11 @@ def _buffers_fit(keys: torch.Tensor, values: torch.Tensor, batch: int, heads: in
 
 def _encoder_cache(kv: KVCache | None, batch: int, heads: int,
                    head_dim: int) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
-    """The encoder's cached keys and values (B, H, S, Dh), made contiguous in the cache once (the
-    cross-attention caches views of its projections); (None, None) where there are none to use."""
+    """The encoder's cached keys and values (B, H, S, Dh), contiguous as the cross-attention keeps
+    them; (None, None) where there are none to use."""
     if kv is None or not kv.filled:
         return None, None
     keys, values = kv.key, kv.value
-    if not (keys.is_contiguous() and values.is_contiguous()):
-        keys, values = kv.set(keys.contiguous(), values.contiguous())
     if not _buffers_fit(keys, values, batch, heads, head_dim) or keys.shape[2] == 0:
         return None, None
     return keys, values
